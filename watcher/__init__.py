@@ -1,0 +1,1 @@
+"""registry-watcher: screens what npm and PyPI releases actually published, and pages the owners."""

@@ -1,0 +1,492 @@
+"""Safe streaming reader for npm tarballs, sdists (.tar.gz/.tar.bz2/.tar.xz/.zip) and wheels.
+
+Nothing is ever written to disk. A tar is decompressed by our own bounded reader so that a gzip bomb
+is stopped by its ratio before it is inflated; a zip's central directory is checked (sizes, ratios,
+overlapping entries) before any member is read. Every oddity becomes an `archive-anomaly` finding and
+the reader goes on with what it can read, or stops cleanly.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Protocol
+
+from watcher.errors import ArchiveError
+from watcher.model import Category, Finding, Member, MemberKind, Severity
+
+_MiB = 1024 * 1024
+_CHUNK = 256 * 1024
+# pax/GNU long-name headers are read into memory by tarfile; none legitimate is this large.
+_MAX_TAR_META_HEADER = _MiB
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    max_member_bytes: int = 256 * _MiB  # a larger member is listed but its content is not read
+    max_total_bytes: int = 2048 * _MiB  # uncompressed bytes read from one archive
+    max_members: int = 100_000
+    max_ratio: float = 200.0  # uncompressed / compressed
+    ratio_floor_bytes: int = 16 * _MiB  # the ratio is enforced once this much was inflated
+
+
+class _LimitExceeded(Exception):
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class _Decompressor(Protocol):
+    @property
+    def eof(self) -> bool: ...
+    @property
+    def unused_data(self) -> bytes: ...
+    @property
+    def needs_input(self) -> bool: ...
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes: ...
+
+
+class _ZlibAdapter:
+    """zlib's decompressobj with the interface of bz2/lzma's (max_length, needs_input)."""
+
+    def __init__(self) -> None:
+        self._inner = zlib.decompressobj(wbits=31)
+        self._tail = b""
+
+    @property
+    def eof(self) -> bool:
+        return self._inner.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._inner.unused_data
+
+    @property
+    def needs_input(self) -> bool:
+        return not self._inner.unconsumed_tail
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        if not data:
+            data = self._inner.unconsumed_tail
+        out = self._inner.decompress(data, max(max_length, 0))
+        return out
+
+
+def _new_decompressor(kind: str) -> _Decompressor:
+    if kind == "gzip":
+        return _ZlibAdapter()
+    if kind == "bz2":
+        return bz2.BZ2Decompressor()
+    if kind == "xz":
+        return lzma.LZMADecompressor()
+    raise ValueError(kind)
+
+
+class _BoundedInflater(io.RawIOBase):
+    """A read-only stream of decompressed bytes that refuses to inflate past the limits."""
+
+    def __init__(self, raw: IO[bytes], kind: str, limits: ArchiveLimits) -> None:
+        self._raw = raw
+        self._kind = kind
+        self._limits = limits
+        self._decomp: _Decompressor | None = _new_decompressor(kind) if kind != "tar" else None
+        self.compressed_in = 0
+        self.inflated_out = 0
+        self.truncated = False
+        self._raw_eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._read_some(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def _read_some(self, size: int) -> bytes:
+        if self._decomp is None:
+            data = self._raw.read(size)
+            self.compressed_in += len(data)
+            self._account(len(data))
+            return data
+        while True:
+            decomp = self._decomp
+            if decomp.eof:
+                rest = decomp.unused_data
+                if not rest:
+                    rest = self._raw.read(_CHUNK)
+                    self.compressed_in += len(rest)
+                if not rest:
+                    return b""
+                # Concatenated members (gzip allows them): start a new decompressor.
+                self._decomp = decomp = _new_decompressor(self._kind)
+                out = decomp.decompress(rest, size)
+            elif decomp.needs_input:
+                chunk = b"" if self._raw_eof else self._raw.read(_CHUNK)
+                if not chunk:
+                    self._raw_eof = True
+                    self.truncated = True
+                    return b""
+                self.compressed_in += len(chunk)
+                out = decomp.decompress(chunk, size)
+            else:
+                out = decomp.decompress(b"", size)
+            if out:
+                self._account(len(out))
+                return out
+
+    def _account(self, produced: int) -> None:
+        self.inflated_out += produced
+        limits = self._limits
+        if self.inflated_out > limits.max_total_bytes:
+            raise _LimitExceeded(
+                "archive-size-limit",
+                f"archive inflates past the limit of {limits.max_total_bytes:,} bytes; "
+                "reading stopped",
+            )
+        if (
+            self.inflated_out > limits.ratio_floor_bytes
+            and self.inflated_out > limits.max_ratio * max(self.compressed_in, 1)
+        ):
+            raise _LimitExceeded(
+                "archive-compression-bomb",
+                f"compression ratio above {limits.max_ratio:g}:1 "
+                f"({self.inflated_out:,} bytes from {self.compressed_in:,}); reading stopped",
+            )
+
+
+_TAR_META_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class _GuardedTarInfo(tarfile.TarInfo):
+    """Refuses pax / GNU long-name headers big enough to exhaust memory before we see a member."""
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _TAR_META_TYPES and self.size > _MAX_TAR_META_HEADER:
+            raise tarfile.HeaderError(f"extended header of {self.size:,} bytes")
+        result: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
+        return result
+
+
+def detect_format(path: Path) -> str:
+    """`gzip`, `bz2`, `xz`, `tar` or `zip` from the magic bytes; ArchiveError otherwise."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(512)
+    except FileNotFoundError:
+        raise ArchiveError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ArchiveError(f"{path}: is a directory, not an archive") from None
+    except OSError as exc:
+        raise ArchiveError(f"{path}: cannot read ({exc.strerror})") from None
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh"):
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    raise ArchiveError(f"{path}: not a tar, tar.gz, tgz, zip or wheel archive")
+
+
+def _anomaly(rule: str, severity: Severity, path: str, message: str, key: str = "") -> Finding:
+    return Finding(
+        rule=rule,
+        category=Category.ARCHIVE_ANOMALY,
+        severity=severity,
+        path=path,
+        message=message,
+        key=key,
+    )
+
+
+def _unsafe_path_reason(name: str) -> str | None:
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if ".." in parts:
+        return "parent-directory (..) component"
+    return None
+
+
+def _normalise(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+class ArchiveReader:
+    """Iterate an archive's members once. Anomalies collect in `anomalies`; byte counts in
+    `bytes_read` (uncompressed) for the report."""
+
+    def __init__(self, path: Path, limits: ArchiveLimits | None = None) -> None:
+        self.path = path
+        self.limits = limits or ArchiveLimits()
+        self.format = detect_format(path)
+        self.anomalies: list[Finding] = []
+        self.bytes_read = 0
+        self._seen: set[str] = set()
+        self._count = 0
+
+    def members(self) -> Iterator[Member]:
+        if self.format == "zip":
+            yield from self._zip_members()
+        else:
+            yield from self._tar_members()
+
+    # -- shared checks ---------------------------------------------------------------------------
+
+    def _admit(self, name: str) -> bool:
+        """Record per-name anomalies; False once the member-count limit stops the read."""
+        self._count += 1
+        if self._count > self.limits.max_members:
+            self.anomalies.append(
+                _anomaly(
+                    "archive-too-many-members",
+                    Severity.HIGH,
+                    name,
+                    f"more than {self.limits.max_members:,} members; reading stopped",
+                )
+            )
+            return False
+        reason = _unsafe_path_reason(name)
+        if reason:
+            self.anomalies.append(
+                _anomaly(
+                    "archive-path-traversal",
+                    Severity.HIGH,
+                    name,
+                    f"member name has an {reason}: an extractor may write outside its target",
+                )
+            )
+        if name in self._seen:
+            self.anomalies.append(
+                _anomaly(
+                    "archive-duplicate-member",
+                    Severity.MEDIUM,
+                    name,
+                    "the same name appears twice: installers may take either copy",
+                )
+            )
+        self._seen.add(name)
+        return True
+
+    def _too_large(self, name: str, size: int) -> bool:
+        if size <= self.limits.max_member_bytes:
+            return False
+        self.anomalies.append(
+            _anomaly(
+                "archive-member-too-large",
+                Severity.MEDIUM,
+                name,
+                f"member of {size:,} bytes exceeds the {self.limits.max_member_bytes:,}-byte "
+                "limit; its content was not scanned",
+            )
+        )
+        return True
+
+    def _corrupt(self, exc: BaseException, where: str) -> None:
+        self.anomalies.append(
+            _anomaly(
+                "archive-corrupt",
+                Severity.HIGH,
+                where,
+                f"archive is truncated or corrupt ({type(exc).__name__}: {exc}); "
+                "scanned what could be read",
+            )
+        )
+
+    # -- tar -------------------------------------------------------------------------------------
+
+    def _tar_members(self) -> Iterator[Member]:
+        with self.path.open("rb") as raw:
+            inflater = _BoundedInflater(raw, self.format, self.limits)
+            stream = io.BufferedReader(inflater, buffer_size=_CHUNK)
+            last = self.path.name
+            try:
+                with tarfile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo) as archive:
+                    for info in archive:
+                        name = _normalise(info.name)
+                        last = name
+                        if not self._admit(name):
+                            break
+                        member = self._tar_member(archive, info, name)
+                        yield member
+                        # tarfile keeps every TarInfo in stream mode; we never need them again.
+                        archive.members.clear()  # type: ignore[attr-defined]
+            except _LimitExceeded as exc:
+                self.anomalies.append(_anomaly(exc.rule, Severity.HIGH, last, str(exc)))
+            except (tarfile.TarError, EOFError, zlib.error, OSError, lzma.LZMAError) as exc:
+                self._corrupt(exc, last)
+            else:
+                if inflater.truncated:
+                    self._corrupt(EOFError("compressed stream ends early"), last)
+            finally:
+                self.bytes_read = inflater.inflated_out
+
+    def _tar_member(self, archive: tarfile.TarFile, info: tarfile.TarInfo, name: str) -> Member:
+        if info.isreg():
+            if self._too_large(name, info.size):
+                return Member(name, MemberKind.FILE, info.size)
+            handle = archive.extractfile(info)
+            data = handle.read() if handle is not None else b""
+            if len(data) < info.size:
+                raise EOFError(f"{name}: member data ends early")
+            return Member(name, MemberKind.FILE, info.size, data)
+        if info.isdir():
+            return Member(name, MemberKind.DIRECTORY, 0)
+        if info.issym() or info.islnk():
+            kind = MemberKind.SYMLINK if info.issym() else MemberKind.HARDLINK
+            self._link_anomaly(name, kind, info.linkname)
+            return Member(name, kind, 0, link_target=info.linkname)
+        if info.isdev():
+            self.anomalies.append(
+                _anomaly(
+                    "archive-special-file",
+                    Severity.HIGH,
+                    name,
+                    "device or FIFO entry: no package ships one",
+                )
+            )
+            return Member(name, MemberKind.DEVICE, 0)
+        return Member(name, MemberKind.OTHER, info.size)
+
+    def _link_anomaly(self, name: str, kind: MemberKind, target: str) -> None:
+        escapes = _unsafe_path_reason(target) is not None
+        self.anomalies.append(
+            _anomaly(
+                "archive-link",
+                Severity.HIGH if escapes else Severity.MEDIUM,
+                name,
+                f"{kind.value} to {target!r}"
+                + (
+                    ": points outside the package" if escapes else ": links are unusual in packages"
+                ),
+                key=target,
+            )
+        )
+
+    # -- zip -------------------------------------------------------------------------------------
+
+    def _zip_members(self) -> Iterator[Member]:
+        try:
+            archive = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            self._corrupt(exc, self.path.name)
+            return
+        with archive:
+            infos = archive.infolist()
+            overlapping = self._zip_overlaps(infos)
+            declared_total = 0
+            for info in infos:
+                name = _normalise(info.filename)
+                if not self._admit(name):
+                    return
+                member = self._zip_member(archive, info, name, overlapping)
+                if member.data is not None:
+                    declared_total += len(member.data)
+                    self.bytes_read = declared_total
+                    if declared_total > self.limits.max_total_bytes:
+                        self.anomalies.append(
+                            _anomaly(
+                                "archive-size-limit",
+                                Severity.HIGH,
+                                name,
+                                f"archive inflates past the limit of "
+                                f"{self.limits.max_total_bytes:,} bytes; reading stopped",
+                            )
+                        )
+                        return
+                yield member
+
+    def _zip_overlaps(self, infos: list[zipfile.ZipInfo]) -> set[int]:
+        """Entries whose compressed data overlaps another's: the trick of non-recursive zip bombs."""
+        spans = sorted((info.header_offset, id(info), info) for info in infos)
+        bad: set[int] = set()
+        previous_end = -1
+        for offset, ident, info in spans:
+            if offset < previous_end:
+                bad.add(ident)
+            # 30-byte local header + name; the extra field is not in the central directory's view.
+            previous_end = max(
+                previous_end, offset + 30 + len(info.orig_filename) + info.compress_size
+            )
+        if bad:
+            self.anomalies.append(
+                _anomaly(
+                    "archive-compression-bomb",
+                    Severity.HIGH,
+                    self.path.name,
+                    f"{len(bad)} zip entries overlap others' data (a zip-bomb construction); "
+                    "they were not read",
+                )
+            )
+        return bad
+
+    def _zip_member(
+        self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, overlapping: set[int]
+    ) -> Member:
+        mode = info.external_attr >> 16
+        if info.is_dir():
+            return Member(name, MemberKind.DIRECTORY, 0)
+        if stat.S_ISLNK(mode):
+            target = self._zip_read(archive, info, name, 4096) or b""
+            text = target.decode("utf-8", "replace")
+            self._link_anomaly(name, MemberKind.SYMLINK, text)
+            return Member(name, MemberKind.SYMLINK, 0, link_target=text)
+        if id(info) in overlapping:
+            return Member(name, MemberKind.FILE, info.file_size)
+        if self._too_large(name, info.file_size):
+            return Member(name, MemberKind.FILE, info.file_size)
+        limits = self.limits
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > limits.ratio_floor_bytes and ratio > limits.max_ratio:
+            self.anomalies.append(
+                _anomaly(
+                    "archive-compression-bomb",
+                    Severity.HIGH,
+                    name,
+                    f"compression ratio {ratio:,.0f}:1 above {limits.max_ratio:g}:1; not read",
+                )
+            )
+            return Member(name, MemberKind.FILE, info.file_size)
+        if info.flag_bits & 0x1:
+            self.anomalies.append(
+                _anomaly(
+                    "archive-encrypted-member",
+                    Severity.MEDIUM,
+                    name,
+                    "encrypted zip entry: its content cannot be scanned",
+                )
+            )
+            return Member(name, MemberKind.FILE, info.file_size)
+        data = self._zip_read(archive, info, name, limits.max_member_bytes)
+        return Member(name, MemberKind.FILE, info.file_size, data)
+
+    def _zip_read(
+        self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limit: int
+    ) -> bytes | None:
+        try:
+            with archive.open(info) as handle:
+                return handle.read(limit)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+            self._corrupt(exc, name)
+            return None

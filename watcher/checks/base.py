@@ -1,0 +1,110 @@
+"""What every check sees and returns. Checks never do I/O: the scanner hands them members, decoded
+text and parsed source maps, each produced once per artifact."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from watcher.model import Category, Ecosystem, Finding, Manifest, Member, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    """The parts of the configuration the checks need."""
+
+    internal_domains: tuple[str, ...] = ()
+    # size-anomaly: unpacked bytes or file count this many times the baseline's (and past the floor)
+    size_growth_factor: float = 3.0
+    size_growth_floor_bytes: int = 5 * 1024 * 1024
+    file_count_growth_factor: float = 2.0
+    file_count_growth_floor: int = 50
+
+
+@dataclass(slots=True)
+class TextDoc:
+    """Text to scan: a member decoded once, or one original source embedded in a source map.
+
+    `path` is what findings report: the member path, or `<map path> → <original source>` for a
+    source map's `sourcesContent` entry."""
+
+    path: str
+    text: str
+    member_path: str
+    embedded_source: str | None = None  # the original source path inside a source map
+
+
+@dataclass(slots=True)
+class SourceMapDoc:
+    path: str  # member path of the .map file, or of the file that carries an inline map
+    inline: bool
+    source_root: str
+    sources: list[str]
+    contents: list[str | None]  # aligned with `sources`; empty when the map has no sourcesContent
+    url: str | None = None  # the sourceMappingURL that referred to it, if any
+
+
+@dataclass(slots=True)
+class ScanContext:
+    ecosystem: Ecosystem | None
+    name: str | None
+    version: str | None
+    options: ScanOptions = field(default_factory=ScanOptions)
+    package_json: dict[str, Any] | None = None  # npm: the root package.json, once read
+
+
+class Check:
+    """Base of every check; override the hooks you need. Hooks return findings (or yield them)."""
+
+    category: ClassVar[Category]
+
+    def member(self, member: Member, ctx: ScanContext) -> Iterable[Finding]:
+        return ()
+
+    def text(self, doc: TextDoc, ctx: ScanContext) -> Iterable[Finding]:
+        return ()
+
+    def source_map(self, smap: SourceMapDoc, ctx: ScanContext) -> Iterable[Finding]:
+        return ()
+
+    def finish(self, ctx: ScanContext) -> Iterable[Finding]:
+        return ()
+
+    def finding(
+        self,
+        rule: str,
+        severity: Severity,
+        path: str,
+        message: str,
+        *,
+        line: int | None = None,
+        key: str = "",
+        evidence: dict[str, Any] | None = None,
+        severity_if_new: Severity | None = None,
+    ) -> Finding:
+        return Finding(
+            rule=rule,
+            category=self.category,
+            severity=severity,
+            path=path,
+            message=message,
+            line=line,
+            key=key,
+            evidence=evidence or {},
+            severity_if_new=severity_if_new,
+        )
+
+
+def line_of(text: str, offset: int) -> int:
+    """1-based line number of a character offset."""
+    return text.count("\n", 0, offset) + 1
+
+
+class ComparisonCheck:
+    """A check that needs both releases' manifests (size growth, new kinds of content)."""
+
+    category: ClassVar[Category]
+
+    def compare(self, target: Manifest, baseline: Manifest, options: ScanOptions) -> list[Finding]:
+        raise NotImplementedError

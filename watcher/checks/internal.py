@@ -1,0 +1,131 @@
+"""`internal-reference`: what tells outsiders about the publisher's network and machines — URLs on
+configured internal domains or private addresses, and absolute build paths naming a home directory."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from watcher.checks.base import Check, ScanContext, TextDoc, line_of
+from watcher.checks.hosts import internal_host_reason
+from watcher.model import Category, Finding, Severity
+
+_URL_TAIL = re.compile(r"[^\s'\"<>`\\)\]}]{1,2048}")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}$")
+_HOME_PATTERNS = (
+    ("/Users/", re.compile(r"/Users/([A-Za-z0-9._-]{2,64})/")),
+    ("/home/", re.compile(r"/home/([A-Za-z0-9._-]{2,64})/")),
+    ("\\Users\\", re.compile(r"[A-Za-z]:\\{1,2}Users\\{1,2}([A-Za-z0-9._ -]{2,64})\\")),
+)
+# Names that identify nobody: CI runners, container defaults, documentation placeholders.
+_GENERIC_USERS = frozenset(
+    [
+        "runner",
+        "travis",
+        "circleci",
+        "jenkins",
+        "node",
+        "ubuntu",
+        "debian",
+        "ec2-user",
+        "admin",
+        "root",
+        "user",
+        "username",
+        "your-username",
+        "yourname",
+        "you",
+        "me",
+        "name",
+        "foo",
+        "bar",
+        "shared",
+        "public",
+        "guest",
+        "default",
+        "app",
+        "build",
+        "builder",
+        "vagrant",
+        "docker",
+        "gitlab-runner",
+        "buildkite",
+        "appveyor",
+        "vsts",
+        "agent",
+        "project",
+        "workspace",
+    ]
+)
+_MAX_FINDINGS_PER_DOC = 20
+
+
+def iter_urls(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, url) for every `scheme://…` in the text, found with str.find (fast on big files)."""
+    position = text.find("://")
+    while position != -1:
+        start_window = text[max(0, position - 16) : position]
+        scheme = _SCHEME.search(start_window)
+        tail = _URL_TAIL.match(text, position + 3)
+        if scheme and tail:
+            start = position - len(scheme.group(0))
+            yield start, text[start : tail.end()]
+        position = text.find("://", position + 3)
+
+
+class InternalReferenceCheck(Check):
+    category = Category.INTERNAL_REFERENCE
+
+    def text(self, doc: TextDoc, ctx: ScanContext) -> Iterable[Finding]:
+        found = 0
+        seen: set[str] = set()
+        for offset, url in iter_urls(doc.text):
+            if found >= _MAX_FINDINGS_PER_DOC:
+                break
+            reason = internal_host_reason(url, ctx.options.internal_domains)
+            if not reason or reason in seen:
+                continue
+            seen.add(reason)
+            found += 1
+            yield self.finding(
+                "internal-url",
+                Severity.MEDIUM,
+                doc.path,
+                f"URL on {reason}",
+                line=line_of(doc.text, offset),
+                key=reason,
+                evidence={"url": _strip_credentials(url)},
+            )
+        yield from self._home_paths(doc)
+
+    def _home_paths(self, doc: TextDoc) -> Iterator[Finding]:
+        seen: set[str] = set()
+        for needle, pattern in _HOME_PATTERNS:
+            position = doc.text.find(needle)
+            while position != -1 and len(seen) < _MAX_FINDINGS_PER_DOC:
+                start = max(0, position - 3)
+                match = pattern.search(doc.text, start, position + len(needle) + 70)
+                if match:
+                    user = match.group(1)
+                    prefix = match.group(0)
+                    if user.lower() not in _GENERIC_USERS and prefix not in seen:
+                        seen.add(prefix)
+                        yield self.finding(
+                            "home-directory-path",
+                            Severity.LOW,
+                            doc.path,
+                            f"absolute build path {prefix} reveals a user name and directory layout",
+                            line=line_of(doc.text, match.start()),
+                            key=prefix,
+                            evidence={"prefix": prefix},
+                        )
+                position = doc.text.find(needle, position + len(needle))
+
+
+def _strip_credentials(url: str) -> str:
+    """Internal URLs may carry user:password@; the secret check reports those, redacted."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "…@" + authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{authority}{slash}{path}"

@@ -1,0 +1,25 @@
+"""The small exception hierarchy the CLI maps to exit codes and one-line messages."""
+
+
+class WatcherError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ArchiveError(WatcherError):
+    """The input is not an archive we can read at all (missing, unknown format, unreadable)."""
+
+
+class ConfigError(WatcherError):
+    """The configuration is invalid; the message names the key path and what was expected."""
+
+
+class RegistryError(WatcherError):
+    """A registry answered with something that will not heal by retrying (404, 401, bad JSON)."""
+
+
+class IntegrityError(RegistryError):
+    """A downloaded file does not match the digest the registry published for it."""
+
+
+class DeliveryError(WatcherError):
+    """A channel refused a page."""

@@ -1,0 +1,169 @@
+"""The typed values that flow between stages: releases, archive members, findings and reports."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum, StrEnum
+from typing import Any
+
+
+class Ecosystem(StrEnum):
+    NPM = "npm"
+    PYPI = "pypi"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse: info=0 … critical=4."""
+        return _SEVERITY_RANK[self]
+
+    def at_least(self, other: Severity) -> bool:
+        return self.rank >= other.rank
+
+
+_SEVERITY_RANK = {
+    Severity.INFO: 0,
+    Severity.LOW: 1,
+    Severity.MEDIUM: 2,
+    Severity.HIGH: 3,
+    Severity.CRITICAL: 4,
+}
+
+
+class Category(StrEnum):
+    SOURCE_MAP = "source-map"
+    SECRET = "secret"  # noqa: S105 - a category name, not a credential
+    SENSITIVE_FILE = "sensitive-file"
+    VCS_METADATA = "vcs-metadata"
+    INSTALL_HOOK = "install-hook"
+    INTERNAL_REFERENCE = "internal-reference"
+    SIZE_ANOMALY = "size-anomaly"
+    UNEXPECTED_CONTENT = "unexpected-content"
+    PROVENANCE = "provenance"
+    ARCHIVE_ANOMALY = "archive-anomaly"
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """One downloadable file of a release (npm has one tarball; a PyPI release has several files)."""
+
+    filename: str
+    url: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    integrity: str | None = None  # npm `dist.integrity` (SRI) or `sha1-<hex>` from `dist.shasum`
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    published_at: datetime | None = None
+    artifacts: tuple[Artifact, ...] = ()
+
+
+class MemberKind(Enum):
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+    DEVICE = "device"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One archive entry as the reader saw it. `data` is None when the content was not read."""
+
+    path: str
+    kind: MemberKind
+    size: int
+    data: bytes | None = None
+    link_target: str | None = None
+
+
+@dataclass(slots=True)
+class Finding:
+    rule: str
+    category: Category
+    severity: Severity
+    path: str
+    message: str
+    line: int | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    # What distinguishes this finding from others of the same rule at the same path (a redacted
+    # match, a script name…). Part of the fingerprint, never a secret value.
+    key: str = ""
+    # Severity to use when the finding is new compared with the baseline (None: unchanged).
+    severity_if_new: Severity | None = None
+    new: bool = True
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactSummary:
+    """The `target` / `baseline` object of a report."""
+
+    ecosystem: str | None
+    name: str | None
+    version: str | None
+    filename: str
+    sha256: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    size: int
+    sha256: str
+
+
+@dataclass(slots=True)
+class Manifest:
+    """What one release shipped: the baseline the next release is compared with."""
+
+    files: dict[str, ManifestEntry] = field(default_factory=dict)  # stable path -> entry
+    fingerprints: dict[str, Severity] = field(default_factory=dict)  # fingerprint -> severity
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(entry.size for entry in self.files.values())
+
+
+@dataclass(slots=True)
+class Report:
+    target: ArtifactSummary
+    findings: list[Finding]
+    manifest: Manifest
+    baseline: ArtifactSummary | None = None
+    elapsed_s: float = 0.0
+    bytes_read: int = 0
+
+    def worst(self) -> Severity | None:
+        if not self.findings:
+            return None
+        return max((finding.severity for finding in self.findings), key=lambda s: s.rank)
+
+
+def stable_path(path: str, version: str | None) -> str:
+    """The path with the release's version replaced, so `pkg-1.0.dist-info/RECORD` in one release
+    and `pkg-1.1.dist-info/RECORD` in the next count as the same file."""
+    if not version:
+        return path
+    return re.sub(rf"(?<![0-9A-Za-z.]){re.escape(version)}(?![0-9A-Za-z])", "{version}", path)
+
+
+def fingerprint(rule: str, path: str, key: str) -> str:
+    return hashlib.sha256(f"{rule}\0{path}\0{key}".encode()).hexdigest()

@@ -1,0 +1,292 @@
+"""Run every check over one artifact, then compare with the baseline release.
+
+`scan_artifact` reads the archive once: each member is hashed for the manifest, decoded once if it is
+text, and a source map is parsed once; checks get what they ask for. `compare_with_baseline` marks
+findings new or not by fingerprint and adds the findings that need both releases (size, new kinds of
+content). Pure: no I/O beyond the archive file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import orjson
+
+from watcher.archive import ArchiveLimits, ArchiveReader
+from watcher.checks import comparison_checks, default_checks
+from watcher.checks.base import Check, ScanContext, ScanOptions, SourceMapDoc, TextDoc
+from watcher.checks.sourcemap import find_inline_maps, looks_like_source_map, parse_source_map
+from watcher.model import (
+    ArtifactSummary,
+    Ecosystem,
+    Finding,
+    Manifest,
+    ManifestEntry,
+    Member,
+    MemberKind,
+    Report,
+    fingerprint,
+    stable_path,
+)
+
+_BINARY_SNIFF = 8192
+_BINARY_SUFFIXES = frozenset(
+    [
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".gif",
+        ".webp",
+        ".ico",
+        ".bmp",
+        ".woff",
+        ".woff2",
+        ".ttf",
+        ".otf",
+        ".eot",
+        ".node",
+        ".so",
+        ".dylib",
+        ".dll",
+        ".exe",
+        ".wasm",
+        ".pyc",
+        ".pyo",
+        ".gz",
+        ".tgz",
+        ".zip",
+        ".jar",
+        ".whl",
+        ".pdf",
+        ".mp3",
+        ".mp4",
+        ".avif",
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRequest:
+    """Everything a scan needs, picklable so it can run in a worker process."""
+
+    path: Path
+    ecosystem: Ecosystem | None = None
+    name: str | None = None
+    version: str | None = None
+    options: ScanOptions = field(default_factory=ScanOptions)
+    limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+
+
+def scan_artifact(request: ScanRequest) -> Report:
+    """Scan one archive on its own; findings are all `new` until compared with a baseline."""
+    started = time.perf_counter()
+    reader = ArchiveReader(request.path, request.limits)
+    ctx = ScanContext(
+        ecosystem=request.ecosystem or _ecosystem_from_filename(request.path.name),
+        name=request.name,
+        version=request.version,
+        options=request.options,
+    )
+    checks = default_checks()
+    findings: list[Finding] = []
+    raw_files: dict[str, ManifestEntry] = {}
+    with request.path.open("rb") as handle:
+        file_sha = hashlib.file_digest(handle, "sha256")
+    for member in reader.members():
+        if member.kind is MemberKind.FILE:
+            digest = hashlib.sha256(member.data).hexdigest() if member.data is not None else ""
+            raw_files[member.path] = ManifestEntry(member.size, digest)
+        _identify(member, ctx)
+        for check in checks:
+            findings.extend(check.member(member, ctx))
+        if member.data is not None and member.kind is MemberKind.FILE:
+            findings.extend(_scan_content(member, checks, ctx))
+    for check in checks:
+        findings.extend(check.finish(ctx))
+    findings.extend(reader.anomalies)
+    _identify_from_filename(request.path.name, ctx)
+
+    manifest = Manifest(
+        files={stable_path(path, ctx.version): entry for path, entry in raw_files.items()}
+    )
+    findings = _fingerprint(findings, ctx.version)
+    manifest.fingerprints = {f.fingerprint: f.severity for f in findings}
+    summary = ArtifactSummary(
+        ecosystem=ctx.ecosystem.value if ctx.ecosystem else None,
+        name=ctx.name,
+        version=ctx.version,
+        filename=request.path.name,
+        sha256=file_sha.hexdigest(),
+        files=len(raw_files),
+        bytes=sum(entry.size for entry in raw_files.values()),
+    )
+    return Report(
+        target=summary,
+        findings=findings,
+        manifest=manifest,
+        elapsed_s=time.perf_counter() - started,
+        bytes_read=reader.bytes_read,
+    )
+
+
+def compare_with_baseline(
+    report: Report,
+    baseline: Manifest | None,
+    baseline_summary: ArtifactSummary | None = None,
+    options: ScanOptions | None = None,
+) -> Report:
+    """Mark each finding new or not; raise what is new to its `severity_if_new`; add the findings
+    that compare the two releases' contents."""
+    options = options or ScanOptions()
+    findings = list(report.findings)
+    if baseline is not None:
+        for check in comparison_checks():
+            findings.extend(check.compare(report.manifest, baseline, options))
+        findings = _fingerprint(findings, report.target.version)
+    for finding in findings:
+        finding.new = baseline is None or finding.fingerprint not in baseline.fingerprints
+        if finding.new and finding.severity_if_new is not None:
+            finding.severity = finding.severity_if_new
+    report.manifest.fingerprints = {f.fingerprint: f.severity for f in findings}
+    findings.sort(key=lambda f: (-f.severity.rank, f.category.value, f.path, f.line or 0))
+    report.findings = findings
+    report.baseline = baseline_summary
+    return report
+
+
+def scan(target: ScanRequest, baseline: ScanRequest | None = None) -> Report:
+    """Scan a release and, when given, its baseline, the two in parallel (one in a worker process)."""
+    started = time.perf_counter()
+    if baseline is None:
+        report = compare_with_baseline(scan_artifact(target), None, None, target.options)
+    else:
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            baseline_future = pool.submit(scan_artifact, baseline)
+            report = scan_artifact(target)
+            base = baseline_future.result()
+        report = compare_with_baseline(report, base.manifest, base.target, target.options)
+        report.bytes_read += base.bytes_read
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _scan_content(member: Member, checks: list[Check], ctx: ScanContext) -> Iterable[Finding]:
+    data = member.data
+    assert data is not None
+    path = member.path
+    if looks_like_source_map(path, data):
+        smap = parse_source_map(data, path, inline=False)
+        if smap is not None:
+            yield from _scan_source_map(smap, checks, ctx)
+            return
+    if _is_binary(path, data):
+        return
+    text = data.decode("utf-8", "replace")
+    doc = TextDoc(path=path, text=text, member_path=path)
+    for check in checks:
+        yield from check.text(doc, ctx)
+    for smap in find_inline_maps(text, path):
+        yield from _scan_source_map(smap, checks, ctx)
+
+
+def _scan_source_map(
+    smap: SourceMapDoc, checks: list[Check], ctx: ScanContext
+) -> Iterable[Finding]:
+    for check in checks:
+        yield from check.source_map(smap, ctx)
+    for source, content in zip(smap.sources, smap.contents, strict=False):
+        if not content:
+            continue
+        doc = TextDoc(
+            path=f"{smap.path} → {source}",
+            text=content,
+            member_path=smap.path,
+            embedded_source=source,
+        )
+        for check in checks:
+            yield from check.text(doc, ctx)
+
+
+def _is_binary(path: str, data: bytes) -> bool:
+    if PurePosixPath(path).suffix.lower() in _BINARY_SUFFIXES:
+        return True
+    return b"\x00" in data[:_BINARY_SNIFF]
+
+
+def _identify(member: Member, ctx: ScanContext) -> None:
+    """Learn the package's identity from its own metadata: npm's root package.json or a PKG-INFO /
+    METADATA file."""
+    parts = member.path.split("/")
+    if member.data is None or len(parts) != 2:
+        return
+    leaf = parts[1]
+    if leaf == "package.json" and ctx.ecosystem in (None, Ecosystem.NPM):
+        try:
+            manifest: Any = orjson.loads(member.data)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(manifest, dict):
+            ctx.ecosystem = Ecosystem.NPM
+            ctx.package_json = manifest
+            ctx.name = ctx.name or _str_or_none(manifest.get("name"))
+            ctx.version = ctx.version or _str_or_none(manifest.get("version"))
+    elif leaf in ("PKG-INFO", "METADATA"):
+        ctx.ecosystem = Ecosystem.PYPI
+        for line in member.data[:65536].decode("utf-8", "replace").splitlines():
+            if not line:
+                break
+            key, _, value = line.partition(":")
+            if key == "Name":
+                ctx.name = ctx.name or value.strip()
+            elif key == "Version":
+                ctx.version = ctx.version or value.strip()
+
+
+def _identify_from_filename(filename: str, ctx: ScanContext) -> None:
+    """Wheels and sdists name themselves `name-version…`; fill what the metadata did not say."""
+    if ctx.name and ctx.version:
+        return
+    stem = filename
+    for suffix in (".whl", ".tar.gz", ".tgz", ".zip", ".tar.bz2", ".tar.xz", ".tar"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    name, _, rest = stem.partition("-")
+    version = rest.split("-", 1)[0]
+    if name and version and version[:1].isdigit():
+        ctx.name = ctx.name or name
+        ctx.version = ctx.version or version
+
+
+def _ecosystem_from_filename(filename: str) -> Ecosystem | None:
+    if filename.endswith(".whl"):
+        return Ecosystem.PYPI
+    return None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _fingerprint(findings: list[Finding], version: str | None) -> list[Finding]:
+    """Give each finding its fingerprint and merge repeats of the same one (counting them)."""
+    merged: dict[str, Finding] = {}
+    for finding in findings:
+        finding.fingerprint = fingerprint(
+            finding.rule, stable_path(finding.path, version), finding.key
+        )
+        first = merged.get(finding.fingerprint)
+        if first is None:
+            merged[finding.fingerprint] = finding
+        elif first is not finding:
+            first.evidence["occurrences"] = first.evidence.get("occurrences", 1) + 1
+    return list(merged.values())
