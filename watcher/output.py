@@ -80,7 +80,7 @@ def render_json(report: Report) -> str:
     return orjson.dumps(report_dict(report), default=_json_default, option=_JSON_OPTIONS).decode()
 
 
-_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
