@@ -215,7 +215,7 @@ def _json_file(raw: Mapping[str, Any], page_url: str, project: str) -> PypiFile 
         # PEP 592 in JSON: false, true, or the reason as a string.
         yanked=bool(yanked),
         yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
-        requires_python=requires if isinstance(requires, str) else None,
+        requires_python=requires if isinstance(requires, str) and requires else None,
     )
 
 
