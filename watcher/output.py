@@ -60,6 +60,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _HINT_MAX = 120
 _HINT_ITEM_MAX = 40
 _HINT_LIST_ITEMS = 3
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS  # evidence may be keyed by numbers
 
 
 # -- JSON ---------------------------------------------------------------------------------------
@@ -78,9 +79,6 @@ def report_dict(report: Report) -> dict[str, Any]:
 
 def render_json(report: Report) -> str:
     return orjson.dumps(report_dict(report), default=_json_default, option=_JSON_OPTIONS).decode()
-
-
-_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
