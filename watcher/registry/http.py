@@ -317,6 +317,31 @@ class RegistryHttp:
         result: HttpResponse = await self._run(once, ecosystem, url)
         return result
 
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        ecosystem: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        """POST a small body (PyPI's XML-RPC journal); same throttle, retries and errors as `get`.
+        Only for idempotent calls: a retried POST is sent again."""
+        host, netloc = self._host(url)
+        request_headers = self._headers(netloc, headers, None)
+
+        async def once() -> HttpResponse:
+            async with host.slots, host.throttler:
+                metrics.REGISTRY_REQUESTS.labels(ecosystem).inc()
+                async with host.session.post(url, data=body, headers=request_headers) as response:
+                    data = await response.read()
+                    metrics.REGISTRY_BYTES.labels(ecosystem).inc(len(data))
+                    self._classify(response, ecosystem, url, data.decode("utf-8", "replace"))
+                    return HttpResponse(response.status, str(response.url), response.headers, data)
+
+        result: HttpResponse = await self._run(once, ecosystem, url)
+        return result
+
     async def get_json(
         self,
         url: str,
