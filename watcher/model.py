@@ -167,3 +167,54 @@ def stable_path(path: str, version: str | None) -> str:
 
 def fingerprint(rule: str, path: str, key: str) -> str:
     return hashlib.sha256(f"{rule}\0{path}\0{key}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RunbookStep:
+    """One containment step: a sentence and, where one exists, the exact command or URL."""
+
+    text: str
+    command: str | None = None
+    url: str | None = None
+
+
+class EventType(StrEnum):
+    OPENED = "incident.opened"
+    UPDATED = "incident.updated"  # a mitigation that is not containment (deprecated, yanked…)
+    RESOLVED = "incident.resolved"
+
+
+@dataclass(slots=True)
+class Incident:
+    """What every channel gets for one bad release. Findings are already redacted."""
+
+    dedup_key: str
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    owner: str
+    opened_at: datetime
+    findings: list[Finding]
+    published_at: datetime | None = None
+    runbook: list[RunbookStep] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)  # label -> URL (registry page, file view)
+    resolved_at: datetime | None = None
+    resolution: str | None = None  # what contained it, in words
+    test: bool = False  # `watcher test-alert`: clearly marked, never a real page
+
+    @staticmethod
+    def key_for(ecosystem: Ecosystem | str, name: str, version: str) -> str:
+        return f"watcher/{ecosystem}/{name}/{version}"
+
+    def worst(self) -> Severity:
+        return max((f.severity for f in self.findings), key=lambda s: s.rank, default=Severity.INFO)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One delivery to make: an incident's opening, update or resolution."""
+
+    type: EventType
+    incident: Incident
+    event_id: str  # stable across retries: the receivers' idempotency key
+    message: str | None = None  # for updates and resolutions: what happened
