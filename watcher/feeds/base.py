@@ -88,6 +88,8 @@ class PackageState:
     versions: frozenset[str] = frozenset()
     # Every artifact filename seen, so files added to an existing release are noticed (PyPI).
     files: frozenset[str] = frozenset()
+    # Versions already reported as yanked (PyPI), so a yank is an event once.
+    yanked: frozenset[str] = frozenset()
     etag: str | None = None
     # The document's own change counter when it has one (npm `_rev` prefix, PyPI last serial).
     generation: int | None = None
