@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 REPO = Path(__file__).resolve().parents[2]
@@ -656,3 +657,25 @@ def run_warehouse(batch_limit: int = 50_000) -> Iterator[Warehouse]:
         yield warehouse
     finally:
         warehouse.stop()
+
+
+# --------------------------------------------------------------------------- pytest fixtures
+# Imported by tests/integration/conftest.py so every integration module shares one server each.
+
+
+@pytest.fixture(scope="session")
+def devpi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devpi]:
+    with run_devpi(tmp_path_factory.mktemp("devpi")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pypiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PypiServer]:
+    with run_pypiserver(tmp_path_factory.mktemp("pypiserver")) as server:
+        yield server
+
+
+@pytest.fixture
+def warehouse() -> Iterator[Warehouse]:
+    with run_warehouse() as server:
+        yield server

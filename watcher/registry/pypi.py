@@ -8,15 +8,18 @@ never fail, when they are absent.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import orjson
+import structlog
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -26,14 +29,21 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from watcher.errors import RegistryError
+from watcher import metrics
+from watcher.errors import IntegrityError, RegistryError
 from watcher.model import Artifact, Ecosystem, Release
+from watcher.registry.config_sources import resolve_pypi_index
+from watcher.registry.http import RegistryHttp, safe_url
+from watcher.registry.versions import select_baseline
+
+log = structlog.get_logger(__name__)
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 SIMPLE_HTML = "application/vnd.pypi.simple.v1+html"
 # PEP 691 content negotiation: JSON preferred, HTML accepted from indexes that only speak PEP 503.
 SIMPLE_ACCEPT = f"{SIMPLE_JSON}, {SIMPLE_HTML};q=0.2, text/html;q=0.01"
 SERIAL_HEADER = "X-PyPI-Last-Serial"
+DEFAULT_MAX_BYTES = 2 * 1024**3  # per file; config `scan.max_download_bytes` overrides
 
 # Hashes we can check when an index publishes something other than sha256 (PEP 503 allows any
 # hashlib name in the URL fragment); strongest first.
@@ -334,3 +344,258 @@ def best_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
         if algo in hashes:
             return algo, hashes[algo]
     return None
+
+
+# --------------------------------------------------------------------------- the client
+
+
+class StalePage(RegistryError):
+    """The index kept serving a copy older than the journal says the project is (CDN cache)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedRelease:
+    """A release whose files are on local disk, verified."""
+
+    release: Release
+    paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanDownload:
+    """What `watcher scan pypi:NAME==VERSION` scans: the target's files and the baseline's."""
+
+    target: FetchedRelease
+    baseline: FetchedRelease | None
+
+
+class PypiClient:
+    """Reads project pages from one Simple API index and downloads release files from it."""
+
+    def __init__(
+        self,
+        http: RegistryHttp,
+        index_url: str,
+        *,
+        stale_attempts: int = 4,
+        stale_backoff: float = 1.0,
+    ) -> None:
+        self.http = http
+        self.index_url = index_url if index_url.endswith("/") else index_url + "/"
+        self.stale_attempts = stale_attempts
+        self.stale_backoff = stale_backoff
+        self._log = log.bind(ecosystem="pypi", index=safe_url(self.index_url))
+
+    def project_url(self, name: str) -> str:
+        return urljoin(self.index_url, normalize(name) + "/")
+
+    async def project(
+        self, name: str, *, etag: str | None = None, min_serial: int | None = None
+    ) -> ProjectPage | None:
+        """The project's page; None when `etag` still matches (304). With `min_serial` (the
+        journal's serial for this project), a page that shows an older serial is a stale cache
+        copy and is re-read with backoff; a page without any serial is accepted as it is."""
+        delay = self.stale_backoff
+        seen: int | None = None
+        for attempt in range(1, self.stale_attempts + 1):
+            page = await self._read_page(name, etag=etag, revalidate=attempt > 1)
+            if page is None:
+                if min_serial is None:
+                    return None
+                # A 304 from a cache proves nothing about the serial: read the full page.
+                etag = None
+                page = await self._read_page(name, etag=None, revalidate=True)
+                assert page is not None
+            if min_serial is None or page.last_serial is None or page.last_serial >= min_serial:
+                return page
+            seen = page.last_serial
+            metrics.FEED_STALE_RETRIES.labels("pypi").inc()
+            self._log.info(
+                "pypi_stale_page",
+                package=page.name,
+                page_serial=page.last_serial,
+                journal_serial=min_serial,
+                attempt=attempt,
+            )
+            if attempt < self.stale_attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise StalePage(
+            f"{normalize(name)}: index still shows serial {seen} < journal {min_serial}"
+        )
+
+    async def _read_page(
+        self, name: str, *, etag: str | None, revalidate: bool
+    ) -> ProjectPage | None:
+        url = self.project_url(name)
+        headers = {"Accept": SIMPLE_ACCEPT}
+        if revalidate:
+            # Asks a CDN to revalidate instead of serving its copy; harmless where ignored.
+            headers["Cache-Control"] = "no-cache"
+        response = await self.http.get(url, ecosystem="pypi", headers=headers, etag=etag)
+        if response.not_modified:
+            return None
+        return parse_page(
+            response.body,
+            response.url,
+            content_type=response.headers.get("Content-Type", ""),
+            project=name,
+            header_serial=response.headers.get(SERIAL_HEADER),
+            etag=response.etag,
+        )
+
+    async def release(self, name: str, version: str) -> tuple[ProjectPage, Release]:
+        page = await self.project(name)
+        assert page is not None
+        return page, page.release(version)
+
+    async def download(self, file: PypiFile | Artifact, dest_dir: Path, *, max_bytes: int) -> Path:
+        """Download one file to `dest_dir`, verified against the digest the index published (the
+        strongest one it offers). A mismatch raises IntegrityError and leaves nothing behind."""
+        path, _size, _sha256 = await self._download(file, dest_dir, max_bytes=max_bytes)
+        return path
+
+    async def _download(
+        self, file: PypiFile | Artifact, dest_dir: Path, *, max_bytes: int
+    ) -> tuple[Path, int, str]:
+        filename = _safe_filename(file.filename)
+        if file.url is None:
+            raise RegistryError(f"{filename}: the index gives no URL")
+        hashes = dict(file.hashes) if isinstance(file, PypiFile) else {}
+        if not hashes and file.sha256:
+            hashes["sha256"] = file.sha256
+        wanted = best_hash(hashes)
+        algorithms = {"sha256"} | ({wanted[0]} if wanted else set())
+        dest = dest_dir / filename
+        got = await self.http.download(
+            file.url, dest, ecosystem="pypi", max_bytes=max_bytes, algorithms=sorted(algorithms)
+        )
+        problem = None
+        if wanted is not None and got.digests[wanted[0]] != wanted[1]:
+            problem = f"{wanted[0]} {got.digests[wanted[0]]} != published {wanted[1]}"
+        elif file.size is not None and got.size != file.size:
+            problem = f"size {got.size} != published {file.size}"
+        if problem is not None:
+            await asyncio.to_thread(dest.unlink, missing_ok=True)
+            raise IntegrityError(f"{filename}: {problem}")
+        if wanted is None:
+            self._log.warning(
+                "pypi_file_unverified", filename=filename, sha256=got.digests["sha256"]
+            )
+        return dest, got.size, got.digests["sha256"]
+
+    async def fetch_release(
+        self, page: ProjectPage, version: str, dest_dir: Path, *, max_bytes: int
+    ) -> FetchedRelease:
+        """Every file of the release (sdist and all wheels), downloaded and verified."""
+        release = page.release(version)
+        if not release.artifacts:
+            raise RegistryError(f"pypi:{page.name}=={version} has no files on the index")
+        by_name = {f.filename: f for f in page.files_of(version)}
+        await asyncio.to_thread(dest_dir.mkdir, parents=True, exist_ok=True)
+        paths: list[Path] = []
+        artifacts: list[Artifact] = []
+        for artifact in release.artifacts:
+            path, size, sha256 = await self._download(
+                by_name[artifact.filename], dest_dir, max_bytes=max_bytes
+            )
+            paths.append(path)
+            # What we measured fills in what a stripped index left out.
+            artifacts.append(replace(artifact, size=size, sha256=artifact.sha256 or sha256))
+        return FetchedRelease(replace(release, artifacts=tuple(artifacts)), tuple(paths))
+
+
+def parse_page(
+    body: bytes,
+    page_url: str,
+    *,
+    content_type: str,
+    project: str,
+    header_serial: str | None = None,
+    etag: str | None = None,
+) -> ProjectPage:
+    """Dispatch on what the index actually served (it may ignore our Accept header)."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == SIMPLE_JSON or kind.endswith("+json") or kind == "application/json":
+        return parse_simple_json(
+            body, page_url, project=project, header_serial=header_serial, etag=etag
+        )
+    return parse_simple_html(
+        body.decode("utf-8", "replace"),
+        page_url,
+        project=project,
+        header_serial=header_serial,
+        etag=etag,
+    )
+
+
+def baseline_version(page: ProjectPage, target: str) -> str | None:
+    """The greatest release below `target` (PEP 440; pre-releases only for a pre-release target)
+    that still has files and is not wholly yanked: a release yanked for leaking must not become
+    the yardstick that makes the same leak look old."""
+    usable = [
+        v for v in page.versions if (files := page.files_of(v)) and not all(f.yanked for f in files)
+    ]
+    return select_baseline(Ecosystem.PYPI, target, usable)
+
+
+async def fetch_for_scan(
+    name: str,
+    version: str,
+    *,
+    dest_dir: Path,
+    index_url: str | None = None,
+    baseline: str | None = "auto",
+    http: RegistryHttp | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ScanDownload:
+    """`watcher scan pypi:NAME==VERSION [--baseline auto|none|VERSION]`: download every file of
+    the release (and of the baseline release) into `dest_dir/target` and `dest_dir/baseline`.
+    `index_url` None = the machine's pip index setting. `baseline`: "auto", "none"/None, or an
+    explicit version of the same project."""
+    index = index_url or resolve_pypi_index().url
+    own_http = http is None
+    client_http = http or RegistryHttp()
+    try:
+        client = PypiClient(client_http, index)
+        page = await client.project(name)
+        assert page is not None
+        target = await client.fetch_release(page, version, dest_dir / "target", max_bytes=max_bytes)
+        base_version: str | None
+        if baseline in (None, "none"):
+            base_version = None
+        elif baseline == "auto":
+            base_version = baseline_version(page, version)
+        else:
+            base_version = baseline
+        base = None
+        if base_version is not None:
+            base = await client.fetch_release(
+                page, base_version, dest_dir / "baseline", max_bytes=max_bytes
+            )
+        return ScanDownload(target, base)
+    finally:
+        if own_http:
+            await client_http.close()
+
+
+def parse_target(spec: str) -> tuple[str, str]:
+    """`pypi:NAME==VERSION` (or `NAME==VERSION`) → (normalized name, version)."""
+    body = spec.removeprefix("pypi:")
+    name, sep, version = body.partition("==")
+    if not sep or not name.strip() or not version.strip():
+        raise RegistryError(f"expected pypi:NAME==VERSION, got {spec!r}")
+    return normalize(name.strip()), version.strip()
+
+
+def _safe_filename(filename: str) -> str:
+    """Index data names the local file: never let it climb out of the download directory."""
+    if (
+        not filename
+        or "/" in filename
+        or "\\" in filename
+        or filename.startswith(".")
+        or "\0" in filename
+    ):
+        raise RegistryError(f"refusing unsafe file name from the index: {filename!r}")
+    return filename
