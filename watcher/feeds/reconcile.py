@@ -83,9 +83,11 @@ class PackageSource(Protocol):
         ...
 
 
-def file_key(version: str, filename: str) -> str:
-    """How an artifact is remembered in `PackageState.files` (neither part contains a `/`)."""
-    return f"{version}/{filename}"
+def file_key(version: str, filename: str, sha256: str | None = None) -> str:
+    """How an artifact is remembered in `PackageState.files` (neither part contains a `/`).
+    With its sha256 when known: a file re-uploaded under the same name (private indexes allow
+    overwrites) is new content and must be scanned again."""
+    return f"{version}/{filename}" + (f"#sha256={sha256}" if sha256 else "")
 
 
 # ----------------------------------------------------------------------------------- the diff
@@ -129,7 +131,7 @@ def diff_package(
 
     current = set(fetched.releases)
     files = {
-        file_key(v, a.filename)
+        file_key(v, a.filename, a.sha256)
         for v, release in fetched.releases.items()
         for a in release.artifacts
     }
@@ -152,7 +154,9 @@ def diff_package(
     for version in _sorted_versions(ecosystem, current & state.versions):
         release = fetched.releases[version]
         late = tuple(
-            a for a in release.artifacts if file_key(version, a.filename) not in state.files
+            a
+            for a in release.artifacts
+            if file_key(version, a.filename, a.sha256) not in state.files
         )
         if late and state.files:
             events.append(
@@ -175,9 +179,11 @@ def diff_package(
                     ecosystem, name, version, feed, now, removed_at=fetched.removed.get(version)
                 )
             )
+        listed = {(v, a.filename) for v, r in fetched.releases.items() for a in r.artifacts}
         for key in sorted(state.files - files):
-            version, _, filename = key.partition("/")
-            if version in current:
+            version, _, rest = key.partition("/")
+            filename = rest.partition("#")[0]
+            if version in current and (version, filename) not in listed:
                 events.append(
                     VersionRemoved(
                         ecosystem, name, version, feed, now, reason="removed", filename=filename
