@@ -192,7 +192,8 @@ class RegistryConfig(_Model):
     @field_validator("url", "changes_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        return None if value is None else _check_http_url(value)
+        # empty counts as unset, so `${VAR:-}` can leave an optional URL out
+        return _check_http_url(value) if value else None
 
     @property
     def mode(self) -> Literal["changes", "poll"]:
@@ -261,7 +262,8 @@ class PagerDutyConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        return None if value is None else _check_http_url(value)
+        # empty counts as unset, so `${VAR:-}` can leave an optional URL out
+        return _check_http_url(value) if value else None
 
 
 class SlackConfig(_Model):
@@ -669,6 +671,10 @@ def _describe_error(error: Mapping[str, Any]) -> Iterator[str]:
     if kind == "missing":
         yield f"{path}: required key missing"
         return
+    if kind == "too_short":
+        count = error.get("ctx", {}).get("min_length", 1)
+        yield f"{path}: expected at least {count} entr{'y' if count == 1 else 'ies'}"
+        return
     if kind == "extra_forbidden":
         parent = _type_at(loc[:-1])
         known = (
@@ -713,8 +719,14 @@ def parse_config(
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            if _format_path(tuple(error["loc"])) not in unset:
+        errors = exc.errors(include_url=False)
+        # a list whose entries are invalid is also "too short" after validation: say it once
+        failing = {tuple(e["loc"][:n]) for e in errors for n in range(1, len(e["loc"]))}
+        for error in errors:
+            loc = tuple(error["loc"])
+            if error["type"] == "too_short" and loc in failing:
+                continue
+            if _format_path(loc) not in unset:
                 problems.extend(_describe_error(error))
     if problems or config is None:
         count = len(problems)
