@@ -4,7 +4,9 @@ exit codes (0 clean, 1 findings at or above --fail-on / a failed command, 2 usag
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,11 +14,13 @@ import structlog
 
 from watcher.archive import ArchiveLimits
 from watcher.checks.base import ScanOptions
+from watcher.config import load_config
 from watcher.errors import WatcherError
+from watcher.fetch import Registries, resolve
 from watcher.logs import configure_logging
 from watcher.model import Report, Severity
 from watcher.output import render_json, render_sarif, render_text
-from watcher.scan import ScanRequest, scan
+from watcher.scan import ScanRequest, scan_release
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -83,13 +87,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    options, limits = _scan_settings(args.config)
-    target = Path(args.target)
-    baseline_arg = args.baseline or "none"
-    baseline = None
-    if baseline_arg not in ("none", "auto"):
-        baseline = ScanRequest(Path(baseline_arg), options=options, limits=limits)
-    report = scan(ScanRequest(target, options=options, limits=limits), baseline)
+    options, limits, registries = _scan_settings(args.config)
+    with tempfile.TemporaryDirectory(prefix="watcher-scan-") as workdir:
+        files = asyncio.run(resolve(args.target, args.baseline, Path(workdir), registries))
+        report = scan_release(
+            [
+                ScanRequest(p, files.ecosystem, options=options, limits=limits)
+                for p in files.targets
+            ],
+            [
+                ScanRequest(p, files.ecosystem, options=options, limits=limits)
+                for p in files.baselines
+            ],
+            prefix_paths=files.from_registry,
+        )
     _print_report(report, args.format)
     threshold = Severity(args.fail_on)
     failing = [f for f in report.findings if f.severity.at_least(threshold)]
@@ -106,13 +117,12 @@ def _scan(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if failing else EXIT_CLEAN
 
 
-def _scan_settings(config_path: Path | None) -> tuple[ScanOptions, ArchiveLimits]:
+def _scan_settings(config_path: Path | None) -> tuple[ScanOptions, ArchiveLimits, Registries]:
     if config_path is None:
-        return ScanOptions(), ArchiveLimits()
-    from watcher.config import load_config  # noqa: PLC0415 - only `--config` needs pydantic models
-
+        return ScanOptions(), ArchiveLimits(), Registries()
     config = load_config(config_path)
-    return config.scan_options(), config.archive_limits()
+    registries = Registries(npm_url=config.registries.npm.url, pypi_url=config.registries.pypi.url)
+    return config.scan_options(), config.archive_limits(), registries
 
 
 def _print_report(report: Report, fmt: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -161,19 +161,73 @@ def compare_with_baseline(
 
 
 def scan(target: ScanRequest, baseline: ScanRequest | None = None) -> Report:
-    """Scan a release and, when given, its baseline, the two in parallel (one in a worker process)."""
+    """Scan one archive and, when given, its baseline, the two in parallel."""
+    return scan_release([target], [baseline] if baseline else [])
+
+
+def scan_release(
+    targets: Sequence[ScanRequest],
+    baselines: Sequence[ScanRequest] = (),
+    *,
+    prefix_paths: bool = False,
+) -> Report:
+    """Scan every file of a release (a PyPI release has an sdist and wheels) and of its baseline,
+    in worker processes, as one report. With `prefix_paths` each path is `<filename>/<member>`, so
+    findings name the file they came from."""
+    if not targets:
+        raise ValueError("nothing to scan")
     started = time.perf_counter()
-    if baseline is None:
-        report = compare_with_baseline(scan_artifact(target), None, None, target.options)
+    jobs = [*targets, *baselines]
+    if len(jobs) == 1:
+        reports = [scan_artifact(jobs[0])]
     else:
-        with ProcessPoolExecutor(max_workers=1) as pool:
-            baseline_future = pool.submit(scan_artifact, baseline)
-            report = scan_artifact(target)
-            base = baseline_future.result()
-        report = compare_with_baseline(report, base.manifest, base.target, target.options)
+        with ProcessPoolExecutor(max_workers=min(2, len(jobs))) as pool:
+            reports = list(pool.map(scan_artifact, jobs))
+    target = _merge(reports[: len(targets)], prefix_paths)
+    base = _merge(reports[len(targets) :], prefix_paths) if baselines else None
+    report = compare_with_baseline(
+        target,
+        base.manifest if base else None,
+        base.target if base else None,
+        targets[0].options,
+    )
+    if base is not None:
         report.bytes_read += base.bytes_read
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _merge(reports: list[Report], prefix_paths: bool) -> Report:
+    """One report for several files of one release."""
+    if len(reports) == 1 and not prefix_paths:
+        return reports[0]
+    first = reports[0].target
+    version = next((r.target.version for r in reports if r.target.version), None)
+    findings: list[Finding] = []
+    files: dict[str, ManifestEntry] = {}
+    for report in reports:
+        prefix = stable_path(report.target.filename, version) + "/" if prefix_paths else ""
+        for finding in report.findings:
+            if prefix_paths:
+                finding.path = f"{report.target.filename}/{finding.path}"
+            findings.append(finding)
+        files.update({prefix + path: entry for path, entry in report.manifest.files.items()})
+    findings = _fingerprint(findings, version)
+    summary = ArtifactSummary(
+        ecosystem=next((r.target.ecosystem for r in reports if r.target.ecosystem), None),
+        name=next((r.target.name for r in reports if r.target.name), None),
+        version=version,
+        filename=", ".join(r.target.filename for r in reports),
+        sha256=first.sha256,
+        files=sum(r.target.files for r in reports),
+        bytes=sum(r.target.bytes for r in reports),
+    )
+    return Report(
+        target=summary,
+        findings=findings,
+        manifest=Manifest(files=files, fingerprints={f.fingerprint: f.severity for f in findings}),
+        bytes_read=sum(r.bytes_read for r in reports),
+    )
 
 
 # -- helpers ------------------------------------------------------------------------------------
