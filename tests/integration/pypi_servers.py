@@ -398,6 +398,7 @@ class Warehouse:
         self.projects: dict[str, _Project] = {}
         self.faults: list[Fault] = []
         self.calls: dict[str, int] = {"xmlrpc": 0, "simple": 0, "files": 0}
+        self.page_hits: dict[str, int] = {}  # project → Simple API page reads
         # Snapshots of each project page per serial, so a "stale" fault can serve an old copy.
         self._history: dict[str, list[bytes]] = {}
         self._lock = threading.Lock()
@@ -458,6 +459,15 @@ class Warehouse:
             target = next(f for f in project.files if f.filename == filename)
             project.files.remove(target)
             self._entry(project.display, target.version, f"remove file {filename}")
+
+    def replace_file(self, name: str, path: Path) -> None:
+        """Same filename, new bytes (a private index with overwrites on)."""
+        with self._lock:
+            project = self.projects[_norm(name)]
+            target = next(f for f in project.files if f.filename == path.name)
+            target.data = path.read_bytes()
+            self._entry(project.display, target.version, f"remove file {path.name}")
+            self._entry(project.display, target.version, f"add source file {path.name}")
 
     def remove_release(self, name: str, version: str) -> None:
         with self._lock:
@@ -561,6 +571,7 @@ class Warehouse:
         self.calls["simple"] += 1
         key = _norm(request.match_info["name"])
         with self._lock:
+            self.page_hits[key] = self.page_hits.get(key, 0) + 1
             if key not in self.projects:
                 return web.Response(status=404, text="not found")
             body = self._page_json(key)
