@@ -4,6 +4,7 @@ single-transaction guarantees under SIGKILL."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -35,6 +36,7 @@ from watcher.model import (
     Severity,
 )
 from watcher.store import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     Delivery,
     IncidentState,
@@ -186,6 +188,41 @@ async def test_store_implements_the_feed_state_protocol(store: Store) -> None:
     assert await store.get_package_state(Ecosystem.NPM, "left-pad") == state
     assert await store.get_package_state(Ecosystem.PYPI, "six") == PackageState()
     assert await store.known_packages(Ecosystem.NPM) == ["left-pad"]
+
+
+async def test_every_package_state_field_round_trips(store: Store) -> None:
+    """Fails when PackageState gains a field the store does not keep."""
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(PackageState):
+        default = f.default
+        if isinstance(default, frozenset):
+            values[f.name] = frozenset({f"{f.name}-1", f"{f.name}-2"})
+        elif f.name == "generation":
+            values[f.name] = 42
+        else:
+            values[f.name] = f"{f.name}-value"
+    state = PackageState(**values)  # type: ignore[arg-type]
+    await store.set_package_state(Ecosystem.PYPI, "sdk", state)
+    assert await store.get_package_state(Ecosystem.PYPI, "sdk") == state
+
+
+async def test_upgrades_a_version_1_file_keeping_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path, isolation_level=None) as db:
+        for statement in MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO packages (ecosystem, name, versions, files, etag, generation, first_seen, "
+            "updated_at) VALUES ('pypi', 'sdk', '[\"1.0\"]', '[]', 'e', 7, 0, 0)"
+        )
+    store = await Store.open(path)
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION
+        state = await store.get_package_state(Ecosystem.PYPI, "sdk")
+        assert state == PackageState(versions=frozenset({"1.0"}), etag="e", generation=7)
+    finally:
+        await store.close()
 
 
 async def test_recording_releases_is_idempotent(store: Store) -> None:

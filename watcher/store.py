@@ -161,6 +161,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (ecosystem, name, version, filename)
         ) WITHOUT ROWID""",
     ),
+    # 2: versions already reported as yanked (PyPI), so a yank is an event once
+    ("ALTER TABLE packages ADD COLUMN yanked TEXT NOT NULL DEFAULT '[]'",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -539,7 +541,7 @@ class Store:
 
     async def get_package_state(self, ecosystem: Ecosystem, name: str) -> PackageState | None:
         rows = await self._read(
-            "SELECT versions, files, etag, generation FROM packages "
+            "SELECT versions, files, yanked, etag, generation FROM packages "
             "WHERE ecosystem = ? AND name = ?",
             (Ecosystem(ecosystem).value, name),
         )
@@ -549,6 +551,7 @@ class Store:
         return PackageState(
             versions=frozenset(orjson.loads(row["versions"])),
             files=frozenset(orjson.loads(row["files"])),
+            yanked=frozenset(orjson.loads(row["yanked"])),
             etag=row["etag"],
             generation=row["generation"],
         )
@@ -1032,16 +1035,17 @@ async def _set_package_state(
     db: aiosqlite.Connection, ecosystem: Ecosystem, name: str, state: PackageState, at: float
 ) -> None:
     await db.execute(
-        "INSERT INTO packages (ecosystem, name, versions, files, etag, generation, first_seen, "
-        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "INSERT INTO packages (ecosystem, name, versions, files, yanked, etag, generation, "
+        "first_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (ecosystem, name) DO UPDATE SET versions = excluded.versions, "
-        "files = excluded.files, etag = excluded.etag, generation = excluded.generation, "
-        "updated_at = excluded.updated_at",
+        "files = excluded.files, yanked = excluded.yanked, etag = excluded.etag, "
+        "generation = excluded.generation, updated_at = excluded.updated_at",
         (
             ecosystem.value,
             name,
             _json(sorted(state.versions)),
             _json(sorted(state.files)),
+            _json(sorted(state.yanked)),
             state.etag,
             state.generation,
             at,
