@@ -1,8 +1,452 @@
-"""`secret`: placeholder until the rule set lands."""
+"""`secret`: credentials in text members and in source maps' embedded sources.
 
-from watcher.checks.base import Check
-from watcher.model import Category
+Rules are data (`secrets.toml` beside this module), gitleaks-style. Scanning is built for 100 MB
+minified bundles: each rule's keywords are found with C-speed literal search (all keywords sharing a
+first character in one regex pass, which `re` runs as a fast scan for that character) and the rule's
+regex runs only on a small window around each hit, never over the whole text. A match must then
+survive the rule's validator (checksums), entropy floor, allowlists and the placeholder filter.
+A secret's value never leaves this module: findings carry `watcher.redact.redact` of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import hashlib
+import math
+import re
+import tomllib
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from watcher.checks.base import Check, ScanContext, TextDoc
+from watcher.model import Category, Finding, Severity
+from watcher.redact import redact
+
+RULES_FILE = Path(__file__).with_name("secrets.toml")
+
+# Past this many matches of one rule in one document the rest are counted, not reported: a generated
+# file full of tokens is one problem, not thousands of pages.
+_MAX_MATCHES_PER_RULE = 50
+_DEFAULT_AFTER = 256
+
+
+# -- validators ----------------------------------------------------------------------------------
+
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def base62_crc32(data: str) -> str:
+    """CRC32 of `data`, base62-encoded and left-padded to 6 characters: the checksum GitHub and npm
+    append to their tokens."""
+    value = zlib.crc32(data.encode("ascii"))
+    digits = ""
+    while value:
+        value, rem = divmod(value, 62)
+        digits = _BASE62[rem] + digits
+    return digits.rjust(6, "0")
+
+
+def _prefixed_crc32(token: str) -> bool:
+    """`<prefix>_<30 random chars><6-char checksum of them>`."""
+    _, sep, body = token.partition("_")
+    if not sep or len(body) != 36 or not body.isascii():
+        return False
+    return base62_crc32(body[:30]) == body[30:]
+
+
+def _pypi_macaroon(token: str) -> bool:
+    """A PyPI token is `pypi-` + a base64url macaroon (v2 binary): version byte 2, an optional
+    location field (type 1) and an identifier field (type 2)."""
+    payload = token.removeprefix("pypi-")[:400]
+    payload = payload[: len(payload) - len(payload) % 4]
+    try:
+        raw = base64.urlsafe_b64decode(payload)
+    except (binascii.Error, ValueError):
+        return False
+    if len(raw) < 4 or raw[0] != 2:
+        return False
+    pos = 1
+    fields: dict[int, bytes] = {}
+    for _ in range(2):
+        field_type, pos = _varint(raw, pos)
+        length, pos = _varint(raw, pos)
+        if field_type not in (1, 2) or length <= 0 or pos + length > len(raw):
+            return False
+        fields[field_type] = raw[pos : pos + length]
+        pos += length
+        if field_type == 2:
+            break
+    location = fields.get(1, b"")
+    return 2 in fields and all(32 < byte < 127 for byte in location)
+
+
+def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(raw) and shift < 35:
+        byte = raw[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    return -1, pos
+
+
+VALIDATORS: Mapping[str, Callable[[str], bool]] = {
+    "github_crc32": _prefixed_crc32,
+    "npm_crc32": _prefixed_crc32,
+    "pypi_macaroon": _pypi_macaroon,
+}
+
+
+# -- rules ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRule:
+    id: str
+    description: str
+    pattern: re.Pattern[str]
+    keywords: tuple[str, ...]
+    severity: Severity
+    revoke: str
+    before: int = 0
+    after: int = _DEFAULT_AFTER
+    secret_group: int | None = None
+    validator: str | None = None
+    entropy: float | None = None
+    min_classes: int = 0
+    near: tuple[str, ...] = ()
+    near_distance: int = 0
+    paths: re.Pattern[str] | None = None
+    allow: tuple[re.Pattern[str], ...] = ()
+    allow_match: tuple[re.Pattern[str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Allowlist:
+    sha256: frozenset[str]
+    placeholder_substrings: tuple[str, ...]
+    stopwords: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _KeywordGroup:
+    """Keywords sharing a first character, found in one regex pass. `dispatch` maps each keyword
+    to the rules of every keyword it starts with (a hit on `sk-ant-` is also a hit on `sk-`)."""
+
+    pattern: re.Pattern[str]
+    dispatch: Mapping[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class SecretMatch:
+    """One credential found in a text. `value` is the raw secret: it stays inside this module's
+    callers in memory and is never logged, stored or reported."""
+
+    rule: SecretRule
+    start: int  # offset of the secret in the text
+    end: int
+    value: str
+
+    @property
+    def redacted(self) -> str:
+        return redact(self.value)
+
+
+class RuleSet:
+    """The compiled rules and the keyword index built from them."""
+
+    def __init__(self, rules: Iterable[SecretRule], allowlist: Allowlist) -> None:
+        self.rules: tuple[SecretRule, ...] = tuple(rules)
+        self.allowlist = allowlist
+        by_keyword: dict[str, list[int]] = {}
+        for index, rule in enumerate(self.rules):
+            if not rule.keywords:
+                raise ValueError(f"secret rule {rule.id}: keywords are required")
+            for keyword in rule.keywords:
+                by_keyword.setdefault(keyword, []).append(index)
+        by_first: dict[str, list[str]] = {}
+        for keyword in by_keyword:
+            by_first.setdefault(keyword[0], []).append(keyword)
+        groups = []
+        for keywords in by_first.values():
+            keywords.sort(key=len, reverse=True)  # alternation tries the longest first
+            dispatch = {
+                keyword: tuple(
+                    sorted(
+                        {
+                            i
+                            for other in keywords
+                            if keyword.startswith(other)
+                            for i in by_keyword[other]
+                        }
+                    )
+                )
+                for keyword in keywords
+            }
+            pattern = re.compile("|".join(re.escape(keyword) for keyword in keywords))
+            groups.append(_KeywordGroup(pattern, dispatch))
+        self._groups = tuple(groups)
+
+    def scan(self, text: str, path: str = "") -> list[SecretMatch]:
+        """Every credential in `text`, at most one per stretch of text (the earlier rule wins)."""
+        windows = self._windows(text, path)
+        candidates: list[SecretMatch] = []
+        for index, spans in sorted(windows.items()):
+            candidates.extend(self._run_rule(self.rules[index], text, spans))
+        return self._resolve_overlaps(candidates)
+
+    # The keyword pass: where may each rule match?
+    def _windows(self, text: str, path: str) -> dict[int, list[tuple[int, int]]]:
+        hits: dict[int, list[int]] = {}
+        keyword_len: dict[int, list[int]] = {}
+        for group in self._groups:
+            search = group.pattern.search
+            dispatch = group.dispatch
+            found = search(text)
+            while found is not None:
+                start = found.start()
+                keyword = found.group()
+                for index in dispatch[keyword]:
+                    hits.setdefault(index, []).append(start)
+                    keyword_len.setdefault(index, []).append(len(keyword))
+                found = search(text, start + 1)
+        windows: dict[int, list[tuple[int, int]]] = {}
+        size = len(text)
+        for index, starts in hits.items():
+            rule = self.rules[index]
+            if rule.paths is not None and not rule.paths.search(path):
+                continue
+            raw = sorted(
+                (max(0, s - rule.before), min(size, s + n + rule.after))
+                for s, n in zip(starts, keyword_len[index], strict=True)
+            )
+            merged = [raw[0]]
+            for lo, hi in raw[1:]:
+                last_lo, last_hi = merged[-1]
+                if lo <= last_hi:
+                    merged[-1] = (last_lo, max(last_hi, hi))
+                else:
+                    merged.append((lo, hi))
+            windows[index] = merged
+        return windows
+
+    def _run_rule(
+        self, rule: SecretRule, text: str, spans: list[tuple[int, int]]
+    ) -> list[SecretMatch]:
+        found: list[SecretMatch] = []
+        seen: set[tuple[int, int]] = set()
+        for lo, hi in spans:
+            for match in rule.pattern.finditer(text, lo, hi):
+                group = _secret_group(rule, match)
+                start, end = match.span(group)
+                if (start, end) in seen:
+                    continue
+                seen.add((start, end))
+                value = match.group(group)
+                if self._accepts(rule, value, match, text):
+                    found.append(SecretMatch(rule, start, end, value))
+        return found
+
+    def _accepts(self, rule: SecretRule, value: str, match: re.Match[str], text: str) -> bool:
+        if rule.validator is not None and not VALIDATORS[rule.validator](value):
+            return False
+        if rule.entropy is not None and shannon_entropy(value) < rule.entropy:
+            return False
+        if rule.min_classes and _char_classes(value) < rule.min_classes:
+            return False
+        if any(allow.search(value) for allow in rule.allow):
+            return False
+        if any(allow.search(match.group()) for allow in rule.allow_match):
+            return False
+        if rule.near:
+            lo = max(0, match.start() - rule.near_distance)
+            hi = match.end() + rule.near_distance
+            if not any(text.find(word, lo, hi) != -1 for word in rule.near):
+                return False
+        return not is_placeholder(value, self.allowlist)
+
+    def _resolve_overlaps(self, candidates: list[SecretMatch]) -> list[SecretMatch]:
+        """Candidates arrive grouped by rule in rule order: keep each unless it overlaps one kept
+        before it. Kept spans never overlap, so they stay sorted and bisect finds the neighbours."""
+        starts: list[int] = []
+        kept: list[SecretMatch] = []
+        for candidate in candidates:
+            at = bisect.bisect_left(starts, candidate.start)
+            if at < len(kept) and kept[at].start < candidate.end:
+                continue
+            if at > 0 and kept[at - 1].end > candidate.start:
+                continue
+            starts.insert(at, candidate.start)
+            kept.insert(at, candidate)
+        return kept
+
+
+def _secret_group(rule: SecretRule, match: re.Match[str]) -> int:
+    if rule.secret_group is not None:
+        return rule.secret_group
+    for index in range(1, (match.re.groups or 0) + 1):
+        if match.start(index) != -1:
+            return index
+    return 0
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of the value's own character distribution."""
+    if not value:
+        return 0.0
+    size = len(value)
+    return -sum(n / size * math.log2(n / size) for n in Counter(value).values())
+
+
+def _char_classes(value: str) -> int:
+    lower = upper = digit = other = False
+    for char in value:
+        if char.islower():
+            lower = True
+        elif char.isupper():
+            upper = True
+        elif char.isdigit():
+            digit = True
+        else:
+            other = True
+    return lower + upper + digit + other
+
+
+def is_placeholder(value: str, allowlist: Allowlist) -> bool:
+    """Documented examples, template variables, filler and repeated characters."""
+    if hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest() in allowlist.sha256:
+        return True
+    lowered = value.lower()
+    if lowered in allowlist.stopwords:
+        return True
+    if any(part in lowered for part in allowlist.placeholder_substrings):
+        return True
+    # `AKIAXXXXXXXXXXXXXXXX`, `sk_live_000…`: a long run of one character, or very few distinct ones
+    if _longest_run(value) >= max(6, len(value) // 4):
+        return True
+    return len(set(value)) <= min(8, max(2, len(value) // 8))
+
+
+def _longest_run(value: str) -> int:
+    best = run = 0
+    previous = ""
+    for char in value:
+        run = run + 1 if char == previous else 1
+        previous = char
+        best = max(best, run)
+    return best
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def load_rules(path: Path = RULES_FILE) -> RuleSet:
+    """Read and compile a rules file; a malformed rule raises ValueError naming it."""
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    allow = data.get("allowlist", {})
+    allowlist = Allowlist(
+        sha256=frozenset(allow.get("sha256", ())),
+        placeholder_substrings=tuple(s.lower() for s in allow.get("placeholder_substrings", ())),
+        stopwords=frozenset(s.lower() for s in allow.get("stopwords", ())),
+    )
+    rules = [_parse_rule(table) for table in data.get("rules", [])]
+    ids = [rule.id for rule in rules]
+    if len(set(ids)) != len(ids):
+        raise ValueError("secret rules: duplicate rule ids")
+    return RuleSet(rules, allowlist)
+
+
+def _parse_rule(table: dict[str, Any]) -> SecretRule:
+    rule_id = str(table.get("id", "?"))
+    try:
+        validator = table.get("validator")
+        if validator is not None and validator not in VALIDATORS:
+            raise ValueError(f"unknown validator {validator!r}")
+        paths = table.get("paths")
+        return SecretRule(
+            id=rule_id,
+            description=str(table["description"]),
+            pattern=re.compile(table["regex"]),
+            keywords=tuple(table["keywords"]),
+            severity=Severity(table["severity"]),
+            revoke=str(table["revoke"]),
+            before=int(table.get("before", 0)),
+            after=int(table.get("after", _DEFAULT_AFTER)),
+            secret_group=table.get("secret_group"),
+            validator=validator,
+            entropy=table.get("entropy"),
+            min_classes=int(table.get("min_classes", 0)),
+            near=tuple(table.get("near", ())),
+            near_distance=int(table.get("near_distance", 0)),
+            paths=re.compile(paths) if paths else None,
+            allow=tuple(re.compile(p) for p in table.get("allow", ())),
+            allow_match=tuple(re.compile(p) for p in table.get("allow_match", ())),
+        )
+    except (KeyError, TypeError, ValueError, re.error) as exc:
+        raise ValueError(f"secret rule {rule_id}: {exc}") from exc
+
+
+@cache
+def default_rules() -> RuleSet:
+    """The shipped rule set, compiled once per process (it is immutable)."""
+    return load_rules()
+
+
+# -- the check -----------------------------------------------------------------------------------
 
 
 class SecretCheck(Check):
     category = Category.SECRET
+
+    def __init__(self, rules: RuleSet | None = None) -> None:
+        self._rules = rules if rules is not None else default_rules()
+
+    def text(self, doc: TextDoc, ctx: ScanContext) -> Iterable[Finding]:
+        matches = self._rules.scan(doc.text, doc.path)
+        per_rule: Counter[str] = Counter()
+        findings: list[Finding] = []
+        last_by_rule: dict[str, Finding] = {}
+        line, line_offset = 1, 0
+        for match in matches:  # in text order: count lines incrementally, not from 0 each time
+            line += doc.text.count("\n", line_offset, match.start)
+            line_offset = match.start
+            rule = match.rule
+            per_rule[rule.id] += 1
+            if per_rule[rule.id] > _MAX_MATCHES_PER_RULE:
+                extra = last_by_rule[rule.id].evidence
+                extra["matches_not_reported"] = extra.get("matches_not_reported", 0) + 1
+                continue
+            finding = self._finding(match, doc.path, line)
+            last_by_rule[rule.id] = finding
+            findings.append(finding)
+        return findings
+
+    def _finding(self, match: SecretMatch, path: str, line: int) -> Finding:
+        rule = match.rule
+        redacted = match.redacted
+        evidence: dict[str, Any] = {
+            "redacted": redacted,
+            "rule_description": rule.description,
+            "revoke": rule.revoke,
+        }
+        if rule.validator is not None:
+            evidence["checksum_valid"] = True
+        return self.finding(
+            rule.id,
+            rule.severity,
+            path,
+            f"{rule.description}: {redacted}",
+            line=line,
+            key=redacted,
+            evidence=evidence,
+        )
