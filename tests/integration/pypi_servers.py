@@ -599,6 +599,28 @@ class Warehouse:
         html = f"<!DOCTYPE html><html><body>\n{links}</body></html>\n<!--SERIAL {serial}-->\n"
         return web.Response(text=html, headers=headers, content_type="text/html")
 
+    async def _json_api(self, request: web.Request) -> web.StreamResponse:
+        """A trimmed `/pypi/<name>/json` (info, last_serial, releases with digests)."""
+        key = _norm(request.match_info["name"])
+        with self._lock:
+            if key not in self.projects:
+                return web.Response(status=404)
+            project = self.projects[key]
+            releases = {
+                v: [
+                    {"filename": f.filename, "digests": {"sha256": f.sha256}, "size": len(f.data)}
+                    for f in project.files
+                    if f.version == v
+                ]
+                for v in project.versions
+            }
+            doc = {
+                "info": {"name": project.display, "version": project.versions[-1]},
+                "last_serial": project.last_serial,
+                "releases": releases,
+            }
+        return web.json_response(doc, headers={"X-PyPI-Last-Serial": str(project.last_serial)})
+
     async def _file(self, request: web.Request) -> web.StreamResponse:
         self.calls["files"] += 1
         filename = request.match_info["filename"]
@@ -621,6 +643,7 @@ class Warehouse:
             app.router.add_post("/pypi", self._xmlrpc)
             app.router.add_get("/simple/{name}/", self._simple)
             app.router.add_get("/packages/{filename}", self._file)
+            app.router.add_get("/pypi/{name}/json", self._json_api)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             await web.TCPSite(self._runner, "127.0.0.1", port).start()

@@ -162,3 +162,14 @@ async def test_baseline_skips_wholly_yanked_release(
     assert page.files_of("1.0.1")[0].yanked_reason == "leaked a key"
     assert baseline_version(page, "1.1.0") == "1.0.0"
     assert baseline_version(page, "1.0.0") is None
+
+
+async def test_json_api_where_the_index_has_one(
+    warehouse: Warehouse, devpi: Devpi, http: RegistryHttp, tmp_path: Path
+) -> None:
+    warehouse.upload(build_sdist(tmp_path, "rich", "2.0"), "rich", "2.0")
+    doc = await PypiClient(http, warehouse.simple_url).json_metadata("Rich")
+    assert doc is not None and doc["last_serial"] == warehouse.last_serial
+    assert list(doc["releases"]) == ["2.0"]
+    assert await PypiClient(http, warehouse.simple_url).json_metadata("absent") is None
+    assert PypiClient(http, devpi.simple_url).json_api_url("rich") is None, "devpi has none"

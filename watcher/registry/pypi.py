@@ -33,7 +33,7 @@ from watcher import metrics
 from watcher.errors import IntegrityError, RegistryError
 from watcher.model import Artifact, Ecosystem, Release
 from watcher.registry.config_sources import resolve_pypi_index
-from watcher.registry.http import RegistryHttp, safe_url
+from watcher.registry.http import HttpStatusError, RegistryHttp, safe_url
 from watcher.registry.versions import select_baseline
 
 log = structlog.get_logger(__name__)
@@ -448,6 +448,30 @@ class PypiClient:
         page = await self.project(name)
         assert page is not None
         return page, page.release(version)
+
+    def json_api_url(self, name: str) -> str | None:
+        """`<root>/pypi/<name>/json` when the index is a `<root>/simple/` (PyPI and its mirrors);
+        None for indexes laid out otherwise (devpi's `+simple`, pypiserver's own paths)."""
+        parts = urlsplit(self.index_url)
+        path = parts.path.rstrip("/")
+        if not path.endswith("/simple") and path != "simple":
+            return None
+        root = path[: -len("simple")]
+        return parts._replace(path=f"{root}pypi/{normalize(name)}/json", query="").geturl()
+
+    async def json_metadata(self, name: str) -> dict[str, Any] | None:
+        """PyPI's JSON API document (`info`, `releases`, `urls`, `ownership`, `last_serial`) where
+        the index has one: richer metadata, never required. None where it does not exist."""
+        url = self.json_api_url(name)
+        if url is None:
+            return None
+        try:
+            response = await self.http.get_json(url, ecosystem="pypi")
+        except HttpStatusError as exc:
+            if exc.status in (404, 405, 410):
+                return None
+            raise
+        return response.data if isinstance(response.data, dict) else None
 
     async def download(self, file: PypiFile | Artifact, dest_dir: Path, *, max_bytes: int) -> Path:
         """Download one file to `dest_dir`, verified against the digest the index published (the
