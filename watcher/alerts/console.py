@@ -1,0 +1,100 @@
+"""Console channel: a readable multi-line page on stdout plus one structured `page_delivered` event.
+
+The embedded default: works on a fresh machine with no secrets. The top line says the one action
+for the first five minutes.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import structlog
+
+from watcher.alerts.base import DeliveryResult
+from watcher.alerts.payload import (
+    TEST_MARK,
+    describe_finding,
+    first_action,
+    iso,
+    package_ref,
+    resolution_line,
+    sorted_findings,
+    summary_line,
+)
+from watcher.model import AlertEvent, EventType
+
+log = structlog.get_logger(__name__)
+
+_RULE = "─" * 72
+
+
+class ConsoleChannel:
+    kind = "console"
+    min_interval = 0.0
+
+    def __init__(self, name: str, stream: TextIO | None = None) -> None:
+        self.name = name
+        self._stream = stream
+
+    async def send(self, event: AlertEvent) -> DeliveryResult:
+        text = render(event)
+        stream = self._stream or sys.stdout
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError) as exc:  # closed or broken stdout: try again later
+            return DeliveryResult.retry(f"stdout unavailable: {type(exc).__name__}")
+        incident = event.incident
+        log.info(
+            "page_delivered",
+            channel=self.name,
+            event_type=event.type.value,
+            event_id=event.event_id,
+            dedup_key=incident.dedup_key,
+            ecosystem=incident.ecosystem.value,
+            package=incident.name,
+            version=incident.version,
+            owner=incident.owner,
+            severity=incident.worst().value,
+            findings=len(incident.findings),
+            first_action=first_action(incident),
+            test=incident.test,
+        )
+        return DeliveryResult.delivered()
+
+    async def close(self) -> None:
+        return None
+
+
+def render(event: AlertEvent) -> str:
+    incident = event.incident
+    mark = f"{TEST_MARK} " if incident.test else ""
+    lines: list[str] = [_RULE]
+    if event.type is EventType.RESOLVED:
+        lines.append(f"{mark}{resolution_line(incident)}")
+        if event.message:
+            lines.append(event.message)
+    else:
+        lines.append(f"{mark}FIRST (≤5 min): {first_action(incident)}")
+        if event.type is EventType.UPDATED:
+            note = event.message or "mitigation recorded"
+            lines.append(f"UPDATE on {package_ref(incident)}: {note} (incident stays open)")
+        lines.append(summary_line(incident))
+        lines.append(
+            f"owner {incident.owner} · published {iso(incident.published_at) or 'unknown'} · "
+            f"paged {iso(incident.opened_at)} · key {incident.dedup_key}"
+        )
+        lines.append("Findings:")
+        lines += [f"  - {describe_finding(f)}" for f in sorted_findings(incident)]
+        lines.append("Runbook:")
+        for number, step in enumerate(incident.runbook, 1):
+            lines.append(f"  {number}. {step.text}")
+            if step.command:
+                lines += [f"       $ {line}" for line in step.command.splitlines()]
+            if step.url:
+                lines.append(f"       → {step.url}")
+        for label, url in incident.links.items():
+            lines.append(f"{label}: {url}")
+    lines.append(_RULE)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,298 @@
+"""Durable page delivery: the outbox table in the store is the queue, this loop empties it.
+
+One task per channel, so a channel that is down holds up only its own pages. Within a channel,
+pages leave strictly in the order they were queued: the head waits for its retry time and nothing
+overtakes it. A page is removed only once the channel accepted it; a crash between the send and the
+removal sends it again with the same event id (the receivers' idempotency key). Retries back off
+with jitter, honour the endpoint's `Retry-After` and the channel's `min_interval`; a page that
+exhausts the retry policy becomes a dead letter that keeps its reason. A channel whose endpoint is
+gone (`disable`) stops, logged and counted; its pages stay queued for after the fix and a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+
+from watcher import metrics
+from watcher.alerts.base import Channel, DeliveryResult, Outcome
+from watcher.model import (
+    AlertEvent,
+    Category,
+    Ecosystem,
+    EventType,
+    Finding,
+    Incident,
+    RunbookStep,
+    Severity,
+)
+from watcher.store import OutboxItem, Store
+
+log = structlog.get_logger(__name__)
+
+
+class RetryPolicyLike(Protocol):
+    """What the loop needs of `config.RetryPolicy`."""
+
+    def delay(self, attempt: int, rand: float = 0.5) -> float: ...
+
+    def exhausted(self, attempts: int, age_s: float) -> bool: ...
+
+
+# ------------------------------------------------------------------------ the stored payload
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def _when(text: Any) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) else None
+
+
+def event_id_for(dedup_key: str, event: EventType) -> str:
+    """Stable across retries and restarts: the same incident event always has the same id."""
+    return f"{dedup_key}#{event.value}"
+
+
+def encode_event(event: AlertEvent) -> dict[str, Any]:
+    """An AlertEvent as the outbox row's JSON payload (what `decode_event` reads back).
+    A finding's `evidence` is left out: channels never show it."""
+    incident = event.incident
+    return {
+        "type": event.type.value,
+        "event_id": event.event_id,
+        "message": event.message,
+        "incident": {
+            "dedup_key": incident.dedup_key,
+            "ecosystem": incident.ecosystem.value,
+            "name": incident.name,
+            "version": incident.version,
+            "owner": incident.owner,
+            "opened_at": _iso(incident.opened_at),
+            "published_at": _iso(incident.published_at),
+            "resolved_at": _iso(incident.resolved_at),
+            "resolution": incident.resolution,
+            "test": incident.test,
+            "links": dict(incident.links),
+            "runbook": [
+                {"text": s.text, "command": s.command, "url": s.url} for s in incident.runbook
+            ],
+            "findings": [
+                {
+                    "rule": f.rule,
+                    "category": f.category.value,
+                    "severity": f.severity.value,
+                    "path": f.path,
+                    "line": f.line,
+                    "message": f.message,
+                    "new": f.new,
+                    "fingerprint": f.fingerprint,
+                }
+                for f in incident.findings
+            ],
+        },
+    }
+
+
+def decode_event(payload: Mapping[str, Any]) -> AlertEvent:
+    data = payload["incident"]
+    opened = _when(data.get("opened_at")) or datetime.now(UTC)
+    incident = Incident(
+        dedup_key=data["dedup_key"],
+        ecosystem=Ecosystem(data["ecosystem"]),
+        name=data["name"],
+        version=data["version"],
+        owner=data["owner"],
+        opened_at=opened,
+        published_at=_when(data.get("published_at")),
+        resolved_at=_when(data.get("resolved_at")),
+        resolution=data.get("resolution"),
+        test=bool(data.get("test")),
+        links=dict(data.get("links") or {}),
+        runbook=[RunbookStep(s["text"], s.get("command"), s.get("url")) for s in data["runbook"]],
+        findings=[
+            Finding(
+                rule=f["rule"],
+                category=Category(f["category"]),
+                severity=Severity(f["severity"]),
+                path=f["path"],
+                message=f["message"],
+                line=f.get("line"),
+                new=bool(f.get("new", True)),
+                fingerprint=f.get("fingerprint", ""),
+            )
+            for f in data["findings"]
+        ],
+    )
+    return AlertEvent(
+        type=EventType(payload["type"]),
+        incident=incident,
+        event_id=payload["event_id"],
+        message=payload.get("message"),
+    )
+
+
+# ---------------------------------------------------------------------------------- the loop
+
+
+@dataclass(slots=True)
+class _ChannelState:
+    channel: Channel
+    wake: asyncio.Event
+    last_send: float = 0.0  # monotonic time of the last send, for `min_interval`
+    disabled: bool = False
+
+
+class Outbox:
+    """Delivers queued pages. `run(stop)` owns one task per channel until `stop` is set; an
+    in-flight send is allowed to finish (its result is recorded) before the task ends."""
+
+    def __init__(
+        self,
+        store: Store,
+        channels: Mapping[str, Channel],
+        retry: RetryPolicyLike,
+        *,
+        idle_poll: float = 1.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.retry = retry
+        self.idle_poll = idle_poll
+        self._rand = rand
+        self._channels = {
+            name: _ChannelState(channel, asyncio.Event()) for name, channel in channels.items()
+        }
+
+    @property
+    def channel_names(self) -> list[str]:
+        return sorted(self._channels)
+
+    def disabled(self) -> list[str]:
+        return sorted(name for name, state in self._channels.items() if state.disabled)
+
+    def wake(self) -> None:
+        """New pages were queued: look at once instead of at the next idle poll."""
+        for state in self._channels.values():
+            state.wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._warn_unknown_channels()
+        async with asyncio.TaskGroup() as group:
+            for name, state in self._channels.items():
+                group.create_task(self._channel_loop(state, stop), name=f"outbox:{name}")
+
+    async def _warn_unknown_channels(self) -> None:
+        for name in await self.store.outbox_channels():
+            if name not in self._channels:
+                log.warning(
+                    "outbox_channel_unconfigured",
+                    channel=name,
+                    hint="pages stay queued until a channel with this name is configured",
+                )
+
+    async def _channel_loop(self, state: _ChannelState, stop: asyncio.Event) -> None:
+        name = state.channel.name
+        while not stop.is_set():
+            head = await self.store.outbox_head(name)
+            if head is None:
+                await self._idle(state, stop, self.idle_poll)
+                continue
+            wait = head.next_attempt_at - time.time()
+            if wait > 0:
+                await self._idle(state, stop, min(wait, self.idle_poll * 5))
+                continue
+            pause = state.last_send + state.channel.min_interval - time.monotonic()
+            if pause > 0 and await _sleep_or_stop(stop, pause):
+                return
+            if not await self._deliver(state, head):
+                state.disabled = True
+                metrics.CHANNEL_DISABLED.labels(name).set(1)
+                return
+
+    async def _idle(self, state: _ChannelState, stop: asyncio.Event, seconds: float) -> None:
+        state.wake.clear()
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(state.wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=max(0.0, seconds), return_when="FIRST_COMPLETED")
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _deliver(self, state: _ChannelState, item: OutboxItem) -> bool:
+        """Send one page and record what became of it; False when the channel must stop."""
+        channel = state.channel
+        bound = log.bind(
+            channel=channel.name,
+            outbox_id=item.id,
+            attempt=item.attempts + 1,
+            dedup_key=item.payload.get("incident", {}).get("dedup_key"),
+            event=item.payload.get("type"),
+        )
+        try:
+            event = decode_event(item.payload)
+        except (KeyError, TypeError, ValueError) as exc:
+            await self.store.mark_dead(item.id, f"unreadable payload: {exc}")
+            metrics.DELIVERIES.labels(channel.name, "dead").inc()
+            bound.error("page_dead", reason="unreadable payload")
+            return True
+        started = time.monotonic()
+        state.last_send = started
+        try:
+            result = await channel.send(event)
+        except Exception as exc:  # a channel must not raise; if it does, treat as transient
+            result = DeliveryResult.retry(f"channel raised {type(exc).__name__}: {exc}")
+        duration = time.monotonic() - started
+        metrics.DELIVERIES.labels(channel.name, result.outcome.value).inc()
+        if result.outcome is Outcome.DELIVERED:
+            await self.store.mark_delivered(item.id)
+            published = event.incident.published_at
+            if event.type is EventType.OPENED and published is not None and not event.incident.test:
+                latency = max(0.0, datetime.now(UTC).timestamp() - published.timestamp())
+                metrics.PUBLISH_TO_PAGE.labels(
+                    event.incident.ecosystem.value, channel.name
+                ).observe(latency)
+            bound.info(
+                "page_delivered",
+                stage="deliver",
+                ecosystem=event.incident.ecosystem.value,
+                package=event.incident.name,
+                version=event.incident.version,
+                status=result.status,
+                duration_s=round(duration, 3),
+            )
+            return True
+        reason = result.reason or result.outcome.value
+        if result.outcome is Outcome.DISABLE:
+            await self.store.mark_retry(item.id, time.time(), reason)
+            bound.error("channel_disabled", reason=reason, status=result.status)
+            return False
+        attempts = item.attempts + 1
+        age = max(0.0, time.time() - item.created_at)
+        if result.outcome is Outcome.FAILED or self.retry.exhausted(attempts, age):
+            await self.store.mark_dead(item.id, reason)
+            metrics.DELIVERIES.labels(channel.name, "dead").inc()
+            bound.error("page_dead", reason=reason, status=result.status, age_s=round(age, 1))
+            return True
+        delay = self.retry.delay(attempts, self._rand())
+        if result.retry_after is not None:
+            delay = max(delay, result.retry_after)
+        await self.store.mark_retry(item.id, time.time() + delay, reason)
+        bound.warning("page_retry", reason=reason, status=result.status, retry_in_s=round(delay, 2))
+        return True
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
