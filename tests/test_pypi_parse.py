@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from watcher.errors import RegistryError
+from watcher.feeds.base import Watchlist
+from watcher.feeds.pypi_changelog import JournalEntry, parse_entries, watched_entries
 from watcher.registry.pypi import (
     best_hash,
     normalize,
@@ -195,3 +197,35 @@ def test_filename_to_version(filename: str, project: str, version: str | None) -
 
 def test_normalize_is_pep_503() -> None:
     assert normalize("Friendly__Bard.Lib") == "friendly-bard-lib"
+
+
+# --------------------------------------------------------------------------- journal entries
+
+
+def test_journal_entries_parse_and_skip_malformed_rows() -> None:
+    rows = [
+        ["Acme_SDK", "1.0", 1701280908, "new release", 10],
+        ["acme-sdk", "1.0", 1701280908, "add py3 file acme_sdk-1.0-py3-none-any.whl", 11],
+        ["acme-sdk", None, 1701280909, "add Owner someone", 12],
+        ["short", "row"],
+        [None, "1.0", 1, "x", 13],
+        ["acme-sdk", "1.0", 1, "serial is text", "14"],
+        "junk",
+    ]
+    entries = parse_entries(rows)
+    assert [e.serial for e in entries] == [10, 11, 12]
+    assert entries[2] == JournalEntry("acme-sdk", None, 1701280909, "add Owner someone", 12)
+    with pytest.raises(RegistryError):
+        parse_entries({"not": "a list"})
+
+
+def test_watched_entries_normalize_names_and_keep_the_highest_serial() -> None:
+    entries = [
+        JournalEntry("Acme_SDK", "1.0", None, "new release", 10),
+        JournalEntry("acme.sdk", "1.0", None, "add source file x", 12),
+        JournalEntry("acme-sdk", "1.0", None, "yank release", 11),
+        JournalEntry("acme-tools", "0.1", None, "new release", 13),
+        JournalEntry("other", "0.1", None, "new release", 14),
+    ]
+    watched = watched_entries(entries, Watchlist.of(["ACME-sdk", "acme-t*"]))
+    assert watched == {"acme-sdk": 12, "acme-tools": 13}
