@@ -451,6 +451,8 @@ class Store:
         cls, path: str | Path, *, synchronous: Literal["full", "normal"] = "full"
     ) -> Store:
         """Open (creating if needed) and bring the schema up to date."""
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"synchronous: expected 'full' or 'normal', got {synchronous!r}")
         path = Path(path)
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
