@@ -315,6 +315,34 @@ async def test_changelog_rereads_a_page_older_than_the_journal(
     assert await store.get_cursor(feed.name) == str(warehouse.last_serial)
 
 
+async def test_changelog_keeps_its_cursor_while_the_index_stays_stale(
+    warehouse: Warehouse, http: RegistryHttp, store: Store, tmp_path: Path
+) -> None:
+    sink = Recorder(store)
+    watchlist = Watchlist.of(["lagging"])
+    source = PypiPackageSource(PypiClient(http, warehouse.simple_url))
+    impatient = StaleRetry(initial=0.01, ceiling=0.02, give_up_after=0.2)
+    tracker = PackageTracker(source, store, sink, stale_retry=impatient)
+    journal = XmlRpcJournal(http, warehouse.xmlrpc_url, min_interval=0)
+    feed = PypiChangelogFeed(
+        journal, tracker, watchlist, watched_names(watchlist, store, Ecosystem.PYPI)
+    )
+    warehouse.upload(build_sdist(tmp_path, "lagging", "1.0"), "lagging", "1.0")
+    await feed.poll_once()
+    cursor = await store.get_cursor(feed.name)
+    wheel = build_wheel(tmp_path, "lagging", "1.0")
+    warehouse.upload(wheel, "lagging", "1.0")
+    warehouse.inject(*[Fault("simple", "stale")] * 500)
+    with pytest.raises(RegistryError, match="older than the journal"):
+        await feed.poll_once()
+    assert await store.get_cursor(feed.name) == cursor, "not stepped past the unseen file"
+    warehouse.faults.clear()  # the CDN catches up
+    sink.take()
+    await feed.poll_once()
+    assert [f[1] for f in _files(sink.take())] == [wheel.name]
+    assert await store.get_cursor(feed.name) == str(warehouse.last_serial)
+
+
 async def test_changelog_restarts_from_head_when_journal_goes_backwards(
     warehouse: Warehouse, http: RegistryHttp, store: Store, tmp_path: Path
 ) -> None:

@@ -227,8 +227,15 @@ class PypiChangelogFeed:
         for entry in entries:
             if entry.action.startswith(_ROLE_ACTIONS) and self._watched(entry.name):
                 log.info("pypi_role_change", package=normalize(entry.name), action=entry.action)
+        lagging: list[str] = []
         for package, serial in watched_entries(entries, self.watchlist).items():
-            await self.tracker.touch(package, feed=self.name, min_generation=serial)
+            result = await self.tracker.touch(package, feed=self.name, min_generation=serial)
+            if result.generation is not None and result.generation < serial:
+                lagging.append(package)
+        if lagging:
+            # The tracker gave up waiting for a fresh copy: keep the cursor so the batch is read
+            # again after the error backoff, rather than step past files we have not seen.
+            raise RegistryError(f"index pages still older than the journal: {sorted(lagging)}")
         await store.set_cursor(self.name, str(max(e.serial for e in entries)))
         return len(entries) >= self.batch_limit
 

@@ -158,9 +158,10 @@ def _legacy_version(filename: str, want: str) -> str | None:
     return None
 
 
-def _version_key(version: str) -> str:
+def _version_key(version: str) -> Version | str:
+    """PEP 440 equality (`1.1` is `1.1.0`), as pip sees it; the text for legacy versions."""
     try:
-        return str(Version(version))
+        return Version(version)
     except InvalidVersion:
         return version
 
@@ -310,7 +311,7 @@ def parse_simple_html(
 
 
 def _versions_of(files: Iterable[PypiFile]) -> tuple[str, ...]:
-    seen: dict[str, str] = {}
+    seen: dict[Version | str, str] = {}
     for f in files:
         if f.version is not None:
             seen.setdefault(_version_key(f.version), f.version)
