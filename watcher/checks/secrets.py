@@ -155,6 +155,9 @@ class SecretMatch:
     start: int  # offset of the secret in the text
     end: int
     value: str
+    # False for a value in a checksummed format whose checksum is wrong: not reported, but it still
+    # claims its text so a generic rule does not report the same string.
+    reported: bool = True
 
     @property
     def redacted(self) -> str:
@@ -202,7 +205,7 @@ class RuleSet:
         candidates: list[SecretMatch] = []
         for index, spans in sorted(windows.items()):
             candidates.extend(self._run_rule(self.rules[index], text, spans))
-        return self._resolve_overlaps(candidates)
+        return [match for match in self._resolve_overlaps(candidates) if match.reported]
 
     # The keyword pass: where may each rule match?
     def _windows(self, text: str, path: str) -> dict[int, list[tuple[int, int]]]:
@@ -252,13 +255,13 @@ class RuleSet:
                     continue
                 seen.add((start, end))
                 value = match.group(group)
-                if self._accepts(rule, value, match, text):
+                if rule.validator is not None and not VALIDATORS[rule.validator](value):
+                    found.append(SecretMatch(rule, start, end, value, reported=False))
+                elif self._accepts(rule, value, match, text):
                     found.append(SecretMatch(rule, start, end, value))
         return found
 
     def _accepts(self, rule: SecretRule, value: str, match: re.Match[str], text: str) -> bool:
-        if rule.validator is not None and not VALIDATORS[rule.validator](value):
-            return False
         if rule.entropy is not None and shannon_entropy(value) < rule.entropy:
             return False
         if rule.min_classes and _char_classes(value) < rule.min_classes:
