@@ -22,7 +22,7 @@ test: lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 run: venv
-	$(BIN)/watcher --help
+	$(BIN)/watcher run --config config/watcher.example.yaml
 
 bench: venv
 	$(BIN)/python bench/scan_bench.py

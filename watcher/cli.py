@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,13 +16,15 @@ import structlog
 
 from watcher.archive import ArchiveLimits
 from watcher.checks.base import ScanOptions
-from watcher.config import load_config
+from watcher.config import describe_plan, load_config
+from watcher.daemon import Service
 from watcher.errors import WatcherError
 from watcher.fetch import Registries, resolve
 from watcher.logs import configure_logging
 from watcher.model import Report, Severity
 from watcher.output import render_json, render_sarif, render_text
 from watcher.scan import ScanRequest, scan_release
+from watcher.store import StatusSummary, Store
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -38,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-format",
         choices=["auto", "json", "console"],
-        default="auto",
-        help="stderr log format",
+        default=None,
+        help="stderr log format (default: the configuration's log.format, else auto)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -67,16 +71,41 @@ def build_parser() -> argparse.ArgumentParser:
     scan_parser.add_argument(
         "--config", type=Path, help="service configuration (internal_domains, limits)"
     )
+
+    run_parser = sub.add_parser(
+        "run",
+        help="run the service: follow the registries, scan every new release, page the owners",
+    )
+    run_parser.add_argument("--config", type=Path, required=True, help="service configuration")
+
+    check_parser = sub.add_parser(
+        "check-config",
+        help="validate a configuration and print the resolved plan (secrets masked)",
+    )
+    check_parser.add_argument("config", type=Path)
+
+    status_parser = sub.add_parser(
+        "status", help="cursors, last release per package, open incidents and outbox depth"
+    )
+    status_parser.add_argument("--config", type=Path, required=True, help="service configuration")
+    status_parser.add_argument("--format", choices=["text", "json"], default="text")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_format)
+    if args.command == "scan":
+        configure_logging(args.log_format or "auto")
     try:
         if args.command == "scan":
             return _scan(args)
+        if args.command == "run":
+            return _run(args.config, args.log_format)
+        if args.command == "check-config":
+            return _check_config(args.config)
+        if args.command == "status":
+            return _status(args.config, args.format)
     except WatcherError as exc:
         print(f"watcher: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -132,6 +161,126 @@ def _print_report(report: Report, fmt: str) -> None:
         sys.stdout.write(render_sarif(report) + "\n")
     else:
         sys.stdout.write(render_text(report, color=sys.stdout.isatty()))
+
+
+# -- the service ---------------------------------------------------------------------------------
+
+
+def _run(config_path: Path, log_format: str | None) -> int:
+    config = load_config(config_path)
+    configure_logging(log_format or config.log.format, config.log.level)  # type: ignore[arg-type]
+    try:
+        asyncio.run(Service(config).run())
+    except OSError as exc:  # the listen address is taken, the state directory is not writable
+        print(f"watcher: {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
+    return EXIT_CLEAN
+
+
+def _check_config(config_path: Path) -> int:
+    config = load_config(config_path)
+    sys.stdout.write(f"{config_path}: valid\n{describe_plan(config)}\n")
+    return EXIT_CLEAN
+
+
+def _status(config_path: Path, fmt: str) -> int:
+    config = load_config(config_path)
+    if not config.store.path.exists():
+        print(
+            f"watcher: {config.store.path}: no state yet (the service has not run)", file=sys.stderr
+        )
+        return EXIT_FINDINGS
+    summary = asyncio.run(_read_status(config.store.path))
+    sys.stdout.write(render_status(summary, fmt) + "\n")
+    return EXIT_CLEAN
+
+
+async def _read_status(path: Path) -> StatusSummary:
+    store = await Store.open(path)
+    try:
+        return await store.status()
+    finally:
+        await store.close()
+
+
+def _ago(moment: float | None, now: float) -> str:
+    if moment is None:
+        return "never"
+    return f"{max(0.0, now - moment):.0f}s ago"
+
+
+def render_status(summary: StatusSummary, fmt: str, *, now: float | None = None) -> str:
+    at = time.time() if now is None else now
+    counts = summary.counts
+    if fmt == "json":
+        return json.dumps(
+            {
+                "cursors": [
+                    {"feed": c.feed, "cursor": c.cursor, "updated_at": c.updated_at}
+                    for c in summary.cursors
+                ],
+                "last_releases": [
+                    {
+                        "ecosystem": r.release.ecosystem.value,
+                        "package": r.release.name,
+                        "version": r.release.version,
+                        "state": r.state.value,
+                        "attempts": r.attempts,
+                        "baseline": r.baseline,
+                        "last_error": r.last_error,
+                    }
+                    for r in summary.last_releases
+                ],
+                "open_incidents": [
+                    {
+                        "dedup_key": i.dedup_key,
+                        "owner": i.owner,
+                        "severity": i.worst_severity.value,
+                        "opened_at": i.opened_at,
+                    }
+                    for i in summary.open_incidents
+                ],
+                "releases_by_state": {k.value: v for k, v in counts.releases_by_state.items()},
+                "outbox_depth": counts.outbox_depth,
+                "outbox_oldest_age_s": counts.outbox_oldest_age_s,
+                "dead_letters": counts.dead_letters,
+            },
+            indent=2,
+        )
+    lines = ["cursors:"]
+    lines += [f"  {c.feed}: {c.cursor} (updated {_ago(c.updated_at, at)})" for c in summary.cursors]
+    if not summary.cursors:
+        lines.append("  (none: poll feeds keep per-package state)")
+    lines.append("last release per package:")
+    for r in summary.last_releases:
+        extra = " baseline" if r.baseline else ""
+        error = f" — {r.last_error}" if r.last_error else ""
+        lines.append(
+            f"  {r.release.ecosystem.value:<4} {r.release.name}@{r.release.version}: "
+            f"{r.state.value}{extra} (attempts {r.attempts}){error}"
+        )
+    if not summary.last_releases:
+        lines.append("  (none yet)")
+    lines.append(f"open incidents: {len(summary.open_incidents)}")
+    for i in summary.open_incidents:
+        lines.append(
+            f"  {i.dedup_key} owner {i.owner}, {i.worst_severity.value}, "
+            f"opened {_ago(i.opened_at, at)}"
+        )
+    states = ", ".join(f"{k.value} {v}" for k, v in counts.releases_by_state.items())
+    lines.append(f"releases: {states}")
+    depth = sum(counts.outbox_depth.values())
+    per_channel = ", ".join(f"{k} {v}" for k, v in counts.outbox_depth.items())
+    oldest = (
+        f", oldest {counts.outbox_oldest_age_s:.0f}s"
+        if counts.outbox_oldest_age_s is not None
+        else ""
+    )
+    lines.append(
+        f"outbox: {depth} waiting{f' ({per_channel})' if per_channel else ''}{oldest}; "
+        f"dead letters {counts.dead_letters}"
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

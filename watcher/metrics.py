@@ -70,3 +70,91 @@ FEED_LAG = Histogram(
     ["ecosystem"],
     buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 3600),
 )
+FEED_NEWEST_LAG = Gauge(
+    "watcher_feed_lag_seconds",
+    "Now minus the publish time of the newest release the feeds have seen.",
+    ["ecosystem"],
+)
+FEED_CURSOR_AGE = Gauge(
+    "watcher_feed_cursor_age_seconds",
+    "Seconds since the feed's cursor last advanced (poll feeds: since their last complete sweep).",
+    ["ecosystem", "feed"],
+)
+
+# --- store (refreshed from the state file before each scrape) -------------------------------------
+STORE_UP = Gauge("watcher_store_up", "1 while the state store is open.")
+RELEASES_BY_STATE = Gauge(
+    "watcher_releases",
+    "Stored releases by scan state (pending / scanning / scanned / failed).",
+    ["state"],
+)
+OPEN_INCIDENTS = Gauge("watcher_incidents_open", "Incidents not yet resolved.")
+
+# --- scan workers (watcher.workers) -------------------------------------------------------------
+SCAN_DURATION = Histogram(
+    "watcher_scan_duration_seconds",
+    "Download plus scan time of one release, by outcome (scanned / retry / failed).",
+    ["ecosystem", "outcome"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)
+SCAN_BYTES = Counter(
+    "watcher_scan_bytes_total",
+    "Uncompressed bytes read by the scanner.",
+    ["ecosystem"],
+)
+SCAN_FAILURES = Counter(
+    "watcher_scan_failures_total",
+    "Releases given up on after every retry (kept as failed with their reason).",
+    ["ecosystem"],
+)
+SCAN_RETRIES = Counter(
+    "watcher_scan_retries_total",
+    "Scan attempts that failed and were scheduled again with backoff.",
+    ["ecosystem"],
+)
+FINDINGS = Counter(
+    "watcher_findings_total",
+    "Findings stored, by category and severity.",
+    ["ecosystem", "category", "severity"],
+)
+INCIDENTS_OPENED = Counter(
+    "watcher_incidents_opened_total",
+    "Incidents opened (each queues one page per channel of its owner).",
+    ["ecosystem"],
+)
+INCIDENTS_RESOLVED = Counter(
+    "watcher_incidents_resolved_total",
+    "Incidents resolved.",
+    ["ecosystem"],
+)
+
+# --- outbox (watcher.alerts.outbox) -------------------------------------------------------------
+OUTBOX_DEPTH = Gauge(
+    "watcher_outbox_depth",
+    "Pages waiting in the outbox, per channel.",
+    ["channel"],
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "watcher_outbox_oldest_age_seconds",
+    "Age of the oldest page waiting in the outbox (0 when empty).",
+)
+OUTBOX_DEAD_LETTERS = Gauge(
+    "watcher_outbox_dead_letters",
+    "Pages given up on, kept with their reason.",
+)
+DELIVERIES = Counter(
+    "watcher_deliveries_total",
+    "Delivery attempts by channel and outcome (delivered / retry / failed / disable / dead).",
+    ["channel", "outcome"],
+)
+CHANNEL_DISABLED = Gauge(
+    "watcher_channel_disabled",
+    "1 when a channel stopped sending because its endpoint is gone (e.g. webhook 410).",
+    ["channel"],
+)
+PUBLISH_TO_PAGE = Histogram(
+    "watcher_publish_to_page_seconds",
+    "Seconds from a release's publish time to its page being accepted by a channel.",
+    ["ecosystem", "channel"],
+    buckets=(1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 900, 3600),
+)

@@ -197,6 +197,12 @@ def scan_release(
     return report
 
 
+def merge_reports(reports: list[Report], *, prefix_paths: bool) -> Report:
+    """One report for several files of one release, as `scan_release` builds it (for callers that
+    run `scan_artifact` in their own process pool)."""
+    return _merge(reports, prefix_paths)
+
+
 def _merge(reports: list[Report], prefix_paths: bool) -> Report:
     """One report for several files of one release."""
     if len(reports) == 1 and not prefix_paths:

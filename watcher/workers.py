@@ -1,0 +1,427 @@
+"""Scan workers: pending release → download (verified) → scan in the process pool → compare with the
+stored baseline manifest → policy → findings, manifest, incident and its pages in ONE transaction.
+
+Releases are claimed from the store (at most one per package at a time, oldest first, so each finds
+its predecessor's manifest). A failure is retried with jittered backoff and, once the retry policy
+is exhausted, kept as `failed` with its reason and counted, never dropped. The first release seen of
+a package is its baseline: scanned for its manifest, never paged. Downloads go to a temporary
+directory that is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from watcher import metrics
+from watcher.alerts.outbox import encode_event, event_id_for
+from watcher.config import Config, channel_id
+from watcher.model import AlertEvent, Ecosystem, EventType, Incident, Manifest, Release, Report
+from watcher.policy import decide
+from watcher.registry.npm import NpmClient
+from watcher.registry.pypi import PypiClient
+from watcher.runbook import RunbookInputs, build_runbook
+from watcher.scan import ScanRequest, compare_with_baseline, merge_reports, scan_artifact
+from watcher.store import Delivery, NewIncident, OutboxEvent, Store, StoredRelease
+
+log = structlog.get_logger(__name__)
+
+
+# ---------------------------------------------------------------------------------- downloads
+
+
+class Downloader(Protocol):
+    """Fetches every file of a release into `dest`, each verified against the registry's digest."""
+
+    async def fetch(
+        self, release: Release, dest: Path, *, max_bytes: int
+    ) -> tuple[Release, list[Path]]: ...
+
+
+class NpmDownloader:
+    def __init__(self, client: NpmClient) -> None:
+        self.client = client
+
+    async def fetch(
+        self, release: Release, dest: Path, *, max_bytes: int
+    ) -> tuple[Release, list[Path]]:
+        fetched = await self.client.download(release, dest, max_bytes=max_bytes)
+        return fetched.release, [fetched.path]
+
+
+class PypiDownloader:
+    def __init__(self, client: PypiClient) -> None:
+        self.client = client
+
+    async def fetch(
+        self, release: Release, dest: Path, *, max_bytes: int
+    ) -> tuple[Release, list[Path]]:
+        paths = [
+            await self.client.download(artifact, dest, max_bytes=max_bytes)
+            for artifact in release.artifacts
+        ]
+        return release, paths
+
+
+# -------------------------------------------------------------------------------- the pool
+
+
+def _warm() -> int:
+    """Run once per worker process at start so the first real scan pays no import cost."""
+    return 0
+
+
+def make_pool(workers: int) -> ProcessPoolExecutor:
+    """forkserver, not fork: the service has threads (SQLite, resolver) that fork would copy
+    mid-flight. The scanner modules are preloaded once into the fork server."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["watcher.scan"])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+# ------------------------------------------------------------------------------- the workers
+
+
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """What one successful scan produced (for logs and tests)."""
+
+    release_id: int
+    paged: bool
+    findings: int
+
+
+class ScanWorkers:
+    """`run(stop)` claims and processes releases until `stop`; then `drain(grace)` lets in-flight
+    scans finish within the grace period and puts the rest back to pending."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        downloaders: Mapping[Ecosystem, Downloader],
+        *,
+        registry_urls: Mapping[Ecosystem, str] | None = None,
+        on_page: Callable[[], None] = lambda: None,
+        idle_poll: float = 1.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.downloaders = downloaders
+        self.registry_urls = dict(registry_urls or {})
+        self.on_page = on_page
+        self.idle_poll = idle_poll
+        self._rand = rand
+        self._wake = asyncio.Event()
+        self._active: dict[int, asyncio.Task[None]] = {}
+        self._pool: ProcessPoolExecutor | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._pool = make_pool(self.config.scan.workers)
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(self._pool, _warm) for _ in range(self.config.scan.workers))
+        )
+
+    def wake(self) -> None:
+        """New releases were stored: claim now instead of at the next idle poll."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._active)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self._pool is None:
+            await self.start()
+        while not stop.is_set():
+            free = self.config.scan.concurrency - len(self._active)
+            if free > 0:
+                for stored in await self.store.claim_pending(free):
+                    task = asyncio.create_task(self._process(stored), name=f"scan:{stored.id}")
+                    self._active[stored.id] = task
+                    task.add_done_callback(self._done(stored.id))
+            await self._idle(stop)
+
+    def _done(self, release_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_: asyncio.Task[None]) -> None:
+            self._active.pop(release_id, None)
+            self._wake.set()  # a slot is free
+
+        return forget
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        self._wake.clear()
+        timeout = self.idle_poll
+        due = await self.store.next_due_at()
+        if due is not None:
+            timeout = max(0.0, min(timeout, due - time.time()))
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def drain(self, grace: float) -> int:
+        """After `run` returned: wait up to `grace` seconds for in-flight scans, then cancel what
+        is left and put those releases back to pending (their attempt not counted). Returns how
+        many were put back."""
+        tasks = dict(self._active)
+        if tasks:
+            log.info("scans_draining", in_flight=len(tasks), grace_s=grace)
+            await asyncio.wait(tasks.values(), timeout=grace)
+        requeued = 0
+        for release_id, task in tasks.items():
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await self.store.unclaim(release_id)
+                requeued += 1
+        if self._pool is not None:
+            self._pool.shutdown(wait=requeued == 0, cancel_futures=True)
+            self._pool = None
+        if requeued:
+            log.warning("scans_requeued", count=requeued)
+        return requeued
+
+    # -- one release ---------------------------------------------------------------------------
+
+    async def _process(self, stored: StoredRelease) -> None:
+        release = stored.release
+        eco = release.ecosystem
+        bound = log.bind(
+            ecosystem=eco.value,
+            package=release.name,
+            version=release.version,
+            release_id=stored.id,
+            attempt=stored.attempts,
+        )
+        started = time.monotonic()
+        try:
+            result = await self._scan_and_record(stored, bound)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every failure is retried or recorded, never lost
+            await self._failed(stored, exc, started, bound)
+            return
+        duration = time.monotonic() - started
+        metrics.SCAN_DURATION.labels(eco.value, "scanned").observe(duration)
+        bound.info(
+            "scan_finished",
+            stage="scan",
+            duration_s=round(duration, 3),
+            findings=result.findings,
+            paged=result.paged,
+            baseline=stored.baseline,
+        )
+
+    async def _scan_and_record(
+        self, stored: StoredRelease, bound: structlog.BoundLogger
+    ) -> Scanned:
+        release = stored.release
+        eco = release.ecosystem
+        downloader = self.downloaders.get(eco)
+        if downloader is None:
+            raise RuntimeError(f"no registry configured for {eco.value}")
+        workdir = Path(tempfile.mkdtemp(prefix="watcher-scan-"))
+        try:
+            fetched, paths = await asyncio.wait_for(
+                downloader.fetch(release, workdir, max_bytes=self.config.scan.max_download_bytes),
+                timeout=self.config.scan.download_timeout,
+            )
+            bound.debug("release_downloaded", stage="download", files=len(paths))
+            report = await self._scan(fetched, paths)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+
+        found = await self.store.baseline_manifest(eco, release.name, release.version)
+        baseline_version, baseline = found if found else (None, None)
+        report = compare_with_baseline(report, baseline, None, self.config.scan_options())
+        metrics.SCAN_BYTES.labels(eco.value).inc(report.bytes_read)
+        for finding in report.findings:
+            metrics.FINDINGS.labels(eco.value, finding.category.value, finding.severity.value).inc()
+
+        incident, deliveries = self._decide(stored, report, baseline_version, baseline)
+        # Shielded: once the result is computed, a shutdown must not cut its transaction short.
+        _, created = await asyncio.shield(
+            self.store.mark_scanned(
+                stored.id,
+                report.findings,
+                report.manifest,
+                incident=incident,
+                deliveries=deliveries,
+            )
+        )
+        if created and incident is not None:
+            metrics.INCIDENTS_OPENED.labels(eco.value).inc()
+            bound.warning(
+                "incident_opened",
+                stage="policy",
+                dedup_key=incident.dedup_key,
+                owner=incident.owner,
+                severity=incident.worst_severity.value,
+                channels=[d.channel for d in deliveries],
+            )
+            self.on_page()
+        return Scanned(stored.id, created, len(report.findings))
+
+    async def _scan(self, release: Release, paths: list[Path]) -> Report:
+        options, limits = self.config.scan_options(), self.config.archive_limits()
+        requests = [
+            ScanRequest(
+                path,
+                release.ecosystem,
+                release.name,
+                release.version,
+                options=options,
+                limits=limits,
+            )
+            for path in paths
+        ]
+        loop = asyncio.get_running_loop()
+        pool: Executor | None = self._pool
+        if pool is None:
+            raise RuntimeError("scan workers not started")
+        try:
+            reports = await asyncio.gather(
+                *(loop.run_in_executor(pool, scan_artifact, request) for request in requests)
+            )
+        except BrokenProcessPool:
+            # A worker died (out of memory, killed): start a fresh pool, retry the release later.
+            self._pool = make_pool(self.config.scan.workers)
+            raise
+        # PyPI releases have several files: paths name their file, as `watcher scan` shows them.
+        prefix = release.ecosystem is Ecosystem.PYPI
+        if len(reports) == 1 and not prefix:
+            return reports[0]
+        return merge_reports(list(reports), prefix_paths=prefix)
+
+    def _decide(
+        self,
+        stored: StoredRelease,
+        report: Report,
+        baseline_version: str | None,
+        baseline: Manifest | None,
+    ) -> tuple[NewIncident | None, list[Delivery]]:
+        release = stored.release
+        if stored.baseline:
+            return None, []  # first sight of the package: its manifest is the yardstick only
+        policy = self.config.policy
+        previous = baseline.fingerprints if baseline is not None else None
+        decision = decide(
+            report.findings,
+            package=release.name,
+            page_at=policy.page_at,
+            allow=policy.allow,
+            today=date.today(),
+            previous=previous,
+        )
+        for finding, reason in decision.allowed:
+            log.info(
+                "finding_allowed",
+                ecosystem=release.ecosystem.value,
+                package=release.name,
+                version=release.version,
+                rule=finding.rule,
+                path=finding.path,
+                reason=reason,
+            )
+        if not decision.pages:
+            return None, []
+        owner = self.config.owner_of(release.ecosystem, release.name)
+        if owner is None:
+            log.warning(
+                "no_owner_to_page",
+                ecosystem=release.ecosystem.value,
+                package=release.name,
+                version=release.version,
+            )
+            return None, []
+        now = datetime.now(UTC)
+        incident = Incident(
+            dedup_key=Incident.key_for(release.ecosystem.value, release.name, release.version),
+            ecosystem=release.ecosystem,
+            name=release.name,
+            version=release.version,
+            owner=owner,
+            opened_at=now,
+            findings=decision.page,
+            published_at=release.published_at,
+        )
+        incident.runbook = build_runbook(
+            RunbookInputs(
+                ecosystem=release.ecosystem,
+                name=release.name,
+                version=release.version,
+                findings=decision.page,
+                now=now,
+                published_at=release.published_at,
+                registry_url=self.registry_urls.get(release.ecosystem),
+                previous_good=baseline_version,
+            )
+        )
+        event = AlertEvent(
+            EventType.OPENED, incident, event_id_for(incident.dedup_key, EventType.OPENED)
+        )
+        payload = encode_event(event)
+        deliveries = [
+            Delivery(channel_id(owner, kind), OutboxEvent.OPENED, payload)
+            for kind in self.config.owners[owner].channel_kinds()
+        ]
+        new = NewIncident(
+            ecosystem=release.ecosystem,
+            name=release.name,
+            version=release.version,
+            owner=owner,
+            worst_severity=incident.worst(),
+            payload=payload["incident"],
+            release_id=stored.id,
+        )
+        return new, deliveries
+
+    async def _failed(
+        self,
+        stored: StoredRelease,
+        exc: BaseException,
+        started: float,
+        bound: structlog.BoundLogger,
+    ) -> None:
+        eco = stored.release.ecosystem.value
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        duration = time.monotonic() - started
+        policy = self.config.retry.scan
+        age = max(0.0, time.time() - stored.created_at)
+        if policy.exhausted(stored.attempts, age):
+            await self.store.mark_failed(stored.id, reason)
+            metrics.SCAN_FAILURES.labels(eco).inc()
+            metrics.SCAN_DURATION.labels(eco, "failed").observe(duration)
+            bound.error("scan_failed", stage="scan", reason=reason, duration_s=round(duration, 3))
+            return
+        delay = policy.delay(stored.attempts, self._rand())
+        await self.store.schedule_retry(stored.id, reason, time.time() + delay)
+        metrics.SCAN_RETRIES.labels(eco).inc()
+        metrics.SCAN_DURATION.labels(eco, "retry").observe(duration)
+        bound.warning(
+            "scan_retry",
+            stage="scan",
+            reason=reason,
+            retry_in_s=round(delay, 1),
+            duration_s=round(duration, 3),
+        )
