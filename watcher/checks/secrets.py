@@ -14,6 +14,7 @@ import base64
 import binascii
 import bisect
 import hashlib
+import itertools
 import math
 import re
 import tomllib
@@ -128,6 +129,7 @@ class SecretRule:
     paths: re.Pattern[str] | None = None
     allow: tuple[re.Pattern[str], ...] = ()
     allow_match: tuple[re.Pattern[str], ...] = ()
+    anchor: bool = False  # the match starts at a keyword hit, or at most `before` chars earlier
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +137,6 @@ class Allowlist:
     sha256: frozenset[str]
     placeholder_substrings: tuple[str, ...]
     stopwords: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class _KeywordGroup:
-    """Keywords sharing a first character, found in one regex pass. `dispatch` maps each keyword
-    to the rules of every keyword it starts with (a hit on `sk-ant-` is also a hit on `sk-`)."""
-
-    pattern: re.Pattern[str]
-    dispatch: Mapping[str, tuple[int, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,101 +158,118 @@ class SecretMatch:
 
 
 class RuleSet:
-    """The compiled rules and the keyword index built from them."""
+    """The compiled rules and the keyword index built from them.
+
+    Keywords sharing a first character are found in one regex pass (an alternation of literals,
+    which `re` runs as a fast scan for that character), longest first, so a hit on `sk-ant-` is
+    reported as `sk-ant-`; `_triggers` therefore lists, per rule, its keywords and every longer
+    keyword that starts with one of them."""
 
     def __init__(self, rules: Iterable[SecretRule], allowlist: Allowlist) -> None:
         self.rules: tuple[SecretRule, ...] = tuple(rules)
         self.allowlist = allowlist
-        by_keyword: dict[str, list[int]] = {}
-        for index, rule in enumerate(self.rules):
+        keywords: set[str] = set()
+        for rule in self.rules:
             if not rule.keywords:
                 raise ValueError(f"secret rule {rule.id}: keywords are required")
-            for keyword in rule.keywords:
-                by_keyword.setdefault(keyword, []).append(index)
+            keywords.update(rule.keywords)
         by_first: dict[str, list[str]] = {}
-        for keyword in by_keyword:
+        for keyword in sorted(keywords, key=lambda k: (-len(k), k)):
             by_first.setdefault(keyword[0], []).append(keyword)
-        groups = []
-        for keywords in by_first.values():
-            keywords.sort(key=len, reverse=True)  # alternation tries the longest first
-            dispatch = {
-                keyword: tuple(
-                    sorted(
-                        {
-                            i
-                            for other in keywords
-                            if keyword.startswith(other)
-                            for i in by_keyword[other]
-                        }
-                    )
-                )
-                for keyword in keywords
-            }
-            pattern = re.compile("|".join(re.escape(keyword) for keyword in keywords))
-            groups.append(_KeywordGroup(pattern, dispatch))
-        self._groups = tuple(groups)
+        # (pattern, its keyword when it has only one: then hits need no telling apart)
+        self._groups = tuple(
+            (
+                re.compile("|".join(re.escape(keyword) for keyword in group)),
+                group[0] if len(group) == 1 else None,
+            )
+            for group in by_first.values()
+        )
+        self._triggers = tuple(
+            tuple(sorted(k for k in keywords if any(k.startswith(own) for own in rule.keywords)))
+            for rule in self.rules
+        )
+        self._reach = tuple(max(map(len, rule.keywords)) + rule.after for rule in self.rules)
 
     def scan(self, text: str, path: str = "") -> list[SecretMatch]:
         """Every credential in `text`, at most one per stretch of text (the earlier rule wins)."""
-        windows = self._windows(text, path)
+        hits = self._keyword_hits(text)
         candidates: list[SecretMatch] = []
-        for index, spans in sorted(windows.items()):
-            candidates.extend(self._run_rule(self.rules[index], text, spans))
+        for index, rule in enumerate(self.rules):
+            lists = [hits[k] for k in self._triggers[index] if k in hits]
+            if not lists or (rule.paths is not None and not rule.paths.search(path)):
+                continue
+            # each list is sorted and no two keywords are reported at one offset: timsort merges
+            starts = lists[0] if len(lists) == 1 else sorted(itertools.chain(*lists))
+            if rule.anchor:
+                candidates.extend(self._run_anchored(index, text, starts))
+            else:
+                candidates.extend(self._run_windows(index, text, starts))
         return [match for match in self._resolve_overlaps(candidates) if match.reported]
 
-    # The keyword pass: where may each rule match?
-    def _windows(self, text: str, path: str) -> dict[int, list[tuple[int, int]]]:
-        hits: dict[int, list[int]] = {}
-        keyword_len: dict[int, list[int]] = {}
-        for group in self._groups:
-            search = group.pattern.search
-            dispatch = group.dispatch
-            found = search(text)
-            while found is not None:
-                start = found.start()
-                keyword = found.group()
-                for index in dispatch[keyword]:
-                    hits.setdefault(index, []).append(start)
-                    keyword_len.setdefault(index, []).append(len(keyword))
-                found = search(text, start + 1)
-        windows: dict[int, list[tuple[int, int]]] = {}
-        size = len(text)
-        for index, starts in hits.items():
-            rule = self.rules[index]
-            if rule.paths is not None and not rule.paths.search(path):
+    def _keyword_hits(self, text: str) -> dict[str, list[int]]:
+        """Where each keyword occurs, in text order."""
+        hits: dict[str, list[int]] = {}
+        for pattern, only in self._groups:
+            if only is not None:
+                starts = [found.start() for found in pattern.finditer(text)]
+                if starts:
+                    hits[only] = starts
                 continue
-            raw = sorted(
-                (max(0, s - rule.before), min(size, s + n + rule.after))
-                for s, n in zip(starts, keyword_len[index], strict=True)
-            )
-            merged = [raw[0]]
-            for lo, hi in raw[1:]:
-                last_lo, last_hi = merged[-1]
-                if lo <= last_hi:
-                    merged[-1] = (last_lo, max(last_hi, hi))
+            for found in pattern.finditer(text):
+                keyword = found.group()
+                starts = hits.get(keyword)
+                if starts is None:
+                    hits[keyword] = [found.start()]
                 else:
-                    merged.append((lo, hi))
-            windows[index] = merged
-        return windows
+                    starts.append(found.start())
+        return hits
 
-    def _run_rule(
-        self, rule: SecretRule, text: str, spans: list[tuple[int, int]]
-    ) -> list[SecretMatch]:
+    def _run_anchored(self, index: int, text: str, starts: list[int]) -> list[SecretMatch]:
+        """The match starts at the keyword (`before` chars earlier at most): try exactly there."""
+        rule = self.rules[index]
+        match_at = rule.pattern.match
+        reach = self._reach[index]
         found: list[SecretMatch] = []
-        seen: set[tuple[int, int]] = set()
-        for lo, hi in spans:
-            for match in rule.pattern.finditer(text, lo, hi):
-                group = _secret_group(rule, match)
-                start, end = match.span(group)
-                if (start, end) in seen:
-                    continue
-                seen.add((start, end))
-                value = match.group(group)
-                if rule.validator is not None and not VALIDATORS[rule.validator](value):
-                    found.append(SecretMatch(rule, start, end, value, reported=False))
-                elif self._accepts(rule, value, match, text):
-                    found.append(SecretMatch(rule, start, end, value))
+        for start in starts:
+            for at in range(max(0, start - rule.before), start + 1):
+                match = match_at(text, at, at + reach + rule.before)
+                if match is not None:
+                    self._consider(rule, match, text, found)
+                    break
         return found
+
+    def _run_windows(self, index: int, text: str, starts: list[int]) -> list[SecretMatch]:
+        """The match may start anywhere near the keyword: search merged windows around hits."""
+        rule = self.rules[index]
+        reach = self._reach[index]
+        search = rule.pattern.finditer
+        found: list[SecretMatch] = []
+        lo = hi = -1
+        for start in starts:
+            if lo >= 0 and start - rule.before <= hi:
+                hi = start + reach
+                continue
+            if lo >= 0:
+                for match in search(text, lo, hi):
+                    self._consider(rule, match, text, found)
+            lo, hi = max(0, start - rule.before), start + reach
+        if lo >= 0:
+            for match in search(text, lo, hi):
+                self._consider(rule, match, text, found)
+        return found
+
+    def _consider(
+        self, rule: SecretRule, match: re.Match[str], text: str, found: list[SecretMatch]
+    ) -> None:
+        group = _secret_group(rule, match)
+        start, end = match.span(group)
+        if found and found[-1].start == start and found[-1].end == end:
+            return
+        value = match.group(group)
+        if rule.validator is not None and not VALIDATORS[rule.validator](value):
+            found.append(SecretMatch(rule, start, end, value, reported=False))
+        elif self._accepts(rule, value, match, text):
+            found.append(SecretMatch(rule, start, end, value))
 
     def _accepts(self, rule: SecretRule, value: str, match: re.Match[str], text: str) -> bool:
         if rule.entropy is not None and shannon_entropy(value) < rule.entropy:
@@ -394,6 +404,7 @@ def _parse_rule(table: dict[str, Any]) -> SecretRule:
             paths=re.compile(paths) if paths else None,
             allow=tuple(re.compile(p) for p in table.get("allow", ())),
             allow_match=tuple(re.compile(p) for p in table.get("allow_match", ())),
+            anchor=bool(table.get("anchor", False)),
         )
     except (KeyError, TypeError, ValueError, re.error) as exc:
         raise ValueError(f"secret rule {rule_id}: {exc}") from exc
