@@ -217,11 +217,11 @@ class RuleSet:
                 continue
             for found in pattern.finditer(text):
                 keyword = found.group()
-                starts = hits.get(keyword)
-                if starts is None:
+                known = hits.get(keyword)
+                if known is None:
                     hits[keyword] = [found.start()]
                 else:
-                    starts.append(found.start())
+                    known.append(found.start())
         return hits
 
     def _run_anchored(self, index: int, text: str, starts: list[int]) -> list[SecretMatch]:
