@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint unit venv run bench clean
+.PHONY: test lint unit venv run bench clean deploy-tools deploy-check docs-metrics
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,26 @@ run: venv
 
 bench: venv
 	$(BIN)/python bench/scan_bench.py
+
+# promtool for tests/test_deploy.py: Debian's prometheus package unpacked into .cache/ (nothing is
+# installed or started); apt-get update only when the package lists are missing. Idempotent.
+PROMTOOL := .cache/prometheus/usr/bin/promtool
+$(PROMTOOL):
+	mkdir -p .cache/prometheus/deb
+	cd .cache/prometheus/deb && rm -f prometheus_*.deb && \
+	  { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; }
+	dpkg-deb -x .cache/prometheus/deb/prometheus_*.deb .cache/prometheus
+	touch $@
+
+deploy-tools: $(PROMTOOL)
+
+# Dockerfile (hadolint), k8s schemas, compose, alert rules (promtool), dashboard, systemd unit
+deploy-check: venv deploy-tools
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_deploy.py
+
+# regenerate the metrics table of docs/metrics.md from watcher/metrics.py
+docs-metrics: venv
+	$(BIN)/python -m tests.test_deploy
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
