@@ -154,6 +154,13 @@ def test_openssh_private_key() -> None:
     assert [(f.rule, f.key) for f in findings] == [("private-key", redact(body))]
 
 
+def test_a_short_placeholder_word_inside_a_long_key_body_is_chance_not_a_placeholder() -> None:
+    text, body = fakecreds.pem_private_key(random.Random(11))
+    text = text.replace(body[40:44], "fAkE", 1)
+    body = body.replace(body[40:44], "fAkE", 1)
+    assert [(f.rule, f.key) for f in scan_text(text)] == [("private-key", redact(body))]
+
+
 def test_private_key_in_a_js_string_with_escaped_newlines() -> None:
     rng = random.Random(3)
     body = fakecreds.pem_body(rng, escaped=True)
@@ -289,6 +296,11 @@ def _negatives() -> dict[str, str]:
         "url with angle placeholders": "mongodb+srv://<user>:<password>@cluster0.acme-corp.io/db",
         "url with port only": "https://registry.acme-corp.io:8443/path?a=b",
         "url git ssh": "git+ssh://git@git.acme-corp.io:acme/repo.git",
+        "url with several hosts": "https://foo.acme-corp.io:123,foo:bar@bar.acme-corp.io/path",
+        "oauth rfc example tokens": (
+            '{"access_token":"' + "2YotnFZFEjr1" + "zCsicMWpAA" + '",'
+            '"refresh_token":"' + "tGzv3JOkF0XG" + "5Qx2TlKWIA" + '"}'
+        ),
         "sourcemap webpack urls": '{"sources":["webpack:///./src/a.ts","webpack://acme/./b.js"]}',
         "code references": (
             "const token = getToken(); this.password = opts.password; "

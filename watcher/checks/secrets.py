@@ -36,6 +36,8 @@ RULES_FILE = Path(__file__).with_name("secrets.toml")
 # file full of tokens is one problem, not thousands of pages.
 _MAX_MATCHES_PER_RULE = 50
 _DEFAULT_AFTER = 256
+_LONG_VALUE = 256
+_LONG_VALUE_WORD = 7
 
 
 # -- validators ----------------------------------------------------------------------------------
@@ -321,7 +323,9 @@ def shannon_entropy(value: str) -> float:
 
 
 def _char_classes(value: str) -> int:
-    lower = upper = digit = other = False
+    """How many of lower, upper, digit and special characters the value mixes; `.-_/` do not count
+    as special because identifiers, scope names and paths are made of them."""
+    lower = upper = digit = special = False
     for char in value:
         if char.islower():
             lower = True
@@ -329,9 +333,9 @@ def _char_classes(value: str) -> int:
             upper = True
         elif char.isdigit():
             digit = True
-        else:
-            other = True
-    return lower + upper + digit + other
+        elif char not in "._-/":
+            special = True
+    return lower + upper + digit + special
 
 
 def is_placeholder(value: str, allowlist: Allowlist) -> bool:
@@ -341,7 +345,13 @@ def is_placeholder(value: str, allowlist: Allowlist) -> bool:
     lowered = value.lower()
     if lowered in allowlist.stopwords:
         return True
-    if any(part in lowered for part in allowlist.placeholder_substrings):
+    # In a long random value (a key body) a short word turns up by chance: only long ones count.
+    long_value = len(value) > _LONG_VALUE
+    if any(
+        part in lowered
+        for part in allowlist.placeholder_substrings
+        if not long_value or len(part) >= _LONG_VALUE_WORD
+    ):
         return True
     # `AKIAXXXXXXXXXXXXXXXX`, `sk_live_000…`: a long run of one character, or very few distinct ones
     if _longest_run(value) >= max(6, len(value) // 4):
