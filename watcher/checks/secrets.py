@@ -1,10 +1,17 @@
 """`secret`: credentials in text members and in source maps' embedded sources.
 
 Rules are data (`secrets.toml` beside this module), gitleaks-style. Scanning is built for 100 MB
-minified bundles: each rule's keywords are found with C-speed literal search (all keywords sharing a
-first character in one regex pass, which `re` runs as a fast scan for that character) and the rule's
-regex runs only on a small window around each hit, never over the whole text. A match must then
-survive the rule's validator (checksums), entropy floor, allowlists and the placeholder filter.
+minified bundles and never runs a rule's regex over the whole text:
+
+1. a literal pass finds every keyword: the keywords sharing a first character go into one
+   alternation of literals, which `re` runs as a C scan for that character (measured about twice as
+   fast as one `str.find` loop per keyword for this rule set, and one pass per character, not per
+   keyword);
+2. an anchored rule's regex is tried only at its hits (`Pattern.match`); any other rule's regex
+   searches merged windows around its hits;
+3. a match must pass the rule's validator (checksums), entropy floor and allowlists and the
+   placeholder filter; where two rules match the same text, the one listed first wins.
+
 A secret's value never leaves this module: findings carry `watcher.redact.redact` of it.
 """
 
