@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -94,6 +94,7 @@ def scan_artifact(request: ScanRequest) -> Report:
         options=request.options,
     )
     checks = default_checks()
+    content = _ContentScanner(checks, ctx)
     findings: list[Finding] = []
     raw_files: dict[str, ManifestEntry] = {}
     with request.path.open("rb") as handle:
@@ -106,7 +107,7 @@ def scan_artifact(request: ScanRequest) -> Report:
         for check in checks:
             findings.extend(check.member(member, ctx))
         if member.data is not None and member.kind is MemberKind.FILE:
-            findings.extend(_scan_content(member, checks, ctx))
+            findings.extend(content.member(member))
     for check in checks:
         findings.extend(check.finish(ctx))
     findings.extend(reader.anomalies)
@@ -239,41 +240,56 @@ def _merge(reports: list[Report], prefix_paths: bool) -> Report:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _scan_content(member: Member, checks: list[Check], ctx: ScanContext) -> Iterable[Finding]:
-    data = member.data
-    assert data is not None
-    path = member.path
-    if looks_like_source_map(path, data):
-        smap = parse_source_map(data, path, inline=False)
-        if smap is not None:
-            yield from _scan_source_map(smap, checks, ctx)
+class _ContentScanner:
+    """Hands each member's content to the checks: decoded once, source maps parsed once.
+
+    Builds often ship the same original sources in several maps (ESM, CJS, UMD, minified): an
+    embedded source seen before (same source path, same text) is not scanned again; its findings
+    are reissued at the new map's path, so every place it leaks is still reported."""
+
+    def __init__(self, checks: list[Check], ctx: ScanContext) -> None:
+        self._checks = checks
+        self._ctx = ctx
+        self._embedded: dict[tuple[str, int, int], list[Finding]] = {}
+
+    def member(self, member: Member) -> Iterable[Finding]:
+        data = member.data
+        assert data is not None
+        path = member.path
+        if looks_like_source_map(path, data):
+            smap = parse_source_map(data, path, inline=False)
+            if smap is not None:
+                yield from self._source_map(smap)
+                return
+        if _is_binary(path, data):
             return
-    if _is_binary(path, data):
-        return
-    text = data.decode("utf-8", "replace")
-    doc = TextDoc(path=path, text=text, member_path=path)
-    for check in checks:
-        yield from check.text(doc, ctx)
-    for smap in find_inline_maps(text, path):
-        yield from _scan_source_map(smap, checks, ctx)
+        text = data.decode("utf-8", "replace")
+        yield from self._text(TextDoc(path=path, text=text, member_path=path))
+        for smap in find_inline_maps(text, path):
+            yield from self._source_map(smap)
 
+    def _source_map(self, smap: SourceMapDoc) -> Iterable[Finding]:
+        for check in self._checks:
+            yield from check.source_map(smap, self._ctx)
+        for source, content in zip(smap.sources, smap.contents, strict=False):
+            if not content:
+                continue
+            path = f"{smap.path} → {source}"
+            key = (source, len(content), hash(content))
+            seen = self._embedded.get(key)
+            if seen is None:
+                doc = TextDoc(
+                    path=path, text=content, member_path=smap.path, embedded_source=source
+                )
+                self._embedded[key] = seen = list(self._text(doc))
+                yield from seen
+            else:
+                for finding in seen:
+                    yield replace(finding, path=path, evidence=dict(finding.evidence))
 
-def _scan_source_map(
-    smap: SourceMapDoc, checks: list[Check], ctx: ScanContext
-) -> Iterable[Finding]:
-    for check in checks:
-        yield from check.source_map(smap, ctx)
-    for source, content in zip(smap.sources, smap.contents, strict=False):
-        if not content:
-            continue
-        doc = TextDoc(
-            path=f"{smap.path} → {source}",
-            text=content,
-            member_path=smap.path,
-            embedded_source=source,
-        )
-        for check in checks:
-            yield from check.text(doc, ctx)
+    def _text(self, doc: TextDoc) -> Iterable[Finding]:
+        for check in self._checks:
+            yield from check.text(doc, self._ctx)
 
 
 def _is_binary(path: str, data: bytes) -> bool:
