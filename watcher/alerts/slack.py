@@ -231,12 +231,14 @@ def _first_action_block(incident: Incident) -> dict[str, Any]:
 
 def _finding_blocks(findings: list[Finding], shown: int) -> list[dict[str, Any]]:
     blocks = [
-        _section(f"*{f.severity.value.upper()}* `{f.rule}` · `{f.path}`\n{f.message}")
+        _section(
+            f"*{f.severity.value.upper()}* `{f.rule}` · `{f.path}`\n{truncate(f.message, 600)}"
+        )
         for f in findings[:shown]
     ]
     rest = findings[shown:]
     if rest:
-        listed = "\n".join(f"• {describe_finding(f)}" for f in rest[:20])
+        listed = "\n".join(f"• {truncate(describe_finding(f), 200)}" for f in rest[:20])
         more = len(rest) - 20
         tail = f"\n…and {more} more" if more > 0 else ""
         blocks.append(
