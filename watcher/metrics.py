@@ -127,6 +127,22 @@ INCIDENTS_RESOLVED = Counter(
     "Incidents resolved.",
     ["ecosystem"],
 )
+TIME_TO_CONTAIN = Histogram(
+    "watcher_time_to_contain_seconds",
+    "Seconds from a bad release's publish (else its page) to the registry no longer serving it.",
+    ["ecosystem"],
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 604800),
+)
+MITIGATIONS = Counter(
+    "watcher_mitigations_total",
+    "Mitigations that are not containment, posted once each (deprecated, yanked, dist-tag moved).",
+    ["ecosystem", "kind"],
+)
+CONTAINMENT_CHECKS = Counter(
+    "watcher_containment_checks_total",
+    "Registry re-reads of open incidents, by result (open / contained / error).",
+    ["ecosystem", "result"],
+)
 
 # --- outbox (watcher.alerts.outbox) -------------------------------------------------------------
 OUTBOX_DEPTH = Gauge(

@@ -163,6 +163,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: versions already reported as yanked (PyPI), so a yank is an event once
     ("ALTER TABLE packages ADD COLUMN yanked TEXT NOT NULL DEFAULT '[]'",),
+    # 3: what the containment watcher recorded per incident (a mitigation posted once, the
+    # dist-tags first seen on the version), so a restart never posts an update twice
+    (
+        """CREATE TABLE incident_notes (
+            incident_id INTEGER NOT NULL REFERENCES incidents (id),
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            recorded_at REAL NOT NULL,
+            PRIMARY KEY (incident_id, kind)
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -895,6 +906,37 @@ class Store:
     async def open_incidents(self) -> list[Incident]:
         rows = await self._read("SELECT * FROM incidents WHERE state = 'open' ORDER BY id")
         return [_incident(row) for row in rows]
+
+    async def incident_notes(self, incident_id: int) -> dict[str, str]:
+        """What the containment watcher recorded for an incident: kind -> detail."""
+        rows = await self._read(
+            "SELECT kind, detail FROM incident_notes WHERE incident_id = ? ORDER BY kind",
+            (incident_id,),
+        )
+        return {row["kind"]: row["detail"] for row in rows}
+
+    async def add_incident_note(
+        self,
+        incident_id: int,
+        kind: str,
+        detail: str,
+        deliveries: Sequence[Delivery] = (),
+        *,
+        now: float | None = None,
+    ) -> bool:
+        """Record a note once per (incident, kind) and queue its pages in the same transaction.
+        False (and nothing queued) when that kind was already recorded."""
+        at = _now(now)
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "INSERT INTO incident_notes (incident_id, kind, detail, recorded_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (incident_id, kind) DO NOTHING",
+                (incident_id, kind, detail, at),
+            )
+            if cursor.rowcount != 1:
+                return False
+            await _enqueue(db, incident_id, deliveries, at)
+            return True
 
     # -- outbox ------------------------------------------------------------------------------
 

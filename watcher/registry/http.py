@@ -317,6 +317,27 @@ class RegistryHttp:
         result: HttpResponse = await self._run(once, ecosystem, url)
         return result
 
+    async def head(
+        self, url: str, *, ecosystem: str, headers: Mapping[str, str] | None = None
+    ) -> int:
+        """HEAD `url` (redirects followed) and return the final status: whether a file is still
+        served, without downloading it. 4xx is returned, not raised; 5xx/429 retry as for `get`."""
+        host, netloc = self._host(url)
+        request_headers = self._headers(netloc, headers, None)
+
+        async def once() -> int:
+            async with host.slots, host.throttler:
+                metrics.REGISTRY_REQUESTS.labels(ecosystem).inc()
+                async with host.session.head(
+                    url, headers=request_headers, allow_redirects=True
+                ) as response:
+                    if response.status == 429 or response.status >= 500:
+                        self._classify(response, ecosystem, url, "")
+                    return response.status
+
+        result: int = await self._run(once, ecosystem, url)
+        return result
+
     async def post(
         self,
         url: str,
