@@ -62,6 +62,14 @@ def test_map_without_sources_content_is_info(tmp_path: Path) -> None:
     assert [(f.rule, f.severity) for f in findings] == [("sourcemap-shipped", Severity.INFO)]
 
 
+def test_maps_without_sources_content_are_one_summary_finding(tmp_path: Path) -> None:
+    files = {f"dist/m{i}.js.map": source_map([f"src/m{i}.ts"], None) for i in range(30)}
+    findings = findings_of(npm_tarball(tmp_path / "p.tgz", files))
+    [finding] = findings
+    assert finding.rule == "sourcemap-shipped" and finding.evidence["maps"] == 30
+    assert finding.path == "package/dist/m0.js.map"
+
+
 def test_map_with_only_third_party_sources_is_low(tmp_path: Path) -> None:
     smap = source_map(["../node_modules/react/index.js"], ["x"])
     findings = findings_of(npm_tarball(tmp_path / "p.tgz", {"vendor.js.map": smap}))
@@ -280,6 +288,7 @@ def test_internal_urls_private_ips_and_home_paths(tmp_path: Path) -> None:
         "const ok = 'https://example.com/a', local = 'http://localhost:3000', pub = 'http://8.8.8.8/';\n"
         "//# built in /Users/alice/work/app/src\n"
         "// C:\\\\Users\\\\bob\\\\proj\\\\x.js and /home/runner/work/x (a CI runner)\n"
+        "// see [ISO 4217](https://www.iso.org/iso/home/standards/currency_codes.htm)\n"
     )
     findings = findings_of(npm_tarball(tmp_path / "p.tgz", {"index.js": js}))
     internal = sorted(

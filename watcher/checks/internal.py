@@ -105,7 +105,7 @@ class InternalReferenceCheck(Check):
             while position != -1 and len(seen) < _MAX_FINDINGS_PER_DOC:
                 start = max(0, position - 3)
                 match = pattern.search(doc.text, start, position + len(needle) + 70)
-                if match:
+                if match and not _inside_url(doc.text, match.start()):
                     user = match.group(1)
                     prefix = match.group(0)
                     if user.lower() not in _GENERIC_USERS and prefix not in seen:
@@ -120,6 +120,14 @@ class InternalReferenceCheck(Check):
                             evidence={"prefix": prefix},
                         )
                 position = doc.text.find(needle, position + len(needle))
+
+
+def _inside_url(text: str, offset: int) -> bool:
+    """`https://www.iso.org/iso/home/standards/…` is a web page, not a build machine's home."""
+    window = text[max(0, offset - 200) : offset]
+    token_start = max(window.rfind(c) for c in " \t\n\"'`(<[=,") + 1
+    token = window[token_start:]
+    return "://" in token and not token.startswith("file://")
 
 
 def _strip_credentials(url: str) -> str:

@@ -117,6 +117,9 @@ def is_first_party(source: str) -> bool:
 class SourceMapCheck(Check):
     category = Category.SOURCE_MAP
 
+    def __init__(self) -> None:
+        self._without_content: list[str] = []
+
     def source_map(self, smap: SourceMapDoc, ctx: ScanContext) -> Iterable[Finding]:
         kind = "inline source map" if smap.inline else "source map"
         rule_suffix = "-inline" if smap.inline else ""
@@ -152,12 +155,20 @@ class SourceMapCheck(Check):
                 evidence={"third_party_files": len(embedded), "sources_total": len(smap.sources)},
             )
         else:
+            # Only paths and mappings: harmless on its own, and packages ship hundreds. One
+            # summary finding, not one per map.
+            self._without_content.append(smap.path)
+
+    def finish(self, ctx: ScanContext) -> Iterable[Finding]:
+        maps = self._without_content
+        if maps:
             yield self.finding(
-                "sourcemap-shipped" + rule_suffix,
+                "sourcemap-shipped",
                 Severity.INFO,
-                smap.path,
-                f"{kind} without sourcesContent ({len(smap.sources):,} source paths listed)",
-                evidence={"sources_total": len(smap.sources)},
+                maps[0],
+                f"{len(maps):,} source map{'s' if len(maps) > 1 else ''} without sourcesContent "
+                "(source paths and mappings only)",
+                evidence={"maps": len(maps), "examples": maps[:10]},
             )
 
     def _internal_sources(self, smap: SourceMapDoc, ctx: ScanContext) -> Iterable[Finding]:
