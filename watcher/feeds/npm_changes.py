@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -138,6 +139,7 @@ class NpmChangesFeed:
         self.last_success: float | None = None
         self._last_head_check = time.monotonic()
         self._errors = 0
+        self._began: datetime | None = None
 
     async def head(self) -> str:
         response = await self.http.get_json(self.root_url, ecosystem=Ecosystem.NPM.value)
@@ -159,6 +161,19 @@ class NpmChangesFeed:
         if failures:
             raise RegistryError(f"reconcile left {failures} packages unread")
 
+    async def _watch_began(self) -> datetime:
+        """When this feed first started (kept beside its cursor): a package a row names for the
+        first time pages for every version published since then."""
+        if self._began is None:
+            store = self.tracker.store
+            key = f"{self.name}/began"
+            text = await store.get_cursor(key)
+            if text is None:
+                text = datetime.now(UTC).isoformat()
+                await store.set_cursor(key, text)
+            self._began = datetime.fromisoformat(text)
+        return self._began
+
     async def _restart_from_head(self, reason: str, cursor: str | None) -> str:
         head = await self.head()
         log.warning("feed_cursor_reset", feed=self.name, reason=reason, cursor=cursor, head=head)
@@ -173,6 +188,7 @@ class NpmChangesFeed:
         store = self.tracker.store
         cursor = await store.get_cursor(self.name)
         if cursor is None:
+            await self._watch_began()
             head = await self.head()
             await self.reconcile_all()
             await store.set_cursor(self.name, head)
@@ -194,8 +210,11 @@ class NpmChangesFeed:
                 await self._restart_from_head("sequence jumped", cursor)
                 return False
 
+        began = await self._watch_began()
         for package, generation in watched_rows(page.rows, self.watchlist).items():
-            await self.tracker.touch(package, feed=self.name, min_generation=generation)
+            await self.tracker.touch(
+                package, feed=self.name, min_generation=generation, new_since=began
+            )
 
         if not page.rows:
             # `since` beyond a regressed head answers empty forever: look at the head now and then.

@@ -120,8 +120,13 @@ def diff_package(
     *,
     feed: str,
     now: datetime,
+    new_since: datetime | None = None,
 ) -> tuple[list[FeedEvent], PackageState]:
-    """Pure: what changed between `state` and the document, and the state to remember."""
+    """Pure: what changed between `state` and the document, and the state to remember.
+
+    `new_since`: on first sight, versions the document dates at or after this instant are new
+    releases rather than history (a package first met through a feed pattern such as `@acme/*`
+    after the watch began must page for its first version)."""
     events: list[FeedEvent] = []
     if isinstance(fetched, Missing):
         if state is not None and state.versions:
@@ -144,9 +149,19 @@ def diff_package(
     )
     if state is None:
         # First sight: the newest existing release becomes the baseline; nothing pages.
-        chosen = newest(ecosystem, current - fetched.yanked) or newest(ecosystem, current)
+        fresh = set()
+        if new_since is not None:
+            fresh = {
+                v
+                for v, release in fetched.releases.items()
+                if release.published_at is not None and release.published_at >= new_since
+            }
+        history = current - fresh
+        chosen = newest(ecosystem, history - fetched.yanked) or newest(ecosystem, history)
         if chosen is not None:
             events.append(BaselineSeen(fetched.releases[chosen], feed, now))
+        for version in _sorted_versions(ecosystem, fresh):
+            events.append(ReleaseSeen(fetched.releases[version], feed, now))
         return events, new_state
 
     for version in _sorted_versions(ecosystem, current - state.versions):
@@ -231,17 +246,25 @@ class PackageTracker:
         return self.source.ecosystem
 
     async def touch(
-        self, name: str, *, feed: str, min_generation: int | None = None
+        self,
+        name: str,
+        *,
+        feed: str,
+        min_generation: int | None = None,
+        new_since: datetime | None = None,
     ) -> TouchResult:
         """Read `name`'s document, diff it, hand the events to the sink, then remember the new
         state (in that order: a crash in between repeats the events, never loses them).
-        `min_generation`: the document must be at least this new (the feed said so)."""
+        `min_generation`: the document must be at least this new (the feed said so).
+        `new_since`: see `diff_package`."""
         canonical = self.source.canonical(name)
         lock = self._locks.setdefault(canonical, asyncio.Lock())
         async with lock:
-            return await self._touch(canonical, feed, min_generation)
+            return await self._touch(canonical, feed, min_generation, new_since)
 
-    async def _touch(self, name: str, feed: str, min_generation: int | None) -> TouchResult:
+    async def _touch(
+        self, name: str, feed: str, min_generation: int | None, new_since: datetime | None
+    ) -> TouchResult:
         eco = self.ecosystem
         state = await self.store.get_package_state(eco, name)
         need_fresh = (
@@ -290,7 +313,9 @@ class PackageTracker:
             return TouchResult(name, "stale", (), fetched.generation)
 
         now = datetime.now(UTC)
-        events, new_state = diff_package(eco, name, state, fetched, feed=feed, now=now)
+        events, new_state = diff_package(
+            eco, name, state, fetched, feed=feed, now=now, new_since=new_since
+        )
         if events:
             await self.sink(events)
             count_events(eco, feed, events)
