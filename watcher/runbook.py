@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import structlog
 
@@ -38,119 +37,118 @@ class Route:
     """How one credential type is revoked: by its provider's own route."""
 
     what: str  # "npm token"
-    text: str  # the sentence after "Revoke the <what> found in <paths>: "
+    text: str  # a sentence saying how
     command: str | None = None
     url: str | None = None
     # where the registry/provider revokes this type on its own once published (ecosystem or "*"),
-    # and who does it
+    # and the sentence that says so
     auto_revoked_in: tuple[str, ...] = ()
-    revoked_by: str = "the provider"
+    auto_note: str = ""
 
 
 _ROUTES: dict[str, Route] = {
     "npm": Route(
         "npm token",
-        "list your tokens and revoke it (web: your account's Access Tokens page)",
+        "List your tokens and revoke it (or on your account's Access Tokens page).",
         "npm token list\nnpm token revoke <token-id>",
         auto_revoked_in=("npm",),
-        revoked_by="npm (for tokens found in published packages)",
+        auto_note="npm revokes npm tokens it finds in published packages on its own: confirm it "
+        "was revoked (`npm token list`).",
     ),
     "pypi": Route(
         "PyPI API token",
-        "remove it under API tokens on your PyPI account page (re-authentication required); "
-        "prefer Trusted Publishing for the replacement",
+        "Remove it under API tokens on your PyPI account page (re-authentication required); "
+        "prefer Trusted Publishing for the replacement.",
         url="{pypi}/manage/account/",
     ),
     "github": Route(
         "GitHub token",
-        "its owner deletes it under Settings → Developer settings → tokens; anyone holding it can "
-        "revoke it through GitHub's credential-revocation API (unauthenticated, irreversible)",
+        "Its owner deletes it under Settings → Developer settings → tokens; anyone holding it can "
+        "revoke it through GitHub's credential-revocation API (unauthenticated, irreversible).",
         "curl -X POST https://api.github.com/credentials/revoke "
         '-d \'{"credentials":["<the token>"]}\'',
     ),
     "aws": Route(
         "AWS access key",
-        "deactivate it now (immediate, reversible), then delete it and review CloudTrail",
+        "Deactivate it now (immediate, reversible), then delete it and review CloudTrail.",
         "aws iam update-access-key --access-key-id <access-key-id> --status Inactive "
         "--user-name <user>\naws iam delete-access-key --access-key-id <access-key-id> "
         "--user-name <user>",
     ),
     "gcp": Route(
         "Google Cloud service-account key",
-        "disable, then delete the key",
+        "Disable, then delete the key, and review the audit logs.",
         "gcloud iam service-accounts keys disable <key-id> --iam-account=<service-account-email>\n"
         "gcloud iam service-accounts keys delete <key-id> --iam-account=<service-account-email>",
     ),
     "slack-webhook": Route(
         "Slack incoming-webhook URL",
-        "remove the webhook in the Slack app's Incoming Webhooks settings",
+        "Remove the webhook in the Slack app's Incoming Webhooks settings.",
         auto_revoked_in=("*",),
-        revoked_by="Slack (it searches out leaked secrets)",
+        auto_note="Slack searches out leaked secrets and revokes them: confirm it was revoked.",
     ),
     "slack": Route(
         "Slack token",
-        "revoke it with auth.revoke (or in the app's OAuth & Permissions page)",
+        "Revoke it with auth.revoke (or in the app's OAuth & Permissions page).",
         "curl -X POST https://slack.com/api/auth.revoke -H 'Authorization: Bearer <the token>'",
         auto_revoked_in=("*",),
-        revoked_by="Slack (it searches out leaked secrets)",
+        auto_note="Slack searches out leaked secrets and revokes them: confirm it was revoked.",
     ),
     "stripe": Route(
         "Stripe key",
-        "Dashboard → Developers → API keys → Roll key, with expiry now; then audit its use",
+        "Dashboard → Developers → API keys → Roll key, with expiry now; then audit its use.",
     ),
-    "openai": Route("OpenAI API key", "revoke it on the organization's API keys page"),
-    "anthropic": Route("Anthropic API key", "disable it in the Console under Settings → API keys"),
+    "openai": Route("OpenAI API key", "Revoke it on the organization's API keys page."),
+    "anthropic": Route("Anthropic API key", "Disable it in the Console under Settings → API keys."),
     "ssh": Route(
         "SSH private key",
-        "remove its public key everywhere it is authorized (authorized_keys, GitHub user and "
-        "deploy keys), then generate a new pair",
+        "Remove its public key everywhere it is authorized (authorized_keys, GitHub user and "
+        "deploy keys), then generate a new pair.",
         "gh ssh-key list\ngh ssh-key delete <key-id>",
     ),
-    "tls": Route(
+    "private-key": Route(
         "private key",
-        "revoke every certificate issued for it with reason keyCompromise, then re-key and "
-        "re-issue (for a PGP key: publish its revocation certificate)",
+        "Replace the key pair wherever its public half is trusted (servers, deploy keys) and "
+        "revoke every certificate issued for it with reason keyCompromise.",
+        "gh ssh-key list   # remove its public half where it is trusted\n"
         "certbot revoke --cert-path <cert.pem> --reason keycompromise",
     ),
     "webhook-secret": Route(
         "webhook signing secret",
-        "rotate it: sign with old and new secrets for a short overlap, then drop the old one",
+        "Rotate it: sign with old and new secrets for a short overlap, then drop the old one.",
     ),
-    "git": Route(
-        "git host credentials",
-        "revoke the token or password for every host listed in it",
-    ),
+    "git": Route("git host credentials", "Revoke the token or password of every host listed."),
     "kubernetes": Route(
         "Kubernetes credentials",
-        "revoke the client certificate or token it holds (rotate the service-account token, "
-        "re-issue user certificates) and review the cluster's audit log",
+        "Revoke the client certificate or token it holds (rotate the service-account token, "
+        "re-issue user certificates) and review the cluster's audit log.",
     ),
     "cloud": Route(
         "cloud credentials",
-        "revoke every key and token it holds at its provider (AWS IAM keys, gcloud/azure logins, "
-        "registry logins in docker config), then review their audit logs",
+        "Revoke every key and token it holds at its provider (AWS IAM keys, gcloud/azure logins, "
+        "registry logins in docker config), then review their audit logs.",
     ),
     "terraform": Route(
         "secrets in Terraform state",
-        "rotate every secret the state holds (database passwords, keys, tokens): the state "
-        "stores them in clear text",
+        "Rotate every secret the state holds (database passwords, keys, tokens): the state "
+        "stores them in clear text.",
     ),
     "generic": Route(
         "credentials",
-        "rotate every credential in it at the service that issued it",
+        "Rotate every credential in it at the service that issued it, and load it from the "
+        "environment or a secret store instead.",
     ),
 }
 
-# Rule ids of the scanner's own rules → route. Secret-pattern rules are also matched by keyword
-# below, so a rule added to checks/secrets.toml without a `revoke` hint still gets a route.
+# The scanner's sensitive-file rules → route.
 _RULE_ROUTES: dict[str, str] = {
     "npmrc-file": "npm",
     "pypirc-file": "pypi",
     "netrc-file": "git",
     "git-credentials-file": "git",
     "private-key-file": "ssh",
-    "key-material-file": "tls",
-    "keystore-file": "tls",
+    "key-material-file": "private-key",
+    "keystore-file": "private-key",
     "terraform-state": "terraform",
     "terraform-vars": "generic",
     "kubeconfig": "kubernetes",
@@ -160,6 +158,8 @@ _RULE_ROUTES: dict[str, str] = {
     "app-secrets-file": "generic",
 }
 
+# Secret-pattern rules (checks/secrets.toml) → route by a word of their id, so a rule added there
+# gets the exact commands and the auto-revocation note of its credential type. First match wins.
 _KEYWORD_ROUTES: tuple[tuple[str, str], ...] = (
     ("slack-webhook", "slack-webhook"),
     ("slack", "slack"),
@@ -168,51 +168,44 @@ _KEYWORD_ROUTES: tuple[tuple[str, str], ...] = (
     ("github", "github"),
     ("aws", "aws"),
     ("gcp", "gcp"),
-    ("google", "gcp"),
+    ("google-cloud", "gcp"),
     ("stripe", "stripe"),
     ("openai", "openai"),
     ("anthropic", "anthropic"),
     ("ssh", "ssh"),
-    ("private-key", "tls"),
+    ("private-key", "private-key"),
     ("whsec", "webhook-secret"),
-    ("webhook", "webhook-secret"),
+    ("webhook-secret", "webhook-secret"),
 )
 
 
-def load_revoke_hints(path: Path = SECRETS_RULES) -> dict[str, Route]:
-    """`revoke` hints from the secret rules file, keyed by rule id. A hint is a sentence, or a
-    table with `text` and optional `command` / `url`. A missing or unreadable file gives none."""
+@dataclass(frozen=True, slots=True)
+class RevokeHint:
+    """A secret rule's own `revoke` sentence (checks/secrets.toml)."""
+
+    description: str
+    text: str
+
+
+def load_revoke_hints(path: Path = SECRETS_RULES) -> dict[str, RevokeHint]:
+    """`revoke` sentences from the secret rules file, keyed by rule id. A missing or unreadable
+    file gives none: the built-in routes still apply."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         log.debug("revoke_hints_unavailable", path=str(path), error=type(exc).__name__)
         return {}
-    hints: dict[str, Route] = {}
-    for rule in data.get("rule", []):
-        if not isinstance(rule, dict) or "id" not in rule or "revoke" not in rule:
+    hints: dict[str, RevokeHint] = {}
+    for rule in [*data.get("rules", []), *data.get("rule", [])]:
+        if not isinstance(rule, dict):
             continue
-        hint = rule["revoke"]
-        what = str(rule.get("description") or rule["id"])
-        if isinstance(hint, str):
-            hints[str(rule["id"])] = Route(what, hint)
-        elif isinstance(hint, dict) and isinstance(hint.get("text"), str):
-            hints[str(rule["id"])] = Route(
-                what,
-                hint["text"],
-                _opt_str(hint.get("command")),
-                _opt_str(hint.get("url")),
-                tuple(str(e) for e in hint.get("auto_revoked_in", ())),
-            )
+        rule_id, hint = rule.get("id"), rule.get("revoke")
+        if isinstance(rule_id, str) and isinstance(hint, str) and hint.strip():
+            hints[rule_id] = RevokeHint(str(rule.get("description") or rule_id), hint.strip())
     return hints
 
 
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def route_for(finding: Finding, hints: Mapping[str, Route]) -> Route:
-    if finding.rule in hints:
-        return hints[finding.rule]
+def route_for(finding: Finding) -> Route:
     if finding.rule in _RULE_ROUTES:
         return _ROUTES[_RULE_ROUTES[finding.rule]]
     rule = finding.rule.lower()
@@ -250,8 +243,9 @@ class RunbookInputs:
 
 
 def build_runbook(
-    inputs: RunbookInputs, revoke_hints: Mapping[str, Route] | None = None
+    inputs: RunbookInputs, revoke_hints: Mapping[str, RevokeHint] | None = None
 ) -> list[RunbookStep]:
+    """Ordered steps; `revoke_hints` defaults to the secret rules' own `revoke` sentences."""
     hints = load_revoke_hints() if revoke_hints is None else revoke_hints
     steps = _credential_steps(inputs, hints)
     if inputs.ecosystem is Ecosystem.NPM:
@@ -264,27 +258,44 @@ def build_runbook(
 # -- credentials ---------------------------------------------------------------------------------
 
 
-def _credential_steps(inputs: RunbookInputs, hints: Mapping[str, Route]) -> list[RunbookStep]:
-    grouped: dict[Route, list[str]] = {}
+@dataclass(slots=True)
+class _CredentialGroup:
+    paths: list[str]
+    hint: RevokeHint | None = None
+
+
+def _credential_steps(inputs: RunbookInputs, hints: Mapping[str, RevokeHint]) -> list[RunbookStep]:
+    """One step per credential type: the rule's own sentence where it has one, the provider's
+    exact command from the routes table, and "confirm it was revoked" where that applies."""
+    groups: dict[Route, _CredentialGroup] = {}
     for finding in inputs.findings:
-        if is_credential(finding):
-            paths = grouped.setdefault(route_for(finding, hints), [])
-            if finding.path not in paths:
-                paths.append(finding.path)
+        if not is_credential(finding):
+            continue
+        group = groups.setdefault(route_for(finding), _CredentialGroup([]))
+        if finding.path not in group.paths:
+            group.paths.append(finding.path)
+        if group.hint is None:
+            group.hint = hints.get(finding.rule) or _evidence_hint(finding)
     steps = []
-    for route, paths in grouped.items():
-        auto = "*" in route.auto_revoked_in or inputs.ecosystem.value in route.auto_revoked_in
+    for route, group in groups.items():
+        how = group.hint.text if group.hint else route.text
         text = (
-            f"Revoke the {route.what} found in {_list_paths(paths)}: {route.text}. "
-            "A secret that reached a public registry is compromised, whatever happens to the "
-            "package."
+            f"Live credential: {route.what} in {_list_paths(group.paths)}. {how} A secret that "
+            "reached a public registry is compromised, whatever happens to the package."
         )
-        if auto:
-            who = route.revoked_by[:1].upper() + route.revoked_by[1:]
-            text += f" {who} may already have revoked it: confirm it was revoked."
+        if "*" in route.auto_revoked_in or inputs.ecosystem.value in route.auto_revoked_in:
+            text += f" {route.auto_note}"
         url = route.url.replace("{pypi}", _pypi_web(inputs)) if route.url else None
         steps.append(RunbookStep(text=text, command=route.command, url=url))
     return steps
+
+
+def _evidence_hint(finding: Finding) -> RevokeHint | None:
+    """The secret check copies its rule's `revoke` sentence into the finding's evidence."""
+    hint = finding.evidence.get("revoke")
+    if not isinstance(hint, str) or not hint.strip():
+        return None
+    return RevokeHint(str(finding.evidence.get("rule_description") or finding.rule), hint.strip())
 
 
 def _list_paths(paths: Sequence[str], limit: int = 5) -> str:
