@@ -31,10 +31,10 @@ from watcher.checks.secrets import (
     SecretCheck,
     default_rules,
     load_rules,
+    redacted_form,
     shannon_entropy,
 )
 from watcher.model import Category, Finding, Severity
-from watcher.redact import redact
 from watcher.scan import ScanRequest, scan_artifact
 
 RULES = {rule.id: rule for rule in default_rules().rules}
@@ -103,11 +103,11 @@ def test_positive_is_found_once_redacted(rule_id: str) -> None:
     assert finding.category is Category.SECRET
     assert finding.severity is rule.severity
     assert finding.path == case.path
-    assert finding.key == redact(case.secret)
-    assert finding.evidence["redacted"] == redact(case.secret)
+    assert finding.key == redacted_form(case.secret)
+    assert finding.evidence["redacted"] == redacted_form(case.secret)
     assert finding.evidence["rule_description"] == rule.description
     assert finding.evidence["revoke"] == rule.revoke
-    assert redact(case.secret) in finding.message
+    assert redacted_form(case.secret) in finding.message
     assert finding.line == case.text.count("\n", 0, case.text.index(case.secret)) + 1
     assert_no_leak(finding, case.secret)
 
@@ -124,7 +124,7 @@ def test_positive_is_found_inside_a_large_minified_bundle(rule_id: str) -> None:
     text = filler + ";\n" + case.text + "\n" + filler
     findings = scan_text(text, case.path)
     assert [f.rule for f in findings] == [rule_id]
-    assert findings[0].key == redact(case.secret)
+    assert findings[0].key == redacted_form(case.secret)
     assert findings[0].line == 2 + case.text.count("\n", 0, case.text.index(case.secret))
 
 
@@ -139,7 +139,7 @@ def test_severities_follow_what_the_credential_can_do() -> None:
 def test_every_github_classic_prefix(kind: str) -> None:
     token = fakecreds.github_token(random.Random(kind), kind)
     findings = scan_text(f'auth("{token}")')
-    assert [(f.rule, f.key) for f in findings] == [("github-token", redact(token))]
+    assert [(f.rule, f.key) for f in findings] == [("github-token", redacted_form(token))]
     assert findings[0].evidence["checksum_valid"] is True
 
 
@@ -151,14 +151,14 @@ def test_openai_legacy_format() -> None:
 def test_openssh_private_key() -> None:
     text, body = fakecreds.openssh_private_key(random.Random(2))
     findings = scan_text(text, "package/id_ed25519")
-    assert [(f.rule, f.key) for f in findings] == [("private-key", redact(body))]
+    assert [(f.rule, f.key) for f in findings] == [("private-key", redacted_form(body))]
 
 
 def test_a_short_placeholder_word_inside_a_long_key_body_is_chance_not_a_placeholder() -> None:
     text, body = fakecreds.pem_private_key(random.Random(11))
     text = text.replace(body[40:44], "fAkE", 1)
     body = body.replace(body[40:44], "fAkE", 1)
-    assert [(f.rule, f.key) for f in scan_text(text)] == [("private-key", redact(body))]
+    assert [(f.rule, f.key) for f in scan_text(text)] == [("private-key", redacted_form(body))]
 
 
 def test_private_key_in_a_js_string_with_escaped_newlines() -> None:
@@ -175,8 +175,8 @@ def test_aws_key_id_with_unlabelled_secret_beside_it() -> None:
     secret = fakecreds.chars(rng, fakecreds.B64, 40)
     findings = scan_text(f'new Credentials("{key_id}", "{secret}")')
     assert sorted((f.rule, f.key) for f in findings) == [
-        ("aws-access-key-id", redact(key_id)),
-        ("aws-secret-access-key", redact(secret)),
+        ("aws-access-key-id", redacted_form(key_id)),
+        ("aws-secret-access-key", redacted_form(secret)),
     ]
 
 
@@ -195,7 +195,7 @@ def test_aws_key_id_with_unlabelled_secret_beside_it() -> None:
 def test_generic_assignments_in_any_case(template: str) -> None:
     value = fakecreds.chars(random.Random(template), fakecreds.ALNUM, 16) + "7a"
     findings = scan_text(template.format(v=value))
-    assert [(f.rule, f.key) for f in findings] == [("generic-secret", redact(value))]
+    assert [(f.rule, f.key) for f in findings] == [("generic-secret", redacted_form(value))]
 
 
 def test_findings_report_the_original_source_inside_a_source_map() -> None:
@@ -433,4 +433,11 @@ def test_scan_artifact_finds_secrets_in_js_and_in_source_map_sources(tmp_path: P
     }
     everything = repr(report.findings) + json.dumps([f.evidence for f in report.findings])
     assert github not in everything and stripe not in everything
-    assert redact(github) in everything and redact(stripe) in everything
+    assert redacted_form(github) in everything and redacted_form(stripe) in everything
+
+
+def test_private_key_is_shown_by_its_body_not_the_line_break_before_it() -> None:
+    case = positive("private-key")
+    [finding] = scan_text(case.text, case.path)
+    assert finding.key.startswith(case.secret.strip()[:4])
+    assert not finding.key[:1].isspace()

@@ -148,6 +148,15 @@ class Allowlist:
     stopwords: frozenset[str]
 
 
+_LEADING_BREAKS = re.compile(r"^(?:\s|\\[nr])+")
+
+
+def redacted_form(value: str) -> str:
+    """How a secret is shown. A PEM body starts after a line break (or a JSON-escaped one): show
+    the key's first characters, not that."""
+    return redact(_LEADING_BREAKS.sub("", value))
+
+
 @dataclass(frozen=True, slots=True)
 class SecretMatch:
     """One credential found in a text. `value` is the raw secret: it stays inside this module's
@@ -163,7 +172,7 @@ class SecretMatch:
 
     @property
     def redacted(self) -> str:
-        return redact(self.value)
+        return redacted_form(self.value)
 
 
 class RuleSet:
