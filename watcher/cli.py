@@ -16,12 +16,19 @@ import structlog
 
 from watcher.archive import ArchiveLimits
 from watcher.checks.base import ScanOptions
-from watcher.config import describe_plan, load_config
+from watcher.config import Config, describe_plan, load_config
 from watcher.daemon import Service
 from watcher.errors import WatcherError
 from watcher.fetch import Registries, resolve
 from watcher.logs import configure_logging
-from watcher.model import Report, Severity
+from watcher.model import Ecosystem, Report, Severity
+from watcher.ops import (
+    StoredRunbook,
+    parse_release_spec,
+    render_runbook,
+    send_test_alert,
+    stored_runbook,
+)
 from watcher.output import render_json, render_sarif, render_text
 from watcher.scan import ScanRequest, scan_release
 from watcher.store import StatusSummary, Store
@@ -89,6 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status_parser.add_argument("--config", type=Path, required=True, help="service configuration")
     status_parser.add_argument("--format", choices=["text", "json"], default="text")
+
+    test_alert_parser = sub.add_parser(
+        "test-alert",
+        help="send a clearly marked test incident through one owner's channels and report each "
+        "channel's outcome (exit 0 all delivered, 1 otherwise, 2 configuration error)",
+    )
+    test_alert_parser.add_argument("--owner", required=True, help="owner name from the config")
+    test_alert_parser.add_argument("--config", type=Path, required=True)
+
+    runbook_parser = sub.add_parser(
+        "runbook",
+        help="print a release's runbook again from the store",
+        description="RELEASE: NAME@VERSION or npm:NAME@VERSION (npm), pypi:NAME==VERSION or "
+        "NAME==VERSION (PyPI).",
+    )
+    runbook_parser.add_argument("release")
+    runbook_parser.add_argument("--config", type=Path, required=True)
+    runbook_parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="rebuild it from the stored findings now (current unpublish-window hours) instead "
+        "of printing it as it was paged",
+    )
+    runbook_parser.add_argument("--format", choices=["text", "json"], default="text")
     return parser
 
 
@@ -106,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.config)
         if args.command == "status":
             return _status(args.config, args.format)
+        if args.command == "test-alert":
+            return _test_alert(args.config, args.owner, args.log_format)
+        if args.command == "runbook":
+            return _runbook(args)
     except WatcherError as exc:
         print(f"watcher: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -281,6 +316,49 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float | None = None)
         f"dead letters {counts.dead_letters}"
     )
     return "\n".join(lines)
+
+
+# -- operator commands ---------------------------------------------------------------------------
+
+
+def _test_alert(config_path: Path, owner: str, log_format: str | None) -> int:
+    config = load_config(config_path)
+    configure_logging(log_format or config.log.format, config.log.level)  # type: ignore[arg-type]
+    outcomes = asyncio.run(send_test_alert(config, owner))
+    for outcome in outcomes:
+        sys.stdout.write(outcome.line() + "\n")
+    return EXIT_CLEAN if all(o.result.ok for o in outcomes) else EXIT_FINDINGS
+
+
+def _runbook(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    configure_logging(args.log_format or config.log.format, config.log.level)
+    ecosystem, name, version = parse_release_spec(args.release)
+    if not config.store.path.exists():
+        print(
+            f"watcher: {config.store.path}: no state yet (the service has not run)", file=sys.stderr
+        )
+        return EXIT_FINDINGS
+    book = asyncio.run(_read_runbook(config, ecosystem, name, version, fresh=args.fresh))
+    if book is None:
+        print(
+            f"watcher: no incident or findings for {ecosystem.value} {name} {version} in "
+            f"{config.store.path}",
+            file=sys.stderr,
+        )
+        return EXIT_FINDINGS
+    sys.stdout.write(render_runbook(book, args.format) + "\n")
+    return EXIT_CLEAN
+
+
+async def _read_runbook(
+    config: Config, ecosystem: Ecosystem, name: str, version: str, *, fresh: bool
+) -> StoredRunbook | None:
+    store = await Store.open(config.store.path)
+    try:
+        return await stored_runbook(store, config, ecosystem, name, version, fresh=fresh)
+    finally:
+        await store.close()
 
 
 if __name__ == "__main__":
