@@ -29,6 +29,7 @@ from watcher.alerts import build_channels
 from watcher.alerts.base import Channel
 from watcher.alerts.outbox import Outbox
 from watcher.config import Config, RegistryConfig, channel_id
+from watcher.containment import ContainmentWatcher
 from watcher.feeds.base import (
     BaselineSeen,
     Feed,
@@ -138,6 +139,11 @@ class Service:
                 store, config, downloaders, registry_urls=urls, on_page=outbox.wake
             )
             sink.workers = workers
+            containment = (
+                ContainmentWatcher(store, config, clients, on_page=outbox.wake)
+                if config.containment.enabled
+                else None
+            )
 
             server = HttpServer(
                 build_app(self._readiness, before_scrape=self._scrape_hook(store, outbox, sink)),
@@ -147,7 +153,7 @@ class Service:
             await server.start()
             self.http_port = server.port
             await workers.start()
-            await self._serve(store, workers, outbox)
+            await self._serve(store, workers, outbox, containment)
         finally:
             if server is not None:
                 await server.stop()
@@ -169,12 +175,20 @@ class Service:
         log.info("service_stopping", signal=sig.name)
         self._stop.set()
 
-    async def _serve(self, store: Store, workers: ScanWorkers, outbox: Outbox) -> None:
+    async def _serve(
+        self,
+        store: Store,
+        workers: ScanWorkers,
+        outbox: Outbox,
+        containment: ContainmentWatcher | None = None,
+    ) -> None:
         feeds_stop, work_stop, outbox_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
         feed_tasks = [
             asyncio.create_task(feed.run(feeds_stop), name=f"feed:{feed.name}")
             for feed in self._feeds.all
         ]
+        if containment is not None:  # re-reads the registry like a feed; stops with them
+            feed_tasks.append(asyncio.create_task(containment.run(feeds_stop), name="containment"))
         work_task = asyncio.create_task(workers.run(work_stop), name="scan-workers")
         outbox_task = asyncio.create_task(outbox.run(outbox_stop), name="outbox")
         everything = [*feed_tasks, work_task, outbox_task]
