@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -84,12 +86,34 @@ def _warm() -> int:
     return 0
 
 
+def _exit_with(service_pid: int) -> None:
+    """Pool worker initializer: a worker blocked on its queue never notices that the service was
+    killed (`kill -9` runs no clean-up), so a watchdog thread ends it once the service is gone."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(service_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # the pid was reused by someone else's process
+                os._exit(0)
+
+    threading.Thread(target=watch, name="service-watchdog", daemon=True).start()
+
+
 def make_pool(workers: int) -> ProcessPoolExecutor:
     """forkserver, not fork: the service has threads (SQLite, resolver) that fork would copy
     mid-flight. The scanner modules are preloaded once into the fork server."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["watcher.scan"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_exit_with,
+        initargs=(os.getpid(),),
+    )
 
 
 # ------------------------------------------------------------------------------- the workers

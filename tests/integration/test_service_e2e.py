@@ -181,7 +181,7 @@ async def test_sigkill_mid_scan_and_mid_delivery_loses_nothing_and_pages_once(
         await receiver.wait_for(1, within=20)
 
         # 3. killed while the webhook holds the next page's request open (sent, not accepted)
-        receiver.script(Scripted(204, delay=30))
+        receiver.script(Scripted(204, delay=5))
         await publish(verdaccio, name, "1.0.2", leaky_files("b"))
         await receiver.wait_for(2, within=20)
         service.kill()
