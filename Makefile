@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint unit venv run bench clean deploy-tools deploy-check docs-metrics
+.PHONY: test lint unit venv run bench clean deploy-tools deploy-check deploy-sync
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -43,8 +43,9 @@ deploy-tools: $(PROMTOOL)
 deploy-check: venv deploy-tools
 	$(BIN)/pytest -q -p no:cacheprovider tests/test_deploy.py
 
-# regenerate the metrics table of docs/metrics.md from watcher/metrics.py
-docs-metrics: venv
+# regenerate docs/metrics.md's table (from watcher/metrics.py) and the k8s PrometheusRule's rules
+# (from deploy/prometheus/alerts.yml)
+deploy-sync: venv
 	$(BIN)/python -m tests.test_deploy
 
 clean:
