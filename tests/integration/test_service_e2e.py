@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -117,6 +119,17 @@ async def test_baseline_then_one_page_for_a_leak_and_none_for_a_clean_release(
         assert service.terminate() == 0
         events = [e["event"] for e in service.logs()]
         assert "service_drained" in events and "service_stopped" in events
+        status = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "watcher.cli", "status", "--config", str(service.config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert f"{name}@1.0.2: scanned" in status.stdout
+        assert f"watcher/npm/{name}/1.0.1 owner team, critical" in status.stdout
+        assert "outbox: 0 waiting" in status.stdout
     finally:
         service.ensure_stopped()
 
