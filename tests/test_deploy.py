@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -43,6 +44,7 @@ from pydantic import BaseModel
 
 from watcher import metrics as watcher_metrics
 from watcher.config import Config, load_config, parse_config
+from watcher.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -792,6 +794,34 @@ def test_configuration_reference_lists_every_option() -> None:
     documented = set(re.findall(r"`([a-z_]+(?:(?:\.|\[\]\.|\.<name>\.)[a-z_]+)*)`", text))
     missing = [path for path in option_paths(Config) if path not in documented]
     assert not missing, f"docs/configuration.md does not describe: {missing}"
+
+
+async def test_documented_backup_and_repair_sql_work_on_a_live_store(tmp_path: Path) -> None:
+    """operations.md's online backup one-liner copies a store that is open (commits still in its
+    WAL), and its repair statements name real tables and columns of the store's schema."""
+    ops = (DOCS / "operations.md").read_text(encoding="utf-8")
+    snippet = re.search(r'python -c "(import sqlite3[^"]*)"', ops)
+    assert snippet, "operations.md lost its Python backup one-liner"
+    statements = re.findall(r'sqlite3 state\.db "([^"]+)"', ops)
+    assert any("outbox" in sql for sql in statements)
+    assert any("releases" in sql for sql in statements)
+    state, backup = tmp_path / "state.db", tmp_path / "backup.db"
+    store = await Store.open(state)
+    try:
+        await store.set_cursor("npm-poll", "4242")
+        assert (tmp_path / "state.db-wal").stat().st_size > 0  # the commit is in the WAL
+        done = run(sys.executable, "-c", snippet.group(1), str(state), str(backup))
+        assert done.returncode == 0, done.stderr
+    finally:
+        await store.close()
+    copy = sqlite3.connect(backup)
+    try:
+        assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert copy.execute("SELECT cursor FROM feed_cursors").fetchall() == [("4242",)]
+        for sql in statements:
+            copy.execute(sql)
+    finally:
+        copy.close()
 
 
 def test_architecture_module_map_names_every_module() -> None:
