@@ -250,3 +250,29 @@ async def _until(check, within: float = 20.0) -> None:  # type: ignore[no-untype
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
+
+
+async def test_readyz_flips_when_the_registry_is_unreachable_and_back(
+    verdaccio: Verdaccio, hook: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    receiver, secret = hook
+    name = unique("svc-ready")
+    await publish(verdaccio, name, "1.0.0")
+    port = free_port()
+    proxy = await RewritingProxy(verdaccio.url).start(port)
+    service = make_service(tmp_path, proxy.url, [name], receiver.url, secret)
+    service.start()
+    try:
+        await service.wait_ready()
+        await proxy.close()  # the registry is gone: polls fail
+        await _until(lambda: service.get("/readyz")[0] == 503, within=30)
+        body = service.get("/readyz")[1]
+        assert "npm-poll: last successful poll" in body
+        assert service.get("/healthz")[0] == 200, "alive though not ready"
+        proxy = await RewritingProxy(verdaccio.url).start(port)
+        await _until(lambda: service.get("/readyz")[0] == 200, within=60)
+        _, text = service.get("/metrics")
+        assert 'watcher_registry_errors_total{ecosystem="npm"' in text
+    finally:
+        service.ensure_stopped()
+        await proxy.close()
