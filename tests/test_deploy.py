@@ -741,6 +741,17 @@ def test_systemd_unit_hardening() -> None:
     assert any("watcher run --config" in cmd for cmd in d["ExecStart"])
 
 
+def test_systemd_env_example_names_every_production_variable() -> None:
+    """The EnvironmentFile template sets every `${VAR}` the production config needs (no default)."""
+    production = (REPO / "config" / "watcher.production.yaml").read_text(encoding="utf-8")
+    without_comments = re.sub(r"(^|\s)#.*$", "", production, flags=re.MULTILINE)
+    needed = set(re.findall(r"\$\{([A-Za-z_]\w*)\}", without_comments))
+    assert "PD_ROUTING_KEY" in needed
+    example = (DEPLOY / "systemd" / "registry-watcher.env.example").read_text(encoding="utf-8")
+    provided = set(re.findall(r"^([A-Za-z_]\w*)=", example, re.MULTILINE))
+    assert needed <= provided, f"missing from registry-watcher.env.example: {needed - provided}"
+
+
 @pytest.fixture()
 def unit_copy(tmp_path: Path) -> Path:
     """The unit with its ExecStart pointing at this checkout's `watcher` (verify wants it to exist)."""
