@@ -37,6 +37,7 @@ from watcher.alerts.outbox import event_id_for
 from watcher.alerts.webhook import message_id
 from watcher.containment import UNPUBLISHED
 from watcher.model import EventType
+from watcher.registry.http import HttpSettings, RegistryHttp
 from watcher.store import Incident, IncidentState, Store, incident_key
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -199,8 +200,12 @@ async def test_leak_paged_then_deprecate_updates_and_unpublish_resolves_everywhe
         await asyncio.sleep(1.5)  # three more containment checks: nothing is posted twice
         assert len(rx.hook.requests) == 3
 
-        # 3. unpublished: resolved on every channel
-        await asyncio.to_thread(verdaccio.unpublish, name, "1.1.0")
+        # 3. unpublished: resolved on every channel. The tarball answered 200 until now.
+        tarball = f"{verdaccio.url}/{name}/-/{name}-1.1.0.tgz"
+        async with RegistryHttp(HttpSettings(attempts=1)) as http:
+            assert await http.head(tarball, ecosystem="npm") == 200
+            await asyncio.to_thread(verdaccio.unpublish, name, "1.1.0")
+            assert await http.head(tarball, ecosystem="npm") == 404
         await until(lambda: len(of_type(rx.hook, "incident.resolved")) == 1, "the resolve", 30)
         await until(lambda: len(rx.pd.requests) == 4 and len(rx.slack.requests) == 4, "resolves")
         (resolved,) = of_type(rx.hook, "incident.resolved")
