@@ -45,7 +45,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="watcher", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(
+        prog="watcher",
+        description="Screen what npm and PyPI releases actually published, and page the owners.",
+    )
     parser.add_argument(
         "--log-format",
         choices=["auto", "json", "console"],
