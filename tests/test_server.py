@@ -34,7 +34,7 @@ PROMISED = [
 ]
 
 
-def test_ready_only_when_store_open_and_every_feed_recent() -> None:
+async def test_ready_only_when_store_open_and_every_feed_recent() -> None:
     now = 1000.0
     fresh = FeedHealth("npm-poll", 1.0, now - 2.0)
     assert readiness(True, [fresh], now=now).ready
