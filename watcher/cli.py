@@ -11,27 +11,25 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from watcher.archive import ArchiveLimits
 from watcher.checks.base import ScanOptions
-from watcher.config import Config, describe_plan, load_config
-from watcher.daemon import Service
 from watcher.errors import WatcherError
-from watcher.fetch import Registries, resolve
 from watcher.logs import configure_logging
 from watcher.model import Ecosystem, Report, Severity
-from watcher.ops import (
-    StoredRunbook,
-    parse_release_spec,
-    render_runbook,
-    send_test_alert,
-    stored_runbook,
-)
 from watcher.output import render_json, render_sarif, render_text
 from watcher.scan import ScanRequest, scan_release
-from watcher.store import StatusSummary, Store
+
+if TYPE_CHECKING:
+    from watcher.config import Config
+    from watcher.ops import StoredRunbook
+    from watcher.store import StatusSummary
+
+# The service's modules (aiohttp server, store, channels) load only for the commands that use them,
+# so `watcher scan` in CI starts fast.
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -154,19 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    options, limits, registries = _scan_settings(args.config)
+    config = _load_config(args.config) if args.config else None
+    options = config.scan_options() if config else ScanOptions()
+    limits = config.archive_limits() if config else ArchiveLimits()
     with tempfile.TemporaryDirectory(prefix="watcher-scan-") as workdir:
-        files = asyncio.run(resolve(args.target, args.baseline, Path(workdir), registries))
+        targets, baselines, ecosystem, prefix = _scan_files(args, Path(workdir), config)
         report = scan_release(
-            [
-                ScanRequest(p, files.ecosystem, options=options, limits=limits)
-                for p in files.targets
-            ],
-            [
-                ScanRequest(p, files.ecosystem, options=options, limits=limits)
-                for p in files.baselines
-            ],
-            prefix_paths=files.from_registry,
+            [ScanRequest(p, ecosystem, options=options, limits=limits) for p in targets],
+            [ScanRequest(p, ecosystem, options=options, limits=limits) for p in baselines],
+            prefix_paths=prefix,
         )
     _print_report(report, args.format)
     threshold = Severity(args.fail_on)
@@ -184,12 +178,34 @@ def _scan(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if failing else EXIT_CLEAN
 
 
-def _scan_settings(config_path: Path | None) -> tuple[ScanOptions, ArchiveLimits, Registries]:
-    if config_path is None:
-        return ScanOptions(), ArchiveLimits(), Registries()
-    config = load_config(config_path)
-    registries = Registries(npm_url=config.registries.npm.url, pypi_url=config.registries.pypi.url)
-    return config.scan_options(), config.archive_limits(), registries
+def _scan_files(
+    args: argparse.Namespace, workdir: Path, config: Config | None
+) -> tuple[list[Path], list[Path], Ecosystem | None, bool]:
+    """Local files to scan: as given, or downloaded when a registry is involved."""
+    registry_targets = ("npm:", "pypi:")
+    baseline: str | None = args.baseline
+    if not args.target.startswith(registry_targets) and (
+        baseline is None
+        or baseline == "none"
+        or not baseline.startswith((*registry_targets, "auto"))
+    ):
+        given = [] if baseline in (None, "none") else [Path(baseline)]
+        return [Path(args.target)], given, None, False
+    from watcher.fetch import Registries, resolve  # noqa: PLC0415 - aiohttp only when needed
+
+    registries = (
+        Registries(npm_url=config.registries.npm.url, pypi_url=config.registries.pypi.url)
+        if config
+        else Registries()
+    )
+    files = asyncio.run(resolve(args.target, baseline, workdir, registries))
+    return files.targets, files.baselines, files.ecosystem, files.from_registry
+
+
+def _load_config(path: Path) -> Config:
+    from watcher.config import load_config  # noqa: PLC0415 - pydantic only when a config is read
+
+    return load_config(path)
 
 
 def _print_report(report: Report, fmt: str) -> None:
@@ -205,9 +221,11 @@ def _print_report(report: Report, fmt: str) -> None:
 
 
 def _run(config_path: Path, log_format: str | None) -> int:
-    config = load_config(config_path)
+    config = _load_config(config_path)
     configure_logging(log_format or config.log.format, config.log.level)  # type: ignore[arg-type]
     try:
+        from watcher.daemon import Service  # noqa: PLC0415
+
         asyncio.run(Service(config).run())
     except OSError as exc:  # the listen address is taken, the state directory is not writable
         print(f"watcher: {exc}", file=sys.stderr)
@@ -216,13 +234,15 @@ def _run(config_path: Path, log_format: str | None) -> int:
 
 
 def _check_config(config_path: Path) -> int:
-    config = load_config(config_path)
+    config = _load_config(config_path)
+    from watcher.config import describe_plan  # noqa: PLC0415
+
     sys.stdout.write(f"{config_path}: valid\n{describe_plan(config)}\n")
     return EXIT_CLEAN
 
 
 def _status(config_path: Path, fmt: str) -> int:
-    config = load_config(config_path)
+    config = _load_config(config_path)
     if not config.store.path.exists():
         print(
             f"watcher: {config.store.path}: no state yet (the service has not run)", file=sys.stderr
@@ -234,6 +254,8 @@ def _status(config_path: Path, fmt: str) -> int:
 
 
 async def _read_status(path: Path) -> StatusSummary:
+    from watcher.store import Store  # noqa: PLC0415
+
     store = await Store.open(path)
     try:
         return await store.status()
@@ -325,8 +347,10 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float | None = None)
 
 
 def _test_alert(config_path: Path, owner: str, log_format: str | None) -> int:
-    config = load_config(config_path)
+    config = _load_config(config_path)
     configure_logging(log_format or config.log.format, config.log.level)  # type: ignore[arg-type]
+    from watcher.ops import send_test_alert  # noqa: PLC0415
+
     outcomes = asyncio.run(send_test_alert(config, owner))
     for outcome in outcomes:
         sys.stdout.write(outcome.line() + "\n")
@@ -334,8 +358,10 @@ def _test_alert(config_path: Path, owner: str, log_format: str | None) -> int:
 
 
 def _runbook(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = _load_config(args.config)
     configure_logging(args.log_format or config.log.format, config.log.level)
+    from watcher.ops import parse_release_spec, render_runbook  # noqa: PLC0415
+
     ecosystem, name, version = parse_release_spec(args.release)
     if not config.store.path.exists():
         print(
@@ -357,6 +383,9 @@ def _runbook(args: argparse.Namespace) -> int:
 async def _read_runbook(
     config: Config, ecosystem: Ecosystem, name: str, version: str, *, fresh: bool
 ) -> StoredRunbook | None:
+    from watcher.ops import stored_runbook  # noqa: PLC0415
+    from watcher.store import Store  # noqa: PLC0415
+
     store = await Store.open(config.store.path)
     try:
         return await stored_runbook(store, config, ecosystem, name, version, fresh=fresh)
