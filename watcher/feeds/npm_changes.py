@@ -10,7 +10,6 @@ stored, so a crash re-reads a page, never skips one.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,9 +19,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import structlog
 
-from watcher import metrics
 from watcher.errors import RegistryError
-from watcher.feeds.base import Watchlist, error_backoff, record_iteration, sleep_or_stop
+from watcher.feeds.base import Watchlist
+from watcher.feeds.follower import JournalFollower
 from watcher.feeds.reconcile import NamesProvider, PackageTracker
 from watcher.model import Ecosystem
 from watcher.registry.http import RegistryHttp
@@ -106,7 +105,7 @@ def root_url_of(changes_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parent, "", ""))
 
 
-class NpmChangesFeed:
+class NpmChangesFeed(JournalFollower):
     """Follows the changes feed; touches each watched package a row names."""
 
     ecosystem = Ecosystem.NPM
@@ -125,20 +124,14 @@ class NpmChangesFeed:
         jump_threshold: int = 10_000_000,
         head_check_interval: float = 60.0,
     ) -> None:
+        super().__init__(tracker, watchlist, names, name=name, interval=interval)
         self.http = http
         self.changes_url = changes_url
         self.root_url = root_url_of(changes_url)
-        self.tracker = tracker
-        self.watchlist = watchlist
-        self.names = names
-        self.name = name
-        self.interval = interval
         self.limit = limit
         self.jump_threshold = jump_threshold
         self.head_check_interval = head_check_interval
-        self.last_success: float | None = None
         self._last_head_check = time.monotonic()
-        self._errors = 0
         self._began: datetime | None = None
 
     async def head(self) -> str:
@@ -148,18 +141,6 @@ class NpmChangesFeed:
         if seq is None:
             raise RegistryError(f"{self.root_url} has no update_seq")
         return seq
-
-    async def reconcile_all(self) -> None:
-        """Touch every watched package (after a reset, or at first start)."""
-        failures = 0
-        for package in await self.names():
-            try:
-                await self.tracker.touch(package, feed=self.name)
-            except RegistryError as exc:
-                failures += 1
-                log.warning("package_touch_failed", package=package, feed=self.name, error=str(exc))
-        if failures:
-            raise RegistryError(f"reconcile left {failures} packages unread")
 
     async def _watch_began(self) -> datetime:
         """When this feed first started (kept beside its cursor): a package a row names for the
@@ -174,12 +155,8 @@ class NpmChangesFeed:
             self._began = datetime.fromisoformat(text)
         return self._began
 
-    async def _restart_from_head(self, reason: str, cursor: str | None) -> str:
-        head = await self.head()
-        log.warning("feed_cursor_reset", feed=self.name, reason=reason, cursor=cursor, head=head)
-        metrics.FEED_CURSOR_RESETS.labels(Ecosystem.NPM.value, self.name).inc()
-        await self.reconcile_all()
-        await self.tracker.store.set_cursor(self.name, head)
+    async def restart_from_head(self, reason: str, cursor: str | None) -> str:
+        head = await super().restart_from_head(reason, cursor)
         self._last_head_check = time.monotonic()
         return head
 
@@ -189,11 +166,7 @@ class NpmChangesFeed:
         cursor = await store.get_cursor(self.name)
         if cursor is None:
             await self._watch_began()
-            head = await self.head()
-            await self.reconcile_all()
-            await store.set_cursor(self.name, head)
-            self._last_head_check = time.monotonic()
-            log.info("feed_started", feed=self.name, cursor=head)
+            await self.restart_from_head("first start", None)
             return False
 
         query = urlencode({"since": cursor, "limit": self.limit})
@@ -204,10 +177,10 @@ class NpmChangesFeed:
         before, after = seq_number(cursor), seq_number(page.last_seq)
         if before is not None and after is not None:
             if after < before:
-                await self._restart_from_head("sequence went backwards", cursor)
+                await self.restart_from_head("sequence went backwards", cursor)
                 return False
             if after - before > self.jump_threshold:
-                await self._restart_from_head("sequence jumped", cursor)
+                await self.restart_from_head("sequence jumped", cursor)
                 return False
 
         began = await self._watch_began()
@@ -222,24 +195,8 @@ class NpmChangesFeed:
                 self._last_head_check = time.monotonic()
                 head_number = seq_number(await self.head())
                 if before is not None and head_number is not None and head_number < before:
-                    await self._restart_from_head("head below cursor", cursor)
+                    await self.restart_from_head("head below cursor", cursor)
             return False
         if page.last_seq is not None and page.last_seq != cursor:
             await store.set_cursor(self.name, page.last_seq)
         return len(page.rows) >= self.limit
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                more = await self.poll_once()
-            except RegistryError as exc:
-                self._errors += 1
-                record_iteration(Ecosystem.NPM, self.name, ok=False)
-                log.warning("feed_poll_failed", feed=self.name, error=str(exc))
-                if await sleep_or_stop(stop, error_backoff(self._errors, self.interval, 120.0)):
-                    return
-                continue
-            self._errors = 0
-            self.last_success = record_iteration(Ecosystem.NPM, self.name, ok=True)
-            if not more and await sleep_or_stop(stop, self.interval):
-                return

@@ -10,7 +10,7 @@ from watcher.feeds.reconcile import (
     PackageSnapshot,
     PackageTracker,
     SweepFeed,
-    watched_names,
+    watchlist_sweep,
 )
 from watcher.model import Ecosystem
 from watcher.registry.npm import NpmClient, Packument
@@ -55,8 +55,7 @@ def npm_poll_feed(
     name: str = "npm-poll",
 ) -> SweepFeed:
     """The poll feed. `tracker` must wrap an `NpmPackageSource`."""
-    names = watched_names(watchlist, tracker.store, Ecosystem.NPM)
-    return SweepFeed(tracker, names, name=name, interval=interval, max_rate=max_rate)
+    return watchlist_sweep(tracker, watchlist, name=name, interval=interval, max_rate=max_rate)
 
 
 def npm_reconcile_feed(
@@ -69,5 +68,4 @@ def npm_reconcile_feed(
 ) -> SweepFeed:
     """The slow backstop: every watched package re-read each `period`, at most `max_rate`
     requests a second (npm asks for at most about 5M a month, ~1.9/s, from one client)."""
-    names = watched_names(watchlist, tracker.store, Ecosystem.NPM)
-    return SweepFeed(tracker, names, name=name, interval=period, max_rate=max_rate)
+    return watchlist_sweep(tracker, watchlist, name=name, interval=period, max_rate=max_rate)

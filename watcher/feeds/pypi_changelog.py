@@ -24,7 +24,8 @@ import structlog
 
 from watcher import metrics
 from watcher.errors import RegistryError
-from watcher.feeds.base import Watchlist, error_backoff, record_iteration, sleep_or_stop
+from watcher.feeds.base import Watchlist
+from watcher.feeds.follower import JournalFollower
 from watcher.feeds.reconcile import NamesProvider, PackageTracker
 from watcher.model import Ecosystem
 from watcher.registry.http import RegistryHttp, RegistryUnavailable, safe_url
@@ -158,10 +159,11 @@ def watched_entries(entries: Sequence[JournalEntry], watchlist: Watchlist) -> di
     return wanted
 
 
-class PypiChangelogFeed:
+class PypiChangelogFeed(JournalFollower):
     """Follows the journal; touches each watched project an entry names."""
 
     ecosystem = Ecosystem.PYPI
+    noun = "projects"
 
     def __init__(
         self,
@@ -174,46 +176,19 @@ class PypiChangelogFeed:
         interval: float = 10.0,
         batch_limit: int = BATCH_LIMIT,
     ) -> None:
+        super().__init__(tracker, watchlist, names, name=name, interval=interval)
         self.journal = journal
-        self.tracker = tracker
-        self.watchlist = watchlist
-        self.names = names
-        self.name = name
-        self.interval = interval
         self.batch_limit = batch_limit
-        self.last_success: float | None = None
-        self._errors = 0
 
-    async def reconcile_all(self) -> None:
-        """Touch every watched project (first start, or after the journal went backwards)."""
-        failures = 0
-        for package in await self.names():
-            try:
-                await self.tracker.touch(package, feed=self.name)
-            except RegistryError as exc:
-                failures += 1
-                log.warning("package_touch_failed", package=package, feed=self.name, error=str(exc))
-        if failures:
-            raise RegistryError(f"reconcile left {failures} projects unread")
-
-    async def _start_from_head(self, reason: str, cursor: str | None) -> None:
-        # Head first, then reconcile: anything journaled meanwhile is re-read next time.
-        head = await self.journal.last_serial()
-        if cursor is not None:
-            log.warning(
-                "feed_cursor_reset", feed=self.name, reason=reason, cursor=cursor, head=head
-            )
-            metrics.FEED_CURSOR_RESETS.labels(Ecosystem.PYPI.value, self.name).inc()
-        await self.reconcile_all()
-        await self.tracker.store.set_cursor(self.name, str(head))
-        log.info("feed_started", feed=self.name, cursor=head, reason=reason)
+    async def head(self) -> str:
+        return str(await self.journal.last_serial())
 
     async def poll_once(self) -> bool:
         """Read one batch and act on it. True when the batch was full (read again at once)."""
         store = self.tracker.store
         cursor = await store.get_cursor(self.name)
         if cursor is None or not cursor.isdigit():
-            await self._start_from_head("first start", None if cursor is None else cursor)
+            await self.restart_from_head("first start", cursor)
             return False
         since = int(cursor)
         entries = [e for e in await self.journal.since(since) if e.serial > since]
@@ -221,7 +196,7 @@ class PypiChangelogFeed:
             # A journal whose head is now below our cursor (index restored, URL pointed
             # elsewhere) answers empty forever: notice it and start over.
             if await self.journal.last_serial() < since:
-                await self._start_from_head("journal head below cursor", cursor)
+                await self.restart_from_head("journal head below cursor", cursor)
             return False
 
         for entry in entries:
@@ -241,19 +216,3 @@ class PypiChangelogFeed:
 
     def _watched(self, name: str) -> bool:
         return bool(watched_entries([JournalEntry(name, None, None, "", 0)], self.watchlist))
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                more = await self.poll_once()
-            except RegistryError as exc:
-                self._errors += 1
-                record_iteration(Ecosystem.PYPI, self.name, ok=False)
-                log.warning("feed_poll_failed", feed=self.name, error=str(exc))
-                if await sleep_or_stop(stop, error_backoff(self._errors, self.interval, 120.0)):
-                    return
-                continue
-            self._errors = 0
-            self.last_success = record_iteration(Ecosystem.PYPI, self.name, ok=True)
-            if not more and await sleep_or_stop(stop, self.interval):
-                return

@@ -17,7 +17,7 @@ from watcher.feeds.reconcile import (
     PackageSnapshot,
     PackageTracker,
     SweepFeed,
-    watched_names,
+    watchlist_sweep,
 )
 from watcher.model import Ecosystem, Release
 from watcher.registry.http import HttpStatusError
@@ -73,8 +73,9 @@ def pypi_poll_feed(
     name: str = "pypi-poll",
 ) -> SweepFeed:
     """The poll feed. `tracker` must wrap a `PypiPackageSource`."""
-    names = watched_names(_normalized(watchlist), tracker.store, Ecosystem.PYPI)
-    return SweepFeed(tracker, names, name=name, interval=interval, max_rate=max_rate)
+    return watchlist_sweep(
+        tracker, _normalized(watchlist), name=name, interval=interval, max_rate=max_rate
+    )
 
 
 def pypi_reconcile_feed(
@@ -86,8 +87,9 @@ def pypi_reconcile_feed(
     name: str = "pypi-reconcile",
 ) -> SweepFeed:
     """The slow backstop beside the changelog feed: every watched project re-read each `period`."""
-    names = watched_names(_normalized(watchlist), tracker.store, Ecosystem.PYPI)
-    return SweepFeed(tracker, names, name=name, interval=period, max_rate=max_rate)
+    return watchlist_sweep(
+        tracker, _normalized(watchlist), name=name, interval=period, max_rate=max_rate
+    )
 
 
 def _normalized(watchlist: Watchlist) -> Watchlist:

@@ -449,3 +449,17 @@ class SweepFeed:
             remaining = self.interval - (time.monotonic() - cycle_start)
             if await sleep_or_stop(stop, remaining):
                 return
+
+
+def watchlist_sweep(
+    tracker: PackageTracker,
+    watchlist: Watchlist,
+    *,
+    name: str,
+    interval: float,
+    max_rate: float | None,
+) -> SweepFeed:
+    """A sweep over the watchlist's names (in the tracker's ecosystem): the poll feed with
+    `poll_interval`, the reconcile backstop with its slow period."""
+    names = watched_names(watchlist, tracker.store, tracker.ecosystem)
+    return SweepFeed(tracker, names, name=name, interval=interval, max_rate=max_rate)

@@ -1,0 +1,102 @@
+"""The mechanism under the feeds that follow a registry-wide journal (npm's changes feed, PyPI's
+changelog): read what came after the cursor, touch the watched packages it names, save the cursor;
+when the cursor cannot be trusted, restart from the journal's head and reconcile every watched
+package. The registry-specific parts (reading a page, telling a bad cursor) stay in the feeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import structlog
+
+from watcher import metrics
+from watcher.errors import RegistryError
+from watcher.feeds.base import Watchlist, error_backoff, record_iteration, sleep_or_stop
+from watcher.feeds.reconcile import NamesProvider, PackageTracker
+from watcher.model import Ecosystem
+
+log = structlog.get_logger(__name__)
+
+# The longest wait after repeated failures: a journal feed is the fast path, it retries sooner
+# than the generic backoff's ceiling.
+ERROR_BACKOFF_CEILING = 120.0
+
+
+class JournalFollower(ABC):
+    """A feed behind a cursor into a registry-wide journal. Subclasses read the journal."""
+
+    ecosystem: ClassVar[Ecosystem]
+    # What the registry calls a package, for the error a partial reconcile raises.
+    noun: ClassVar[str] = "packages"
+
+    def __init__(
+        self,
+        tracker: PackageTracker,
+        watchlist: Watchlist,
+        names: NamesProvider,
+        *,
+        name: str,
+        interval: float,
+    ) -> None:
+        self.tracker = tracker
+        self.watchlist = watchlist
+        self.names = names
+        self.name = name
+        self.interval = interval
+        self.last_success: float | None = None
+        self._errors = 0
+
+    @abstractmethod
+    async def head(self) -> str:
+        """The journal's current position, as a cursor."""
+
+    @abstractmethod
+    async def poll_once(self) -> bool:
+        """Read once after the cursor and act on it. True when the read was full (read again at
+        once). Raises RegistryError when the cursor must stay where it is."""
+
+    async def reconcile_all(self) -> None:
+        """Touch every watched package (first start, or after the cursor was reset)."""
+        failures = 0
+        for package in await self.names():
+            try:
+                await self.tracker.touch(package, feed=self.name)
+            except RegistryError as exc:
+                failures += 1
+                log.warning("package_touch_failed", package=package, feed=self.name, error=str(exc))
+        if failures:
+            raise RegistryError(f"reconcile left {failures} {self.noun} unread")
+
+    async def restart_from_head(self, reason: str, cursor: str | None) -> str:
+        """Start over at the head; `cursor` is the one given up (None at first start). Head first,
+        then reconcile: anything journaled meanwhile is read again next time."""
+        head = await self.head()
+        if cursor is not None:
+            log.warning(
+                "feed_cursor_reset", feed=self.name, reason=reason, cursor=cursor, head=head
+            )
+            metrics.FEED_CURSOR_RESETS.labels(self.ecosystem.value, self.name).inc()
+        await self.reconcile_all()
+        await self.tracker.store.set_cursor(self.name, head)
+        log.info("feed_started", feed=self.name, cursor=head, reason=reason)
+        return head
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                more = await self.poll_once()
+            except RegistryError as exc:
+                self._errors += 1
+                record_iteration(self.ecosystem, self.name, ok=False)
+                log.warning("feed_poll_failed", feed=self.name, error=str(exc))
+                delay = error_backoff(self._errors, self.interval, ERROR_BACKOFF_CEILING)
+                if await sleep_or_stop(stop, delay):
+                    return
+                continue
+            self._errors = 0
+            self.last_success = record_iteration(self.ecosystem, self.name, ok=True)
+            if not more and await sleep_or_stop(stop, self.interval):
+                return
