@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 import aiohttp
+import structlog
 
 from watcher.model import AlertEvent
+
+log = structlog.get_logger(__name__)
 
 USER_AGENT = "registry-watcher/0.1"
 
@@ -149,6 +152,30 @@ class HttpChannel:
             return DeliveryResult.retry(f"network error: {exc}")
         except asyncio.CancelledError:
             raise
+
+    async def _deliver(
+        self,
+        event: AlertEvent,
+        url: str,
+        body: bytes,
+        classify: Callable[[HttpReply], DeliveryResult],
+        headers: Mapping[str, str] | None = None,
+        **context: object,
+    ) -> DeliveryResult:
+        """POST `body`, classify the reply by the channel's own rules, log `<kind>_sent`."""
+        reply = await self._post(url, body, headers or {})
+        result = reply if isinstance(reply, DeliveryResult) else classify(reply)
+        log.info(
+            f"{self.kind}_sent",
+            channel=self.name,
+            event_type=event.type.value,
+            event_id=event.event_id,
+            **context,
+            outcome=result.outcome.value,
+            status=result.status,
+            reason=result.reason or None,
+        )
+        return result
 
 
 def classify_http(reply: HttpReply, *, now: datetime | None = None) -> DeliveryResult:

@@ -75,19 +75,9 @@ class PagerDutyChannel(HttpChannel):
 
     async def send(self, event: AlertEvent) -> DeliveryResult:
         body = self.body(event)
-        reply = await self._post(self._url, body, {})
-        result = reply if isinstance(reply, DeliveryResult) else classify(reply)
-        log.info(
-            "pagerduty_sent",
-            channel=self.name,
-            event_type=event.type.value,
-            event_id=event.event_id,
-            dedup_key=event.incident.dedup_key,
-            outcome=result.outcome.value,
-            status=result.status,
-            reason=result.reason or None,
+        return await self._deliver(
+            event, self._url, body, classify, dedup_key=event.incident.dedup_key
         )
-        return result
 
     def body(self, event: AlertEvent) -> bytes:
         """The request body, trimmed to fit PagerDuty's size limit."""

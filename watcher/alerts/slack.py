@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 import aiohttp
-import structlog
 
 from watcher.alerts.base import (
     DeliveryResult,
@@ -34,8 +33,6 @@ from watcher.alerts.payload import (
     truncate,
 )
 from watcher.model import AlertEvent, EventType, Finding, Incident, RunbookStep, Severity
-
-log = structlog.get_logger(__name__)
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -97,18 +94,7 @@ class SlackChannel(HttpChannel):
 
     async def send(self, event: AlertEvent) -> DeliveryResult:
         body = json.dumps(message(event), ensure_ascii=False).encode("utf-8")
-        reply = await self._post(self._url, body, {})
-        result = reply if isinstance(reply, DeliveryResult) else classify(reply)
-        log.info(
-            "slack_sent",
-            channel=self.name,
-            event_type=event.type.value,
-            event_id=event.event_id,
-            outcome=result.outcome.value,
-            status=result.status,
-            reason=result.reason or None,
-        )
-        return result
+        return await self._deliver(event, self._url, body, classify)
 
 
 def classify(reply: HttpReply) -> DeliveryResult:

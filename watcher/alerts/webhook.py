@@ -15,13 +15,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import aiohttp
-import structlog
 
 from watcher.alerts.base import DeliveryResult, HttpChannel, HttpReply, classify_http
 from watcher.alerts.payload import event_data, iso
 from watcher.model import AlertEvent
-
-log = structlog.get_logger(__name__)
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the spec's serialization prefix, not a secret
 
@@ -86,18 +83,7 @@ class WebhookChannel(HttpChannel):
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(self._key, msg_id, timestamp, body),
         }
-        reply = await self._post(self._url, body, headers)
-        result = reply if isinstance(reply, DeliveryResult) else classify(reply)
-        log.info(
-            "webhook_sent",
-            channel=self.name,
-            event_type=event.type.value,
-            event_id=event.event_id,
-            outcome=result.outcome.value,
-            status=result.status,
-            reason=result.reason or None,
-        )
-        return result
+        return await self._deliver(event, self._url, body, classify, headers)
 
 
 def classify(reply: HttpReply) -> DeliveryResult:
