@@ -333,6 +333,7 @@ class Service:
     def _scrape_hook(self, store: Store, outbox: Outbox, sink: _Sink) -> ScrapeHook:
         feeds = self._feeds
         configured = [channel_id(owner, kind) for owner, kind in self.config.channels()]
+        watched = {p.ecosystem for p in self.config.packages}
 
         async def refresh() -> None:
             now = time.time()
@@ -346,6 +347,9 @@ class Service:
             metrics.OUTBOX_OLDEST_AGE.set(counts.outbox_oldest_age_s or 0.0)
             metrics.OUTBOX_DEAD_LETTERS.set(counts.dead_letters)
             metrics.OPEN_INCIDENTS.set(counts.open_incidents)
+            oldest = counts.oldest_open_incident_age_s
+            for eco in {*watched, *oldest}:
+                metrics.OPEN_INCIDENT_OLDEST.labels(eco.value).set(oldest.get(eco, 0.0))
             for name in outbox.channel_names:
                 metrics.CHANNEL_DISABLED.labels(name).set(1 if name in outbox.disabled() else 0)
             cursors = {c.feed: c.updated_at for c in await store.cursors()}

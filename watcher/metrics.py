@@ -89,6 +89,11 @@ RELEASES_BY_STATE = Gauge(
     ["state"],
 )
 OPEN_INCIDENTS = Gauge("watcher_incidents_open", "Incidents not yet resolved.")
+OPEN_INCIDENT_OLDEST = Gauge(
+    "watcher_incident_open_oldest_seconds",
+    "Age of the oldest incident not yet resolved, from when it was opened (0 when none is open).",
+    ["ecosystem"],
+)
 
 # --- scan workers (watcher.workers) -------------------------------------------------------------
 SCAN_DURATION = Histogram(

@@ -236,6 +236,19 @@ class NewIncident:
 
 
 @dataclass(frozen=True, slots=True)
+class IncidentUpdate:
+    """New findings for an incident already paged (files added to its release after the page):
+    its payload and worst severity are replaced, it is open again if it had been resolved, and the
+    update pages are queued, all once per `note_kind` (a rescan repeats nothing)."""
+
+    incident_id: int
+    note_kind: str
+    note: str
+    worst_severity: Severity
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Incident:
     id: int
     dedup_key: str
@@ -302,6 +315,8 @@ class StoreCounts:
     outbox_oldest_age_s: float | None
     dead_letters: int
     open_incidents: int
+    # age of the oldest open incident per ecosystem (absent: none open there)
+    oldest_open_incident_age_s: dict[Ecosystem, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -746,12 +761,14 @@ class Store:
         manifest: Manifest,
         *,
         incident: NewIncident | None = None,
+        update: IncidentUpdate | None = None,
         deliveries: Sequence[Delivery] = (),
         now: float | None = None,
     ) -> tuple[Incident | None, bool]:
         """Store a scan's findings and manifest and mark the release scanned; in the same
         transaction open the incident it warrants and queue its pages, so a crash can neither
-        lose the page nor send it twice. Returns (incident, created)."""
+        lose the page nor send it twice. Returns (incident, created). With `update` instead of
+        `incident`: apply it (see IncidentUpdate) and return (incident, whether it was applied)."""
         at = _now(now)
         async with self._tx() as db:
             rows = await db.execute_fetchall(
@@ -794,6 +811,8 @@ class Store:
                 "VALUES (?, ?, ?, ?)",
                 (release_id, len(manifest.files), manifest.total_bytes, encode_manifest(manifest)),
             )
+            if update is not None:
+                return await _update_incident(db, update, deliveries, at)
             if incident is None:
                 return None, False
             return await _open_incident(db, incident, deliveries, at)
@@ -1036,6 +1055,13 @@ class Store:
                     "SELECT COUNT(*) AS n FROM incidents WHERE state = 'open'"
                 )
             )
+            oldest_open = {
+                Ecosystem(row["ecosystem"]): max(0.0, at - row["opened"])
+                for row in await self._db.execute_fetchall(
+                    "SELECT ecosystem, MIN(opened_at) AS opened FROM incidents "
+                    "WHERE state = 'open' GROUP BY ecosystem"
+                )
+            }
         oldest = oldest_rows[0]["oldest"]
         return StoreCounts(
             releases_by_state=by_state,
@@ -1043,6 +1069,7 @@ class Store:
             outbox_oldest_age_s=None if oldest is None else max(0.0, at - oldest),
             dead_letters=int(rows[0]["dead"] or 0),
             open_incidents=int(open_rows[0]["n"]),
+            oldest_open_incident_age_s=oldest_open,
         )
 
     async def status(self, *, now: float | None = None) -> StatusSummary:
@@ -1228,3 +1255,26 @@ async def _open_incident(
     if created:
         await _enqueue(db, stored.id, deliveries, at)
     return stored, created
+
+
+async def _update_incident(
+    db: aiosqlite.Connection, update: IncidentUpdate, deliveries: Sequence[Delivery], at: float
+) -> tuple[Incident | None, bool]:
+    cursor = await db.execute(
+        "INSERT INTO incident_notes (incident_id, kind, detail, recorded_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (incident_id, kind) DO NOTHING",
+        (update.incident_id, update.note_kind, update.note, at),
+    )
+    applied = cursor.rowcount == 1
+    if applied:
+        # New exposure in a release whose incident was resolved: it is open again.
+        await db.execute(
+            "UPDATE incidents SET payload = ?, worst_severity = ?, state = 'open', "
+            "resolved_at = NULL, resolution = NULL WHERE id = ?",
+            (_json(update.payload), Severity(update.worst_severity).value, update.incident_id),
+        )
+        await _enqueue(db, update.incident_id, deliveries, at)
+    rows = list(
+        await db.execute_fetchall("SELECT * FROM incidents WHERE id = ?", (update.incident_id,))
+    )
+    return (_incident(rows[0]) if rows else None), applied

@@ -11,6 +11,7 @@ directory that is removed whatever happens.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import multiprocessing
 import os
 import random
@@ -21,23 +22,42 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from watcher import metrics
-from watcher.alerts.outbox import encode_event, event_id_for
+from watcher.alerts.outbox import decode_event, encode_event, event_id_for
+from watcher.alerts.payload import describe_finding
 from watcher.config import Config, channel_id
-from watcher.model import AlertEvent, Ecosystem, EventType, Incident, Manifest, Release, Report
+from watcher.model import (
+    AlertEvent,
+    Ecosystem,
+    EventType,
+    Incident,
+    Manifest,
+    Release,
+    Report,
+    RunbookStep,
+)
 from watcher.policy import decide
 from watcher.registry.npm import NpmClient
 from watcher.registry.pypi import PypiClient
 from watcher.runbook import RunbookInputs, build_runbook
 from watcher.scan import ScanRequest, compare_with_baseline, merge_reports, scan_artifact
-from watcher.store import Delivery, NewIncident, OutboxEvent, Store, StoredRelease
+from watcher.store import (
+    Delivery,
+    IncidentState,
+    IncidentUpdate,
+    NewIncident,
+    OutboxEvent,
+    Store,
+    StoredRelease,
+)
+from watcher.store import Incident as StoredIncident
 
 log = structlog.get_logger(__name__)
 
@@ -282,29 +302,51 @@ class ScanWorkers:
         for finding in report.findings:
             metrics.FINDINGS.labels(eco.value, finding.category.value, finding.severity.value).inc()
 
-        incident, deliveries = self._decide(stored, report, baseline_version, baseline)
+        page = self._decide(stored, report, baseline_version, baseline)
+        opening: NewIncident | None = None
+        update: IncidentUpdate | None = None
+        deliveries: list[Delivery] = []
+        if page is not None:
+            existing = await self.store.get_incident(page.dedup_key)
+            if existing is None:
+                opening, deliveries = self._opening(stored, page)
+            else:  # files added to the release after its page: only what is new pages again
+                update, deliveries = self._updating(existing, page, baseline_version)
         # Shielded: once the result is computed, a shutdown must not cut its transaction short.
-        _, created = await asyncio.shield(
+        stored_incident, queued = await asyncio.shield(
             self.store.mark_scanned(
                 stored.id,
                 report.findings,
                 report.manifest,
-                incident=incident,
+                incident=opening,
+                update=update,
                 deliveries=deliveries,
             )
         )
-        if created and incident is not None:
+        if queued and opening is not None:
             metrics.INCIDENTS_OPENED.labels(eco.value).inc()
             bound.warning(
                 "incident_opened",
                 stage="policy",
-                dedup_key=incident.dedup_key,
-                owner=incident.owner,
-                severity=incident.worst_severity.value,
+                dedup_key=opening.dedup_key,
+                owner=opening.owner,
+                severity=opening.worst_severity.value,
                 channels=[d.channel for d in deliveries],
             )
             self.on_page()
-        return Scanned(stored.id, created, len(report.findings))
+        elif queued and update is not None and stored_incident is not None:
+            bound.warning(
+                "incident_updated",
+                stage="policy",
+                dedup_key=stored_incident.dedup_key,
+                owner=stored_incident.owner,
+                severity=update.worst_severity.value,
+                reason="new findings in files added to the release",
+                reopened=existing is not None and existing.state is IncidentState.RESOLVED,
+                channels=[d.channel for d in deliveries],
+            )
+            self.on_page()
+        return Scanned(stored.id, queued, len(report.findings))
 
     async def _scan(self, release: Release, paths: list[Path]) -> Report:
         options, limits = self.config.scan_options(), self.config.archive_limits()
@@ -343,10 +385,11 @@ class ScanWorkers:
         report: Report,
         baseline_version: str | None,
         baseline: Manifest | None,
-    ) -> tuple[NewIncident | None, list[Delivery]]:
+    ) -> Incident | None:
+        """The page this scan warrants (findings, runbook), or None."""
         release = stored.release
         if stored.baseline:
-            return None, []  # first sight of the package: its manifest is the yardstick only
+            return None  # first sight of the package: its manifest is the yardstick only
         policy = self.config.policy
         previous = baseline.fingerprints if baseline is not None else None
         decision = decide(
@@ -368,7 +411,7 @@ class ScanWorkers:
                 reason=reason,
             )
         if not decision.pages:
-            return None, []
+            return None
         owner = self.config.owner_of(release.ecosystem, release.name)
         if owner is None:
             log.warning(
@@ -377,7 +420,7 @@ class ScanWorkers:
                 package=release.name,
                 version=release.version,
             )
-            return None, []
+            return None
         now = datetime.now(UTC)
         incident = Incident(
             dedup_key=Incident.key_for(release.ecosystem.value, release.name, release.version),
@@ -389,36 +432,102 @@ class ScanWorkers:
             findings=decision.page,
             published_at=release.published_at,
         )
-        incident.runbook = build_runbook(
+        incident.runbook = self._runbook(incident, baseline_version, now)
+        return incident
+
+    def _runbook(
+        self, incident: Incident, baseline_version: str | None, now: datetime
+    ) -> list[RunbookStep]:
+        return build_runbook(
             RunbookInputs(
-                ecosystem=release.ecosystem,
-                name=release.name,
-                version=release.version,
-                findings=decision.page,
+                ecosystem=incident.ecosystem,
+                name=incident.name,
+                version=incident.version,
+                findings=incident.findings,
                 now=now,
-                published_at=release.published_at,
-                registry_url=self.registry_urls.get(release.ecosystem),
+                published_at=incident.published_at,
+                registry_url=self.registry_urls.get(incident.ecosystem),
                 previous_good=baseline_version,
             )
         )
+
+    def _channels(self, owner: str, kind: OutboxEvent, payload: dict[str, Any]) -> list[Delivery]:
+        return [
+            Delivery(channel_id(owner, k), kind, payload)
+            for k in self.config.owners[owner].channel_kinds()
+        ]
+
+    def _opening(
+        self, stored: StoredRelease, incident: Incident
+    ) -> tuple[NewIncident, list[Delivery]]:
         event = AlertEvent(
             EventType.OPENED, incident, event_id_for(incident.dedup_key, EventType.OPENED)
         )
         payload = encode_event(event)
-        deliveries = [
-            Delivery(channel_id(owner, kind), OutboxEvent.OPENED, payload)
-            for kind in self.config.owners[owner].channel_kinds()
-        ]
         new = NewIncident(
-            ecosystem=release.ecosystem,
-            name=release.name,
-            version=release.version,
-            owner=owner,
+            ecosystem=incident.ecosystem,
+            name=incident.name,
+            version=incident.version,
+            owner=incident.owner,
             worst_severity=incident.worst(),
             payload=payload["incident"],
             release_id=stored.id,
         )
-        return new, deliveries
+        return new, self._channels(incident.owner, OutboxEvent.OPENED, payload)
+
+    def _updating(
+        self, existing: StoredIncident, page: Incident, baseline_version: str | None
+    ) -> tuple[IncidentUpdate | None, list[Delivery]]:
+        """The release was paged before and is scanned again because files were added to it
+        (PyPI: a wheel uploaded after the sdist). Findings the incident already carries page
+        nothing; new ones are posted as an update of the same incident (same dedup key, so
+        PagerDuty adds it to the open alert), reopening it if it had been resolved."""
+        try:
+            before = decode_event(
+                {"type": EventType.OPENED.value, "event_id": "", "incident": existing.payload}
+            ).incident
+        except (KeyError, TypeError, ValueError):
+            return None, []
+        known = {f.fingerprint for f in before.findings}
+        added = [f for f in page.findings if f.fingerprint not in known]
+        if not added:
+            return None, []
+        merged = replace(
+            before,
+            findings=[*before.findings, *added],
+            resolved_at=None,
+            resolution=None,
+        )
+        merged.runbook = self._runbook(merged, baseline_version, datetime.now(UTC))
+        digest = hashlib.sha256(
+            "\0".join(sorted(f.fingerprint for f in added)).encode()
+        ).hexdigest()[:16]
+        kind = f"findings-{digest}"
+        files = sorted({f.path.split("/", 1)[0] for f in added})
+        message = (
+            f"{len(added)} new finding(s) in file(s) added to the release after the first page"
+            f" ({', '.join(files)}): {describe_finding(added[0])}"
+        )
+        if existing.state is IncidentState.RESOLVED:
+            message += "; the incident is open again"
+        event = AlertEvent(
+            EventType.UPDATED,
+            merged,
+            f"{event_id_for(merged.dedup_key, EventType.UPDATED)}:{kind}",
+            message=message,
+        )
+        payload = encode_event(event)
+        update = IncidentUpdate(
+            incident_id=existing.id,
+            note_kind=kind,
+            note=message,
+            worst_severity=merged.worst(),
+            payload=payload["incident"],
+        )
+        if merged.owner not in self.config.owners:
+            log.warning("no_owner_to_page", dedup_key=merged.dedup_key, owner=merged.owner)
+            return update, []
+        return update, self._channels(merged.owner, OutboxEvent.UPDATE, payload)
 
     async def _failed(
         self,
