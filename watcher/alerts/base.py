@@ -8,10 +8,9 @@ this page; disable → the endpoint is gone, stop sending to it). Channels never
 from __future__ import annotations
 
 import asyncio
-import email.utils
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -19,6 +18,7 @@ import aiohttp
 import structlog
 
 from watcher.model import AlertEvent
+from watcher.retry_after import parse_retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -75,22 +75,6 @@ class Channel(Protocol):
     async def send(self, event: AlertEvent) -> DeliveryResult: ...
 
     async def close(self) -> None: ...
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """`Retry-After` in either form RFC 9110 allows: delta-seconds or an HTTP-date."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from watcher.alerts.base import (
-    DeliveryResult,
-    HttpChannel,
-    HttpReply,
-    classify_http,
-    parse_retry_after,
-)
+from watcher.alerts.base import DeliveryResult, HttpChannel, HttpReply, classify_http
 from watcher.alerts.payload import (
     TEST_MARK,
     describe_finding,
@@ -33,6 +27,7 @@ from watcher.alerts.payload import (
     truncate,
 )
 from watcher.model import AlertEvent, EventType, Finding, Incident, RunbookStep, Severity
+from watcher.retry_after import parse_retry_after
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import hashlib
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ from tenacity import (
 
 from watcher import metrics
 from watcher.errors import RegistryError
+from watcher.retry_after import parse_retry_after
 
 log = structlog.get_logger(__name__)
 
@@ -80,11 +79,10 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class HttpResponse:
+class _Reply:
     status: int  # 200-299, or 304 for a conditional request whose resource did not change
     url: str
     headers: CIMultiDictProxy[str]
-    body: bytes = b""
 
     @property
     def not_modified(self) -> bool:
@@ -96,19 +94,13 @@ class HttpResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class JsonResponse:
-    status: int
-    url: str
-    headers: CIMultiDictProxy[str]
+class HttpResponse(_Reply):
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class JsonResponse(_Reply):
     data: Any = None  # None when not_modified
-
-    @property
-    def not_modified(self) -> bool:
-        return self.status == 304
-
-    @property
-    def etag(self) -> str | None:
-        return self.headers.get("ETag")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,20 +125,6 @@ def safe_url(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """`Retry-After` is either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 @dataclass(slots=True)
@@ -260,9 +238,7 @@ class RegistryHttp:
         if 200 <= status < 300 or status == 304:
             return
         metrics.REGISTRY_ERRORS.labels(ecosystem, str(status)).inc()
-        if status == 429:
-            raise _Transient("429", parse_retry_after(response.headers.get("Retry-After")))
-        if status >= 500 or status == 408:
+        if status >= 500 or status in (408, 429):
             raise _Transient(str(status), parse_retry_after(response.headers.get("Retry-After")))
         raise HttpStatusError(status, safe_url(url), detail[:200])
 
@@ -300,22 +276,7 @@ class RegistryHttp:
         etag: str | None = None,
     ) -> HttpResponse:
         """GET a (small) document into memory. 304 is returned, not raised."""
-        host, netloc = self._host(url)
-        request_headers = self._headers(netloc, headers, etag)
-
-        async def once() -> HttpResponse:
-            async with host.slots, host.throttler:
-                metrics.REGISTRY_REQUESTS.labels(ecosystem).inc()
-                async with host.session.get(url, headers=request_headers) as response:
-                    body = await response.read()
-                    metrics.REGISTRY_BYTES.labels(ecosystem).inc(len(body))
-                    self._classify(response, ecosystem, url, body.decode("utf-8", "replace"))
-                    if response.status == 304:
-                        metrics.REGISTRY_NOT_MODIFIED.labels(ecosystem).inc()
-                    return HttpResponse(response.status, str(response.url), response.headers, body)
-
-        result: HttpResponse = await self._run(once, ecosystem, url)
-        return result
+        return await self._read("GET", url, ecosystem=ecosystem, headers=headers, etag=etag)
 
     async def head(
         self, url: str, *, ecosystem: str, headers: Mapping[str, str] | None = None
@@ -348,16 +309,33 @@ class RegistryHttp:
     ) -> HttpResponse:
         """POST a small body (PyPI's XML-RPC journal); same throttle, retries and errors as `get`.
         Only for idempotent calls: a retried POST is sent again."""
+        return await self._read("POST", url, body, ecosystem=ecosystem, headers=headers)
+
+    async def _read(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        *,
+        ecosystem: str,
+        headers: Mapping[str, str] | None,
+        etag: str | None = None,
+    ) -> HttpResponse:
+        """One request whose whole answer is read into memory, throttled and retried."""
         host, netloc = self._host(url)
-        request_headers = self._headers(netloc, headers, None)
+        request_headers = self._headers(netloc, headers, etag)
 
         async def once() -> HttpResponse:
             async with host.slots, host.throttler:
                 metrics.REGISTRY_REQUESTS.labels(ecosystem).inc()
-                async with host.session.post(url, data=body, headers=request_headers) as response:
+                async with host.session.request(
+                    method, url, data=body, headers=request_headers
+                ) as response:
                     data = await response.read()
                     metrics.REGISTRY_BYTES.labels(ecosystem).inc(len(data))
                     self._classify(response, ecosystem, url, data.decode("utf-8", "replace"))
+                    if response.status == 304:
+                        metrics.REGISTRY_NOT_MODIFIED.labels(ecosystem).inc()
                     return HttpResponse(response.status, str(response.url), response.headers, data)
 
         result: HttpResponse = await self._run(once, ecosystem, url)
