@@ -24,8 +24,12 @@ test: lint
 run: venv
 	$(BIN)/watcher run --config config/watcher.example.yaml
 
+# Figures, not tests: each script prints what it measured (see docs/performance.md).
 bench: venv
 	$(BIN)/python bench/scan_bench.py
+	$(BIN)/python bench/secrets_bench.py
+	$(BIN)/python bench/feed_bench.py
+	$(BIN)/python bench/service_bench.py
 
 # promtool for tests/test_deploy.py: Debian's prometheus package unpacked into .cache/ (nothing is
 # installed or started); apt-get update only when the package lists are missing. Idempotent.
