@@ -278,3 +278,19 @@ def test_unreadable_zip_is_an_anomaly(tmp_path: Path) -> None:
     reader, members = read_all(path)
     assert members == []
     assert rules(reader) == {"archive-corrupt"}
+
+
+def test_archive_digest_is_of_the_whole_file_even_when_reading_stops_early(tmp_path: Path) -> None:
+    """The file is read once: its sha256 comes from the same pass, trailing bytes included."""
+    import hashlib
+
+    full = npm_tarball(tmp_path / "p.tgz", {f"f{i}.js": b"x" * 100 for i in range(30)})
+    stopped = ArchiveReader(full, ArchiveLimits(max_members=3))
+    list(stopped.members())
+    whole = ArchiveReader(full)
+    list(whole.members())
+    zipped = wheel(tmp_path, {"a.py": "1"})
+    zip_reader = ArchiveReader(zipped)
+    list(zip_reader.members())
+    assert stopped.sha256 == whole.sha256 == hashlib.sha256(full.read_bytes()).hexdigest()
+    assert zip_reader.sha256 == hashlib.sha256(zipped.read_bytes()).hexdigest()

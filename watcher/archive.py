@@ -9,6 +9,7 @@ the reader goes on with what it can read, or stops cleanly.
 from __future__ import annotations
 
 import bz2
+import hashlib
 import io
 import lzma
 import stat
@@ -102,6 +103,7 @@ class _BoundedInflater(io.RawIOBase):
         self.inflated_out = 0
         self.truncated = False
         self._raw_eof = False
+        self.raw_sha256 = hashlib.sha256()  # of the archive file itself, read once
 
     def readable(self) -> bool:
         return True
@@ -114,8 +116,7 @@ class _BoundedInflater(io.RawIOBase):
 
     def _read_some(self, size: int) -> bytes:
         if self._decomp is None:
-            data = self._raw.read(size)
-            self.compressed_in += len(data)
+            data = self._read_raw(size)
             self._account(len(data))
             return data
         while True:
@@ -123,26 +124,35 @@ class _BoundedInflater(io.RawIOBase):
             if decomp.eof:
                 rest = decomp.unused_data
                 if not rest:
-                    rest = self._raw.read(_CHUNK)
-                    self.compressed_in += len(rest)
+                    rest = self._read_raw(_CHUNK)
                 if not rest:
                     return b""
                 # Concatenated members (gzip allows them): start a new decompressor.
                 self._decomp = decomp = _new_decompressor(self._kind)
                 out = decomp.decompress(rest, size)
             elif decomp.needs_input:
-                chunk = b"" if self._raw_eof else self._raw.read(_CHUNK)
+                chunk = b"" if self._raw_eof else self._read_raw(_CHUNK)
                 if not chunk:
                     self._raw_eof = True
                     self.truncated = True
                     return b""
-                self.compressed_in += len(chunk)
                 out = decomp.decompress(chunk, size)
             else:
                 out = decomp.decompress(b"", size)
             if out:
                 self._account(len(out))
                 return out
+
+    def _read_raw(self, size: int) -> bytes:
+        data = self._raw.read(size)
+        self.compressed_in += len(data)
+        self.raw_sha256.update(data)
+        return data
+
+    def drain(self) -> None:
+        """Hash what the archive reader left unread (end padding, or all of it after a stop)."""
+        while self._read_raw(_CHUNK):
+            pass
 
     def _account(self, produced: int) -> None:
         self.inflated_out += produced
@@ -243,6 +253,7 @@ class ArchiveReader:
         self.format = detect_format(path)
         self.anomalies: list[Finding] = []
         self.bytes_read = 0
+        self.sha256 = ""  # of the archive file; known once `members()` is exhausted
         self._seen: set[str] = set()
         self._count = 0
 
@@ -341,6 +352,8 @@ class ArchiveReader:
                     self._corrupt(EOFError("compressed stream ends early"), last)
             finally:
                 self.bytes_read = inflater.inflated_out
+                inflater.drain()
+                self.sha256 = inflater.raw_sha256.hexdigest()
 
     def _tar_member(self, archive: tarfile.TarFile, info: tarfile.TarInfo, name: str) -> Member:
         if info.isreg():
@@ -387,6 +400,9 @@ class ArchiveReader:
     # -- zip -------------------------------------------------------------------------------------
 
     def _zip_members(self) -> Iterator[Member]:
+        # A zip is read by random access (central directory first); hash the file on its own.
+        with self.path.open("rb") as handle:
+            self.sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
         try:
             archive = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, OSError, ValueError) as exc:

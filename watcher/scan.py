@@ -97,8 +97,6 @@ def scan_artifact(request: ScanRequest) -> Report:
     content = _ContentScanner(checks, ctx)
     findings: list[Finding] = []
     raw_files: dict[str, ManifestEntry] = {}
-    with request.path.open("rb") as handle:
-        file_sha = hashlib.file_digest(handle, "sha256")
     for member in reader.members():
         if member.kind is MemberKind.FILE:
             digest = hashlib.sha256(member.data).hexdigest() if member.data is not None else ""
@@ -123,7 +121,7 @@ def scan_artifact(request: ScanRequest) -> Report:
         name=ctx.name,
         version=ctx.version,
         filename=request.path.name,
-        sha256=file_sha.hexdigest(),
+        sha256=reader.sha256,
         files=len(raw_files),
         bytes=sum(entry.size for entry in raw_files.values()),
     )
