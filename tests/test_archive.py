@@ -4,6 +4,7 @@ read stays within its limits, and nothing is written to disk."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import struct
@@ -282,8 +283,6 @@ def test_unreadable_zip_is_an_anomaly(tmp_path: Path) -> None:
 
 def test_archive_digest_is_of_the_whole_file_even_when_reading_stops_early(tmp_path: Path) -> None:
     """The file is read once: its sha256 comes from the same pass, trailing bytes included."""
-    import hashlib
-
     full = npm_tarball(tmp_path / "p.tgz", {f"f{i}.js": b"x" * 100 for i in range(30)})
     stopped = ArchiveReader(full, ArchiveLimits(max_members=3))
     list(stopped.members())
