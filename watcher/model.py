@@ -184,6 +184,12 @@ class EventType(StrEnum):
     RESOLVED = "incident.resolved"
 
 
+def incident_key(ecosystem: Ecosystem | str, name: str, version: str) -> str:
+    """The dedup key every channel gets, and the store's key for the incident:
+    `watcher/<ecosystem>/<name>/<version>`."""
+    return f"watcher/{Ecosystem(ecosystem).value}/{name}/{version}"
+
+
 @dataclass(slots=True)
 class Incident:
     """What every channel gets for one bad release. Findings are already redacted."""
@@ -204,7 +210,7 @@ class Incident:
 
     @staticmethod
     def key_for(ecosystem: Ecosystem | str, name: str, version: str) -> str:
-        return f"watcher/{ecosystem}/{name}/{version}"
+        return incident_key(ecosystem, name, version)
 
     def worst(self) -> Severity:
         return max((f.severity for f in self.findings), key=lambda s: s.rank, default=Severity.INFO)

@@ -25,12 +25,13 @@ from watcher.model import (
     Incident,
     RunbookStep,
     Severity,
+    incident_key,
 )
 from watcher.registry.config_sources import resolve_npm_registry, resolve_pypi_index
 from watcher.registry.npm import parse_npm_target
 from watcher.registry.pypi import parse_target as parse_pypi_target
 from watcher.runbook import RunbookInputs, build_runbook
-from watcher.store import Store, incident_key
+from watcher.store import Store
 
 TEST_PACKAGE = "registry-watcher-test-alert"
 

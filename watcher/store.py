@@ -44,6 +44,7 @@ from watcher.model import (
     ManifestEntry,
     Release,
     Severity,
+    incident_key,
 )
 from watcher.registry.versions import select_baseline
 
@@ -213,11 +214,6 @@ class StoredRelease:
     updated_at: float
     scanned_at: float | None
     feed: str | None = None
-
-
-def incident_key(ecosystem: Ecosystem | str, name: str, version: str) -> str:
-    """The dedup key every channel gets: `watcher/<ecosystem>/<name>/<version>`."""
-    return f"watcher/{Ecosystem(ecosystem).value}/{name}/{version}"
 
 
 @dataclass(frozen=True, slots=True)

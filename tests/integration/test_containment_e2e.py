@@ -36,9 +36,9 @@ from watcher import cli
 from watcher.alerts.outbox import event_id_for
 from watcher.alerts.webhook import message_id
 from watcher.containment import UNPUBLISHED
-from watcher.model import EventType
+from watcher.model import EventType, incident_key
 from watcher.registry.http import HttpSettings, RegistryHttp
-from watcher.store import Incident, IncidentState, Store, incident_key
+from watcher.store import Incident, IncidentState, Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
