@@ -110,6 +110,19 @@ class Finding:
     new: bool = True
     fingerprint: str = ""
 
+    def summary_dict(self) -> dict[str, Any]:
+        """The fields every reader of a finding is shown (JSON report, every page). Evidence and
+        fingerprint are left to those that add them on purpose."""
+        return {
+            "rule": self.rule,
+            "category": self.category.value,
+            "severity": self.severity.value,
+            "path": self.path,
+            "line": self.line,
+            "new": self.new,
+            "message": self.message,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ArtifactSummary:

@@ -93,13 +93,7 @@ def _summary_dict(summary: ArtifactSummary) -> dict[str, Any]:
 
 def _finding_dict(finding: Finding) -> dict[str, Any]:
     return {
-        "rule": finding.rule,
-        "category": finding.category.value,
-        "severity": finding.severity.value,
-        "path": finding.path,
-        "line": finding.line,
-        "new": finding.new,
-        "message": finding.message,
+        **finding.summary_dict(),
         "fingerprint": finding.fingerprint,
         "evidence": finding.evidence,
     }

@@ -24,18 +24,6 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def finding_dict(finding: Finding) -> dict[str, Any]:
-    return {
-        "rule": finding.rule,
-        "category": finding.category.value,
-        "severity": finding.severity.value,
-        "path": finding.path,
-        "line": finding.line,
-        "message": finding.message,
-        "new": finding.new,
-    }
-
-
 def step_dict(step: RunbookStep) -> dict[str, Any]:
     return {"text": step.text, "command": step.command, "url": step.url}
 
@@ -56,7 +44,7 @@ def incident_dict(incident: Incident) -> dict[str, Any]:
         "opened_at": iso(incident.opened_at),
         "severity": incident.worst().value,
         "first_action": first_action(incident),
-        "findings": [finding_dict(f) for f in sorted_findings(incident)],
+        "findings": [f.summary_dict() for f in sorted_findings(incident)],
         "runbook": [step_dict(s) for s in incident.runbook],
         "links": dict(incident.links),
         "resolved_at": iso(incident.resolved_at),
