@@ -489,7 +489,10 @@ class ScanWorkers:
         except (KeyError, TypeError, ValueError):
             return None, []
         known = {f.fingerprint for f in before.findings}
-        added = [f for f in page.findings if f.fingerprint not in known]
+        added = sorted(
+            (f for f in page.findings if f.fingerprint not in known),
+            key=lambda f: (-f.severity.rank, f.path, f.line or 0, f.rule),
+        )
         if not added:
             return None, []
         merged = replace(

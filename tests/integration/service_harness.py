@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from watcher.model import Ecosystem
 from watcher.store import Store, StoredRelease
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,24 +39,39 @@ def service_yaml(
     *,
     state: Path,
     port: int,
-    npm_url: str,
-    packages: list[str],
+    npm_url: str | None = None,
+    packages: Sequence[str] = (),
     webhook_url: str | None = None,
     secret: str | None = None,
     poll: str = "1s",
     extra: str = "",
+    npm_changes_url: str | None = None,
+    pypi_url: str | None = None,
+    pypi_packages: Sequence[str] = (),
+    pypi_changes_url: str | None = None,
 ) -> str:
+    """`packages` are npm names, `pypi_packages` PyPI names (patterns such as `@scope/*` need the
+    ecosystem's changes URL)."""
     owner = "    console: true\n"
     if webhook_url is not None:
         owner += f"    webhook: {{url: {json.dumps(webhook_url)}, secret: {json.dumps(secret)}}}\n"
     names = "".join(
-        f"  - {{ecosystem: npm, name: {json.dumps(n)}, owner: team}}\n" for n in packages
+        f"  - {{ecosystem: {eco}, name: {json.dumps(n)}, owner: team}}\n"
+        for eco, listed in (("npm", packages), ("pypi", pypi_packages))
+        for n in listed
     )
+    registries = ""
+    for eco, url, changes in (
+        ("npm", npm_url, npm_changes_url),
+        ("pypi", pypi_url, pypi_changes_url),
+    ):
+        if url is not None:
+            feed = f", changes_url: {json.dumps(changes)}" if changes else ""
+            registries += f"  {eco}: {{url: {json.dumps(url)}, poll_interval: {poll}{feed}}}\n"
     return (
         f"store: {{path: {json.dumps(str(state))}}}\n"
         f'server: {{listen: "127.0.0.1:{port}"}}\n'
-        "registries:\n"
-        f"  npm: {{url: {json.dumps(npm_url)}, poll_interval: {poll}}}\n"
+        f"registries:\n{registries}"
         f"packages:\n{names}"
         f"owners:\n  team:\n{owner}"
         "scan: {workers: 1, concurrency: 2}\n"
@@ -151,22 +168,37 @@ class ServiceProcess:
             self.proc.wait(10)
 
 
-async def release(state: Path, name: str, version: str) -> StoredRelease | None:
+async def release(
+    state: Path, name: str, version: str, ecosystem: str = "npm"
+) -> StoredRelease | None:
     store = await Store.open(state)
     try:
-        return await store.get_release("npm", name, version)  # type: ignore[arg-type]
+        return await store.get_release(Ecosystem(ecosystem), name, version)
     finally:
         await store.close()
 
 
 async def wait_release(
-    state: Path, name: str, version: str, states: tuple[str, ...] = ("scanned",), within: float = 30
+    state: Path,
+    name: str,
+    version: str,
+    states: tuple[str, ...] = ("scanned",),
+    within: float = 30,
+    *,
+    ecosystem: str = "npm",
+    files: int = 1,
 ) -> StoredRelease:
+    """Wait until the release is in one of `states` with at least `files` artifacts (PyPI files
+    added to a release later put it back in the scan queue)."""
     deadline = time.monotonic() + within
     while True:
         if await asyncio.to_thread(state.exists):
-            found = await release(state, name, version)
-            if found is not None and found.state.value in states:
+            found = await release(state, name, version, ecosystem)
+            if (
+                found is not None
+                and found.state.value in states
+                and len(found.release.artifacts) >= files
+            ):
                 return found
         if time.monotonic() > deadline:
             raise AssertionError(f"{name}@{version} not {states} in time")

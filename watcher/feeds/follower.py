@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from datetime import UTC, datetime
 from typing import ClassVar
 
 import structlog
@@ -48,6 +49,21 @@ class JournalFollower(ABC):
         self.interval = interval
         self.last_success: float | None = None
         self._errors = 0
+        self._began: datetime | None = None
+
+    async def watch_began(self) -> datetime:
+        """When this feed first started (kept beside its cursor): a package an entry names for
+        the first time (found through a pattern such as `@acme/*`) pages for every version
+        published since then."""
+        if self._began is None:
+            store = self.tracker.store
+            key = f"{self.name}/began"
+            text = await store.get_cursor(key)
+            if text is None:
+                text = datetime.now(UTC).isoformat()
+                await store.set_cursor(key, text)
+            self._began = datetime.fromisoformat(text)
+        return self._began
 
     @abstractmethod
     async def head(self) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -132,7 +131,6 @@ class NpmChangesFeed(JournalFollower):
         self.jump_threshold = jump_threshold
         self.head_check_interval = head_check_interval
         self._last_head_check = time.monotonic()
-        self._began: datetime | None = None
 
     async def head(self) -> str:
         response = await self.http.get_json(self.root_url, ecosystem=Ecosystem.NPM.value)
@@ -141,19 +139,6 @@ class NpmChangesFeed(JournalFollower):
         if seq is None:
             raise RegistryError(f"{self.root_url} has no update_seq")
         return seq
-
-    async def _watch_began(self) -> datetime:
-        """When this feed first started (kept beside its cursor): a package a row names for the
-        first time pages for every version published since then."""
-        if self._began is None:
-            store = self.tracker.store
-            key = f"{self.name}/began"
-            text = await store.get_cursor(key)
-            if text is None:
-                text = datetime.now(UTC).isoformat()
-                await store.set_cursor(key, text)
-            self._began = datetime.fromisoformat(text)
-        return self._began
 
     async def restart_from_head(self, reason: str, cursor: str | None) -> str:
         head = await super().restart_from_head(reason, cursor)
@@ -165,7 +150,7 @@ class NpmChangesFeed(JournalFollower):
         store = self.tracker.store
         cursor = await store.get_cursor(self.name)
         if cursor is None:
-            await self._watch_began()
+            await self.watch_began()
             await self.restart_from_head("first start", None)
             return False
 
@@ -183,7 +168,7 @@ class NpmChangesFeed(JournalFollower):
                 await self.restart_from_head("sequence jumped", cursor)
                 return False
 
-        began = await self._watch_began()
+        began = await self.watch_began()
         for package, generation in watched_rows(page.rows, self.watchlist).items():
             await self.tracker.touch(
                 package, feed=self.name, min_generation=generation, new_since=began

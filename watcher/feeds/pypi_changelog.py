@@ -188,6 +188,7 @@ class PypiChangelogFeed(JournalFollower):
         store = self.tracker.store
         cursor = await store.get_cursor(self.name)
         if cursor is None or not cursor.isdigit():
+            await self.watch_began()
             await self.restart_from_head("first start", cursor)
             return False
         since = int(cursor)
@@ -203,8 +204,11 @@ class PypiChangelogFeed(JournalFollower):
             if entry.action.startswith(_ROLE_ACTIONS) and self._watched(entry.name):
                 log.info("pypi_role_change", package=normalize(entry.name), action=entry.action)
         lagging: list[str] = []
+        began = await self.watch_began()
         for package, serial in watched_entries(entries, self.watchlist).items():
-            result = await self.tracker.touch(package, feed=self.name, min_generation=serial)
+            result = await self.tracker.touch(
+                package, feed=self.name, min_generation=serial, new_since=began
+            )
             if result.generation is not None and result.generation < serial:
                 lagging.append(package)
         if lagging:
