@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,10 @@ async def test_devpi_poll_baseline_leak_page_and_late_wheels(
         status, text = await asyncio.to_thread(proc.get, "/metrics")
         assert status == 200
         assert 'watcher_incidents_opened_total{ecosystem="pypi"} 1.0' in text
-        assert 'watcher_incident_open_oldest_seconds{ecosystem="pypi"}' in text
+        [age] = re.findall(
+            r'^watcher_incident_open_oldest_seconds\{ecosystem="pypi"\} (\S+)$', text, re.M
+        )
+        assert 0 < float(age) < 120, "the open incident's age, from the store"
         assert proc.terminate() == 0
     finally:
         proc.ensure_stopped()
