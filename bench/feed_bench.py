@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -31,15 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
-from npm_servers import (  # noqa: E402
-    VERDACCIO_CONFIG,
-    Verdaccio,
-    ensure_npm_tools,
-    free_port,
-    http_json,
-    stop,
-    wait_http,
-)
+from npm_servers import Verdaccio, run_verdaccio  # noqa: E402
 
 from watcher.feeds.base import FeedEvent, ReleaseSeen, Watchlist  # noqa: E402
 from watcher.feeds.npm_changes import parse_changes_page, watched_rows  # noqa: E402
@@ -91,37 +81,6 @@ def bench_parse(total: int) -> None:
     )
 
 
-@contextlib.contextmanager
-def local_verdaccio() -> Iterator[Verdaccio]:
-    """A throw-away Verdaccio on loopback (installed into .cache/tools like the tests' one)."""
-    tools, _ = ensure_npm_tools()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "config.yaml").write_text(VERDACCIO_CONFIG)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        argv = [str(tools / "node_modules/.bin/verdaccio"), "--config", str(work / "config.yaml")]
-        proc = subprocess.Popen(
-            [*argv, "--listen", f"127.0.0.1:{port}"],
-            cwd=work,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_http(f"{url}/-/ping", proc)
-            password = "-".join(("bench", "pw", str(port)))
-            answer = http_json(
-                "PUT",
-                f"{url}/-/user/org.couchdb.user:bench",
-                {"name": "bench", "password": password, "email": "b@example.invalid"},
-            )
-            npmrc = work / "npmrc"
-            npmrc.write_text(f"//127.0.0.1:{port}/:_authToken={answer['token']}\nregistry={url}/\n")
-            yield Verdaccio(url, answer["token"], npmrc, work)
-        finally:
-            stop(proc)
-
-
 async def bench_publish_to_release(registry: Verdaccio, samples: int, workdir: Path) -> list[float]:
     registry.publish_raw("bench-pkg", "1.0.0")
     store = await Store.open(workdir / "state.db")
@@ -165,7 +124,10 @@ def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     bench_parse(args.rows)
     if not args.no_verdaccio:
-        with local_verdaccio() as registry:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            run_verdaccio(Path(tmp), user="bench", log=False) as registry,
+        ):
             lags = asyncio.run(bench_publish_to_release(registry, args.samples, registry.workdir))
         print(
             f"publish -> ReleaseSeen, poll mode at 1 s, {len(lags)} publishes: "

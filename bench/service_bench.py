@@ -27,15 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "integration")]
 
-from npm_servers import (  # noqa: E402
-    VERDACCIO_CONFIG,
-    Verdaccio,
-    ensure_npm_tools,
-    free_port,
-    http_json,
-    stop,
-    wait_http,
-)
+from npm_servers import Verdaccio, run_verdaccio  # noqa: E402
+from servers_common import free_port  # noqa: E402
 from service_harness import (  # noqa: E402
     ServiceProcess,
     leaky_files,
@@ -48,40 +41,6 @@ from tests.receivers import webhook_receiver  # noqa: E402
 PUBLISHES = 20
 NAMES = 1000
 PUBLISHED_NAMES = 300
-
-
-def start_verdaccio(directory: Path) -> tuple[subprocess.Popen[bytes], Verdaccio]:
-    tools = ensure_npm_tools()[0]
-    (directory / "config.yaml").write_text(VERDACCIO_CONFIG)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (directory / "log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(tools / "node_modules" / ".bin" / "verdaccio"),
-            "--config",
-            str(directory / "config.yaml"),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        cwd=directory,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    wait_http(f"{url}/-/ping", proc)
-    answer = http_json(
-        "PUT",
-        f"{url}/-/user/org.couchdb.user:bench",
-        {
-            "name": "bench",
-            "password": f"bench-{port}",
-            "email": "b@example.invalid",
-            "type": "user",
-        },
-    )
-    npmrc = directory / "npmrc"
-    npmrc.write_text(f"//127.0.0.1:{port}/:_authToken={answer['token']}\nregistry={url}/\n")
-    return proc, Verdaccio(url, answer["token"], npmrc, directory)
 
 
 def rss_kib(pid: int) -> int:
@@ -212,13 +171,9 @@ async def footprint(verdaccio: Verdaccio, workdir: Path) -> None:
 async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="watcher-bench-") as tmp:
         workdir = Path(tmp)
-        (workdir / "verdaccio").mkdir()
-        proc, verdaccio = start_verdaccio(workdir / "verdaccio")
-        try:
+        with run_verdaccio(workdir / "verdaccio", user="bench") as verdaccio:
             await latency(verdaccio, workdir)
             await footprint(verdaccio, workdir)
-        finally:
-            stop(proc)
 
 
 if __name__ == "__main__":

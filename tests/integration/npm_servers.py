@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import fcntl
 import hashlib
 import io
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import tarfile
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from servers_common import free_port, http_json, install_once, pins_marker, serving
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / ".cache" / "tools"
@@ -92,30 +91,27 @@ process.on('SIGTERM', () => { server.close(); process.exit(0); });
 
 def _install(directory: Path, package: dict[str, Any]) -> Path:
     spec = json.dumps(package, sort_keys=True)
-    marker = directory / (".pins-" + hashlib.sha256(spec.encode()).hexdigest()[:12])
-    if marker.exists():
-        return directory
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f"{directory.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not marker.exists():
-            (directory / "package.json").write_text(spec)
-            npm = shutil.which("npm")
-            if npm is None:
-                raise RuntimeError(
-                    "npm is not installed; the npm integration tests need Node and npm"
-                )
-            done = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
-                cwd=directory,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"npm install in {directory} failed:\n{done.stderr[-3000:]}")
-            marker.touch()
+
+    def npm_install() -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "package.json").write_text(spec)
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("npm is not installed; the npm integration tests need Node and npm")
+        done = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"npm install in {directory} failed:\n{done.stderr[-3000:]}")
+
+    install_once(
+        pins_marker(directory, spec), directory.parent / f"{directory.name}.lock", npm_install
+    )
     return directory
 
 
@@ -124,54 +120,6 @@ def ensure_npm_tools() -> tuple[Path, Path]:
     return _install(TOOLS / "verdaccio", VERDACCIO_PACKAGE), _install(
         TOOLS / "couch", COUCH_PACKAGE
     )
-
-
-# ---------------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if 200 <= response.status < 300:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(url)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def http_json(
-    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
-) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method=method,
-        headers={"content-type": "application/json", **(headers or {})},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)
 
 
 def sri_sha512(data: bytes) -> str:
@@ -288,48 +236,44 @@ class Verdaccio:
         return result
 
 
-@pytest.fixture(scope="session")
-def verdaccio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verdaccio]:
+@contextmanager
+def run_verdaccio(
+    directory: Path, *, user: str = "tester", log: bool = True
+) -> Iterator[Verdaccio]:
+    """Verdaccio on a free loopback port with `user` signed up and an npmrc holding its token;
+    its output goes to `directory/log` (or nowhere)."""
     tools, _ = ensure_npm_tools()
-    directory = tmp_path_factory.mktemp("verdaccio")
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.yaml").write_text(VERDACCIO_CONFIG)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with open(directory / "log", "wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(tools / "node_modules" / ".bin" / "verdaccio"),
-                "--config",
-                str(directory / "config.yaml"),
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
-            cwd=directory,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    argv = [
+        str(tools / "node_modules" / ".bin" / "verdaccio"),
+        "--config",
+        str(directory / "config.yaml"),
+        "--listen",
+        f"127.0.0.1:{port}",
+    ]
+    with serving(argv, f"{url}/-/ping", cwd=directory, log=directory / "log" if log else None):
+        # Same call `npm adduser` makes; the password is built here, never a real credential.
+        password = "-".join((user, "pass", str(port)))
+        answer = http_json(
+            "PUT",
+            f"{url}/-/user/org.couchdb.user:{user}",
+            {"name": user, "password": password, "email": "t@example.invalid", "type": "user"},
         )
-        try:
-            wait_http(f"{url}/-/ping", proc)
-            # Same call `npm adduser` makes; the password is built here, never a real credential.
-            password = "-".join(("test", "pass", str(port)))
-            answer = http_json(
-                "PUT",
-                f"{url}/-/user/org.couchdb.user:tester",
-                {
-                    "name": "tester",
-                    "password": password,
-                    "email": "t@example.invalid",
-                    "type": "user",
-                },
-            )
-            npmrc = directory / "npmrc"
-            npmrc.write_text(
-                f"//127.0.0.1:{port}/:_authToken={answer['token']}\nregistry={url}/\n"
-                "audit=false\nfund=false\nupdate-notifier=false\n"
-            )
-            yield Verdaccio(url, answer["token"], npmrc, directory)
-        finally:
-            stop(proc)
+        npmrc = directory / "npmrc"
+        npmrc.write_text(
+            f"//127.0.0.1:{port}/:_authToken={answer['token']}\nregistry={url}/\n"
+            "audit=false\nfund=false\nupdate-notifier=false\n"
+        )
+        yield Verdaccio(url, answer["token"], npmrc, directory)
+
+
+@pytest.fixture(scope="session")
+def verdaccio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verdaccio]:
+    with run_verdaccio(tmp_path_factory.mktemp("verdaccio")) as server:
+        yield server
 
 
 # ------------------------------------------------------------------------ CouchDB _changes
@@ -372,18 +316,13 @@ def couch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (directory / "server.js").write_text(COUCH_JS)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
+    with serving(
         ["node", str(directory / "server.js"), str(port)],
+        url + "/",
         cwd=directory,
         env={**os.environ, "NODE_PATH": str(tools / "node_modules")},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(url + "/", proc)
+    ):
         yield url
-    finally:
-        stop(proc)
 
 
 _db_counter = iter(range(1, 1_000_000))

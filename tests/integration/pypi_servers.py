@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import fcntl
 import hashlib
 import io
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -40,6 +37,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from servers_common import free_port, http_json, install_once, pins_marker, serving
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_VENV = REPO / ".cache" / "tools" / "pypi-venv"
@@ -57,69 +55,26 @@ TOOL_PINS = (
 
 def ensure_tools() -> Path:
     """The venv holding the servers and twine; installed once, under a lock (parallel sessions)."""
-    marker = TOOLS_VENV / (".pins-" + hashlib.sha256(" ".join(TOOL_PINS).encode()).hexdigest()[:12])
-    if marker.exists():
-        return TOOLS_VENV / "bin"
-    TOOLS_VENV.parent.mkdir(parents=True, exist_ok=True)
-    with open(TOOLS_VENV.parent / "pypi-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not marker.exists():
-            if not (TOOLS_VENV / "bin" / "python").exists():
-                subprocess.run([sys.executable, "-m", "venv", str(TOOLS_VENV)], check=True)
-            done = subprocess.run(
-                [str(TOOLS_VENV / "bin" / "pip"), "install", "--quiet", *TOOL_PINS],
-                check=False,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"installing PyPI test servers failed:\n{done.stderr[-3000:]}")
-            marker.touch()
-    return TOOLS_VENV / "bin"
 
+    def pip_install() -> None:
+        if not (TOOLS_VENV / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(TOOLS_VENV)], check=True)
+        done = subprocess.run(
+            [str(TOOLS_VENV / "bin" / "pip"), "install", "--quiet", *TOOL_PINS],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"installing PyPI test servers failed:\n{done.stderr[-3000:]}")
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if 200 <= r.status < 300:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(url)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _http_json(method: str, url: str, body: object, headers: dict[str, str] | None = None) -> int:
-    data = json.dumps(body).encode()
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method=method,
-        headers={"content-type": "application/json", **(headers or {})},
+    install_once(
+        pins_marker(TOOLS_VENV, " ".join(TOOL_PINS)),
+        TOOLS_VENV.parent / "pypi-venv.lock",
+        pip_install,
     )
-    with urllib.request.urlopen(request, timeout=10) as r:
-        return int(r.status)
+    return TOOLS_VENV / "bin"
 
 
 def twine_upload(bin_dir: Path, url: str, user: str, password: str, files: list[Path]) -> None:
@@ -262,7 +217,7 @@ def run_devpi(workdir: Path) -> Iterator[Devpi]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # Lowered argon2 costs: the defaults take 6-9 s and ~580 MB at every start (notes §2.2).
-    proc = subprocess.Popen(
+    with serving(
         [
             str(bin_dir / "devpi-server"),
             "--serverdir",
@@ -283,25 +238,21 @@ def run_devpi(workdir: Path) -> Iterator[Devpi]:
             "--argon2-parallelism",
             "1",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(url + "/+api", proc)
+        url + "/+api",
+        timeout=30.0,
+    ):
         devpi = Devpi(url, bin_dir)
-        _http_json(
+        http_json(
             "PUT", f"{url}/{devpi.user}", {"password": devpi.password, "email": "t@example.invalid"}
         )
         auth = base64.b64encode(f"{devpi.user}:{devpi.password}".encode()).decode()
-        _http_json(
+        http_json(
             "PUT",
             devpi.index,
             {"type": "stage", "bases": [], "volatile": True},
             {"authorization": f"Basic {auth}"},
         )
         yield devpi
-    finally:
-        stop(proc)
 
 
 @dataclass
@@ -325,7 +276,7 @@ def run_pypiserver(workdir: Path) -> Iterator[PypiServer]:
     packages.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
+    with serving(
         [
             str(bin_dir / "pypi-server"),
             "run",
@@ -342,14 +293,10 @@ def run_pypiserver(workdir: Path) -> Iterator[PypiServer]:
             "auto",
             str(packages),
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(url + "/health", proc)
+        url + "/health",
+        timeout=30.0,
+    ):
         yield PypiServer(url, packages, bin_dir)
-    finally:
-        stop(proc)
 
 
 # --------------------------------------------------------------------------- warehouse stand-in

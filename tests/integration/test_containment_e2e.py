@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from npm_servers import Verdaccio, free_port
+from npm_servers import Verdaccio
+from servers_common import free_port
 from service_harness import ServiceProcess, wait_release, webhook_secret
 
 from tests import fakecreds

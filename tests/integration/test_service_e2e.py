@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from npm_servers import Verdaccio, free_port
+from npm_servers import Verdaccio
+from servers_common import free_port
 from service_harness import (
     RewritingProxy,
     ServiceProcess,
