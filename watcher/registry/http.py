@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -37,6 +37,8 @@ from watcher.errors import RegistryError
 from watcher.retry_after import parse_retry_after
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_USER_AGENT = (
     "registry-watcher/0.1 (release exposure monitor; set http.user_agent to add contact)"
@@ -133,6 +135,13 @@ class _Host:
     throttler: Throttler
     slots: asyncio.Semaphore
 
+    @contextlib.asynccontextmanager
+    async def turn(self, ecosystem: str) -> AsyncIterator[None]:
+        """One request's place within the host's concurrency and rate limits, counted."""
+        async with self.slots, self.throttler:
+            metrics.REGISTRY_REQUESTS.labels(ecosystem).inc()
+            yield
+
 
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
@@ -191,6 +200,13 @@ class RegistryHttp:
             self._hosts[key] = host
         return host, netloc
 
+    def _prepare(
+        self, url: str, headers: Mapping[str, str] | None, etag: str | None = None
+    ) -> tuple[_Host, dict[str, str]]:
+        """The host's session and limits, and the request headers (its token, the validator)."""
+        host, netloc = self._host(url)
+        return host, self._headers(netloc, headers, etag)
+
     def _headers(
         self, netloc: str, headers: Mapping[str, str] | None, etag: str | None
     ) -> dict[str, str]:
@@ -242,7 +258,9 @@ class RegistryHttp:
             raise _Transient(str(status), parse_retry_after(response.headers.get("Retry-After")))
         raise HttpStatusError(status, safe_url(url), detail[:200])
 
-    async def _attempt(self, coro_factory: Any, ecosystem: str, url: str) -> Any:
+    async def _attempt(
+        self, coro_factory: Callable[[], Awaitable[T]], ecosystem: str, url: str
+    ) -> T:
         """Run one try of a request, mapping aiohttp's failures onto `_Transient`."""
         try:
             return await coro_factory()
@@ -256,7 +274,7 @@ class RegistryHttp:
             metrics.REGISTRY_ERRORS.labels(ecosystem, "connection").inc()
             raise _Transient("connection") from exc
 
-    async def _run(self, once: Any, ecosystem: str, url: str) -> Any:
+    async def _run(self, once: Callable[[], Awaitable[T]], ecosystem: str, url: str) -> T:
         try:
             async for attempt in self._retrying(ecosystem, url):
                 with attempt:
@@ -283,21 +301,18 @@ class RegistryHttp:
     ) -> int:
         """HEAD `url` (redirects followed) and return the final status: whether a file is still
         served, without downloading it. 4xx is returned, not raised; 5xx/429 retry as for `get`."""
-        host, netloc = self._host(url)
-        request_headers = self._headers(netloc, headers, None)
+        host, request_headers = self._prepare(url, headers)
 
         async def once() -> int:
-            async with host.slots, host.throttler:
-                metrics.REGISTRY_REQUESTS.labels(ecosystem).inc()
-                async with host.session.head(
-                    url, headers=request_headers, allow_redirects=True
-                ) as response:
-                    if response.status == 429 or response.status >= 500:
-                        self._classify(response, ecosystem, url, "")
-                    return response.status
+            async with (
+                host.turn(ecosystem),
+                host.session.head(url, headers=request_headers, allow_redirects=True) as response,
+            ):
+                if response.status == 429 or response.status >= 500:
+                    self._classify(response, ecosystem, url, "")
+                return response.status
 
-        result: int = await self._run(once, ecosystem, url)
-        return result
+        return await self._run(once, ecosystem, url)
 
     async def post(
         self,
@@ -322,24 +337,21 @@ class RegistryHttp:
         etag: str | None = None,
     ) -> HttpResponse:
         """One request whose whole answer is read into memory, throttled and retried."""
-        host, netloc = self._host(url)
-        request_headers = self._headers(netloc, headers, etag)
+        host, request_headers = self._prepare(url, headers, etag)
 
         async def once() -> HttpResponse:
-            async with host.slots, host.throttler:
-                metrics.REGISTRY_REQUESTS.labels(ecosystem).inc()
-                async with host.session.request(
-                    method, url, data=body, headers=request_headers
-                ) as response:
-                    data = await response.read()
-                    metrics.REGISTRY_BYTES.labels(ecosystem).inc(len(data))
-                    self._classify(response, ecosystem, url, data.decode("utf-8", "replace"))
-                    if response.status == 304:
-                        metrics.REGISTRY_NOT_MODIFIED.labels(ecosystem).inc()
-                    return HttpResponse(response.status, str(response.url), response.headers, data)
+            async with (
+                host.turn(ecosystem),
+                host.session.request(method, url, data=body, headers=request_headers) as response,
+            ):
+                data = await response.read()
+                metrics.REGISTRY_BYTES.labels(ecosystem).inc(len(data))
+                self._classify(response, ecosystem, url, data.decode("utf-8", "replace"))
+                if response.status == 304:
+                    metrics.REGISTRY_NOT_MODIFIED.labels(ecosystem).inc()
+                return HttpResponse(response.status, str(response.url), response.headers, data)
 
-        result: HttpResponse = await self._run(once, ecosystem, url)
-        return result
+        return await self._run(once, ecosystem, url)
 
     async def get_json(
         self,
@@ -366,8 +378,7 @@ class RegistryHttp:
             return JsonResponse(response.status, response.url, response.headers, data)
 
         # `get` retries transport faults itself; this outer loop only re-reads unparsable bodies.
-        result: JsonResponse = await self._run(once, ecosystem, url)
-        return result
+        return await self._run(once, ecosystem, url)
 
     async def download(
         self,
@@ -381,41 +392,40 @@ class RegistryHttp:
     ) -> Download:
         """Stream `url` into `dest`, hashing as it goes; never holds the file in memory. A transfer
         cut short is restarted from the beginning; exceeding `max_bytes` is final."""
-        host, netloc = self._host(url)
-        request_headers = self._headers(netloc, headers, None)
+        host, request_headers = self._prepare(url, headers)
         names = tuple(algorithms)
 
         async def once() -> Download:
             hashers = {name: hashlib.new(name) for name in names}
             size = 0
-            async with host.slots, host.throttler:
-                metrics.REGISTRY_REQUESTS.labels(ecosystem).inc()
-                async with host.session.get(url, headers=request_headers) as response:
-                    if response.status >= 300:
-                        detail = (await response.read())[:200].decode("utf-8", "replace")
-                        self._classify(response, ecosystem, url, detail)
-                        raise HttpStatusError(response.status, safe_url(url), detail)
-                    declared = response.content_length
-                    if declared is not None and declared > max_bytes:
-                        raise DownloadTooLarge(
-                            f"{safe_url(url)} declares {declared} bytes, over the {max_bytes} cap"
-                        )
-                    with dest.open("wb") as sink:
-                        async for chunk in response.content.iter_chunked(_CHUNK):
-                            size += len(chunk)
-                            metrics.REGISTRY_BYTES.labels(ecosystem).inc(len(chunk))
-                            if size > max_bytes:
-                                raise DownloadTooLarge(
-                                    f"{safe_url(url)} exceeded the {max_bytes} byte cap"
-                                )
-                            sink.write(chunk)
-                            for hasher in hashers.values():
-                                hasher.update(chunk)
+            async with (
+                host.turn(ecosystem),
+                host.session.get(url, headers=request_headers) as response,
+            ):
+                if response.status >= 300:
+                    detail = (await response.read())[:200].decode("utf-8", "replace")
+                    self._classify(response, ecosystem, url, detail)
+                    raise HttpStatusError(response.status, safe_url(url), detail)
+                declared = response.content_length
+                if declared is not None and declared > max_bytes:
+                    raise DownloadTooLarge(
+                        f"{safe_url(url)} declares {declared} bytes, over the {max_bytes} cap"
+                    )
+                with dest.open("wb") as sink:
+                    async for chunk in response.content.iter_chunked(_CHUNK):
+                        size += len(chunk)
+                        metrics.REGISTRY_BYTES.labels(ecosystem).inc(len(chunk))
+                        if size > max_bytes:
+                            raise DownloadTooLarge(
+                                f"{safe_url(url)} exceeded the {max_bytes} byte cap"
+                            )
+                        sink.write(chunk)
+                        for hasher in hashers.values():
+                            hasher.update(chunk)
             return Download(dest, size, {n: h.hexdigest() for n, h in hashers.items()}, url)
 
         try:
-            result: Download = await self._run(once, ecosystem, url)
+            return await self._run(once, ecosystem, url)
         except BaseException:
             _remove(dest)
             raise
-        return result
