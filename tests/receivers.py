@@ -12,10 +12,11 @@ Reusable by end-to-end tests: `async with pagerduty_receiver() as pd: ... pd.url
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -454,3 +455,30 @@ def webhook_receiver(secret: str) -> Receiver:
         lambda _: Scripted(204),
         lambda _: Scripted(401, "signature"),
     )
+
+
+# -- one owner's three channels ------------------------------------------------------------------
+
+
+@dataclass
+class Receivers:
+    """PagerDuty, Slack and webhook receivers side by side: one owner's paging channels."""
+
+    pd: Receiver
+    slack: Receiver
+    hook: Receiver
+    secret: str  # the webhook's signing secret
+
+    @property
+    def all(self) -> list[Receiver]:
+        return [self.pd, self.slack, self.hook]
+
+
+@contextlib.asynccontextmanager
+async def all_receivers(secret: str) -> AsyncIterator[Receivers]:
+    async with (
+        pagerduty_receiver() as pd,
+        slack_receiver() as slack,
+        webhook_receiver(secret) as hook,
+    ):
+        yield Receivers(pd, slack, hook, secret)

@@ -15,11 +15,9 @@ import pytest
 from service_harness import webhook_secret
 
 from tests.receivers import (
-    Receiver,
+    Receivers,
     Scripted,
-    pagerduty_receiver,
-    slack_receiver,
-    webhook_receiver,
+    all_receivers,
 )
 from watcher.alerts.outbox import encode_event, event_id_for
 from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
@@ -55,23 +53,10 @@ async def watcher(*argv: str) -> Done:
     return Done(proc.returncode, out.decode(), err.decode())
 
 
-@dataclass
-class Receivers:
-    pd: Receiver
-    slack: Receiver
-    hook: Receiver
-    secret: str
-
-
 @pytest.fixture
 async def rx() -> AsyncIterator[Receivers]:
-    secret = webhook_secret()
-    async with (
-        pagerduty_receiver() as pd,
-        slack_receiver() as slack,
-        webhook_receiver(secret) as hook,
-    ):
-        yield Receivers(pd, slack, hook, secret)
+    async with all_receivers(webhook_secret()) as found:
+        yield found
 
 
 def config_file(tmp_path: Path, rx: Receivers) -> Path:

@@ -17,7 +17,6 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,9 +28,8 @@ from tests import fakecreds
 from tests.receivers import (
     Captured,
     Receiver,
-    pagerduty_receiver,
-    slack_receiver,
-    webhook_receiver,
+    Receivers,
+    all_receivers,
 )
 from watcher import cli
 from watcher.alerts.outbox import event_id_for
@@ -44,27 +42,10 @@ from watcher.store import Incident, IncidentState, Store
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@dataclass
-class Receivers:
-    pd: Receiver
-    slack: Receiver
-    hook: Receiver
-    secret: str
-
-    @property
-    def all(self) -> list[Receiver]:
-        return [self.pd, self.slack, self.hook]
-
-
 @pytest.fixture
 async def receivers() -> AsyncIterator[Receivers]:
-    secret = webhook_secret()
-    async with (
-        pagerduty_receiver() as pd,
-        slack_receiver() as slack,
-        webhook_receiver(secret) as hook,
-    ):
-        yield Receivers(pd, slack, hook, secret)
+    async with all_receivers(webhook_secret()) as found:
+        yield found
 
 
 def write_config(tmp_path: Path, port: int, registry: str, name: str, rx: Receivers) -> Path:
