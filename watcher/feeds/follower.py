@@ -29,7 +29,7 @@ ERROR_BACKOFF_CEILING = 120.0
 class JournalFollower(ABC):
     """A feed behind a cursor into a registry-wide journal. Subclasses read the journal."""
 
-    ecosystem: ClassVar[Ecosystem]
+    ecosystem: Ecosystem
     # What the registry calls a package, for the error a partial reconcile raises.
     noun: ClassVar[str] = "packages"
 
