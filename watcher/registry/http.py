@@ -43,6 +43,7 @@ T = TypeVar("T")
 DEFAULT_USER_AGENT = (
     "registry-watcher/0.1 (release exposure monitor; set http.user_agent to add contact)"
 )
+_HASH_BLOCK = 1024 * 1024  # bytes handed to a thread at once for writing and hashing
 _CHUNK = 64 * 1024
 
 
@@ -412,6 +413,13 @@ class RegistryHttp:
                         f"{safe_url(url)} declares {declared} bytes, over the {max_bytes} cap"
                     )
                 with dest.open("wb") as sink:
+
+                    def consume(block: bytes) -> None:
+                        sink.write(block)
+                        for hasher in hashers.values():
+                            hasher.update(block)
+
+                    pending = bytearray()
                     async for chunk in response.content.iter_chunked(_CHUNK):
                         size += len(chunk)
                         metrics.REGISTRY_BYTES.labels(ecosystem).inc(len(chunk))
@@ -419,9 +427,13 @@ class RegistryHttp:
                             raise DownloadTooLarge(
                                 f"{safe_url(url)} exceeded the {max_bytes} byte cap"
                             )
-                        sink.write(chunk)
-                        for hasher in hashers.values():
-                            hasher.update(chunk)
+                        pending += chunk
+                        if len(pending) >= _HASH_BLOCK:
+                            # hashing and disk writes stay off the event loop
+                            await asyncio.to_thread(consume, bytes(pending))
+                            pending.clear()
+                    if pending:
+                        await asyncio.to_thread(consume, bytes(pending))
             return Download(dest, size, {n: h.hexdigest() for n, h in hashers.items()}, url)
 
         try:
