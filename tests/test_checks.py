@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,36 @@ def test_map_with_first_party_sources_counts_files_and_lines(tmp_path: Path) -> 
     assert finding.evidence["first_party_lines"] == 4
     assert finding.evidence["third_party_files"] == 2
     assert "2 first-party source files (4 lines)" in finding.message
+
+
+def test_sources_from_the_publishers_own_scope_are_first_party(tmp_path: Path) -> None:
+    """A monorepo bundle: `@acme/cli` embeds `@acme/core` from node_modules — that is Acme's own
+    code. Judged even when package.json comes after the map in the tarball."""
+    smap = source_map(
+        [
+            "../node_modules/@acme/core/src/auth.ts",
+            "../node_modules/@other/lib/x.js",
+            "../node_modules/@acme/core/node_modules/long/index.js",
+            "../src/cli.ts",
+        ],
+        ["a\nb", "c", "d", "e"],
+    ).encode()
+    path = tmp_path / "p.tgz"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in (
+            ("package/dist/cli.js.map", smap),
+            ("package/package.json", b'{"name": "@acme/cli", "version": "1.0.0"}'),
+        ):
+            entry = tarfile.TarInfo(name)
+            entry.size = len(data)
+            archive.addfile(entry, io.BytesIO(data))
+    [finding] = by_rule(findings_of(path), "sourcemap-embedded-sources")
+    assert finding.evidence["first_party_files"] == 2
+    assert finding.evidence["examples"] == [
+        "../node_modules/@acme/core/src/auth.ts",
+        "../src/cli.ts",
+    ]
+    assert finding.evidence["first_party_lines"] == 3
 
 
 def test_map_without_sources_content_is_info(tmp_path: Path) -> None:

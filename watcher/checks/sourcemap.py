@@ -12,6 +12,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -110,56 +111,59 @@ def find_inline_maps(text: str, path: str) -> list[SourceMapDoc]:
     return maps
 
 
-def is_first_party(source: str) -> bool:
-    return not _THIRD_PARTY.search(source)
+def is_first_party(source: str, own_scope: str | None = None) -> bool:
+    """Not a dependency, bundler runtime or virtual module. A dependency in the publisher's own npm
+    scope (`node_modules/@tensorflow/tfjs-core/…` inside `@tensorflow/tfjs`) is their own code."""
+    if not _THIRD_PARTY.search(source):
+        return True
+    if own_scope:
+        _, found, rest = source.replace("\\", "/").rpartition("node_modules/")
+        return bool(found) and rest.startswith(own_scope + "/")
+    return False
+
+
+def npm_scope(name: str | None) -> str | None:
+    if name and name.startswith("@") and "/" in name:
+        return name.split("/", 1)[0]
+    return None
+
+
+@dataclass(slots=True)
+class _EmbeddedMap:
+    path: str
+    inline: bool
+    sources_total: int
+    embedded: list[tuple[str, int]]  # (source path, lines) of every source with content
 
 
 class SourceMapCheck(Check):
+    """Maps are summarised as they come and judged at the end, once the package's own identity
+    (and so its npm scope) is known: packers do not always put package.json first."""
+
     category = Category.SOURCE_MAP
 
     def __init__(self) -> None:
         self._without_content: list[str] = []
+        self._embedded: list[_EmbeddedMap] = []
 
     def source_map(self, smap: SourceMapDoc, ctx: ScanContext) -> Iterable[Finding]:
-        kind = "inline source map" if smap.inline else "source map"
-        rule_suffix = "-inline" if smap.inline else ""
+        yield from self._internal_sources(smap, ctx)
         embedded = [
-            (source, content)
+            (source, content.count("\n") + 1)
             for source, content in zip(smap.sources, smap.contents, strict=False)
             if content
         ]
-        first_party = [(s, c) for s, c in embedded if is_first_party(s)]
-        yield from self._internal_sources(smap, ctx)
-        if first_party:
-            lines = sum(content.count("\n") + 1 for _, content in first_party)
-            yield self.finding(
-                "sourcemap-embedded-sources" + rule_suffix,
-                Severity.HIGH,
-                smap.path,
-                f"{kind} embeds {len(first_party):,} first-party source files ({lines:,} lines)",
-                severity_if_new=Severity.CRITICAL,
-                evidence={
-                    "first_party_files": len(first_party),
-                    "first_party_lines": lines,
-                    "third_party_files": len(embedded) - len(first_party),
-                    "sources_total": len(smap.sources),
-                    "examples": [source for source, _ in first_party[:10]],
-                },
-            )
-        elif embedded:
-            yield self.finding(
-                "sourcemap-third-party-sources" + rule_suffix,
-                Severity.LOW,
-                smap.path,
-                f"{kind} embeds {len(embedded):,} third-party source files only",
-                evidence={"third_party_files": len(embedded), "sources_total": len(smap.sources)},
-            )
+        if embedded:
+            self._embedded.append(_EmbeddedMap(smap.path, smap.inline, len(smap.sources), embedded))
         else:
             # Only paths and mappings: harmless on its own, and packages ship hundreds. One
             # summary finding, not one per map.
             self._without_content.append(smap.path)
 
     def finish(self, ctx: ScanContext) -> Iterable[Finding]:
+        scope = npm_scope(ctx.name)
+        for smap in self._embedded:
+            yield self._judge(smap, scope)
         maps = self._without_content
         if maps:
             yield self.finding(
@@ -170,6 +174,37 @@ class SourceMapCheck(Check):
                 "(source paths and mappings only)",
                 evidence={"maps": len(maps), "examples": maps[:10]},
             )
+
+    def _judge(self, smap: _EmbeddedMap, scope: str | None) -> Finding:
+        kind = "inline source map" if smap.inline else "source map"
+        rule_suffix = "-inline" if smap.inline else ""
+        first_party = [(s, lines) for s, lines in smap.embedded if is_first_party(s, scope)]
+        if not first_party:
+            return self.finding(
+                "sourcemap-third-party-sources" + rule_suffix,
+                Severity.LOW,
+                smap.path,
+                f"{kind} embeds {len(smap.embedded):,} third-party source files only",
+                evidence={
+                    "third_party_files": len(smap.embedded),
+                    "sources_total": smap.sources_total,
+                },
+            )
+        lines = sum(count for _, count in first_party)
+        return self.finding(
+            "sourcemap-embedded-sources" + rule_suffix,
+            Severity.HIGH,
+            smap.path,
+            f"{kind} embeds {len(first_party):,} first-party source files ({lines:,} lines)",
+            severity_if_new=Severity.CRITICAL,
+            evidence={
+                "first_party_files": len(first_party),
+                "first_party_lines": lines,
+                "third_party_files": len(smap.embedded) - len(first_party),
+                "sources_total": smap.sources_total,
+                "examples": [source for source, _ in first_party[:10]],
+            },
+        )
 
     def _internal_sources(self, smap: SourceMapDoc, ctx: ScanContext) -> Iterable[Finding]:
         """A sourceRoot on a private host tells where the code lives."""
