@@ -207,6 +207,8 @@ NPM_TOKEN_LINE = "//registry.example/:_authToken=" + "Zx9" + "q" * 30 + "\n"
             "git-credentials-file",
             Severity.CRITICAL,
         ),
+        (".rollup.cache/tmp/publish/dist/index.js", "x", "build-cache", Severity.LOW),
+        ("tsconfig.tsbuildinfo", "{}", "build-cache", Severity.LOW),
     ],
 )
 def test_sensitive_files(
