@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from servers_common import free_port
 
 from watcher.model import Ecosystem
 from watcher.store import Store, StoredRelease
@@ -286,3 +288,11 @@ class RewritingProxy:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+
+
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    """A package name no other test (or earlier run against the same registry) has used."""
+    return f"{prefix}-{next(_names)}-{free_port()}"

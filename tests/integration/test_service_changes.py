@@ -7,8 +7,6 @@ pages for its first version; releases of unwatched packages never do."""
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,28 +15,15 @@ from service_harness import (
     ServiceProcess,
     leaky_files,
     service_yaml,
+    unique,
     wait_release,
-    webhook_secret,
 )
 
-from tests.receivers import Receiver, webhook_receiver
+from tests.receivers import Receiver
 from watcher.model import Ecosystem
 from watcher.store import Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-_names = itertools.count()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{next(_names)}-{free_port()}"
-
-
-@pytest.fixture
-async def hook() -> AsyncIterator[tuple[Receiver, str]]:
-    secret = webhook_secret()
-    async with webhook_receiver(secret) as receiver:
-        yield receiver, secret
 
 
 async def publish(

@@ -5,10 +5,8 @@ none for a clean follow-up; a webhook outage; SIGKILL mid-scan and with a page i
 from __future__ import annotations
 
 import asyncio
-import itertools
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,27 +17,14 @@ from service_harness import (
     ServiceProcess,
     leaky_files,
     service_yaml,
+    unique,
     wait_release,
-    webhook_secret,
 )
 
-from tests.receivers import Receiver, Scripted, webhook_receiver
+from tests.receivers import Receiver, Scripted
 from watcher.store import Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-_names = itertools.count()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{next(_names)}-{free_port()}"
-
-
-@pytest.fixture
-async def hook() -> AsyncIterator[tuple[Receiver, str]]:
-    secret = webhook_secret()
-    async with webhook_receiver(secret) as receiver:
-        yield receiver, secret
 
 
 def accepted(receiver: Receiver) -> list[tuple[str, str]]:

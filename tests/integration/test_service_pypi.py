@@ -13,37 +13,22 @@ Standard Webhooks receiver and the console:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from npm_servers import free_port
 from pypi_servers import Devpi, Warehouse, build_wheel
-from service_harness import ServiceProcess, service_yaml, wait_release, webhook_secret
+from service_harness import ServiceProcess, service_yaml, unique, wait_release
 
 from tests import fakecreds
-from tests.receivers import Receiver, webhook_receiver
+from tests.receivers import Receiver
 from watcher.model import Ecosystem
 from watcher.store import Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-_names = itertools.count()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{next(_names)}-{free_port()}"
-
-
-@pytest.fixture
-async def hook() -> AsyncIterator[tuple[Receiver, str]]:
-    secret = webhook_secret()
-    async with webhook_receiver(secret) as receiver:
-        yield receiver, secret
 
 
 def dotenv(token: str) -> bytes:
