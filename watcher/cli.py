@@ -19,7 +19,7 @@ from watcher.archive import ArchiveLimits
 from watcher.checks.base import ScanOptions
 from watcher.errors import WatcherError
 from watcher.logs import configure_logging
-from watcher.model import Ecosystem, Report, Severity
+from watcher.model import Ecosystem, Release, Report, Severity
 from watcher.output import render_json, render_sarif, render_text
 from watcher.scan import ScanRequest, scan_release
 
@@ -156,11 +156,12 @@ def _scan(args: argparse.Namespace) -> int:
     options = config.scan_options() if config else ScanOptions()
     limits = config.archive_limits() if config else ArchiveLimits()
     with tempfile.TemporaryDirectory(prefix="watcher-scan-") as workdir:
-        targets, baselines, ecosystem, prefix = _scan_files(args, Path(workdir), config)
+        targets, baselines, ecosystem, prefix, releases = _scan_files(args, Path(workdir), config)
         report = scan_release(
             [ScanRequest(p, ecosystem, options=options, limits=limits) for p in targets],
             [ScanRequest(p, ecosystem, options=options, limits=limits) for p in baselines],
             prefix_paths=prefix,
+            releases=releases,
         )
     _print_report(report, args.format)
     threshold = Severity(args.fail_on)
@@ -180,8 +181,9 @@ def _scan(args: argparse.Namespace) -> int:
 
 def _scan_files(
     args: argparse.Namespace, workdir: Path, config: Config | None
-) -> tuple[list[Path], list[Path], Ecosystem | None, bool]:
-    """Local files to scan: as given, or downloaded when a registry is involved."""
+) -> tuple[list[Path], list[Path], Ecosystem | None, bool, tuple[Release, Release] | None]:
+    """Local files to scan: as given, or downloaded when a registry is involved; with the
+    registry's (target, baseline) releases when both came from it."""
     registry_targets = ("npm:", "pypi:")
     baseline: str | None = args.baseline
     if not args.target.startswith(registry_targets) and (
@@ -190,7 +192,7 @@ def _scan_files(
         or not baseline.startswith((*registry_targets, "auto"))
     ):
         given = [] if baseline in (None, "none") else [Path(baseline)]
-        return [Path(args.target)], given, None, False
+        return [Path(args.target)], given, None, False, None
     from watcher.fetch import Registries, resolve  # noqa: PLC0415 - aiohttp only when needed
 
     registries = (
@@ -199,7 +201,7 @@ def _scan_files(
         else Registries()
     )
     files = asyncio.run(resolve(args.target, baseline, workdir, registries))
-    return files.targets, files.baselines, files.ecosystem, files.from_registry
+    return files.targets, files.baselines, files.ecosystem, files.from_registry, files.releases
 
 
 def _load_config(path: Path) -> Config:

@@ -13,7 +13,7 @@ import orjson
 
 from watcher.archive import ArchiveReader
 from watcher.errors import RegistryError
-from watcher.model import Ecosystem
+from watcher.model import Ecosystem, Release
 from watcher.registry.config_sources import resolve_npm_registry, resolve_pypi_index
 from watcher.registry.http import HttpSettings, RegistryHttp
 from watcher.registry.npm import NpmClient, fetch_npm_release, parse_npm_target
@@ -27,6 +27,9 @@ class ScanFiles:
     baselines: list[Path]
     ecosystem: Ecosystem | None
     from_registry: bool  # PyPI releases have several files: findings then name their file
+    # (target, baseline) as the registry describes them, when both came from it: their
+    # provenance is compared. None for local files.
+    releases: tuple[Release, Release] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +78,10 @@ async def _npm_target(
         registry_url=registries.npm_url,
     )
     base = [fetched.baseline.path] if fetched.baseline else []
+    releases = (fetched.target.release, fetched.baseline.release) if fetched.baseline else None
     if baseline not in ("none", "auto") and explicit is None:
-        base = [Path(baseline)]
-    return ScanFiles([fetched.target.path], base, Ecosystem.NPM, False)
+        base, releases = [Path(baseline)], None
+    return ScanFiles([fetched.target.path], base, Ecosystem.NPM, False, releases)
 
 
 async def _pypi_target(
@@ -94,9 +98,10 @@ async def _pypi_target(
         baseline=explicit or (baseline if baseline in ("auto", "none") else "none"),
     )
     base = list(download.baseline.paths) if download.baseline else []
+    releases = (download.target.release, download.baseline.release) if download.baseline else None
     if baseline not in ("none", "auto") and explicit is None:
-        base = [Path(baseline)]
-    return ScanFiles(list(download.target.paths), base, Ecosystem.PYPI, True)
+        base, releases = [Path(baseline)], None
+    return ScanFiles(list(download.target.paths), base, Ecosystem.PYPI, True, releases)
 
 
 def _explicit_baseline(baseline: str, prefix: str, name: str) -> str | None:

@@ -54,6 +54,53 @@ class Category(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Provenance:
+    """How the registry document says one file was published: npm `dist.attestations` and
+    `_npmUser`, PyPI's PEP 740 `provenance` URL. Kept with the release so the next release can be
+    compared with it. An artifact's `provenance` is None when its document does not carry these
+    fields at all (mirrors and local registries strip them): that means unknown, never "none"."""
+
+    attested: bool = False  # the document lists attestations for this file
+    url: str | None = None  # where they are (npm attestations URL, PyPI integrity API URL)
+    predicate_types: tuple[str, ...] = ()  # npm `dist.attestations.provenance.predicateType`
+    publisher: str | None = None  # npm `_npmUser.name`
+    trusted_publisher: str | None = None  # npm `_npmUser.trustedPublisher.id` ("github"…)
+    trusted_config: str | None = None  # its `oidcConfigId`: which CI configuration published
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attested": self.attested,
+            "url": self.url,
+            "predicate_types": list(self.predicate_types),
+            "publisher": self.publisher,
+            "trusted_publisher": self.trusted_publisher,
+            "trusted_config": self.trusted_config,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Provenance | None:
+        """The inverse of `to_dict`; None for anything else (older state, null)."""
+        if not isinstance(data, dict):
+            return None
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value if isinstance(value, str) and value else None
+
+        types = data.get("predicate_types")
+        return cls(
+            attested=bool(data.get("attested")),
+            url=text("url"),
+            predicate_types=tuple(t for t in types if isinstance(t, str))
+            if isinstance(types, list)
+            else (),
+            publisher=text("publisher"),
+            trusted_publisher=text("trusted_publisher"),
+            trusted_config=text("trusted_config"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Artifact:
     """One downloadable file of a release (npm has one tarball; a PyPI release has several files)."""
 
@@ -62,6 +109,7 @@ class Artifact:
     size: int | None = None
     sha256: str | None = None
     integrity: str | None = None  # npm `dist.integrity` (SRI) or `sha1-<hex>` from `dist.shasum`
+    provenance: Provenance | None = None  # None: the registry's document did not say
 
 
 @dataclass(frozen=True, slots=True)

@@ -247,12 +247,49 @@ def build_runbook(
 ) -> list[RunbookStep]:
     """Ordered steps; `revoke_hints` defaults to the secret rules' own `revoke` sentences."""
     hints = load_revoke_hints() if revoke_hints is None else revoke_hints
-    steps = _credential_steps(inputs, hints)
+    steps = _stolen_token_steps(inputs) + _credential_steps(inputs, hints)
     if inputs.ecosystem is Ecosystem.NPM:
         steps += _npm_steps(inputs)
     else:
         steps += _pypi_steps(inputs)
     return steps
+
+
+# -- a release published around the pipeline ----------------------------------------------------
+
+
+def _stolen_token_steps(inputs: RunbookInputs) -> list[RunbookStep]:
+    """A release that lost its provenance or changed publisher: the publishing credential is
+    presumed stolen, so it is revoked before anything else (whoever holds it can publish again)."""
+    found = [f for f in inputs.findings if f.category is Category.PROVENANCE]
+    if not found:
+        return []
+    ref = f"{inputs.name}@{inputs.version}"
+    why = f"{ref} was not published the way its previous release was ({found[0].message})"
+    if inputs.ecosystem is Ecosystem.NPM:
+        return [
+            RunbookStep(
+                f"Treat the publishing token as stolen: {why}. Revoke every npm token of the "
+                "accounts that can publish the package (list them, revoke by id), check that "
+                "each account has two-factor auth for writes, and that the package's owners "
+                "are the people you expect; then contain the release below.",
+                "npm token list\nnpm token revoke <token-id>\n"
+                "npm profile get   # two-factor auth: auth-and-writes\n"
+                f"npm owner ls {inputs.name}",
+            )
+        ]
+    web = _pypi_web(inputs)
+    project = _pypi_project(inputs.name)
+    return [
+        RunbookStep(
+            f"Treat the publishing token as stolen: {why}. Remove the project's API tokens "
+            f"(account page {web}/manage/account/, re-authentication required), review its "
+            "trusted publishers on the publishing settings page and its collaborators "
+            f"({web}/manage/project/{project}/collaboration/); then contain the release below.",
+            None,
+            f"{web}/manage/project/{project}/settings/publishing/",
+        )
+    ]
 
 
 # -- credentials ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import orjson
 from watcher.archive import ArchiveLimits, ArchiveReader
 from watcher.checks import comparison_checks, default_checks
 from watcher.checks.base import Check, ScanContext, ScanOptions, SourceMapDoc, TextDoc
+from watcher.checks.provenance import compare_provenance
 from watcher.checks.sourcemap import find_inline_maps, looks_like_source_map, parse_source_map
 from watcher.model import (
     ArtifactSummary,
@@ -30,6 +31,7 @@ from watcher.model import (
     ManifestEntry,
     Member,
     MemberKind,
+    Release,
     Report,
     fingerprint,
     stable_path,
@@ -139,14 +141,19 @@ def compare_with_baseline(
     baseline: Manifest | None,
     baseline_summary: ArtifactSummary | None = None,
     options: ScanOptions | None = None,
+    *,
+    releases: tuple[Release, Release] | None = None,
 ) -> Report:
     """Mark each finding new or not; raise what is new to its `severity_if_new`; add the findings
-    that compare the two releases' contents."""
+    that compare the two releases' contents and, given the registry's (target, baseline) release
+    metadata, how they were published."""
     options = options or ScanOptions()
     findings = list(report.findings)
     if baseline is not None:
         for check in comparison_checks():
             findings.extend(check.compare(report.manifest, baseline, options))
+        if releases is not None:
+            findings.extend(compare_provenance(*releases))
         findings = _fingerprint(findings, report.target.version)
     for finding in findings:
         finding.new = baseline is None or finding.fingerprint not in baseline.fingerprints
@@ -169,10 +176,12 @@ def scan_release(
     baselines: Sequence[ScanRequest] = (),
     *,
     prefix_paths: bool = False,
+    releases: tuple[Release, Release] | None = None,
 ) -> Report:
     """Scan every file of a release (a PyPI release has an sdist and wheels) and of its baseline,
     in worker processes, as one report. With `prefix_paths` each path is `<filename>/<member>`, so
-    findings name the file they came from."""
+    findings name the file they came from. `releases`: the registry's (target, baseline) release
+    metadata when both came from the registry (provenance is compared then)."""
     if not targets:
         raise ValueError("nothing to scan")
     started = time.perf_counter()
@@ -189,6 +198,7 @@ def scan_release(
         base.manifest if base else None,
         base.target if base else None,
         targets[0].options,
+        releases=releases,
     )
     if base is not None:
         report.bytes_read += base.bytes_read

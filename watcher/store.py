@@ -42,6 +42,7 @@ from watcher.model import (
     Finding,
     Manifest,
     ManifestEntry,
+    Provenance,
     Release,
     Severity,
     incident_key,
@@ -349,6 +350,7 @@ def _artifacts_json(artifacts: Iterable[Artifact]) -> str:
                 "size": a.size,
                 "sha256": a.sha256,
                 "integrity": a.integrity,
+                "provenance": a.provenance.to_dict() if a.provenance is not None else None,
             }
             for a in artifacts
         ]
@@ -356,7 +358,11 @@ def _artifacts_json(artifacts: Iterable[Artifact]) -> str:
 
 
 def _artifacts(text: str) -> tuple[Artifact, ...]:
-    return tuple(Artifact(**item) for item in orjson.loads(text))
+    # `provenance` is absent from rows stored before it was captured: unknown, like None.
+    return tuple(
+        Artifact(**{**item, "provenance": Provenance.from_dict(item.get("provenance"))})
+        for item in orjson.loads(text)
+    )
 
 
 def _release(row: aiosqlite.Row) -> StoredRelease:

@@ -297,7 +297,13 @@ class ScanWorkers:
 
         found = await self.store.baseline_manifest(eco, release.name, release.version)
         baseline_version, baseline = found if found else (None, None)
-        report = compare_with_baseline(report, baseline, None, self.config.scan_options())
+        report = compare_with_baseline(
+            report,
+            baseline,
+            None,
+            self.config.scan_options(),
+            releases=await self._with_baseline_release(release, baseline_version),
+        )
         metrics.SCAN_BYTES.labels(eco.value).inc(report.bytes_read)
         for finding in report.findings:
             metrics.FINDINGS.labels(eco.value, finding.category.value, finding.severity.value).inc()
@@ -347,6 +353,16 @@ class ScanWorkers:
             )
             self.on_page()
         return Scanned(stored.id, queued, len(report.findings))
+
+    async def _with_baseline_release(
+        self, release: Release, baseline_version: str | None
+    ) -> tuple[Release, Release] | None:
+        """(this release, the stored release whose manifest is the baseline): the registry's
+        metadata of both as the feed saw them, for the provenance comparison."""
+        if baseline_version is None:
+            return None
+        stored = await self.store.get_release(release.ecosystem, release.name, baseline_version)
+        return None if stored is None else (release, stored.release)
 
     async def _scan(self, release: Release, paths: list[Path]) -> Report:
         options, limits = self.config.scan_options(), self.config.archive_limits()

@@ -177,9 +177,12 @@ class Verdaccio:
         *,
         integrity: str | None = None,
         files: dict[str, bytes] | None = None,
+        extra: dict[str, Any] | None = None,
+        dist_extra: dict[str, Any] | None = None,
     ) -> bytes:
         """The PUT `npm publish` sends, with `dist.integrity` overridable (Verdaccio checks only
-        `dist.shasum`), for tamper tests. Returns the tarball bytes."""
+        `dist.shasum`), for tamper tests. `extra` lands verbatim in the version document (e.g.
+        `_npmUser`), `dist_extra` in its `dist` (e.g. `attestations`). Returns the tarball bytes."""
         manifest: dict[str, Any] = {"name": name, "version": version}
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tf:
@@ -199,7 +202,9 @@ class Verdaccio:
                 "integrity": integrity or sri_sha512(tgz),
                 "shasum": hashlib.sha1(tgz).hexdigest(),
                 "tarball": f"{self.url}/{name}/-/{fname}",
+                **(dist_extra or {}),
             },
+            **(extra or {}),
         )
         body = {
             "_id": name,

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import structlog
 
 from watcher.errors import IntegrityError, RegistryError
-from watcher.model import Artifact, Ecosystem, Release
+from watcher.model import Artifact, Ecosystem, Provenance, Release
 from watcher.registry.config_sources import resolve_npm_registry
 from watcher.registry.http import Download, HttpSettings, HttpStatusError, RegistryHttp, safe_url
 from watcher.registry.versions import select_baseline
@@ -83,6 +83,7 @@ class NpmVersion:
     shasum: str | None
     deprecated: str | None = None
     published_at: datetime | None = None
+    provenance: Provenance | None = None  # None: the document carries no publisher fields
 
     @property
     def filename(self) -> str:
@@ -132,7 +133,10 @@ class Packument:
         if info is None:
             raise RegistryError(f"npm:{self.name}@{version} is not in the registry's document")
         artifact = Artifact(
-            filename=info.filename, url=info.tarball, integrity=info.artifact_integrity
+            filename=info.filename,
+            url=info.tarball,
+            integrity=info.artifact_integrity,
+            provenance=info.provenance,
         )
         return Release(Ecosystem.NPM, self.name, version, info.published_at, (artifact,))
 
@@ -179,6 +183,7 @@ def parse_packument(doc: Any, name: str | None = None) -> Packument:
             shasum=_str(dist.get("shasum")),
             deprecated=deprecated if isinstance(deprecated, str) and deprecated else None,
             published_at=times.get(version),
+            provenance=parse_provenance(manifest, dist),
         )
     raw_tags = _dict(doc.get("dist-tags"))
     tags = {k: v for k, v in raw_tags.items() if isinstance(k, str) and isinstance(v, str)}
@@ -189,6 +194,28 @@ def parse_packument(doc: Any, name: str | None = None) -> Packument:
         times=times,
         dist_tags=tags,
         unpublished=_parse_unpublished(raw_time.get("unpublished")),
+    )
+
+
+def parse_provenance(manifest: dict[Any, Any], dist: dict[Any, Any]) -> Provenance | None:
+    """`dist.attestations` and `_npmUser` of one version document. None when the document has
+    neither: mirrors strip both, so their absence says nothing about how the version was
+    published. With `_npmUser` present, no `dist.attestations` means none were published."""
+    user = manifest.get("_npmUser")
+    attestations = dist.get("attestations")
+    if not isinstance(user, dict) and not isinstance(attestations, dict):
+        return None
+    user = _dict(user)
+    trusted = _dict(user.get("trustedPublisher"))
+    attested = _dict(attestations)
+    predicate = _dict(attested.get("provenance")).get("predicateType")
+    return Provenance(
+        attested=isinstance(attestations, dict),
+        url=_str(attested.get("url")),
+        predicate_types=(predicate,) if isinstance(predicate, str) and predicate else (),
+        publisher=_str(user.get("name")),
+        trusted_publisher=_str(trusted.get("id")) or ("unknown" if trusted else None),
+        trusted_config=_str(trusted.get("oidcConfigId")),
     )
 
 
@@ -300,13 +327,7 @@ class NpmClient:
         except IntegrityError:
             dest.unlink(missing_ok=True)
             raise
-        final = Artifact(
-            filename=artifact.filename,
-            url=artifact.url,
-            size=download.size,
-            sha256=download.digests["sha256"],
-            integrity=artifact.integrity,
-        )
+        final = replace(artifact, size=download.size, sha256=download.digests["sha256"])
         fetched = Release(
             release.ecosystem, release.name, release.version, release.published_at, (final,)
         )

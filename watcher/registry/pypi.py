@@ -31,7 +31,7 @@ from packaging.version import InvalidVersion, Version
 
 from watcher import metrics
 from watcher.errors import IntegrityError, RegistryError
-from watcher.model import Artifact, Ecosystem, Release
+from watcher.model import Artifact, Ecosystem, Provenance, Release
 from watcher.registry.config_sources import resolve_pypi_index
 from watcher.registry.http import HttpStatusError, RegistryHttp, safe_url
 from watcher.registry.versions import select_baseline
@@ -80,13 +80,22 @@ class PypiFile:
     yanked: bool = False
     yanked_reason: str | None = None
     requires_python: str | None = None
+    # PEP 740: None when the page has no `provenance` key (HTML pages, indexes that do not serve
+    # it), so "not attested" is only said where the index would have said otherwise.
+    provenance: Provenance | None = None
 
     @property
     def sha256(self) -> str | None:
         return self.hashes.get("sha256")
 
     def artifact(self) -> Artifact:
-        return Artifact(filename=self.filename, url=self.url, size=self.size, sha256=self.sha256)
+        return Artifact(
+            filename=self.filename,
+            url=self.url,
+            size=self.size,
+            sha256=self.sha256,
+            provenance=self.provenance,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +236,21 @@ def _json_file(raw: Mapping[str, Any], page_url: str, project: str) -> PypiFile 
         yanked=bool(yanked),
         yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
         requires_python=requires if isinstance(requires, str) and requires else None,
+        provenance=_json_provenance(raw, page_url),
     )
+
+
+def _json_provenance(raw: Mapping[str, Any], page_url: str) -> Provenance | None:
+    """PEP 740 `provenance`: the URL of the file's attestations, or null for a file without any.
+    An index that does not implement PEP 740 leaves the key out: unknown, not "none"."""
+    if "provenance" not in raw:
+        return None
+    url = raw["provenance"]
+    if isinstance(url, str) and url:
+        return Provenance(attested=True, url=urljoin(page_url, url))
+    if url is None:
+        return Provenance(attested=False)
+    return None  # some other value: not a document we can read this from
 
 
 # --------------------------------------------------------------------------- PEP 503 HTML
