@@ -312,6 +312,10 @@ class WFile:
     yanked: bool | str = False
     # Lets a test publish a digest that does not match the bytes (tamper tests).
     advertised_sha256: str | None = None
+    # PEP 740: with `pep740` the page carries `provenance` (this URL, or null without one);
+    # without it the key is left out, as indexes that do not implement PEP 740 do.
+    pep740: bool = False
+    provenance: str | None = None
 
     @property
     def sha256(self) -> str:
@@ -372,7 +376,14 @@ class Warehouse:
         return self.projects[key]
 
     def upload(
-        self, path: Path, name: str, version: str, *, advertised_sha256: str | None = None
+        self,
+        path: Path,
+        name: str,
+        version: str,
+        *,
+        advertised_sha256: str | None = None,
+        pep740: bool = False,
+        provenance: str | None = None,
     ) -> WFile:
         with self._lock:
             project = self._project(name)
@@ -383,6 +394,8 @@ class Warehouse:
                 path.read_bytes(),
                 datetime.now(UTC),
                 advertised_sha256=advertised_sha256,
+                pep740=pep740,
+                provenance=provenance,
             )
             if version not in project.versions:
                 project.versions.append(version)
@@ -459,6 +472,7 @@ class Warehouse:
                     "size": len(f.data),
                     "upload-time": f.uploaded.isoformat().replace("+00:00", "Z"),
                     "yanked": f.yanked,
+                    **({"provenance": f.provenance} if f.pep740 else {}),
                 }
                 for f in project.files
             ],
