@@ -54,22 +54,30 @@ def token_publish(verdaccio: Verdaccio, name: str, version: str) -> None:
     )
 
 
-def scan(tmp_path: Path, npm_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def scan(
+    tmp_path: Path, registries: dict[str, Any], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`watcher scan ARGS --format json` with a config naming these registries."""
     config = tmp_path / "watcher.yaml"
     doc = {
         "store": {"path": str(tmp_path / "state.db")},
-        "registries": {"npm": {"url": npm_url}},
+        "registries": registries,
         "packages": [{"ecosystem": "npm", "name": "placeholder-pkg", "owner": "team"}],
         "owners": {"team": {"console": True}},
     }
-    config.write_text(json.dumps(doc))
+    config.write_text(json.dumps(doc))  # JSON is YAML
+    command = [sys.executable, "-m", "watcher.cli", "scan", *args, "--format", "json"]
     return subprocess.run(
-        [sys.executable, "-m", "watcher.cli", "scan", *args, "--config", str(config)],
+        [*command, "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
+
+
+def npm(verdaccio: Verdaccio) -> dict[str, Any]:
+    return {"npm": {"url": verdaccio.url}}
 
 
 def provenance_rules(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -90,7 +98,7 @@ def test_scan_reports_a_release_that_lost_its_provenance(
     name = unique("prov-scan")
     ci_publish(verdaccio, name, "1.0.0")
     token_publish(verdaccio, name, "1.0.1")
-    result = scan(tmp_path, verdaccio.url, f"npm:{name}@1.0.1", "--format", "json")
+    result = scan(tmp_path, npm(verdaccio), f"npm:{name}@1.0.1")
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     assert report["baseline"]["version"] == "1.0.0"
@@ -102,7 +110,7 @@ def test_scan_reports_a_release_that_lost_its_provenance(
     assert found["publisher-changed"]["severity"] == "medium"
 
     # The release before, scanned against nothing older: no comparison, no finding.
-    first = scan(tmp_path, verdaccio.url, f"npm:{name}@1.0.0", "--format", "json")
+    first = scan(tmp_path, npm(verdaccio), f"npm:{name}@1.0.0")
     assert first.returncode == 0, first.stderr
     assert provenance_rules(json.loads(first.stdout)) == {}
 
@@ -116,9 +124,25 @@ def test_scan_of_documents_without_publisher_fields_decides_nothing(
     ci_publish(verdaccio, name, "1.0.1")  # a gain is not a finding either
     verdaccio.publish_raw(name, "1.0.2")  # the data is missing, not the provenance
     for version in ("1.0.1", "1.0.2"):
-        result = scan(tmp_path, verdaccio.url, f"npm:{name}@{version}", "--format", "json")
+        result = scan(tmp_path, npm(verdaccio), f"npm:{name}@{version}")
         assert result.returncode == 0, result.stderr
         assert provenance_rules(json.loads(result.stdout)) == {}, version
+
+
+def test_scan_reports_a_pypi_file_that_lost_its_provenance(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    name = unique("prov-pyscan")
+    dists = tmp_path / "dists"
+    for version, url in (("1.0.0", "/integrity/x/provenance"), ("1.0.1", None)):
+        wheel = build_wheel(dists / version, name, version)
+        warehouse.upload(wheel, name, version, pep740=True, provenance=url)
+    result = scan(tmp_path, {"pypi": {"url": warehouse.simple_url}}, f"pypi:{name}==1.0.1")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["baseline"]["version"] == "1.0.0"
+    lost = provenance_rules(report)["provenance-lost"]
+    assert lost["path"] == wheel.name and lost["severity"] == "high"
 
 
 def make_service(
