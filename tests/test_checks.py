@@ -12,6 +12,7 @@ import pytest
 
 from tests.builders import npm_tarball, sdist, wheel
 from watcher.checks.base import ScanOptions
+from watcher.checks.locations import location_of
 from watcher.model import Category, Finding, Severity
 from watcher.scan import ScanRequest, compare_with_baseline, scan, scan_artifact
 
@@ -446,3 +447,179 @@ def test_report_identity_and_manifest(tmp_path: Path) -> None:
     sd = scan_artifact(ScanRequest(sdist(tmp_path, {"x.py": "1"}, name="acme_sdk", version="0.9")))
     assert (sd.target.ecosystem, sd.target.name, sd.target.version) == ("pypi", "acme_sdk", "0.9")
     assert "{version}" in next(iter(sd.manifest.files))  # acme_sdk-0.9/ made stable
+
+
+# -- precision on shapes met in popular packages (docs/precision.md) ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("requests-2.0.tar.gz/requests-2.0/tests/certs/valid/server.key", "tests"),
+        ("package/src/__tests__/a.ts", "tests"),
+        ("package/lib/client.spec.js", "tests"),
+        ("pkg-1.0/test_api.py", "tests"),
+        ("package/dist/app.js.map → ../test/fixtures/x.ts", "tests"),
+        ("pkg-1.0/docs/usage.rst", "docs"),
+        ("package/README.md", "docs"),
+        ("botocore/data/ec2/2016-11-15/examples-1.json", "docs"),
+        ("package/apis/s3-2006-03-01.examples.json", "docs"),
+        ("package/dist/index.js", None),
+        ("pkg/contest/latest.py", None),
+        ("package/lib/attestation.js", None),
+    ],
+)
+def test_location_of_paths(path: str, location: str | None) -> None:
+    found = location_of(path)
+    assert (found.value if found else None) == location
+
+
+PEM_KEY = "-----BEGIN " + "RSA PRIVATE KEY-----\nMIIB\n"
+
+
+@pytest.mark.parametrize(
+    ("member", "content", "rule", "severity"),
+    [
+        ("tests/certs/server.key", PEM_KEY, "key-material-file", Severity.MEDIUM),
+        ("tests/test_apps/.env", "FOO=env\n", "dotenv-file", Severity.LOW),
+        (
+            "examples/tutorial/tests/data.sql",
+            "INSERT INTO user VALUES (1);\n",
+            "database-dump",
+            Severity.LOW,
+        ),
+        ("tests/data/privatekey.p12", b"\x30\x82", "keystore-file", Severity.LOW),
+        ("tests/skel/.ssh/known_hosts", "host ssh-ed25519 AAAA\n", "ssh-config", Severity.LOW),
+        # a certificate stays low: the test location never raises a rule
+        (
+            "tests/certs/ca.pem",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n",
+            "key-material-file",
+            Severity.LOW,
+        ),
+        # what is a leak even in a test directory keeps its severity
+        (
+            "tests/.git-credentials",
+            "https://u:p@git.acme-corp.io\n",
+            "git-credentials-file",
+            Severity.CRITICAL,
+        ),
+    ],
+)
+def test_sensitive_files_in_tests_are_flagged_not_paged(
+    tmp_path: Path, member: str, content: str | bytes, rule: str, severity: Severity
+) -> None:
+    findings = findings_of(sdist(tmp_path, {member: content}))
+    [finding] = by_rule(findings, rule)
+    assert finding.severity is severity
+    assert finding.evidence["in_test_path"] is True
+
+
+def test_ansible_vault_file_by_content_not_by_name(tmp_path: Path) -> None:
+    doc = "DOCUMENTATION:\n  name: vault\n  positional: secret\n  options:\n    secret:\n      description: the key\n"
+    vaulted = "$ANSIBLE_VAULT;1.1;AES256\n" + "6331" * 20 + "\n"
+    plain = "db_password: " + "hunter" + "2hunter2\n"
+    files = {
+        "plugins/filter/vault.yml": doc,
+        "group_vars/prod/vault.yml": vaulted,
+        "group_vars/stage/vault.yaml": plain,
+    }
+    findings = findings_of(wheel(tmp_path, files))
+    severity = {f.path: f.severity for f in by_rule(findings, "ansible-vault-file")}
+    assert severity == {
+        "plugins/filter/vault.yml": Severity.LOW,
+        "group_vars/prod/vault.yml": Severity.HIGH,
+        "group_vars/stage/vault.yaml": Severity.HIGH,
+    }
+
+
+def test_internal_url_severity_follows_what_the_host_reveals(tmp_path: Path) -> None:
+    js = (
+        "a('https://api.corp.acme.example/v1');\n"
+        "b('http://10.1.2.3:5432/x');\n"
+        "c('http://169.254.169.254/latest/meta-data/');\n"
+        "d('http://metadata.google.internal/computeMetadata/v1/');\n"
+        "e('https://build.corp/ci');\n"
+    )
+    findings = findings_of(npm_tarball(tmp_path / "p.tgz", {"index.js": js}))
+    got = sorted(
+        (f.line, f.severity, f.evidence["host_kind"]) for f in by_rule(findings, "internal-url")
+    )
+    assert got == [
+        (1, Severity.MEDIUM, "configured"),
+        (2, Severity.LOW, "private"),
+        (3, Severity.INFO, "well-known"),
+        (4, Severity.INFO, "well-known"),
+        (5, Severity.MEDIUM, "reserved-name"),
+    ]
+
+
+def test_documentation_addresses_and_loopback_names_are_not_internal(tmp_path: Path) -> None:
+    js = (
+        "a('http://192.0.2.1/some/test'); b('http://198.51.100.7/'); c('http://203.0.113.9/');\n"
+        "d('http://[2001:db8::1]/'); e('http://255.255.255.255'); f('http://localhost.localdomain:5000/');\n"
+        "g('http://test.localhost.localdomain/'); h('http://app.localhost:3000/');\n"
+    )
+    findings = findings_of(npm_tarball(tmp_path / "p.tgz", {"index.js": js}))
+    assert by_rule(findings, "internal-url") == []
+
+
+def test_internal_urls_in_tests_are_low_unless_on_the_teams_domain(tmp_path: Path) -> None:
+    test = "URL = 'https://wiki.internal/'\nDB = 'https://db.corp.acme.example/'\nIP = 'http://10.0.0.5/'\n"
+    findings = findings_of(sdist(tmp_path, {"tests/test_tools.py": test}))
+    got = sorted((f.line, f.severity) for f in by_rule(findings, "internal-url"))
+    assert got == [(1, Severity.LOW), (2, Severity.MEDIUM), (3, Severity.LOW)]
+    assert all(f.evidence["in_test_path"] for f in by_rule(findings, "internal-url"))
+
+
+def test_webpack_runtime_under_a_namespace_is_not_first_party(tmp_path: Path) -> None:
+    smap = source_map(
+        [
+            "webpack://pdf.js/webpack/bootstrap",
+            "webpack://pdf.js/webpack/runtime/define property getters",
+            "webpack://lib/../cjs/tslib/tslib.es6.js",
+            "webpack://pdf.js/./src/core/parser.js",
+        ],
+        ["a\n", "b\n", "c\n", "d\ne\n"],
+    )
+    findings = findings_of(npm_tarball(tmp_path / "p.tgz", {"build/pdf.mjs.map": smap}))
+    [finding] = by_rule(findings, "sourcemap-embedded-sources")
+    assert finding.evidence["first_party_files"] == 1
+    assert finding.evidence["examples"] == ["webpack://pdf.js/./src/core/parser.js"]
+
+
+def test_map_of_sources_the_package_also_ships_is_low(tmp_path: Path) -> None:
+    """axios ships lib/ and dist/axios.min.js.map embedding ../lib/*: nothing more is disclosed."""
+    smap = source_map(["../lib/utils.js", "../lib/core/Axios.js"], ["u\n", "a\nb\n"])
+    files = {"lib/utils.js": "u\n", "lib/core/Axios.js": "a\nb\n", "dist/axios.min.js.map": smap}
+    findings = findings_of(npm_tarball(tmp_path / "p.tgz", files))
+    assert by_rule(findings, "sourcemap-embedded-sources") == []
+    [finding] = by_rule(findings, "sourcemap-embedded-shipped-sources")
+    assert finding.severity is Severity.LOW
+    assert finding.evidence["first_party_files_shipped"] == 2
+
+
+def test_map_of_partly_shipped_sources_counts_only_the_unshipped(tmp_path: Path) -> None:
+    smap = source_map(
+        ["webpack://app/./lib/utils.js", "webpack://app/./src/secret-algo.ts"], ["u\n", "s\n"]
+    )
+    files = {"lib/utils.js": "u\n", "dist/app.js.map": smap}
+    findings = findings_of(npm_tarball(tmp_path / "p.tgz", files))
+    [finding] = by_rule(findings, "sourcemap-embedded-sources")
+    assert finding.severity is Severity.CRITICAL
+    assert finding.evidence["first_party_files"] == 1
+    assert finding.evidence["first_party_files_shipped"] == 1
+    assert finding.evidence["examples"] == ["webpack://app/./src/secret-algo.ts"]
+
+
+def test_setup_py_reading_its_version_file_is_no_side_effect(tmp_path: Path) -> None:
+    idiom = (
+        "version = {}\nwith open('pkg/version.py') as fp:\n    exec(fp.read(), version)\n"
+        "exec(open(os.path.join(here, 'pkg', '__about__.py')).read(), about)\nsetup()\n"
+    )
+    findings = findings_of(sdist(tmp_path, {"setup.py": idiom}))
+    assert by_rule(findings, "setup-py-side-effects") == []
+    evil = "import base64\nexec(base64.b64decode(PAYLOAD))\nsetup()\n"
+    findings = findings_of(sdist(tmp_path / "..", {"setup.py": evil}, name="evil"))
+    [finding] = by_rule(findings, "setup-py-side-effects")
+    assert "exec(" in finding.evidence["calls"]

@@ -320,6 +320,67 @@ def _negatives() -> dict[str, str]:
         "slack docs style": "xo" + "xb-" + "not-a-real-token",
         "base64 text": base64.b64encode(b"".join(rng.randbytes(30) for _ in range(300))).decode(),
         "b64 json in sourcemap mappings": '{"mappings":"' + fakecreds.chars(rng, b64, 4000) + '"}',
+        # -- shapes met in popular packages (docs/precision.md) --
+        "oracle demo account in a connection string": (
+            'create_engine("oracle+oracledb://scott:' + "tig" + 'er@oracle18c/xe")'
+        ),
+        "connection string on a placeholder host": (
+            'make_url("dbtype://username:'
+            + fakecreds.chars(rng, fakecreds.ALNUM, 10)
+            + '@hostspec/db")'
+        ),
+        "documented url with a 1234 key": (
+            '"Must be in valid uri format like dotenv://:key_'
+            + "1234"
+            + '@vault.acme-corp.io/vault"'
+        ),
+        "npm auth token member assigned in code": "this._auth" + "Token = data.accessToken;",
+        "pagination and idempotency tokens": json.dumps(
+            {
+                "NextToken": fakecreds.chars(rng, b64, 44) + "==",
+                "NextContinuationToken": fakecreds.chars(rng, b64, 52) + "==",
+                "ClientRequestToken": str(uuid.UUID(int=rng.getrandbits(128))),
+                "clientToken": fakecreds.chars(rng, fakecreds.ALNUM, 18),
+                "LifecycleActionToken": str(uuid.UUID(int=rng.getrandbits(128))),
+            }
+        ),
+        "dotnet public key token": '<assemblyIdentity publicKeyToken="'
+        + fakecreds.chars(rng, fakecreds.HEX, 16)
+        + '"/>',
+        "urn token types": 'SUBJECT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"\n'
+        'x = {"subject_token_type": "urn:ietf:params:aws:token-type:aws4_request"}',
+        "arn under a secret key name": '"SecretsManagerSecretId": "arn:aws:secretsmanager:'
+        + "us-east-1:"
+        + fakecreds.chars(rng, "0123456789", 12)
+        + ":secret:"
+        + fakecreds.chars(rng, fakecreds.ALNUM, 12)
+        + '"',
+        "tokenizer state references": (
+            '[/<\\/script\\s*>/, { token: "@rematch", next: "@pop" }],'
+            '{"$S2==interpolation": { token: "@brackets.interpolation", next: "@popall" }}'
+        ),
+        "password hashes": (
+            'password: "$6$rounds=656000$'
+            + fakecreds.chars(rng, fakecreds.ALNUM, 16)
+            + "$"
+            + fakecreds.chars(rng, fakecreds.ALNUM + "./", 86)
+            + '"\n"password": "pbkdf2_sha256$260000$'
+            + fakecreds.chars(rng, fakecreds.ALNUM, 12)
+            + "$"
+            + fakecreds.chars(rng, b64, 43)
+            + '="'
+        ),
+        "timestamp under a password key": '"PasswordLastUsed": "2016-09-08T21:47:36Z"',
+        "identifiers naming a token": (
+            "export const EXCHANGE_TOKEN_METHOD = 'exchangeRecaptchaV3Token';"
+            'StaticCredentials(token="token123")'
+        ),
+        "key names that describe a credential": (
+            '"SecretId": "MyTestDatabase' + "Secret1" + '", token_url: "sts/v1/' + "x9Kp2" + '"'
+        ),
+        "minified messages across string boundaries": (
+            'DefaultRestParameter:"Unexpected token =",DuplicateBinding:"Duplicate binding %0"'
+        ),
     }
 
 
@@ -441,3 +502,57 @@ def test_private_key_is_shown_by_its_body_not_the_line_break_before_it() -> None
     [finding] = scan_text(case.text, case.path)
     assert finding.key.startswith(case.secret.strip()[:4])
     assert not finding.key[:1].isspace()
+
+
+# -- tests, fixtures and docs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "path", "severity", "flag"),
+    [
+        (
+            "private-key",
+            "pkg-1.0.tar.gz/pkg-1.0/tests/certs/server.key",
+            Severity.MEDIUM,
+            "in_test_path",
+        ),
+        ("private-key", "package/test/fixtures/key.js", Severity.MEDIUM, "in_test_path"),
+        ("private-key", "pkg-1.0.tar.gz/pkg-1.0/docs/usage.rst", Severity.MEDIUM, "in_docs_path"),
+        ("private-key-encrypted", "pkg/tests/test_pkey.py", Severity.LOW, "in_test_path"),
+        ("gcp-service-account-key", "pkg/tests/data/sa.json", Severity.MEDIUM, "in_test_path"),
+        ("url-basic-auth", "pkg/tests/test_utils.py", Severity.LOW, "in_test_path"),
+        ("generic-secret", "package/src/__tests__/client.test.ts", Severity.LOW, "in_test_path"),
+        ("generic-secret", "package/README.md", Severity.LOW, "in_docs_path"),
+        # a live provider token in a test is a leak all the same
+        ("github-token", "pkg/tests/test_client.py", Severity.CRITICAL, "in_test_path"),
+        ("aws-access-key-id", "package/examples/upload.js", Severity.HIGH, "in_docs_path"),
+    ],
+)
+def test_fixture_and_example_credentials_are_flagged_at_their_test_severity(
+    rule_id: str, path: str, severity: Severity, flag: str
+) -> None:
+    case = positive(rule_id)
+    [finding] = scan_text(case.text, path)
+    assert finding.rule == rule_id
+    assert finding.severity is severity
+    assert finding.evidence[flag] is True
+    assert_no_leak(finding, case.secret)
+
+
+def test_the_same_credential_outside_tests_keeps_its_severity_and_no_flag() -> None:
+    case = positive("private-key")
+    [finding] = scan_text(case.text, "package/dist/server.js")
+    assert finding.severity is Severity.CRITICAL
+    assert "in_test_path" not in finding.evidence and "in_docs_path" not in finding.evidence
+
+
+def test_test_severity_never_raises_a_rule(tmp_path: Path) -> None:
+    rules = RULES_FILE.read_text().replace(
+        'id = "stripe-test-secret-key"', 'id = "stripe-test-secret-key"\ntest_severity = "high"'
+    )
+    path = tmp_path / "rules.toml"
+    path.write_text(rules)
+    case = positive("stripe-test-secret-key")
+    doc = TextDoc(path="pkg/tests/t.py", text=case.text, member_path="pkg/tests/t.py")
+    [finding] = SecretCheck(load_rules(path)).text(doc, CTX)
+    assert finding.severity is Severity.LOW

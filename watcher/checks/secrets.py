@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.checks.base import Check, ScanContext, TextDoc
+from watcher.checks.locations import location_evidence, location_of
 from watcher.model import Category, Finding, Severity
 from watcher.redact import redact
 
@@ -45,6 +46,9 @@ _MAX_MATCHES_PER_RULE = 50
 _DEFAULT_AFTER = 256
 _LONG_VALUE = 256
 _LONG_VALUE_WORD = 7
+# `allow_key` patterns see this many characters before the match, then the match up to the secret:
+# the whole key name even when the keyword is its last word (`NextToken`).
+_KEY_WINDOW = 40
 
 
 # -- validators ----------------------------------------------------------------------------------
@@ -138,7 +142,10 @@ class SecretRule:
     paths: re.Pattern[str] | None = None
     allow: tuple[re.Pattern[str], ...] = ()
     allow_match: tuple[re.Pattern[str], ...] = ()
+    allow_key: tuple[re.Pattern[str], ...] = ()
     anchor: bool = False  # the match starts at a keyword hit, or at most `before` chars earlier
+    # the severity in a package's tests or docs (None: the same as anywhere)
+    test_severity: Severity | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +305,12 @@ class RuleSet:
             return False
         if any(allow.search(match.group()) for allow in rule.allow_match):
             return False
+        if rule.allow_key:
+            key = text[
+                max(0, match.start() - _KEY_WINDOW) : match.start(_secret_group(rule, match))
+            ]
+            if any(allow.search(key) for allow in rule.allow_key):
+                return False
         if rule.near:
             lo = max(0, match.start() - rule.near_distance)
             hi = match.end() + rule.near_distance
@@ -430,7 +443,9 @@ def _parse_rule(table: dict[str, Any]) -> SecretRule:
             paths=re.compile(paths) if paths else None,
             allow=tuple(re.compile(p) for p in table.get("allow", ())),
             allow_match=tuple(re.compile(p) for p in table.get("allow_match", ())),
+            allow_key=tuple(re.compile(p) for p in table.get("allow_key", ())),
             anchor=bool(table.get("anchor", False)),
+            test_severity=Severity(table["test_severity"]) if "test_severity" in table else None,
         )
     except (KeyError, TypeError, ValueError, re.error) as exc:
         raise ValueError(f"secret rule {rule_id}: {exc}") from exc
@@ -481,9 +496,16 @@ class SecretCheck(Check):
         }
         if rule.validator is not None:
             evidence["checksum_valid"] = True
+        severity = rule.severity
+        location = location_of(path)
+        evidence.update(location_evidence(location))
+        if location is not None and rule.test_severity is not None:
+            # a fixture key or a documented example: reported and flagged, not paged. Rules for
+            # live provider credentials keep their severity: a real token in a test is a leak.
+            severity = min(severity, rule.test_severity, key=lambda s: s.rank)
         return self.finding(
             rule.id,
-            rule.severity,
+            severity,
             path,
             f"{rule.description}: {redacted}",
             line=line,

@@ -12,6 +12,7 @@ from functools import cache
 from importlib import resources
 
 from watcher.checks.base import Check, ScanContext
+from watcher.checks.locations import location_evidence, location_of
 from watcher.model import Category, Finding, Member, MemberKind, Severity
 
 _CONTENT_WINDOW = 1024 * 1024
@@ -24,6 +25,7 @@ class SensitiveRule:
     severity: Severity
     content: re.Pattern[bytes] | None
     content_severity: Severity | None
+    test_severity: Severity | None = None  # in the package's tests, fixtures or docs
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,9 @@ def load_rules() -> _RuleSet:
                 severity=Severity(entry["severity"]),
                 content=re.compile(content.encode()) if content else None,
                 content_severity=Severity(entry["content_severity"]) if content else None,
+                test_severity=Severity(entry["test_severity"])
+                if "test_severity" in entry
+                else None,
             )
         )
         names = [glob for glob in entry["paths"] if "/" not in glob]
@@ -115,10 +120,11 @@ class SensitiveFileCheck(Check):
             confirmed = True
             severity = rule.content_severity or severity
             message = f"{rule.description} shipped, and it holds credentials or data"
-        yield self.finding(
-            rule.id,
-            severity,
-            member.path,
-            message,
-            evidence={"size": member.size, "content_confirmed": confirmed},
-        )
+        evidence: dict[str, object] = {"size": member.size, "content_confirmed": confirmed}
+        location = location_of(member.path)
+        evidence.update(location_evidence(location))
+        if location is not None and rule.test_severity is not None:
+            # a fixture key, a sample database: seen, flagged, not paged
+            severity = min(severity, rule.test_severity, key=lambda s: s.rank)
+            message += f" (in the package's {location.value})"
+        yield self.finding(rule.id, severity, member.path, message, evidence=evidence)
