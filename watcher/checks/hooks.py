@@ -24,6 +24,9 @@ _SETUP_PY_CALLS = re.compile(
     r"os\.system|os\.popen|os\.exec\w*|pty\.spawn|exec\(|eval\(|base64\.b64decode|__import__\()"
 )
 _PTH_CODE = re.compile(r"(?m)^\s*import[\s;]")
+# `exec(open("pkg/version.py").read(), ns)`, `exec(fp.read(), ns)`: the packaging guide's idiom
+# for reading `__version__` from a local file. Not a call out of the build.
+_EXEC_LOCAL_FILE = re.compile(r"\bexec\(\s*(?:open\([^()]*(?:\([^()]*\)[^()]*)*\)|\w+)\.read\(\)")
 
 
 def _depth(path: str) -> int:
@@ -88,7 +91,8 @@ class InstallHookCheck(Check):
             or _depth(doc.path) != 1
         ):
             return
-        calls = sorted({match.group(1) for match in _SETUP_PY_CALLS.finditer(doc.text)})
+        text = _EXEC_LOCAL_FILE.sub("", doc.text)
+        calls = sorted({match.group(1) for match in _SETUP_PY_CALLS.finditer(text)})
         if calls:
             yield self.finding(
                 "setup-py-side-effects",

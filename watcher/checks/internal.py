@@ -7,7 +7,8 @@ import re
 from collections.abc import Iterable, Iterator
 
 from watcher.checks.base import Check, ScanContext, TextDoc, line_of
-from watcher.checks.hosts import internal_host_reason
+from watcher.checks.hosts import HostKind, classify_host
+from watcher.checks.locations import location_evidence, location_of
 from watcher.model import Category, Finding, Severity
 
 _URL_TAIL = re.compile(r"[^\s'\"<>`\\)\]}]{1,2048}")
@@ -58,6 +59,15 @@ _GENERIC_USERS = frozenset(
     ]
 )
 _MAX_FINDINGS_PER_DOC = 20
+# A host under the team's own internal domains names their network wherever it appears. A bare
+# private address or reserved name identifies little (every network has a 10.0.0.1), less so in
+# tests and docs; a cloud metadata endpoint is the same address for everyone.
+_SEVERITY = {
+    HostKind.CONFIGURED: Severity.MEDIUM,
+    HostKind.RESERVED_NAME: Severity.MEDIUM,
+    HostKind.PRIVATE: Severity.LOW,
+    HostKind.WELL_KNOWN: Severity.INFO,
+}
 
 
 def iter_urls(text: str) -> Iterator[tuple[int, str]]:
@@ -79,22 +89,31 @@ class InternalReferenceCheck(Check):
     def text(self, doc: TextDoc, ctx: ScanContext) -> Iterable[Finding]:
         found = 0
         seen: set[str] = set()
+        location = location_of(doc.path)
         for offset, url in iter_urls(doc.text):
             if found >= _MAX_FINDINGS_PER_DOC:
                 break
-            reason = internal_host_reason(url, ctx.options.internal_domains)
-            if not reason or reason in seen:
+            host = classify_host(url, ctx.options.internal_domains)
+            if host is None or host.reason in seen:
                 continue
-            seen.add(reason)
+            seen.add(host.reason)
             found += 1
+            severity = _SEVERITY[host.kind]
+            if location is not None and host.kind is HostKind.RESERVED_NAME:
+                severity = Severity.LOW  # `wiki.internal` in a test is a made-up name
+            evidence: dict[str, object] = {
+                "url": _strip_credentials(url),
+                "host_kind": host.kind.value,
+            }
+            evidence.update(location_evidence(location))
             yield self.finding(
                 "internal-url",
-                Severity.MEDIUM,
+                severity,
                 doc.path,
-                f"URL on {reason}",
+                f"URL on {host.reason}",
                 line=line_of(doc.text, offset),
-                key=reason,
-                evidence={"url": _strip_credentials(url)},
+                key=host.reason,
+                evidence=evidence,
             )
         yield from self._home_paths(doc)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import orjson
 
 from watcher.checks.base import Check, ScanContext, SourceMapDoc, TextDoc, line_of
 from watcher.checks.hosts import internal_host_reason
-from watcher.model import Category, Finding, Severity
+from watcher.model import Category, Finding, Member, MemberKind, Severity
 
 # Sources that are not the publisher's own code: dependencies, bundler runtimes, virtual modules.
 _THIRD_PARTY = re.compile(
@@ -29,7 +30,12 @@ _THIRD_PARTY = re.compile(
     r"|^\(webpack\)|webpack:///(\(webpack\)|webpack/|node_modules/)|^external[ \"]"
     r"|^\x00|^\(ignored\)|ignored\||^vite/|__vite-browser-external|^\\0|^rollupPluginBabelHelpers"
     r"|^/?~/|^\.\./\.\./(\.\./)*node_modules/"
+    # webpack's runtime under a namespace (`output.devtoolNamespace`): webpack://pdf.js/webpack/…
+    r"|^webpack://[^/]*/(webpack/(bootstrap|runtime|universalModuleDefinition)|\(webpack\))"
+    r"|(^|[/\\])tslib([/\\]|\.es6\.m?js$|\.m?js$)"
 )
+# Where a source path is relative to the project root rather than to the map.
+_BUNDLER_PREFIX = re.compile(r"^(?:webpack|rollup|vite|turbopack)://[^/]*/|^[a-z-]+:///")
 _SOURCE_MAPPING_URL = re.compile(r"[#@]\s*sourceMappingURL=([^\s'\"*]+)")
 _DATA_URL_PREFIX = "data:"
 _MAX_INLINE_MAP_CHARS = 256 * 1024 * 1024
@@ -122,6 +128,27 @@ def is_first_party(source: str, own_scope: str | None = None) -> bool:
     return False
 
 
+def _joined(root: str, source: str) -> str:
+    """A source as the map resolves it: `sourceRoot` applies to relative sources."""
+    if not root or "://" in source or source.startswith("/") or "://" in root:
+        return source
+    return root.rstrip("/") + "/" + source
+
+
+def _is_shipped(source: str, map_path: str, shipped: set[str]) -> bool:
+    """The source, resolved against the map's directory (or, for a bundler URL, the package
+    root), is a file of the package."""
+    relative = _BUNDLER_PREFIX.sub("", source)
+    if relative != source:
+        base = map_path.split("/", 1)[0] if "/" in map_path else ""
+        candidate = posixpath.normpath(posixpath.join(base, relative))
+        return candidate in shipped
+    if "://" in source or source.startswith("/"):
+        return False
+    candidate = posixpath.normpath(posixpath.join(posixpath.dirname(map_path), source))
+    return candidate in shipped
+
+
 def npm_scope(name: str | None) -> str | None:
     if name and name.startswith("@") and "/" in name:
         return name.split("/", 1)[0]
@@ -145,11 +172,17 @@ class SourceMapCheck(Check):
     def __init__(self) -> None:
         self._without_content: list[str] = []
         self._embedded: list[_EmbeddedMap] = []
+        self._shipped: set[str] = set()
+
+    def member(self, member: Member, ctx: ScanContext) -> Iterable[Finding]:
+        if member.kind is MemberKind.FILE:
+            self._shipped.add(member.path)
+        return ()
 
     def source_map(self, smap: SourceMapDoc, ctx: ScanContext) -> Iterable[Finding]:
         yield from self._internal_sources(smap, ctx)
         embedded = [
-            (source, content.count("\n") + 1)
+            (_joined(smap.source_root, source), content.count("\n") + 1)
             for source, content in zip(smap.sources, smap.contents, strict=False)
             if content
         ]
@@ -178,7 +211,22 @@ class SourceMapCheck(Check):
     def _judge(self, smap: _EmbeddedMap, scope: str | None) -> Finding:
         kind = "inline source map" if smap.inline else "source map"
         rule_suffix = "-inline" if smap.inline else ""
-        first_party = [(s, lines) for s, lines in smap.embedded if is_first_party(s, scope)]
+        own = [(s, lines) for s, lines in smap.embedded if is_first_party(s, scope)]
+        # The package's own files shipped beside the map (axios ships lib/ and a map of it):
+        # embedding them discloses nothing the package does not already publish.
+        first_party = [(s, n) for s, n in own if not _is_shipped(s, smap.path, self._shipped)]
+        if own and not first_party:
+            return self.finding(
+                "sourcemap-embedded-shipped-sources" + rule_suffix,
+                Severity.LOW,
+                smap.path,
+                f"{kind} embeds {len(own):,} first-party source files the package also ships",
+                evidence={
+                    "first_party_files_shipped": len(own),
+                    "third_party_files": len(smap.embedded) - len(own),
+                    "sources_total": smap.sources_total,
+                },
+            )
         if not first_party:
             return self.finding(
                 "sourcemap-third-party-sources" + rule_suffix,
@@ -200,7 +248,8 @@ class SourceMapCheck(Check):
             evidence={
                 "first_party_files": len(first_party),
                 "first_party_lines": lines,
-                "third_party_files": len(smap.embedded) - len(first_party),
+                "first_party_files_shipped": len(own) - len(first_party),
+                "third_party_files": len(smap.embedded) - len(own),
                 "sources_total": smap.sources_total,
                 "examples": [source for source, _ in first_party[:10]],
             },
