@@ -623,3 +623,13 @@ def test_setup_py_reading_its_version_file_is_no_side_effect(tmp_path: Path) -> 
     findings = findings_of(sdist(tmp_path / "..", {"setup.py": evil}, name="evil"))
     [finding] = by_rule(findings, "setup-py-side-effects")
     assert "exec(" in finding.evidence["calls"]
+
+
+def test_ci_runner_and_placeholder_home_directories_name_nobody(tmp_path: Path) -> None:
+    js = (
+        "// C:\\Users\\runneradmin\\work\\x.js /Users/runneradmin/work/y\n"
+        "// C:\\Users\\myusername\\proj /home/myuser/proj\n"
+        "// /home/gord/certs/ca.pem\n"
+    )
+    findings = findings_of(npm_tarball(tmp_path / "p.tgz", {"index.js": js}))
+    assert [f.line for f in by_rule(findings, "home-directory-path")] == [3]

@@ -22,6 +22,7 @@ _HOME_PATTERNS = (
 _GENERIC_USERS = frozenset(
     [
         "runner",
+        "runneradmin",  # GitHub Actions' Windows and macOS runners
         "travis",
         "circleci",
         "jenkins",
@@ -34,6 +35,11 @@ _GENERIC_USERS = frozenset(
         "user",
         "username",
         "your-username",
+        "myuser",
+        "myusername",
+        "youruser",
+        "yourusername",
+        "asdf",
         "yourname",
         "you",
         "me",
