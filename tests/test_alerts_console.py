@@ -8,7 +8,7 @@ from structlog.testing import capture_logs
 
 from tests.test_alerts_payload import make_incident, opened, resolved
 from watcher.alerts.base import Outcome
-from watcher.alerts.console import ConsoleChannel
+from watcher.alerts.console import ConsoleChannel, shell_lines
 from watcher.model import AlertEvent, EventType
 
 
@@ -55,3 +55,14 @@ async def test_a_closed_stdout_is_a_retry_not_a_crash() -> None:
     out.close()
     result = await ConsoleChannel("platform/console", out).send(opened(make_incident()))
     assert result.outcome is Outcome.RETRY
+
+
+def test_here_document_body_is_pasted_as_written() -> None:
+    command = "cat >> .npmignore <<'EOF'\n*.map\n/.env\nEOF\nnpm pack --dry-run"
+    assert shell_lines(command) == [
+        "$ cat >> .npmignore <<'EOF'",
+        "*.map",
+        "/.env",
+        "EOF",
+        "$ npm pack --dry-run",
+    ]

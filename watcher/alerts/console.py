@@ -6,6 +6,7 @@ for the first five minutes.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TextIO
 
@@ -91,10 +92,28 @@ def render(event: AlertEvent) -> str:
         for number, step in enumerate(incident.runbook, 1):
             lines.append(f"  {number}. {step.text}")
             if step.command:
-                lines += [f"       $ {line}" for line in step.command.splitlines()]
+                lines += [f"       {line}" for line in shell_lines(step.command)]
             if step.url:
                 lines.append(f"       → {step.url}")
         for label, url in incident.links.items():
             lines.append(f"{label}: {url}")
     lines.append(_RULE)
     return "\n".join(lines) + "\n"
+
+
+def shell_lines(command: str) -> list[str]:
+    """Each command gets a `$ ` prompt; a here-document's body and terminator do not, so the
+    block pastes into a shell as written."""
+    shown: list[str] = []
+    terminator: str | None = None
+    for line in command.splitlines():
+        if terminator is not None:
+            shown.append(line)
+            if line.strip() == terminator:
+                terminator = None
+            continue
+        shown.append(f"$ {line}")
+        here = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", line)
+        if here:
+            terminator = here.group(1)
+    return shown
