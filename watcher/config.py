@@ -433,6 +433,12 @@ class RetryConfig(_Model):
     outbox: RetryPolicy = RetryPolicy(initial=1.0, max=60.0, give_up_after=86400.0)
 
 
+class OutboxConfig(_Model):
+    # a channel whose endpoint said it is gone (410, Slack `channel_is_archived`) is tried again
+    # after this; `watcher outbox requeue --channel NAME` enables it at once
+    disabled_recheck: Duration = Field(default=3600.0, gt=0)
+
+
 class ShutdownConfig(_Model):
     grace_period: Duration = 30.0
 
@@ -452,6 +458,7 @@ class Config(_Model):
     policy: PolicyConfig = PolicyConfig()
     scan: ScanConfig = ScanConfig()
     retry: RetryConfig = RetryConfig()
+    outbox: OutboxConfig = OutboxConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
     log: LogConfig = LogConfig()
 
@@ -851,6 +858,10 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
     )
     add(f"  scan retries: {_retry_line(config.retry.scan)}")
     add(f"  delivery retries: {_retry_line(config.retry.outbox)}")
+    add(
+        "  a channel disabled by its endpoint is tried again after "
+        f"{format_duration(config.outbox.disabled_recheck)}"
+    )
     if config.containment.enabled:
         add(
             "containment: re-read open incidents every "
