@@ -134,7 +134,12 @@ class Service:
             session = aiohttp.ClientSession()
             for owner_name, owner in config.owners.items():
                 channels += build_channels(owner_name, owner, session)
-            outbox = Outbox(store, {c.name: c for c in channels}, config.retry.outbox)
+            outbox = Outbox(
+                store,
+                {c.name: c for c in channels},
+                config.retry.outbox,
+                disabled_recheck=config.outbox.disabled_recheck,
+            )
             workers = ScanWorkers(
                 store, config, downloaders, registry_urls=urls, on_page=outbox.wake
             )

@@ -176,6 +176,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (incident_id, kind)
         ) WITHOUT ROWID""",
     ),
+    # 4: channels whose endpoint said it is gone (a row while disabled), so the operator commands
+    # and `watcher status` see them and an operator can re-enable one from another process
+    (
+        """CREATE TABLE disabled_channels (
+            channel TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            disabled_at REAL NOT NULL,   -- first refusal of this outage
+            recheck_at REAL NOT NULL     -- when the running outbox tries the channel again
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -283,6 +293,41 @@ class OutboxItem:
     last_error: str | None
     created_at: float
     state: Literal["pending", "dead"]
+    dead_at: float | None = None
+
+    @property
+    def dedup_key(self) -> str | None:
+        incident = self.payload.get("incident")
+        return incident.get("dedup_key") if isinstance(incident, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelQueue:
+    """One channel's pending pages, as the operator sees them."""
+
+    channel: str
+    depth: int
+    oldest_created_at: float
+    head_id: int
+    head_attempts: int
+    head_next_attempt_at: float
+    last_error: str | None  # the head's: only the head is being tried
+
+
+@dataclass(frozen=True, slots=True)
+class DisabledChannel:
+    channel: str
+    reason: str
+    disabled_at: float
+    recheck_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """What `requeue_dead` did: dead letters back to pending, channels enabled again."""
+
+    items: list[OutboxItem]
+    enabled: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +369,7 @@ class StatusSummary:
     last_releases: list[StoredRelease]  # the newest stored release of each package
     open_incidents: list[Incident]
     counts: StoreCounts
+    disabled_channels: list[DisabledChannel] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------ conversions
@@ -418,6 +464,16 @@ def _outbox_item(row: aiosqlite.Row) -> OutboxItem:
         last_error=row["last_error"],
         created_at=row["created_at"],
         state=row["state"],
+        dead_at=row["dead_at"],
+    )
+
+
+def _disabled_channel(row: aiosqlite.Row) -> DisabledChannel:
+    return DisabledChannel(
+        channel=row["channel"],
+        reason=row["reason"],
+        disabled_at=row["disabled_at"],
+        recheck_at=row["recheck_at"],
     )
 
 
@@ -849,6 +905,30 @@ class Store:
             )
             return cursor.rowcount == 1
 
+    async def retry_all_failed(self, *, now: float | None = None) -> list[StoredRelease]:
+        """`retry_failed` for every failed release, in one transaction; returns them."""
+        async with self._tx() as db:
+            rows = await db.execute_fetchall(
+                f"UPDATE releases SET state = 'pending', attempts = 0, "  # noqa: S608
+                f"next_attempt_at = NULL, updated_at = ? WHERE state = 'failed' "
+                f"RETURNING {_RELEASE_COLUMNS}",
+                (_now(now),),
+            )
+        return sorted((_release(row) for row in rows), key=lambda r: r.id)
+
+    async def releases_in_state(
+        self, states: Iterable[ReleaseState], *, limit: int | None = None
+    ) -> list[StoredRelease]:
+        """Releases in any of `states`, oldest first."""
+        wanted = [ReleaseState(state).value for state in states]
+        marks = ", ".join("?" for _ in wanted)
+        rows = await self._read(
+            f"SELECT {_RELEASE_COLUMNS} FROM releases WHERE state IN ({marks}) "  # noqa: S608
+            "ORDER BY id LIMIT ?",
+            (*wanted, -1 if limit is None else limit),
+        )
+        return [_release(row) for row in rows]
+
     async def get_findings(self, release_id: int) -> list[Finding]:
         rows = await self._read(
             "SELECT * FROM findings WHERE release_id = ? ORDER BY id", (release_id,)
@@ -1019,11 +1099,110 @@ class Store:
                 (reason, _now(now), item_id),
             )
 
-    async def dead_letters(self, limit: int = 100) -> list[OutboxItem]:
+    async def dead_letters(self, limit: int | None = 100) -> list[OutboxItem]:
         rows = await self._read(
-            "SELECT * FROM outbox WHERE state = 'dead' ORDER BY id LIMIT ?", (limit,)
+            "SELECT * FROM outbox WHERE state = 'dead' ORDER BY id LIMIT ?",
+            (-1 if limit is None else limit,),
         )
         return [_outbox_item(row) for row in rows]
+
+    async def outbox_queues(self) -> list[ChannelQueue]:
+        """Each channel with pending pages: depth, oldest page, and its head (the page being
+        tried, whose last error is the channel's)."""
+        rows = await self._read(
+            "SELECT o.channel, q.depth, q.oldest, o.id, o.attempts, o.next_attempt_at, "
+            "o.last_error FROM outbox AS o JOIN ("
+            "  SELECT channel, COUNT(*) AS depth, MIN(created_at) AS oldest, MIN(id) AS head "
+            "  FROM outbox WHERE state = 'pending' GROUP BY channel"
+            ") AS q ON o.id = q.head ORDER BY o.channel"
+        )
+        return [
+            ChannelQueue(
+                channel=row["channel"],
+                depth=row["depth"],
+                oldest_created_at=row["oldest"],
+                head_id=row["id"],
+                head_attempts=row["attempts"],
+                head_next_attempt_at=row["next_attempt_at"],
+                last_error=row["last_error"],
+            )
+            for row in rows
+        ]
+
+    async def requeue_dead(
+        self,
+        ids: Sequence[int] = (),
+        *,
+        channel: str | None = None,
+        everything: bool = False,
+        now: float | None = None,
+    ) -> Requeued:
+        """Dead letters back to pending, in one short transaction (safe beside a running
+        service): those with `ids`, those of `channel`, or all with `everything`. Attempts reset,
+        due now, and a whole retry window again (`created_at` is now); they keep their ids, so
+        their order within a channel is the order they were queued in. `channel` and `everything`
+        also enable the disabled channels they name, which the running outbox notices within its
+        idle poll."""
+        at = _now(now)
+        where: str
+        params: list[str | int]
+        if everything:
+            where, params = "1", []
+        elif channel is not None:
+            where, params = "channel = ?", [channel]
+        elif ids:
+            where, params = f"id IN ({', '.join('?' for _ in ids)})", [int(i) for i in ids]
+        else:
+            return Requeued([], [])
+        async with self._tx() as db:
+            rows = await db.execute_fetchall(
+                f"UPDATE outbox SET state = 'pending', attempts = 0, "  # noqa: S608 - placeholders
+                f"next_attempt_at = ?, created_at = ?, dead_at = NULL "
+                f"WHERE state = 'dead' AND ({where}) RETURNING *",
+                (at, at, *params),
+            )
+            items = sorted((_outbox_item(row) for row in rows), key=lambda i: i.id)
+            enabled: list[str] = []
+            if everything or channel is not None:
+                gone = await db.execute_fetchall(
+                    f"DELETE FROM disabled_channels WHERE {where} RETURNING channel",  # noqa: S608
+                    params,
+                )
+                enabled = sorted(row["channel"] for row in gone)
+        return Requeued(items, enabled)
+
+    # -- channels disabled by their endpoint -----------------------------------------------
+
+    async def disable_channel(
+        self, channel: str, reason: str, recheck_at: float, *, now: float | None = None
+    ) -> None:
+        """The endpoint said it is gone: record it (keeping when this outage began)."""
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO disabled_channels (channel, reason, disabled_at, recheck_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (channel) DO UPDATE SET "
+                "reason = excluded.reason, recheck_at = excluded.recheck_at",
+                (channel, reason, _now(now), recheck_at),
+            )
+
+    async def enable_channel(self, channel: str) -> bool:
+        async with self._tx() as db:
+            cursor = await db.execute("DELETE FROM disabled_channels WHERE channel = ?", (channel,))
+            return cursor.rowcount == 1
+
+    async def clear_disabled_channels(self) -> int:
+        """At start: every channel gets a fresh try (its configuration may have been fixed)."""
+        async with self._tx() as db:
+            cursor = await db.execute("DELETE FROM disabled_channels")
+            return cursor.rowcount
+
+    async def disabled_channel(self, channel: str) -> DisabledChannel | None:
+        rows = await self._read("SELECT * FROM disabled_channels WHERE channel = ?", (channel,))
+        return _disabled_channel(rows[0]) if rows else None
+
+    async def disabled_channels(self) -> list[DisabledChannel]:
+        rows = await self._read("SELECT * FROM disabled_channels ORDER BY channel")
+        return [_disabled_channel(row) for row in rows]
 
     # -- metrics and status ------------------------------------------------------------------
 
@@ -1085,6 +1264,7 @@ class Store:
             last_releases=[_release(row) for row in rows],
             open_incidents=await self.open_incidents(),
             counts=await self.counts(now=now),
+            disabled_channels=await self.disabled_channels(),
         )
 
 

@@ -6,7 +6,11 @@ overtakes it. A page is removed only once the channel accepted it; a crash betwe
 removal sends it again with the same event id (the receivers' idempotency key). Retries back off
 with jitter, honour the endpoint's `Retry-After` and the channel's `min_interval`; a page that
 exhausts the retry policy becomes a dead letter that keeps its reason. A channel whose endpoint is
-gone (`disable`) stops, logged and counted; its pages stay queued for after the fix and a restart.
+gone (`disable`) stops, logged, counted and recorded in the store; its pages stay queued and it
+tries its oldest page again after `disabled_recheck`, or as soon as an operator enables it
+(`watcher outbox requeue --channel NAME` deletes the record from another process). Everything an
+operator changes in the store (dead letters requeued, a channel enabled) is noticed within one
+`idle_poll`: no wait here is longer than that.
 """
 
 from __future__ import annotations
@@ -162,11 +166,13 @@ class Outbox:
         retry: RetryPolicyLike,
         *,
         idle_poll: float = 1.0,
+        disabled_recheck: float = 3600.0,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.store = store
         self.retry = retry
         self.idle_poll = idle_poll
+        self.disabled_recheck = disabled_recheck
         self._rand = rand
         self._channels = {
             name: _ChannelState(channel, asyncio.Event()) for name, channel in channels.items()
@@ -185,6 +191,9 @@ class Outbox:
             state.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        cleared = await self.store.clear_disabled_channels()
+        if cleared:
+            log.info("channels_reenabled", count=cleared, reason="service start")
         await self._warn_unknown_channels()
         async with asyncio.TaskGroup() as group:
             for name, state in self._channels.items():
@@ -202,21 +211,52 @@ class Outbox:
     async def _channel_loop(self, state: _ChannelState, stop: asyncio.Event) -> None:
         name = state.channel.name
         while not stop.is_set():
-            head = await self.store.outbox_head(name)
-            if head is None:
+            if state.disabled and not await self._may_try_again(state):
                 await self._idle(state, stop, self.idle_poll)
                 continue
+            head = await self.store.outbox_head(name)
+            if head is None:
+                if state.disabled:  # nothing left to try it with: the next page will tell
+                    await self._enable(state, "queue empty at recheck")
+                await self._idle(state, stop, self.idle_poll)
+                continue
+            # re-read at least every idle_poll: a requeued dead letter may now be the head
             wait = head.next_attempt_at - time.time()
             if wait > 0:
-                await self._idle(state, stop, min(wait, self.idle_poll * 5))
+                await self._idle(state, stop, min(wait, self.idle_poll))
                 continue
             pause = state.last_send + state.channel.min_interval - time.monotonic()
             if pause > 0 and await _sleep_or_stop(stop, pause):
                 return
-            if not await self._deliver(state, head):
-                state.disabled = True
-                metrics.CHANNEL_DISABLED.labels(name).set(1)
-                return
+            await self._deliver(state, head)
+
+    async def _may_try_again(self, state: _ChannelState) -> bool:
+        """A disabled channel tries again once its recheck time has come, or at once when an
+        operator deleted its record."""
+        record = await self.store.disabled_channel(state.channel.name)
+        if record is None:
+            await self._enable(state, "enabled by an operator")
+            return True
+        return record.recheck_at <= time.time()
+
+    async def _disable(self, state: _ChannelState, reason: str, status: int | None) -> None:
+        recheck_at = time.time() + self.disabled_recheck
+        await self.store.disable_channel(state.channel.name, reason, recheck_at)
+        state.disabled = True
+        metrics.CHANNEL_DISABLED.labels(state.channel.name).set(1)
+        log.error(
+            "channel_disabled",
+            channel=state.channel.name,
+            reason=reason,
+            status=status,
+            recheck_in_s=round(self.disabled_recheck, 1),
+        )
+
+    async def _enable(self, state: _ChannelState, why: str) -> None:
+        await self.store.enable_channel(state.channel.name)
+        state.disabled = False
+        metrics.CHANNEL_DISABLED.labels(state.channel.name).set(0)
+        log.info("channel_enabled", channel=state.channel.name, reason=why)
 
     async def _idle(self, state: _ChannelState, stop: asyncio.Event, seconds: float) -> None:
         state.wake.clear()
@@ -227,8 +267,8 @@ class Outbox:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _deliver(self, state: _ChannelState, item: OutboxItem) -> bool:
-        """Send one page and record what became of it; False when the channel must stop."""
+    async def _deliver(self, state: _ChannelState, item: OutboxItem) -> None:
+        """Send one page and record what became of it (and of the channel)."""
         channel = state.channel
         bound = log.bind(
             channel=channel.name,
@@ -243,7 +283,7 @@ class Outbox:
             await self.store.mark_dead(item.id, f"unreadable payload: {exc}")
             metrics.DELIVERIES.labels(channel.name, "dead").inc()
             bound.error("page_dead", reason="unreadable payload")
-            return True
+            return
         started = time.monotonic()
         state.last_send = started
         try:
@@ -252,6 +292,8 @@ class Outbox:
             result = DeliveryResult.retry(f"channel raised {type(exc).__name__}: {exc}")
         duration = time.monotonic() - started
         metrics.DELIVERIES.labels(channel.name, result.outcome.value).inc()
+        if state.disabled and result.outcome is not Outcome.DISABLE:
+            await self._enable(state, f"endpoint answered: {result.outcome.value}")
         if result.outcome is Outcome.DELIVERED:
             await self.store.mark_delivered(item.id)
             published = event.incident.published_at
@@ -269,25 +311,24 @@ class Outbox:
                 status=result.status,
                 duration_s=round(duration, 3),
             )
-            return True
+            return
         reason = result.reason or result.outcome.value
         if result.outcome is Outcome.DISABLE:
             await self.store.mark_retry(item.id, time.time(), reason)
-            bound.error("channel_disabled", reason=reason, status=result.status)
-            return False
+            await self._disable(state, reason, result.status)
+            return
         attempts = item.attempts + 1
         age = max(0.0, time.time() - item.created_at)
         if result.outcome is Outcome.FAILED or self.retry.exhausted(attempts, age):
             await self.store.mark_dead(item.id, reason)
             metrics.DELIVERIES.labels(channel.name, "dead").inc()
             bound.error("page_dead", reason=reason, status=result.status, age_s=round(age, 1))
-            return True
+            return
         delay = self.retry.delay(attempts, self._rand())
         if result.retry_after is not None:
             delay = max(delay, result.retry_after)
         await self.store.mark_retry(item.id, time.time() + delay, reason)
         bound.warning("page_retry", reason=reason, status=result.status, retry_in_s=round(delay, 2))
-        return True
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
