@@ -9,9 +9,9 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
@@ -26,7 +26,7 @@ from watcher.scan import ScanRequest, scan_release
 if TYPE_CHECKING:
     from watcher.config import Config
     from watcher.ops import StoredRunbook
-    from watcher.store import StatusSummary
+    from watcher.store import StatusSummary, Store, StoredRelease
 
 # The service's modules (aiohttp server, store, channels) load only for the commands that use them,
 # so `watcher scan` in CI starts fast.
@@ -36,6 +36,7 @@ EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 
 log = structlog.get_logger("watcher.cli")
+_T = TypeVar("_T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,7 +122,68 @@ def build_parser() -> argparse.ArgumentParser:
         "of printing it as it was paged",
     )
     runbook_parser.add_argument("--format", choices=["text", "json"], default="text")
+    _add_queue_parsers(sub)
     return parser
+
+
+def _item_id(text: str) -> int:
+    """An outbox or release id as listed (`12` or `#12`)."""
+    try:
+        value = int(text.removeprefix("#"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a numeric id, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive id, got {text!r}")
+    return value
+
+
+def _add_queue_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """`watcher outbox [requeue]` and `watcher releases [retry]`. `--config` is accepted before
+    or after the action; the action's copy defaults to SUPPRESS so it never overwrites a value
+    given before it."""
+    outbox = sub.add_parser(
+        "outbox",
+        help="pages waiting per channel, disabled channels and dead letters; `requeue` puts dead "
+        "letters back (safe while the service runs)",
+    )
+    outbox.add_argument("--config", type=Path, help="service configuration")
+    outbox.add_argument("--format", choices=["text", "json"], default="text")
+    outbox_actions = outbox.add_subparsers(dest="action")
+    requeue = outbox_actions.add_parser(
+        "requeue",
+        help="dead letters back to pending (attempts reset, order kept per channel); "
+        "--channel also enables a channel its endpoint disabled",
+        description="Exit 0 when something was requeued or enabled, 1 when nothing matched, "
+        "2 on a usage or configuration error.",
+    )
+    requeue.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    requeue.add_argument("ids", nargs="*", type=_item_id, metavar="ID", help="dead letter ids")
+    requeue.add_argument("--all", action="store_true", help="every dead letter and channel")
+    requeue.add_argument("--channel", metavar="NAME", help="one channel (e.g. team/webhook)")
+
+    releases = sub.add_parser(
+        "releases",
+        help="releases not yet scanned (failed, pending, scanning); `retry` puts failed ones "
+        "back in the scan queue (safe while the service runs)",
+    )
+    releases.add_argument("--config", type=Path, help="service configuration")
+    releases.add_argument("--format", choices=["text", "json"], default="text")
+    releases.add_argument(
+        "--state",
+        choices=["failed", "pending", "scanning"],
+        help="only releases in this state (default: all three)",
+    )
+    releases.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
+    release_actions = releases.add_subparsers(dest="action")
+    retry = release_actions.add_parser(
+        "retry",
+        help="failed releases back to pending (attempts reset, due now)",
+        description="Exit 0 when something was retried, 1 when nothing matched, 2 on a usage or "
+        "configuration error.",
+    )
+    retry.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    retry.add_argument("ids", nargs="*", type=_item_id, metavar="ID", help="release ids")
+    retry.add_argument("--all-failed", action="store_true", help="every failed release")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _test_alert(args.config, args.owner, args.log_format)
         if args.command == "runbook":
             return _runbook(args)
+        if args.command == "outbox":
+            return _outbox(parser, args)
+        if args.command == "releases":
+            return _releases(parser, args)
     except WatcherError as exc:
         print(f"watcher: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -306,6 +372,15 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float | None = None)
                 "outbox_depth": counts.outbox_depth,
                 "outbox_oldest_age_s": counts.outbox_oldest_age_s,
                 "dead_letters": counts.dead_letters,
+                "disabled_channels": [
+                    {
+                        "channel": d.channel,
+                        "reason": d.reason,
+                        "disabled_at": d.disabled_at,
+                        "recheck_at": d.recheck_at,
+                    }
+                    for d in summary.disabled_channels
+                ],
             },
             indent=2,
         )
@@ -342,6 +417,12 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float | None = None)
         f"outbox: {depth} waiting{f' ({per_channel})' if per_channel else ''}{oldest}; "
         f"dead letters {counts.dead_letters}"
     )
+    for d in summary.disabled_channels:
+        recheck = max(0.0, d.recheck_at - at)
+        lines.append(
+            f"channel {d.channel} DISABLED (since {_ago(d.disabled_at, at)}, tried again in "
+            f"{recheck:.0f}s; now: watcher outbox requeue --channel {d.channel}): {d.reason}"
+        )
     return "\n".join(lines)
 
 
@@ -391,6 +472,99 @@ async def _read_runbook(
     store = await Store.open(config.store.path)
     try:
         return await stored_runbook(store, config, ecosystem, name, version, fresh=fresh)
+    finally:
+        await store.close()
+
+
+# -- the queues: outbox and releases ---------------------------------------------------------------
+
+
+def _queue_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Config | None:
+    """The configuration of `outbox`/`releases`, or None (message printed) when there is no state
+    file yet. Usage errors exit 2 through argparse."""
+    if getattr(args, "config", None) is None:
+        parser.error(f"{args.command}: --config FILE is required")
+    config = _load_config(args.config)
+    if not config.store.path.exists():
+        print(
+            f"watcher: {config.store.path}: no state yet (the service has not run)", file=sys.stderr
+        )
+        return None
+    return config
+
+
+def _outbox(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.action == "requeue":
+        chosen = [bool(args.ids), args.all, args.channel is not None]
+        if sum(chosen) != 1:
+            parser.error("outbox requeue: give dead letter IDs, --all or --channel NAME (one)")
+    config = _queue_config(parser, args)
+    if config is None:
+        return EXIT_FINDINGS
+    from watcher.config import channel_id  # noqa: PLC0415
+    from watcher.queues import read_outbox, render_outbox, render_requeue, requeue  # noqa: PLC0415
+
+    if args.action != "requeue":
+        configured = [channel_id(owner, kind) for owner, kind in config.channels()]
+        view = asyncio.run(_with_store(config, lambda store: read_outbox(store, configured)))
+        sys.stdout.write(render_outbox(view, args.format, now=time.time()) + "\n")
+        return EXIT_CLEAN
+    result = asyncio.run(
+        _with_store(
+            config,
+            lambda store: requeue(store, args.ids, channel=args.channel, everything=args.all),
+        )
+    )
+    sys.stdout.write(render_requeue(result) + "\n")
+    for item_id in result.unmatched:
+        print(f"watcher: #{item_id} is not a dead letter", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"watcher: warning: {warning}", file=sys.stderr)
+    return EXIT_CLEAN if result.matched else EXIT_FINDINGS
+
+
+def _releases(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.action == "retry" and bool(args.ids) == bool(args.all_failed):
+        parser.error("releases retry: give release IDs or --all-failed (one)")
+    config = _queue_config(parser, args)
+    if config is None:
+        return EXIT_FINDINGS
+    from watcher.queues import (  # noqa: PLC0415
+        UNFINISHED,
+        render_releases,
+        render_retry,
+        retry_releases,
+    )
+    from watcher.store import ReleaseState  # noqa: PLC0415
+
+    if args.action == "retry":
+        result = asyncio.run(
+            _with_store(
+                config, lambda store: retry_releases(store, args.ids, all_failed=args.all_failed)
+            )
+        )
+        sys.stdout.write(render_retry(result) + "\n")
+        for refusal in result.refused:
+            print(f"watcher: {refusal}", file=sys.stderr)
+        return EXIT_CLEAN if result.retried else EXIT_FINDINGS
+    states = [ReleaseState(args.state)] if args.state else list(UNFINISHED)
+
+    async def listing(store: Store) -> tuple[list[StoredRelease], int]:
+        counts = await store.counts()
+        total = sum(counts.releases_by_state.get(state, 0) for state in states)
+        return await store.releases_in_state(states, limit=max(0, args.limit)), total
+
+    releases, total = asyncio.run(_with_store(config, listing))
+    sys.stdout.write(render_releases(releases, args.format, now=time.time(), total=total) + "\n")
+    return EXIT_CLEAN
+
+
+async def _with_store(config: Config, action: Callable[[Store], Awaitable[_T]]) -> _T:
+    from watcher.store import Store  # noqa: PLC0415
+
+    store = await Store.open(config.store.path)
+    try:
+        return await action(store)
     finally:
         await store.close()
 
