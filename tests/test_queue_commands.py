@@ -174,6 +174,7 @@ async def test_releases_lists_unfinished_ones_and_filters_by_state(state: State)
 
 async def test_requeue_by_id_puts_dead_letters_back_in_their_order(state: State) -> None:
     first, third = state.pages["1.0.1"][0], state.pages["1.0.3"][0]
+    before = time.time()
     done = await run("outbox", "requeue", "--config", str(state.config), str(third), f"#{first}")
     assert done.returncode == 0, done.stderr
     assert f"requeued #{first}" in done.stdout and f"requeued #{third}" in done.stdout
@@ -183,6 +184,7 @@ async def test_requeue_by_id_puts_dead_letters_back_in_their_order(state: State)
         assert head is not None and head.id == first, "the oldest page goes first again"
         assert head.attempts == 0 and head.state == "pending"
         assert head.next_attempt_at <= time.time()
+        assert head.created_at >= before, "a whole retry window again"
         assert [d.id for d in await store.dead_letters()] == [state.pages["1.0.2"][1]]
         assert (await store.counts()).outbox_depth[WEBHOOK] == 3
         # requeue by id does not enable a disabled channel
