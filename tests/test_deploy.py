@@ -795,7 +795,8 @@ def option_paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
         for candidate in inner:
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
                 child = "[]." if path == "packages" or path == "policy.allow" else "."
-                owner = ".<name>." if path == "owners" else child
+                # a mapping of named entries (owners, npm scopes): documented as `.<name>.`
+                owner = ".<name>." if getattr(annotation, "__origin__", None) is dict else child
                 yield from option_paths(candidate, path + owner)
                 break
 

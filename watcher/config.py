@@ -38,6 +38,7 @@ from watcher.archive import ArchiveLimits
 from watcher.checks.base import ScanOptions
 from watcher.errors import ConfigError
 from watcher.model import Ecosystem, Severity
+from watcher.registry.config_sources import NpmScopeSetting
 
 # --------------------------------------------------------------------------------------------------
 # Scalar types: durations and byte sizes
@@ -204,8 +205,77 @@ class PypiRegistryConfig(RegistryConfig):
     poll_interval: Duration = 60.0
 
 
+_SCOPE_NAME = re.compile(r"@[a-z0-9][a-z0-9._~-]*")
+
+
+class NpmScopeConfig(_Model):
+    """One npm scope served by its own registry (GitHub Packages, Artifactory, Verdaccio)."""
+
+    url: str
+    # null: the machine's .npmrc credential for this registry (`//host/path/:_authToken=`)
+    token: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        # empty counts as unset, so `${VAR:-}` can leave the token to the machine's .npmrc
+        return value if value is not None and value.get_secret_value().strip() else None
+
+
+class NpmRegistryConfig(RegistryConfig):
+    # `@scope` → its registry; other scopes follow the machine's `@scope:registry` settings
+    scopes: dict[str, NpmScopeConfig] = {}
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: dict[str, NpmScopeConfig]) -> dict[str, NpmScopeConfig]:
+        problems = [
+            f"registries.npm.scopes.{scope}: expected a lowercase npm scope such as '@acme'"
+            for scope in value
+            if not _SCOPE_NAME.fullmatch(scope)
+        ]
+        by_url: dict[str, tuple[str, SecretStr]] = {}
+        for scope, entry in value.items():
+            if entry.token is None:
+                continue
+            url = entry.url if entry.url.endswith("/") else entry.url + "/"
+            other = by_url.setdefault(url, (scope, entry.token))
+            if other[1].get_secret_value() != entry.token.get_secret_value():
+                problems.append(
+                    f"registries.npm.scopes.{scope}.token: differs from {other[0]}'s token for "
+                    f"the same registry {_mask_url(entry.url)}; one registry URL takes one token"
+                )
+        if problems:
+            raise ValueError(_MULTI + "\n".join(problems))
+        return value
+
+    def scope_of(self, name: str) -> str | None:
+        """The configured scope that serves package `name`, if any."""
+        scope = name.split("/", 1)[0] if name.startswith("@") and "/" in name else None
+        return scope if scope in self.scopes else None
+
+    def off_default(self, scope: str) -> bool:
+        """Whether a configured scope is served by another registry than the default one (then
+        it is polled: a changes feed only follows the default registry)."""
+        url = self.scopes[scope].url.rstrip("/")
+        return self.url is None or url != self.url.rstrip("/")
+
+    def scope_settings(self) -> dict[str, NpmScopeSetting]:
+        return {
+            scope: NpmScopeSetting(
+                entry.url, entry.token.get_secret_value() if entry.token else None
+            )
+            for scope, entry in self.scopes.items()
+        }
+
+
 class RegistriesConfig(_Model):
-    npm: RegistryConfig = RegistryConfig()
+    npm: NpmRegistryConfig = NpmRegistryConfig()
     pypi: PypiRegistryConfig = PypiRegistryConfig()
 
     def for_ecosystem(self, ecosystem: Ecosystem) -> RegistryConfig:
@@ -491,6 +561,15 @@ class Config(_Model):
                     f"registries.{package.ecosystem.value}.changes_url (poll mode watches named "
                     "packages only)"
                 )
+            elif package.is_pattern and package.ecosystem is Ecosystem.NPM:
+                npm = self.registries.npm
+                scope = npm.scope_of(package.name)
+                if scope is not None and npm.off_default(scope):
+                    problems.append(
+                        f"{where}.name: pattern {package.name!r} is on the {scope} registry "
+                        f"(registries.npm.scopes.{scope}), which the changes feed does not "
+                        "cover: list its packages by name, they are polled"
+                    )
         if problems:
             raise ValueError(_MULTI + "\n".join(problems))
         return self
@@ -776,6 +855,27 @@ def _channel_line(kind: str, owner: OwnerConfig) -> str:
     return "console (stdout + log event)"
 
 
+def _scope_lines(npm: NpmRegistryConfig) -> list[str]:
+    lines = []
+    for scope, entry in sorted(npm.scopes.items()):
+        token = (
+            f"token {_HIDDEN}"
+            if entry.token is not None
+            else "token from the machine's .npmrc for this registry, if any"
+        )
+        how = (
+            f"polled every {format_duration(npm.poll_interval)}"
+            + (" (the changes feed covers the default registry only)" if npm.changes_url else "")
+            if npm.off_default(scope)
+            else "same registry as the default"
+        )
+        lines.append(f"    {scope}/*: {_mask_url(entry.url)}; {token}; {how}")
+    lines.append(
+        "    other scopes: the machine's npm `@scope:registry` settings, else the default registry"
+    )
+    return lines
+
+
 def _retry_line(policy: RetryPolicy) -> str:
     limits = []
     if policy.max_attempts is not None:
@@ -813,6 +913,8 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
             else f"poll each package every {format_duration(reg.poll_interval)}"
         )
         add(f"  {eco.value}: {url}; {how}; timeout {format_duration(reg.timeout)}")
+        if eco is Ecosystem.NPM:
+            lines.extend(_scope_lines(config.registries.npm))
     add(
         f"watching {len(config.packages)} package entr{'y' if len(config.packages) == 1 else 'ies'}:"
     )
@@ -824,6 +926,10 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
             if reg.mode == "changes"
             else f"poll {format_duration(reg.poll_interval)}"
         )
+        scope = config.registries.npm.scope_of(package.name)
+        if package.ecosystem is Ecosystem.NPM and scope is not None:
+            polled = config.registries.npm.off_default(scope) or reg.mode != "changes"
+            how = f"{f'poll {format_duration(reg.poll_interval)}' if polled else how} via {scope}"
         kind = " (pattern)" if package.is_pattern else ""
         add(
             f"  {package.ecosystem.value:<4} {package.name:<{width}}  owner {package.owner}; "

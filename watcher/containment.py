@@ -322,9 +322,10 @@ class ContainmentWatcher:
                 url = stored.release.artifacts[0].url
                 if url:
                     return url
-        packument_url(client.registry_url, incident.name)  # validates the name
+        registry = client.registry_for(incident.name)  # the scope's own registry, if it has one
+        packument_url(registry, incident.name)  # validates the name
         base = incident.name.rsplit("/", 1)[-1]
-        return f"{client.registry_url}{incident.name}/-/{base}-{incident.version}.tgz"
+        return f"{registry}{incident.name}/-/{base}-{incident.version}.tgz"
 
     async def _assess_pypi(self, client: PypiClient, incident: StoredIncident) -> Assessment:
         try:

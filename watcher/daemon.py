@@ -17,9 +17,8 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -30,6 +29,7 @@ from watcher.alerts.base import Channel
 from watcher.alerts.outbox import Outbox
 from watcher.config import Config, RegistryConfig, channel_id
 from watcher.containment import ContainmentWatcher
+from watcher.errors import ConfigError
 from watcher.feeds.base import (
     BaselineSeen,
     Feed,
@@ -43,7 +43,11 @@ from watcher.feeds.pypi_changelog import PypiChangelogFeed, XmlRpcJournal
 from watcher.feeds.pypi_poll import PypiPackageSource, pypi_poll_feed, pypi_reconcile_feed
 from watcher.feeds.reconcile import PackageTracker, watched_names
 from watcher.model import Ecosystem
-from watcher.registry.config_sources import resolve_npm_registry, resolve_pypi_index
+from watcher.registry.config_sources import (
+    NpmRegistries,
+    resolve_npm_registries,
+    resolve_pypi_index,
+)
 from watcher.registry.http import HttpSettings, RegistryHttp, safe_url
 from watcher.registry.npm import NpmClient
 from watcher.registry.pypi import PypiClient, normalize
@@ -103,6 +107,7 @@ class Service:
         self._stop = asyncio.Event()
         self._store_open = False
         self._feeds = _Feeds()
+        self._npm_off_default: frozenset[str] = frozenset()  # scopes on another npm registry
         self.http_port: int | None = None
 
     def stop(self) -> None:
@@ -141,7 +146,12 @@ class Service:
                 disabled_recheck=config.outbox.disabled_recheck,
             )
             workers = ScanWorkers(
-                store, config, downloaders, registry_urls=urls, on_page=outbox.wake
+                store,
+                config,
+                downloaders,
+                registry_urls=urls,
+                registry_for=_registry_for(clients, urls),
+                on_page=outbox.wake,
             )
             sink.workers = workers
             containment = (
@@ -241,14 +251,24 @@ class Service:
         build its client and downloader. Raises ConfigError when neither names one."""
         config = self.config
         watched = {p.ecosystem for p in config.packages}
-        tokens: dict[str, str] = {}
+        credentials: dict[str, str] = {}
         urls: dict[Ecosystem, str] = {}
+        npm: NpmRegistries | None = None
         if Ecosystem.NPM in watched:
-            npm = resolve_npm_registry(config.registries.npm.url)
-            urls[Ecosystem.NPM] = npm.url
-            if npm.token:
-                tokens[urlsplit(npm.url).netloc] = npm.token
-            log.info("registry_resolved", ecosystem="npm", url=safe_url(npm.url), source=npm.source)
+            npm = resolve_npm_registries(
+                config.registries.npm.url, config.registries.npm.scope_settings()
+            )
+            urls[Ecosystem.NPM] = npm.default.url
+            credentials.update(npm.credentials())
+            for scope, reg in (("", npm.default), *npm.scopes.items()):
+                log.info(
+                    "registry_resolved",
+                    ecosystem="npm",
+                    **({"scope": scope} if scope else {}),
+                    url=safe_url(reg.url),
+                    source=reg.source,
+                    auth=reg.credential.source if reg.credential else None,
+                )
         if Ecosystem.PYPI in watched:
             pypi = resolve_pypi_index(config.registries.pypi.url)
             urls[Ecosystem.PYPI] = pypi.url
@@ -258,15 +278,16 @@ class Service:
         timeout = max(config.registries.npm.timeout, config.registries.pypi.timeout)
         http = RegistryHttp(
             HttpSettings(
-                tokens=tokens,
+                credentials=credentials,
                 read_timeout=timeout,
                 total_timeout=max(timeout, config.scan.download_timeout),
             )
         )
         clients: dict[Ecosystem, NpmClient | PypiClient] = {}
         downloaders: dict[Ecosystem, Downloader] = {}
-        if Ecosystem.NPM in urls:
-            npm_client = NpmClient(http, urls[Ecosystem.NPM])
+        if npm is not None:
+            npm_client = NpmClient.for_registries(http, npm)
+            self._npm_off_default = frozenset(npm.off_default())
             clients[Ecosystem.NPM] = npm_client
             downloaders[Ecosystem.NPM] = NpmDownloader(npm_client)
         if Ecosystem.PYPI in urls:
@@ -290,6 +311,14 @@ class Service:
                 tracker = PackageTracker(NpmPackageSource(client), store, sink)
                 watchlist = Watchlist.of(names)
                 if reg.changes_url:
+                    # the changes feed follows the default registry; scopes elsewhere are polled
+                    watchlist, own = self._split_off_default(names)
+                    if own.names:
+                        feeds.primary.append(
+                            npm_poll_feed(
+                                tracker, own, interval=reg.poll_interval, name="npm-poll-scopes"
+                            )
+                        )
                     feeds.primary.append(
                         NpmChangesFeed(
                             http,
@@ -328,6 +357,23 @@ class Service:
                         pypi_poll_feed(tracker, watchlist, interval=reg.poll_interval)
                     )
         return feeds
+
+    def _split_off_default(self, names: Sequence[str]) -> tuple[Watchlist, Watchlist]:
+        """(names the default registry's changes feed covers, names on other scope registries).
+        A pattern cannot be polled, so one on another registry is a configuration error."""
+
+        def off(name: str) -> bool:
+            return name.startswith("@") and name.split("/", 1)[0] in self._npm_off_default
+
+        elsewhere = [n for n in names if off(n)]
+        patterns = [n for n in elsewhere if any(ch in n for ch in "*?[")]
+        if patterns:
+            raise ConfigError(
+                f"packages: pattern {patterns[0]!r} is on a scope registry other than the "
+                "default (the machine's npm `@scope:registry` setting), which the changes feed "
+                "does not cover: list its packages by name, they are polled"
+            )
+        return Watchlist.of(n for n in names if not off(n)), Watchlist.of(elsewhere)
 
     # -- health and metrics ----------------------------------------------------------------------
 
@@ -368,6 +414,20 @@ class Service:
                 metrics.FEED_NEWEST_LAG.labels(eco.value).set(max(0.0, now - newest))
 
         return refresh
+
+
+def _registry_for(
+    clients: Mapping[Ecosystem, NpmClient | PypiClient], urls: Mapping[Ecosystem, str]
+) -> Callable[[Ecosystem, str], str | None]:
+    """The registry serving one package, for runbooks: an npm scope's own, else the default."""
+
+    def lookup(ecosystem: Ecosystem, name: str) -> str | None:
+        client = clients.get(ecosystem)
+        if isinstance(client, NpmClient):
+            return client.registry_for(name)
+        return urls.get(ecosystem)
+
+    return lookup
 
 
 async def _finish(tasks: Sequence[asyncio.Task[None]], wait: float) -> None:

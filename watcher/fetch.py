@@ -5,18 +5,22 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import orjson
 
 from watcher.archive import ArchiveReader
 from watcher.errors import RegistryError
 from watcher.model import Ecosystem, Release
-from watcher.registry.config_sources import resolve_npm_registry, resolve_pypi_index
-from watcher.registry.http import HttpSettings, RegistryHttp
-from watcher.registry.npm import NpmClient, fetch_npm_release, parse_npm_target
+from watcher.registry.config_sources import (
+    NpmScopeSetting,
+    resolve_npm_registries,
+    resolve_pypi_index,
+)
+from watcher.registry.http import RegistryHttp
+from watcher.registry.npm import NpmClient, fetch_npm_release, npm_http, parse_npm_target
 from watcher.registry.pypi import PypiClient, baseline_version, fetch_for_scan, parse_target
 from watcher.registry.versions import select_baseline
 
@@ -36,6 +40,8 @@ class ScanFiles:
 class Registries:
     npm_url: str | None = None  # None: the machine's npm setting
     pypi_url: str | None = None  # None: the machine's pip setting
+    # per-scope npm registries from the configuration; the machine's `@scope:registry` otherwise
+    npm_scopes: Mapping[str, NpmScopeSetting] = field(default_factory=dict)
 
 
 async def resolve(
@@ -76,6 +82,7 @@ async def _npm_target(
         baseline=None if baseline == "none" else explicit or "auto",
         dest_dir=workdir,
         registry_url=registries.npm_url,
+        scopes=registries.npm_scopes,
     )
     base = [fetched.baseline.path] if fetched.baseline else []
     releases = (fetched.target.release, fetched.baseline.release) if fetched.baseline else None
@@ -148,10 +155,9 @@ async def _previous_release(
     dest = workdir / "baseline"
     dest.mkdir(parents=True, exist_ok=True)
     if ecosystem is Ecosystem.NPM:
-        resolved = resolve_npm_registry(registries.npm_url)
-        tokens = {urlsplit(resolved.url).netloc: resolved.token} if resolved.token else {}
-        async with RegistryHttp(HttpSettings(tokens=tokens)) as http:
-            client = NpmClient(http, resolved.url)
+        resolved = resolve_npm_registries(registries.npm_url, registries.npm_scopes)
+        async with npm_http(resolved) as http:
+            client = NpmClient.for_registries(http, resolved)
             fetched = await client.fetch_packument(name)
             if fetched.packument is None:
                 return []  # never published: nothing to compare with

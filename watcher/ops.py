@@ -27,7 +27,7 @@ from watcher.model import (
     Severity,
     incident_key,
 )
-from watcher.registry.config_sources import resolve_npm_registry, resolve_pypi_index
+from watcher.registry.config_sources import resolve_npm_registries, resolve_pypi_index
 from watcher.registry.npm import parse_npm_target
 from watcher.registry.pypi import parse_target as parse_pypi_target
 from watcher.runbook import RunbookInputs, build_runbook
@@ -127,10 +127,11 @@ class StoredRunbook:
     resolution: str | None = None
 
 
-def _registry_url(config: Config, ecosystem: Ecosystem) -> str | None:
+def _registry_url(config: Config, ecosystem: Ecosystem, name: str) -> str | None:
     try:
         if ecosystem is Ecosystem.NPM:
-            return resolve_npm_registry(config.registries.npm.url).url
+            npm = config.registries.npm
+            return resolve_npm_registries(npm.url, npm.scope_settings()).for_package(name).url
         return resolve_pypi_index(config.registries.pypi.url).url
     except (ConfigError, RegistryError):
         return None  # the runbook names a placeholder instead
@@ -180,7 +181,7 @@ async def stored_runbook(
             findings=findings,
             now=at,
             published_at=published,
-            registry_url=_registry_url(config, ecosystem),
+            registry_url=_registry_url(config, ecosystem, name),
             previous_good=below[0] if below else None,
         )
     )

@@ -159,6 +159,8 @@ class ScanWorkers:
         downloaders: Mapping[Ecosystem, Downloader],
         *,
         registry_urls: Mapping[Ecosystem, str] | None = None,
+        # the registry serving one package (npm scopes may live elsewhere); else registry_urls
+        registry_for: Callable[[Ecosystem, str], str | None] | None = None,
         on_page: Callable[[], None] = lambda: None,
         idle_poll: float = 1.0,
         rand: Callable[[], float] = random.random,
@@ -167,6 +169,7 @@ class ScanWorkers:
         self.config = config
         self.downloaders = downloaders
         self.registry_urls = dict(registry_urls or {})
+        self.registry_for = registry_for
         self.on_page = on_page
         self.idle_poll = idle_poll
         self._rand = rand
@@ -462,7 +465,11 @@ class ScanWorkers:
                 findings=incident.findings,
                 now=now,
                 published_at=incident.published_at,
-                registry_url=self.registry_urls.get(incident.ecosystem),
+                registry_url=(
+                    self.registry_for(incident.ecosystem, incident.name)
+                    if self.registry_for
+                    else self.registry_urls.get(incident.ecosystem)
+                ),
                 previous_good=baseline_version,
             )
         )

@@ -1,12 +1,19 @@
 """Where the registries are when the configuration says `url: null`: the machine's own npm and pip
 settings (environment, then config files, then the tool's own answer), which also makes corporate
 mirrors work. No registry host is spelled out here on purpose.
+
+npm also routes by scope: `@acme:registry=<url>` sends every `@acme/*` package to that registry, and
+credentials are keyed per registry path (`//host[:port]/path/:_authToken=`), so a private scope's
+token only ever goes to its own registry.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import configparser
 import importlib
+import json
 import os
 import re
 import shutil
@@ -17,16 +24,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import structlog
+
 from watcher.errors import ConfigError
 
-_VAR = re.compile(r"\$\{([^}]+)\}")
+log = structlog.get_logger(__name__)
+
+# npm's envReplace: `${NAME}`, `${NAME?}` (empty when unset), backslashes escape the `$`.
+_NPM_VAR = re.compile(r"(?<!\\)(\\*)\$\{([^${}?]+)(\?)?\}")
+_UNEXPANDED = re.compile(r"\$\{([^${}?]+)\}")
+_SCOPE = re.compile(r"@[a-z0-9][a-z0-9._~-]*", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """How to authenticate to every URL under one registry path (npm's nerf dart)."""
+
+    prefix: str  # "//host[:port]/path/": the key it was found under (or the registry's own)
+    scheme: str  # "Bearer" (`_authToken`) or "Basic" (`_auth`, `username` + `_password`)
+    value: str = field(repr=False)
+    source: str = ""  # file and key, or the config key: for logs, never the value
+
+    @property
+    def header(self) -> str:
+        return f"{self.scheme} {self.value}"
+
+    @property
+    def http_key(self) -> str:
+        """The HTTP layer's key: the prefix without its leading `//`, ending in `/`."""
+        return _with_slash(self.prefix.removeprefix("//"))
 
 
 @dataclass(frozen=True, slots=True)
 class ResolvedRegistry:
     url: str  # always ends with "/"
     source: str  # where the address came from, for logs and error messages
-    token: str | None = field(default=None, repr=False)
+    credential: Credential | None = None
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token, when the registry's credential is one."""
+        cred = self.credential
+        return cred.value if cred is not None and cred.scheme == "Bearer" else None
 
 
 def _with_slash(url: str) -> str:
@@ -36,18 +75,69 @@ def _with_slash(url: str) -> str:
 # ---------------------------------------------------------------------------------------- npm
 
 
+def npm_env_replace(text: str, env: Mapping[str, str]) -> str:
+    """`${NAME}` as npm expands it: unset stays literal (npm sends it as is), `${NAME?}` is empty
+    when unset, an odd run of backslashes before `$` escapes it."""
+
+    def replace(match: re.Match[str]) -> str:
+        escapes, name, optional = match.group(1), match.group(2), match.group(3)
+        if len(escapes) % 2:
+            return match.group(0)[(len(escapes) + 1) // 2 :]
+        value = env.get(name)
+        if value is None:
+            value = "" if optional else "${" + name + "}"
+        return escapes[len(escapes) // 2 :] + value
+
+    return _NPM_VAR.sub(replace, text)
+
+
+def _ini_value(raw: str) -> str:
+    """The `ini` package's reading of one value: quoted values as JSON (single quotes stripped),
+    otherwise up to the first unescaped `;` or `#`, trimmed."""
+    value = raw.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        if value[0] == "'":
+            return value[1:-1]
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value[1:-1]
+        return decoded if isinstance(decoded, str) else value[1:-1]
+    out: list[str] = []
+    escaped = False
+    for ch in value:
+        if escaped:
+            out.append(ch if ch in "\\;#" else "\\" + ch)
+            escaped = False
+        elif ch in ";#":
+            break
+        elif ch == "\\":
+            escaped = True
+        else:
+            out.append(ch)
+    if escaped:
+        out.append("\\")
+    return "".join(out).strip()
+
+
 def parse_npmrc(text: str, env: Mapping[str, str]) -> dict[str, str]:
-    """npm's ini subset: `key=value` lines, `;`/`#` comments, `${VAR}` expansion, optional quotes."""
+    """npm's ini subset: top-level `key=value` lines, `;`/`#` comments (also after an unquoted
+    value), quoted values, `${VAR}` expansion in keys and values as npm does. Sections and
+    `key[]` arrays are skipped: npm's own settings never use them."""
     values: dict[str, str] = {}
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line[0] in ";#" or "=" not in line:
+        if not line or line[0] in ";#":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            break  # keys after a section header belong to that section, not to npm
+        if "=" not in line:
             continue
         key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[key.strip()] = _VAR.sub(lambda m: env.get(m.group(1), ""), value)
+        key = _ini_value(key)
+        if not key or key.endswith("[]"):
+            continue
+        values[npm_env_replace(key, env)] = npm_env_replace(_ini_value(value), env)
     return values
 
 
@@ -117,35 +207,229 @@ def _npm_cli_registry(env: Mapping[str, str]) -> str | None:
     return value if done.returncode == 0 and value.startswith(("http://", "https://")) else None
 
 
-def resolve_npm_registry(
+def package_scope(name: str) -> str | None:
+    """`@acme/cli` → `@acme`; None for an unscoped name."""
+    if name.startswith("@") and "/" in name:
+        return name.split("/", 1)[0]
+    return None
+
+
+def is_scope(text: str) -> bool:
+    return _SCOPE.fullmatch(text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class NpmScopeSetting:
+    """One scope's registry as the configuration names it; `token` None: the machine's
+    credential for that registry, if it has one."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+
+
+def _walk_up(url: str) -> list[str]:
+    """npm's credential lookup order for a URL: its nerf dart, then each shorter prefix
+    (`//h/a/b/`, `//h/a/b`, `//h/a/`, `//h/a`, `//h/`, `//h`)."""
+    key = nerf_dart(url)
+    keys = []
+    while len(key) > 2:
+        keys.append(key)
+        key = re.sub(r"(?:[^/]+|/)$", "", key)
+    return keys
+
+
+@dataclass(frozen=True, slots=True)
+class NpmSettings:
+    """The machine's npm settings: the npmrc files merged (project over user over global) and the
+    `npm_config_*` environment, which npm ranks above every file."""
+
+    values: Mapping[str, str] = field(repr=False)
+    origin: Mapping[str, str]  # key -> the file it came from
+    env: Mapping[str, str] = field(repr=False)
+
+    @classmethod
+    def read(cls, env: Mapping[str, str], cwd: Path, home: Path) -> NpmSettings:
+        merged: dict[str, str] = {}
+        origin: dict[str, str] = {}
+        # Lowest precedence first so that higher ones overwrite.
+        for path in reversed(npmrc_files(env, cwd, home)):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError:
+                continue
+            for key, value in parse_npmrc(text, env).items():
+                merged[key] = value
+                origin[key] = str(path)
+        return cls(merged, origin, env)
+
+    def _get(self, key: str) -> tuple[str, str] | None:
+        """(value, where) for a setting: the environment first, then the files."""
+        if from_env := _env_lookup(self.env, key):
+            return from_env, f"npm_config_{key}"
+        if self.values.get(key):
+            return self.values[key], self.origin[key]
+        return None
+
+    def registry(self) -> tuple[str, str] | None:
+        found = self._get("registry")
+        if found is not None:
+            _require_expanded(found[0], "registry", found[1])
+        return found
+
+    def scope_registries(self) -> dict[str, tuple[str, str]]:
+        """`@scope` → (registry URL, where it was set), for every `@scope:registry` setting."""
+        scopes = {k.removesuffix(":registry") for k in self.values if k.endswith(":registry")}
+        for key in self.env:
+            match = re.fullmatch(r"npm_config_(@[^:]+):registry", key, re.IGNORECASE)
+            if match:
+                scopes.add(match.group(1).lower())
+        found: dict[str, tuple[str, str]] = {}
+        for scope in sorted(scopes):
+            if not is_scope(scope):
+                continue
+            setting = self._get(f"{scope}:registry")
+            if setting is not None:
+                _require_expanded(setting[0], f"{scope}:registry", setting[1])
+                found[scope] = (_with_slash(setting[0]), setting[1])
+        return found
+
+    def credential_for(self, url: str) -> Credential | None:
+        """The credential npm would send to `url`: the longest `//host/path/` key above it holding
+        `_authToken`, `_auth`, or `username` + `_password`."""
+        for key in _walk_up(url):
+            cred = self._credential_at(key)
+            if cred is not None:
+                return cred
+        return None
+
+    def _credential_at(self, key: str) -> Credential | None:
+        token = self._usable(f"{key}:_authToken")
+        if token:
+            return Credential(key, "Bearer", token, f"{self.origin[f'{key}:_authToken']} {key}")
+        auth = self._usable(f"{key}:_auth")
+        if auth:
+            return Credential(key, "Basic", auth, f"{self.origin[f'{key}:_auth']} {key}")
+        user, password = self._usable(f"{key}:username"), self._usable(f"{key}:_password")
+        if user and password:
+            try:
+                clear = base64.b64decode(password, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                log.warning("npm_credential_unusable", key=f"{key}:_password", reason="not base64")
+                return None
+            basic = base64.b64encode(f"{user}:{clear}".encode()).decode()
+            return Credential(key, "Basic", basic, f"{self.origin[f'{key}:_password']} {key}")
+        return None
+
+    def _usable(self, key: str) -> str | None:
+        value = self.values.get(key)
+        if not value:
+            return None
+        missing = _UNEXPANDED.search(value)
+        if missing:
+            # npm would send the placeholder itself; it can only fail, so say why instead
+            log.warning(
+                "npm_credential_unexpanded",
+                key=key,
+                variable=missing.group(1),
+                file=self.origin.get(key),
+            )
+            return None
+        return value
+
+
+def _require_expanded(value: str, key: str, where: str) -> None:
+    missing = _UNEXPANDED.search(value)
+    if missing:
+        raise ConfigError(
+            f"{where}: `{key}` refers to ${{{missing.group(1)}}}, which is not set in the "
+            "environment"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NpmRegistries:
+    """Where each npm package lives: its scope's registry, else the default one."""
+
+    default: ResolvedRegistry
+    scopes: Mapping[str, ResolvedRegistry] = field(default_factory=dict)
+
+    def for_package(self, name: str) -> ResolvedRegistry:
+        scope = package_scope(name)
+        return self.scopes.get(scope, self.default) if scope else self.default
+
+    def scope_urls(self) -> dict[str, str]:
+        return {scope: reg.url for scope, reg in self.scopes.items()}
+
+    def off_default(self) -> dict[str, ResolvedRegistry]:
+        """Scopes served by another registry than the default one (not on its changes feed)."""
+        return {s: r for s, r in self.scopes.items() if r.url != self.default.url}
+
+    def credentials(self) -> dict[str, str]:
+        """The HTTP layer's table: `host[:port]/path/` → Authorization header value."""
+        table: dict[str, str] = {}
+        for reg in (self.default, *self.scopes.values()):
+            if reg.credential is not None:
+                table[reg.credential.http_key] = reg.credential.header
+        return table
+
+
+def resolve_npm_registries(
     configured: str | None = None,
+    scopes: Mapping[str, NpmScopeSetting] | None = None,
     *,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     home: Path | None = None,
     ask_npm: bool = True,
-) -> ResolvedRegistry:
-    """The npm registry to use and its auth token (from `//host/:_authToken=` lines), if any."""
+) -> NpmRegistries:
+    """The default npm registry (config, else the machine's setting) and every scope's: the
+    configured `scopes` first, then the machine's `@scope:registry` settings; each with the
+    credential npm would send to it. Raises ConfigError where two registries would need different
+    credentials for the same URL."""
     env = os.environ if env is None else env
-    cwd = Path.cwd() if cwd is None else cwd
-    home = Path.home() if home is None else home
-    merged: dict[str, str] = {}
-    origin: dict[str, str] = {}
-    # Lowest precedence first so that higher ones overwrite.
-    for path in reversed(npmrc_files(env, cwd, home)):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
-            continue
-        for key, value in parse_npmrc(text, env).items():
-            merged[key] = value
-            origin[key] = str(path)
+    settings = NpmSettings.read(
+        env, Path.cwd() if cwd is None else cwd, Path.home() if home is None else home
+    )
+    default = _resolve_default(configured, settings, env, ask_npm)
+    resolved: dict[str, ResolvedRegistry] = {}
+    for scope, (url, source) in settings.scope_registries().items():
+        resolved[scope] = ResolvedRegistry(url, source, settings.credential_for(url))
+    for scope, setting in (scopes or {}).items():
+        url = _with_slash(setting.url)
+        cred = (
+            Credential(
+                nerf_dart(url), "Bearer", setting.token, f"registries.npm.scopes.{scope}.token"
+            )
+            if setting.token
+            else settings.credential_for(url)
+        )
+        resolved[scope] = ResolvedRegistry(url, "config", cred)
+    registries = NpmRegistries(default, resolved)
+    _check_one_credential_per_prefix(registries)
+    return registries
 
+
+def _check_one_credential_per_prefix(registries: NpmRegistries) -> None:
+    seen: dict[str, tuple[str, Credential]] = {}
+    named = [("the default registry", registries.default), *registries.scopes.items()]
+    for who, reg in named:
+        cred = reg.credential
+        if cred is None:
+            continue
+        before = seen.setdefault(cred.http_key, (who, cred))
+        if before[1].header != cred.header:
+            raise ConfigError(
+                f"registries.npm.scopes: {before[0]} and {who} use {cred.prefix} with different "
+                f"credentials ({before[1].source}; {cred.source}); one registry URL takes one token"
+            )
+
+
+def _resolve_default(
+    configured: str | None, settings: NpmSettings, env: Mapping[str, str], ask_npm: bool
+) -> ResolvedRegistry:
     url, source = configured, "config"
-    if url is None and (from_env := _env_lookup(env, "registry")):
-        url, source = from_env, "npm_config_registry"
-    if url is None and merged.get("registry"):
-        url, source = merged["registry"], origin["registry"]
+    if url is None and (found := settings.registry()):
+        url, source = found
     if url is None and ask_npm and (from_cli := _npm_cli_registry(env)):
         url, source = from_cli, "npm config get registry"
     if url is None:
@@ -154,8 +438,22 @@ def resolve_npm_registry(
             "(npm_config_registry, .npmrc `registry=`, `npm config get registry`); set the url"
         )
     url = _with_slash(url)
-    token = merged.get(f"{nerf_dart(url)}:_authToken") or _env_lookup(env, "_authToken")
-    return ResolvedRegistry(url=url, source=source, token=token or None)
+    cred = settings.credential_for(url)
+    if cred is None and (legacy := _env_lookup(env, "_authToken")):
+        cred = Credential(nerf_dart(url), "Bearer", legacy, "npm_config__authToken")
+    return ResolvedRegistry(url=url, source=source, credential=cred)
+
+
+def resolve_npm_registry(
+    configured: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    home: Path | None = None,
+    ask_npm: bool = True,
+) -> ResolvedRegistry:
+    """The default npm registry and the credential npm would send to it, if any."""
+    return resolve_npm_registries(configured, env=env, cwd=cwd, home=home, ask_npm=ask_npm).default
 
 
 # ---------------------------------------------------------------------------------------- pip

@@ -77,8 +77,12 @@ class HttpSettings:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     retry_after_max: float = 300.0  # never sleep longer than this on one Retry-After
-    # Bearer tokens by host ("host" or "host:port"), for private registries. Never logged.
+    # Bearer tokens for private registries, keyed "host", "host:port" or "host[:port]/path/"
+    # (npm's nerf dart without `//`); the longest key matching a URL wins. Never logged.
     tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Whole Authorization header values ("Basic …", "Bearer …"), keyed like `tokens`; these win
+    # over a bearer token under the same key.
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,44 @@ class _Host:
             yield
 
 
+class _Authorizations:
+    """Which Authorization header a URL gets: the credential under the longest matching key. A
+    path key (`host:port/npm/private/`) covers only URLs under that path, so two registries on one
+    host with different tokens each get their own; a `host:port` key covers the whole origin, a
+    bare `host` every port of it."""
+
+    def __init__(self, tokens: Mapping[str, str], credentials: Mapping[str, str]) -> None:
+        table = {key: f"Bearer {token}" for key, token in tokens.items() if token}
+        table.update({key: header for key, header in credentials.items() if header})
+        self._paths: list[tuple[str, str]] = []
+        self._origins: dict[str, str] = {}
+        self._hosts: dict[str, str] = {}
+        for key, header in table.items():
+            host, slash, path = key.partition("/")
+            host = host.lower()
+            if slash:
+                self._paths.append((f"{host}/{path}", header))
+            elif ":" in host:
+                self._origins[host] = header
+            else:
+                self._hosts[host] = header
+        # longest first, so the first match is the most specific
+        self._paths.sort(key=lambda item: len(item[0]), reverse=True)
+
+    def __repr__(self) -> str:
+        return f"_Authorizations({len(self._paths) + len(self._origins) + len(self._hosts)} keys)"
+
+    def header_for(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        target = f"{netloc}{parts.path or '/'}"
+        for prefix, header in self._paths:
+            if target.startswith(prefix):
+                return header
+        return self._origins.get(netloc) or self._hosts.get(host)
+
+
 def _remove(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
@@ -155,6 +197,7 @@ class RegistryHttp:
     def __init__(self, settings: HttpSettings | None = None) -> None:
         self.settings = settings or HttpSettings()
         self._hosts: dict[str, _Host] = {}
+        self._auth = _Authorizations(self.settings.tokens, self.settings.credentials)
         self._jitter = wait_random_exponential(
             multiplier=self.settings.backoff_initial, max=self.settings.backoff_max
         )
@@ -205,18 +248,16 @@ class RegistryHttp:
         self, url: str, headers: Mapping[str, str] | None, etag: str | None = None
     ) -> tuple[_Host, dict[str, str]]:
         """The host's session and limits, and the request headers (its token, the validator)."""
-        host, netloc = self._host(url)
-        return host, self._headers(netloc, headers, etag)
+        host, _ = self._host(url)
+        return host, self._headers(url, headers, etag)
 
     def _headers(
-        self, netloc: str, headers: Mapping[str, str] | None, etag: str | None
+        self, url: str, headers: Mapping[str, str] | None, etag: str | None
     ) -> dict[str, str]:
         out = dict(headers or {})
-        token = self.settings.tokens.get(netloc) or self.settings.tokens.get(
-            netloc.split(":", maxsplit=1)[0]
-        )
-        if token and "Authorization" not in out:
-            out["Authorization"] = f"Bearer {token}"
+        authorization = self._auth.header_for(url)
+        if authorization and "Authorization" not in out:
+            out["Authorization"] = authorization
         if etag:
             out["If-None-Match"] = etag
         return out

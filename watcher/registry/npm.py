@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,12 @@ import structlog
 
 from watcher.errors import IntegrityError, RegistryError
 from watcher.model import Artifact, Ecosystem, Provenance, Release
-from watcher.registry.config_sources import resolve_npm_registry
+from watcher.registry.config_sources import (
+    NpmRegistries,
+    NpmScopeSetting,
+    package_scope,
+    resolve_npm_registries,
+)
 from watcher.registry.http import Download, HttpSettings, HttpStatusError, RegistryHttp, safe_url
 from watcher.registry.versions import select_baseline
 
@@ -289,13 +295,33 @@ class FetchedArtifact:
     sha256: str
 
 
+def _slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
 class NpmClient:
-    def __init__(self, http: RegistryHttp, registry_url: str) -> None:
+    """Packuments and tarballs. A scoped name goes to its scope's registry when `scopes` names one
+    (`{"@acme": url}`), every other name to `registry_url`; the HTTP layer picks the credential by
+    URL, so each registry only ever sees its own."""
+
+    def __init__(
+        self, http: RegistryHttp, registry_url: str, scopes: Mapping[str, str] | None = None
+    ) -> None:
         self.http = http
-        self.registry_url = registry_url if registry_url.endswith("/") else registry_url + "/"
+        self.registry_url = _slash(registry_url)
+        self.scopes = {scope: _slash(url) for scope, url in (scopes or {}).items()}
+
+    @classmethod
+    def for_registries(cls, http: RegistryHttp, registries: NpmRegistries) -> NpmClient:
+        return cls(http, registries.default.url, registries.scope_urls())
+
+    def registry_for(self, name: str) -> str:
+        """The registry that serves `name`: its scope's, else the default one."""
+        scope = package_scope(name)
+        return self.scopes.get(scope, self.registry_url) if scope else self.registry_url
 
     async def fetch_packument(self, name: str, etag: str | None = None) -> PackumentFetch:
-        url = packument_url(self.registry_url, name)
+        url = packument_url(self.registry_for(name), name)
         try:
             response = await self.http.get_json(
                 url, ecosystem=ECOSYSTEM, etag=etag, accept=FULL_DOC_ACCEPT
@@ -334,6 +360,12 @@ class NpmClient:
         return FetchedArtifact(fetched, dest, download.size, download.digests["sha256"])
 
 
+def npm_http(registries: NpmRegistries, settings: HttpSettings | None = None) -> RegistryHttp:
+    """An HTTP layer holding each registry's credential under its own URL prefix."""
+    base = settings or HttpSettings()
+    return RegistryHttp(replace(base, credentials={**base.credentials, **registries.credentials()}))
+
+
 # ---------------------------------------------------------------------------- one-shot scan
 
 
@@ -364,28 +396,34 @@ async def fetch_npm_release(
     baseline: str | None = None,
     dest_dir: Path | None = None,
     registry_url: str | None = None,
+    scopes: Mapping[str, NpmScopeSetting] | None = None,
     http: RegistryHttp | None = None,
     max_bytes: int = DEFAULT_MAX_TARBALL_BYTES,
 ) -> NpmFetch:
     """Resolve `name@version` (a dist-tag such as `latest` works too), download and verify its
     tarball, and with `baseline="auto"` (or an explicit version) the baseline's as well.
 
-    `registry_url=None` uses the machine's npm settings. Files land in `dest_dir` (a new temporary
+    The package's registry is its scope's (`scopes`, then the machine's `@scope:registry`), else
+    `registry_url`, else the machine's npm setting; credentials are the machine's per registry
+    unless a scope names its own. With `http` given, it is used as it is and only
+    `registry_url` (required then) and `scopes` route. Files land in `dest_dir` (a new temporary
     directory when None; the caller removes `NpmFetch.workdir`)."""
     owned_http = http is None
-    token: str | None = None
-    if registry_url is None:
-        resolved = resolve_npm_registry(None)
-        registry_url, token = resolved.url, resolved.token
     if http is None:
-        tokens = {urlsplit(registry_url).netloc: token} if token else {}
-        http = RegistryHttp(HttpSettings(tokens=tokens))
+        registries = resolve_npm_registries(registry_url, scopes)
+        http = npm_http(registries)
+        client = NpmClient.for_registries(http, registries)
+    else:
+        if registry_url is None:
+            raise RegistryError("fetch_npm_release: registry_url is required with an http session")
+        urls = {scope: setting.url for scope, setting in (scopes or {}).items()}
+        client = NpmClient(http, registry_url, urls)
     workdir = dest_dir or Path(tempfile.mkdtemp(prefix="watcher-npm-"))
     try:
-        client = NpmClient(http, registry_url)
         fetched = await client.fetch_packument(name)
         if fetched.missing or fetched.packument is None:
-            raise RegistryError(f"npm:{name} does not exist on {safe_url(registry_url)}")
+            where = safe_url(client.registry_for(name))
+            raise RegistryError(f"npm:{name} does not exist on {where}")
         packument = fetched.packument
         version = packument.dist_tags.get(version, version)
         if version not in packument.versions:
