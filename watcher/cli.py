@@ -262,7 +262,11 @@ def _scan_files(
     from watcher.fetch import Registries, resolve  # noqa: PLC0415 - aiohttp only when needed
 
     registries = (
-        Registries(npm_url=config.registries.npm.url, pypi_url=config.registries.pypi.url)
+        Registries(
+            npm_url=config.registries.npm.url,
+            pypi_url=config.registries.pypi.url,
+            npm_scopes=config.registries.npm.scope_settings(),
+        )
         if config
         else Registries()
     )
