@@ -243,13 +243,14 @@ class Verdaccio:
 
 @contextmanager
 def run_verdaccio(
-    directory: Path, *, user: str = "tester", log: bool = True
+    directory: Path, *, user: str = "tester", log: bool = True, config: str = VERDACCIO_CONFIG
 ) -> Iterator[Verdaccio]:
     """Verdaccio on a free loopback port with `user` signed up and an npmrc holding its token;
-    its output goes to `directory/log` (or nowhere)."""
+    its output goes to `directory/log` (or nowhere). `config` replaces the default config.yaml
+    (e.g. a private registry whose scope needs a token to read)."""
     tools, _ = ensure_npm_tools()
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.yaml").write_text(VERDACCIO_CONFIG)
+    (directory / "config.yaml").write_text(config)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [
