@@ -6,7 +6,7 @@ header, so the tests see which token went where.
 `watcher scan npm:@priv/…@… --baseline auto` resolves through the scope's registry (configured in
 `registries.npm.scopes`, or the machine's `.npmrc` with `@priv:registry=` and a `${VAR}` token);
 the service watching a public and a scoped package pages for both, in poll mode and beside a
-`_changes` feed of the public registry; the private token never reaches the public registry and
+`_changes` feed of the public registry, and containment re-reads the scoped one where it lives; the private token never reaches the public registry and
 never appears in output or logs."""
 
 from __future__ import annotations
@@ -256,6 +256,7 @@ def service_config(
     receiver: Receiver,
     secret: str,
     changes_url: str | None = None,
+    extra: str = "",
 ) -> ServiceProcess:
     port = free_port()
     text = service_yaml(
@@ -266,6 +267,7 @@ def service_config(
         packages=names,
         webhook_url=receiver.url,
         secret=secret,
+        extra=extra,
     )
     scopes = json.dumps({"@priv": {"url": f"{proxy.url}/priv/", "token": private.token}})
     # the first `poll_interval: 1s}` is the npm registry's flow mapping
@@ -275,13 +277,13 @@ def service_config(
     return ServiceProcess(config, port, tmp_path)
 
 
-async def _pages_for(receiver: Receiver, keys: set[str], within: float = 40.0) -> None:
+async def _pages_for(
+    receiver: Receiver, keys: set[str], within: float = 40.0, kind: str = "incident.opened"
+) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while True:
         opened = {
-            r.json()["data"]["dedup_key"]
-            for r in receiver.requests
-            if r.json().get("type") == "incident.opened"
+            r.json()["data"]["dedup_key"] for r in receiver.requests if r.json().get("type") == kind
         }
         if keys <= opened:
             return
@@ -295,7 +297,7 @@ def assert_no_leak_of(token: str, service: ServiceProcess) -> None:
     assert token not in logs, "the private token appeared in the service's output"
 
 
-async def test_service_polls_a_public_and_a_scoped_package_and_pages_for_both(
+async def test_service_polls_a_public_and_a_scoped_package_pages_for_both_and_contains(
     verdaccio: Verdaccio,
     private_registry: Verdaccio,
     hook: tuple[Receiver, str],
@@ -305,10 +307,19 @@ async def test_service_polls_a_public_and_a_scoped_package_and_pages_for_both(
     public_name, scoped_name = unique("svc-pub"), f"@priv/{unique('svc')}"
     await asyncio.to_thread(verdaccio.publish_raw, public_name, "1.0.0")
     await asyncio.to_thread(private_registry.publish_raw, scoped_name, "1.0.0")
+    # a decoy under the scoped name on the public registry: a re-read there would keep the
+    # incident open after the unpublish on the private one
+    await asyncio.to_thread(verdaccio.publish_raw, scoped_name, "1.0.1", files={"d.js": b"1;\n"})
     state = tmp_path / "state.db"
     async with SplitProxy({"pub": verdaccio.url, "priv": private_registry.url}).running() as proxy:
         service = service_config(
-            tmp_path, proxy, private_registry, [public_name, scoped_name], receiver, secret
+            tmp_path,
+            proxy,
+            private_registry,
+            [public_name, scoped_name],
+            receiver,
+            secret,
+            extra="containment: {check_interval: 500ms}\n",
         )
         service.start()
         try:
@@ -324,6 +335,11 @@ async def test_service_polls_a_public_and_a_scoped_package_and_pages_for_both(
             await _pages_for(
                 receiver,
                 {f"watcher/npm/{public_name}/1.0.1", f"watcher/npm/{scoped_name}/1.0.1"},
+            )
+            # containment re-reads the private registry: the unpublish there resolves the page
+            await asyncio.to_thread(private_registry.unpublish, scoped_name, "1.0.1")
+            await _pages_for(
+                receiver, {f"watcher/npm/{scoped_name}/1.0.1"}, kind="incident.resolved"
             )
             assert service.terminate() == 0
         finally:
