@@ -13,6 +13,7 @@ import hashlib
 import io
 import lzma
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -37,6 +38,20 @@ class ArchiveLimits:
     max_members: int = 100_000
     max_ratio: float = 200.0  # uncompressed / compressed
     ratio_floor_bytes: int = 16 * _MiB  # the ratio is enforced once this much was inflated
+
+
+# What zipfile raises on damaged input: a bad header can claim an unknown zip version or
+# compression method (NotImplementedError), or a name that does not decode.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    struct.error,
+    lzma.LZMAError,
+)
 
 
 class _LimitExceeded(Exception):
@@ -405,7 +420,7 @@ class ArchiveReader:
             self.sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
         try:
             archive = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        except _ZIP_ERRORS as exc:
             self._corrupt(exc, self.path.name)
             return
         with archive:
@@ -503,6 +518,6 @@ class ArchiveReader:
         try:
             with archive.open(info) as handle:
                 return handle.read(limit)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+        except _ZIP_ERRORS as exc:
             self._corrupt(exc, name)
             return None
