@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import itertools
 import json
 import os
@@ -18,10 +19,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -29,6 +30,11 @@ from servers_common import free_port
 
 from watcher.model import Ecosystem
 from watcher.store import Store, StoredRelease
+
+if TYPE_CHECKING:
+    from npm_servers import Verdaccio
+
+    from tests.receivers import Receiver
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -296,3 +302,41 @@ _names = itertools.count()
 def unique(prefix: str) -> str:
     """A package name no other test (or earlier run against the same registry) has used."""
     return f"{prefix}-{next(_names)}-{free_port()}"
+
+
+def start_config(tmp_path: Path, **yaml: Any) -> ServiceProcess:
+    """A service on a free port with its state and config in `tmp_path`; `yaml` as service_yaml
+    takes it (registry URLs, packages, webhook_url/secret, extra)."""
+    port = free_port()
+    config = tmp_path / "watcher.yaml"
+    config.write_text(service_yaml(state=tmp_path / "state.db", port=port, **yaml))
+    return ServiceProcess(config, port, tmp_path)
+
+
+def accepted(receiver: Receiver) -> list[tuple[str, str]]:
+    """(webhook-id, version) of every page the receiver accepted, in arrival order."""
+    return [
+        (r.headers["webhook-id"], r.json()["data"]["version"])
+        for r in receiver.requests
+        if r.answered is not None and 200 <= r.answered < 300
+    ]
+
+
+async def publish(
+    verdaccio: Verdaccio, name: str, version: str, files: dict[str, bytes] | None = None
+) -> None:
+    """`npm publish`, off the event loop the service tests share."""
+    await asyncio.to_thread(verdaccio.publish, name, version, files)
+
+
+async def until(
+    check: Callable[[], bool | Awaitable[bool]], within: float = 20.0, pause: float = 0.05
+) -> None:
+    """Wait for a condition (plain or awaitable) or fail the test after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        outcome = check()
+        if await outcome if inspect.isawaitable(outcome) else outcome:
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(pause)

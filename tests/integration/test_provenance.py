@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 from npm_servers import Verdaccio
 from pypi_servers import Warehouse, build_wheel
-from servers_common import free_port
-from service_harness import ServiceProcess, service_yaml, unique, wait_release
+from service_harness import ServiceProcess, start_config, unique, wait_release
 
 from tests.receivers import Receiver
 
@@ -148,18 +147,7 @@ def test_scan_reports_a_pypi_file_that_lost_its_provenance(
 def make_service(
     tmp_path: Path, receiver: Receiver, secret: str, **registry: Any
 ) -> ServiceProcess:
-    port = free_port()
-    config = tmp_path / "watcher.yaml"
-    config.write_text(
-        service_yaml(
-            state=tmp_path / "state.db",
-            port=port,
-            webhook_url=receiver.url,
-            secret=secret,
-            **registry,
-        )
-    )
-    return ServiceProcess(config, port, tmp_path)
+    return start_config(tmp_path, webhook_url=receiver.url, secret=secret, **registry)
 
 
 @SESSION_LOOP

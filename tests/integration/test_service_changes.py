@@ -10,11 +10,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from npm_servers import Couch, Verdaccio, free_port
+from npm_servers import Couch, Verdaccio
 from service_harness import (
-    ServiceProcess,
     leaky_files,
-    service_yaml,
+    start_config,
     unique,
     wait_release,
 )
@@ -52,20 +51,14 @@ async def test_changes_feed_pages_for_a_watched_name_and_a_new_package_of_a_watc
     stranger = unique("svc-unwatched")
     state = tmp_path / "state.db"
     await publish(verdaccio, couch, name, "1.0.0")
-    port = free_port()
-    config = tmp_path / "watcher.yaml"
-    config.write_text(
-        service_yaml(
-            state=state,
-            port=port,
-            npm_url=verdaccio.url,
-            npm_changes_url=couch.changes_url,
-            packages=[name, f"{scope}/*"],
-            webhook_url=receiver.url,
-            secret=secret,
-        )
+    service = start_config(
+        tmp_path,
+        npm_url=verdaccio.url,
+        npm_changes_url=couch.changes_url,
+        packages=[name, f"{scope}/*"],
+        webhook_url=receiver.url,
+        secret=secret,
     )
-    service = ServiceProcess(config, port, tmp_path)
     service.start()
     try:
         await service.wait_ready()

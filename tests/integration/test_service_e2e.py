@@ -15,9 +15,12 @@ from servers_common import free_port
 from service_harness import (
     RewritingProxy,
     ServiceProcess,
+    accepted,
     leaky_files,
-    service_yaml,
+    publish,
+    start_config,
     unique,
+    until,
     wait_release,
 )
 
@@ -27,33 +30,12 @@ from watcher.store import Store
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-def accepted(receiver: Receiver) -> list[tuple[str, str]]:
-    """(webhook-id, version) of every page the receiver accepted, in arrival order."""
-    return [
-        (r.headers["webhook-id"], r.json()["data"]["version"])
-        for r in receiver.requests
-        if r.answered is not None and 200 <= r.answered < 300
-    ]
-
-
-def make_service(tmp_path: Path, registry: str, names: list[str], hook_url: str, secret: str):  # type: ignore[no-untyped-def]
-    port = free_port()
-    config = tmp_path / "watcher.yaml"
-    config.write_text(
-        service_yaml(
-            state=tmp_path / "state.db",
-            port=port,
-            npm_url=registry,
-            packages=names,
-            webhook_url=hook_url,
-            secret=secret,
-        )
+def make_service(
+    tmp_path: Path, registry: str, names: list[str], hook_url: str, secret: str
+) -> ServiceProcess:
+    return start_config(
+        tmp_path, npm_url=registry, packages=names, webhook_url=hook_url, secret=secret
     )
-    return ServiceProcess(config, port, tmp_path)
-
-
-async def publish(verdaccio: Verdaccio, name: str, version: str, files=None) -> None:  # type: ignore[no-untyped-def]
-    await asyncio.to_thread(verdaccio.publish, name, version, files)
 
 
 async def test_baseline_then_one_page_for_a_leak_and_none_for_a_clean_release(
@@ -77,7 +59,7 @@ async def test_baseline_then_one_page_for_a_leak_and_none_for_a_clean_release(
         assert [f["rule"] for f in page["data"]["findings"]] == ["sourcemap-embedded-sources"]
         assert page["data"]["runbook"], "the page carries its runbook"
         receiver.assert_valid()  # signature verified by the reference library
-        await _until(lambda: console_pages(service, name, "1.0.1") == 1)
+        await until(lambda: console_pages(service, name, "1.0.1") == 1)
 
         await publish(verdaccio, name, "1.0.2")
         await wait_release(tmp_path / "state.db", name, "1.0.2")
@@ -136,7 +118,7 @@ async def test_webhook_outage_delivers_every_page_once_in_order(
         await wait_release(tmp_path / "state.db", name, "1.1.0")
         await publish(verdaccio, name, "1.2.0", leaky_files("b"))
         await wait_release(tmp_path / "state.db", name, "1.2.0")
-        await _until(lambda: len(accepted(receiver)) >= 2, within=30)
+        await until(lambda: len(accepted(receiver)) >= 2, within=30)
         await asyncio.sleep(1.0)
     finally:
         service.ensure_stopped()
@@ -168,7 +150,7 @@ async def test_sigkill_mid_scan_and_mid_delivery_loses_nothing_and_pages_once(
         proxy.hold(f"{name}-1.0.1.tgz")
         await publish(verdaccio, name, "1.0.1", leaky_files("a"))
         await wait_release(state, name, "1.0.1", states=("scanning",))
-        await _until(lambda: proxy.waiting > 0)
+        await until(lambda: proxy.waiting > 0)
         service.kill()
         proxy.release_held()
         assert not receiver.requests
@@ -194,7 +176,7 @@ async def test_sigkill_mid_scan_and_mid_delivery_loses_nothing_and_pages_once(
         # 4. restart: the queued page is sent again under the same webhook-id; nothing is lost
         service.start()
         await service.wait_ready()
-        await _until(lambda: len(accepted(receiver)) >= 2, within=20)
+        await until(lambda: len(accepted(receiver)) >= 2, within=20)
         await asyncio.sleep(1.0)
         assert service.terminate() == 0
     finally:
@@ -231,13 +213,6 @@ def console_pages(service: ServiceProcess, name: str, version: str) -> int:
     return service.stdout().count(f"key watcher/npm/{name}/{version}\n")
 
 
-async def _until(check, within: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_readyz_flips_when_the_registry_is_unreachable_and_back(
     verdaccio: Verdaccio, hook: tuple[Receiver, str], tmp_path: Path
 ) -> None:
@@ -251,12 +226,12 @@ async def test_readyz_flips_when_the_registry_is_unreachable_and_back(
     try:
         await service.wait_ready()
         await proxy.close()  # the registry is gone: polls fail
-        await _until(lambda: service.get("/readyz")[0] == 503, within=30)
+        await until(lambda: service.get("/readyz")[0] == 503, within=30)
         body = service.get("/readyz")[1]
         assert "npm-poll: last successful poll" in body
         assert service.get("/healthz")[0] == 200, "alive though not ready"
         proxy = await RewritingProxy(verdaccio.url).start(port)
-        await _until(lambda: service.get("/readyz")[0] == 200, within=60)
+        await until(lambda: service.get("/readyz")[0] == 200, within=60)
         _, text = service.get("/metrics")
         assert 'watcher_registry_errors_total{ecosystem="npm"' in text
     finally:

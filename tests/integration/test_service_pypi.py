@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from npm_servers import free_port
 from pypi_servers import Devpi, Warehouse, build_wheel
-from service_harness import ServiceProcess, service_yaml, unique, wait_release
+from service_harness import ServiceProcess, start_config, unique, wait_release
 
 from tests import fakecreds
 from tests.receivers import Receiver
@@ -41,18 +40,7 @@ def private_key() -> bytes:
 
 
 def service(tmp_path: Path, receiver: Receiver, secret: str, **registries: Any) -> ServiceProcess:
-    port = free_port()
-    config = tmp_path / "watcher.yaml"
-    config.write_text(
-        service_yaml(
-            state=tmp_path / "state.db",
-            port=port,
-            webhook_url=receiver.url,
-            secret=secret,
-            **registries,
-        )
-    )
-    return ServiceProcess(config, port, tmp_path)
+    return start_config(tmp_path, webhook_url=receiver.url, secret=secret, **registries)
 
 
 def pages(receiver: Receiver) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,12 @@ from servers_common import free_port
 from service_harness import (
     RewritingProxy,
     ServiceProcess,
+    accepted,
     leaky_files,
-    service_yaml,
+    publish,
+    start_config,
     unique,
+    until,
     wait_release,
 )
 
@@ -39,20 +41,14 @@ def make_service(
     tmp_path: Path, registry: str, name: str, hook: tuple[Receiver, str], extra: str = ""
 ) -> ServiceProcess:
     receiver, secret = hook
-    port = free_port()
-    config = tmp_path / "watcher.yaml"
-    config.write_text(
-        service_yaml(
-            state=tmp_path / "state.db",
-            port=port,
-            npm_url=registry,
-            packages=[name],
-            webhook_url=receiver.url,
-            secret=secret,
-            extra=extra,
-        )
+    return start_config(
+        tmp_path,
+        npm_url=registry,
+        packages=[name],
+        webhook_url=receiver.url,
+        secret=secret,
+        extra=extra,
     )
-    return ServiceProcess(config, port, tmp_path)
 
 
 async def cli(service: ServiceProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -73,29 +69,10 @@ async def cli_json(service: ServiceProcess, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
-def accepted(receiver: Receiver) -> list[tuple[str, str]]:
-    return [
-        (r.headers["webhook-id"], r.json()["data"]["version"])
-        for r in receiver.requests
-        if r.answered is not None and 200 <= r.answered < 300
-    ]
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
-
-
 async def metric(service: ServiceProcess, line_start: str) -> str | None:
     status, text = await asyncio.to_thread(service.get, "/metrics")
     assert status == 200
     return next((line for line in text.splitlines() if line.startswith(line_start)), None)
-
-
-async def publish(verdaccio: Verdaccio, name: str, version: str, files=None) -> None:  # type: ignore[no-untyped-def]
-    await asyncio.to_thread(verdaccio.publish, name, version, files)
 
 
 async def test_dead_lettered_page_is_requeued_and_arrives_once(
