@@ -31,13 +31,13 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 
 from npm_servers import Verdaccio, run_verdaccio  # noqa: E402
 
+from watcher.ecosystems.http import RegistryHttp  # noqa: E402
+from watcher.ecosystems.npm.changes import parse_changes_page, watched_rows  # noqa: E402
+from watcher.ecosystems.npm.client import NpmClient  # noqa: E402
+from watcher.ecosystems.npm.poll import NpmPackageSource, npm_poll_feed  # noqa: E402
 from watcher.feeds.base import FeedEvent, ReleaseSeen, Watchlist  # noqa: E402
-from watcher.feeds.npm_changes import parse_changes_page, watched_rows  # noqa: E402
-from watcher.feeds.npm_poll import NpmPackageSource, npm_poll_feed  # noqa: E402
 from watcher.feeds.reconcile import PackageTracker  # noqa: E402
-from watcher.registry.http import RegistryHttp  # noqa: E402
-from watcher.registry.npm import NpmClient  # noqa: E402
-from watcher.store import Store  # noqa: E402
+from watcher.store.sqlite.store import Store  # noqa: E402
 
 PAGE = 10_000
 

@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from fakecreds import POSITIVES  # noqa: E402
 
-from watcher.checks.base import ScanContext, TextDoc  # noqa: E402
-from watcher.checks.secrets import SecretCheck, default_rules  # noqa: E402
 from watcher.model import Finding  # noqa: E402
+from watcher.scanning.checks.base import ScanContext, TextDoc  # noqa: E402
+from watcher.scanning.checks.secrets import SecretCheck, default_rules  # noqa: E402
 
 # Code without any keyword, and code with decoy keyword hits (none of them a credential).
 _PLAIN = [

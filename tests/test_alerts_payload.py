@@ -13,6 +13,7 @@ from watcher.alerts.payload import (
     summary_line,
     truncate,
 )
+from watcher.incidents.runbook import RunbookInputs, build_runbook
 from watcher.model import (
     AlertEvent,
     Category,
@@ -23,7 +24,6 @@ from watcher.model import (
     RunbookStep,
     Severity,
 )
-from watcher.runbook import RunbookInputs, build_runbook
 
 NOW = datetime(2026, 3, 31, 2, 0, tzinfo=UTC)
 PUBLISHED = NOW - timedelta(hours=1)

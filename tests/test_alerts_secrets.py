@@ -17,9 +17,9 @@ from tests.receivers import pagerduty_receiver, slack_receiver, webhook_receiver
 from tests.test_alerts_payload import NOW, PUBLISHED
 from watcher.alerts import ConsoleChannel, PagerDutyChannel, SlackChannel, WebhookChannel
 from watcher.alerts.base import Channel, Outcome
+from watcher.incidents.runbook import RunbookInputs, build_runbook
 from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
-from watcher.runbook import RunbookInputs, build_runbook
-from watcher.scan import ScanRequest, scan_artifact
+from watcher.scanning.scan import ScanRequest, scan_artifact
 
 _ALNUM = string.ascii_letters + string.digits
 

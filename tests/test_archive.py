@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.builders import gzip_of_zeros_tar, npm_tarball, raw_tar, wheel
-from watcher.archive import ArchiveLimits, ArchiveReader
 from watcher.errors import ArchiveError
 from watcher.model import Category, MemberKind
+from watcher.scanning.archive import ArchiveLimits, ArchiveReader
 
 MiB = 1024 * 1024
 
@@ -162,7 +162,7 @@ def test_gzip_bomb_is_stopped_by_ratio_within_bounded_memory(tmp_path: Path) -> 
     script = (
         "import json, resource, sys\n"
         "from pathlib import Path\n"
-        "from watcher.scan import ScanRequest, scan\n"
+        "from watcher.scanning.scan import ScanRequest, scan\n"
         "report = scan(ScanRequest(Path(sys.argv[1])))\n"
         "print(json.dumps({'rules': sorted({f.rule for f in report.findings}),"
         " 'bytes_read': report.bytes_read,"

@@ -14,7 +14,7 @@ import pytest
 from tests.builders import npm_tarball, raw_tar, sdist, wheel
 from watcher.errors import ArchiveError
 from watcher.model import Category
-from watcher.scan import ScanRequest, scan_artifact
+from watcher.scanning.scan import ScanRequest, scan_artifact
 
 FILES = {
     "index.js": "module.exports = require('./lib/a');\n" * 50,

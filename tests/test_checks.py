@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.builders import npm_tarball, sdist, wheel
-from watcher.checks.base import ScanOptions
-from watcher.checks.locations import location_of
 from watcher.model import Category, Finding, Severity
-from watcher.scan import ScanRequest, compare_with_baseline, scan, scan_artifact
+from watcher.scanning.checks.base import ScanOptions
+from watcher.scanning.checks.locations import location_of
+from watcher.scanning.scan import ScanRequest, compare_with_baseline, scan, scan_artifact
 
 OPTIONS = ScanOptions(internal_domains=("corp.acme.example",))
 

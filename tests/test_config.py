@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.archive import ArchiveLimits
-from watcher.checks.base import ScanOptions
-from watcher.config import (
+from watcher.config.schema import (
     Config,
     channel_id,
     describe_plan,
@@ -23,6 +21,8 @@ from watcher.config import (
 )
 from watcher.errors import ConfigError
 from watcher.model import Ecosystem, Severity
+from watcher.scanning.archive import ArchiveLimits
+from watcher.scanning.checks.base import ScanOptions
 
 REPO = Path(__file__).resolve().parent.parent
 

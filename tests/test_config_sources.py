@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from watcher.errors import ConfigError
-from watcher.registry.config_sources import (
+from watcher.ecosystems.config_sources import (
     nerf_dart,
     parse_npmrc,
     resolve_npm_registry,
     resolve_pypi_index,
 )
+from watcher.errors import ConfigError
 
 # Fake registries on reserved names; nothing here is a real host.
 PROJECT = "https://project.registry.test/npm/"

@@ -18,8 +18,12 @@ from aiohttp import web
 
 from watcher import metrics
 from watcher.alerts.outbox import decode_event, encode_event, event_id_for
-from watcher.config import Config, parse_config
-from watcher.containment import (
+from watcher.config.schema import Config, parse_config
+from watcher.ecosystems.http import HttpSettings, RegistryHttp
+from watcher.ecosystems.npm.client import NpmClient, parse_packument
+from watcher.ecosystems.pypi.client import PypiClient, parse_page
+from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
+from watcher.service.containment import (
     FILES_DELETED,
     PROJECT_DELETED,
     RELEASE_DELETED,
@@ -28,11 +32,7 @@ from watcher.containment import (
     assess_npm,
     assess_pypi,
 )
-from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
-from watcher.registry.http import HttpSettings, RegistryHttp
-from watcher.registry.npm import NpmClient, parse_packument
-from watcher.registry.pypi import PypiClient, parse_page
-from watcher.store import Delivery, IncidentState, NewIncident, OutboxEvent, Store
+from watcher.store.sqlite.store import Delivery, IncidentState, NewIncident, OutboxEvent, Store
 
 SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")
 

@@ -43,8 +43,8 @@ from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel
 
 from watcher import metrics as watcher_metrics
-from watcher.config import Config, load_config, parse_config
-from watcher.store import Store
+from watcher.config.schema import Config, load_config, parse_config
+from watcher.store.sqlite.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -686,7 +686,7 @@ def test_build_context_is_enough_to_build_the_wheel(tmp_path: Path) -> None:
     context = tmp_path / "context"
     tracked = run("git", "ls-files", cwd=REPO).stdout.splitlines()
     copied = [p for p in tracked if dockerignore_allows(p) and (REPO / p).is_file()]
-    assert "pyproject.toml" in copied and "watcher/cli.py" in copied
+    assert "pyproject.toml" in copied and "watcher/cli/main.py" in copied
     assert not [p for p in copied if p.startswith(("tests/", "deploy/", ".git"))]
     for rel in copied:
         (context / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -699,8 +699,8 @@ def test_build_context_is_enough_to_build_the_wheel(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     (wheel,) = wheels.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "watcher/cli.py" in names
-    assert "watcher/checks/secrets.toml" in names
+    assert "watcher/cli/main.py" in names
+    assert "watcher/scanning/checks/secrets.toml" in names
     assert any(n.endswith("entry_points.txt") for n in names)
 
 

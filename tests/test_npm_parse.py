@@ -7,6 +7,21 @@ from datetime import UTC, datetime
 
 import pytest
 
+from watcher.ecosystems.http import Download
+from watcher.ecosystems.npm.changes import (
+    parse_changes_page,
+    root_url_of,
+    seq_number,
+    watched_rows,
+)
+from watcher.ecosystems.npm.client import (
+    escape_name,
+    packument_url,
+    parse_npm_target,
+    parse_packument,
+    verify_download,
+)
+from watcher.ecosystems.npm.poll import snapshot_of
 from watcher.errors import IntegrityError, RegistryError
 from watcher.feeds.base import (
     BaselineSeen,
@@ -16,23 +31,8 @@ from watcher.feeds.base import (
     VersionRemoved,
     Watchlist,
 )
-from watcher.feeds.npm_changes import (
-    parse_changes_page,
-    root_url_of,
-    seq_number,
-    watched_rows,
-)
-from watcher.feeds.npm_poll import snapshot_of
 from watcher.feeds.reconcile import Missing, diff_package
 from watcher.model import Artifact, Ecosystem
-from watcher.registry.http import Download
-from watcher.registry.npm import (
-    escape_name,
-    packument_url,
-    parse_npm_target,
-    parse_packument,
-    verify_download,
-)
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 

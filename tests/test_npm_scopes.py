@@ -14,17 +14,17 @@ import pytest
 from aiohttp import web
 
 from tests import fakecreds
-from watcher.config import describe_plan, parse_config
-from watcher.errors import ConfigError
-from watcher.registry.config_sources import (
+from watcher.config.schema import describe_plan, parse_config
+from watcher.ecosystems.config_sources import (
     NpmScopeSetting,
     npm_env_replace,
     package_scope,
     parse_npmrc,
     resolve_npm_registries,
 )
-from watcher.registry.http import HttpSettings, RegistryHttp
-from watcher.registry.npm import NpmClient, npm_http
+from watcher.ecosystems.http import HttpSettings, RegistryHttp
+from watcher.ecosystems.npm.client import NpmClient, npm_http
+from watcher.errors import ConfigError
 
 # Fake registries on reserved names; nothing here is a real host.
 PUBLIC = "https://public.registry.test/"

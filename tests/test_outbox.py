@@ -21,7 +21,7 @@ from watcher.alerts.base import Channel
 from watcher.alerts.console import ConsoleChannel
 from watcher.alerts.outbox import Outbox, decode_event, encode_event, event_id_for
 from watcher.alerts.webhook import WebhookChannel
-from watcher.config import RetryPolicy
+from watcher.config.schema import RetryPolicy
 from watcher.model import (
     AlertEvent,
     Category,
@@ -32,7 +32,7 @@ from watcher.model import (
     RunbookStep,
     Severity,
 )
-from watcher.store import Delivery, NewIncident, OutboxEvent, Store
+from watcher.store.sqlite.store import Delivery, NewIncident, OutboxEvent, Store
 
 # fixtures run on the session loop (pyproject): the tests must share it with the receivers
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -17,7 +17,7 @@ from tests.test_outbox import FAST, SECRET, Running, queue, until, versions
 from watcher import metrics
 from watcher.alerts.outbox import Outbox
 from watcher.alerts.webhook import WebhookChannel
-from watcher.store import Store
+from watcher.store.sqlite.store import Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -23,7 +23,13 @@ from typing import Any
 import jsonschema
 import pytest
 
-from watcher.checks.base import ScanOptions
+from watcher.cli.render import (
+    member_uri,
+    render_json,
+    render_sarif,
+    render_text,
+    split_embedded,
+)
 from watcher.model import (
     ArtifactSummary,
     Category,
@@ -33,14 +39,8 @@ from watcher.model import (
     Severity,
     fingerprint,
 )
-from watcher.output import (
-    member_uri,
-    render_json,
-    render_sarif,
-    render_text,
-    split_embedded,
-)
-from watcher.scan import ScanRequest, scan
+from watcher.scanning.checks.base import ScanOptions
+from watcher.scanning.scan import ScanRequest, scan
 
 SCHEMA_PATH = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
 INTERNAL_DOMAIN = "corp.acme.example"

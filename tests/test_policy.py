@@ -6,9 +6,9 @@ from datetime import date
 
 import structlog
 
-from watcher.config import AllowRule
+from watcher.config.schema import AllowRule
+from watcher.incidents.policy import decide
 from watcher.model import Category, Finding, Severity
-from watcher.policy import decide
 
 TODAY = date(2026, 11, 29)
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from watcher.checks.provenance import compare_provenance
+from watcher.ecosystems.npm.client import parse_packument
+from watcher.ecosystems.pypi.client import parse_simple_html, parse_simple_json
+from watcher.incidents.runbook import RunbookInputs, build_runbook
 from watcher.model import (
     Artifact,
     Category,
@@ -23,10 +25,8 @@ from watcher.model import (
     Severity,
     fingerprint,
 )
-from watcher.registry.npm import parse_packument
-from watcher.registry.pypi import parse_simple_html, parse_simple_json
-from watcher.runbook import RunbookInputs, build_runbook
-from watcher.store import Store
+from watcher.scanning.checks.provenance import compare_provenance
+from watcher.store.sqlite.store import Store
 
 SLSA = "https://slsa.dev/provenance/v1"
 PUBLISH = "https://github.com/npm/attestation/tree/main/specs/publish/v0.1"

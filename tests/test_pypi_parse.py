@@ -7,16 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from watcher.errors import RegistryError
-from watcher.feeds.base import Watchlist
-from watcher.feeds.pypi_changelog import JournalEntry, parse_entries, watched_entries
-from watcher.registry.pypi import (
+from watcher.ecosystems.pypi.changelog import JournalEntry, parse_entries, watched_entries
+from watcher.ecosystems.pypi.client import (
     best_hash,
     normalize,
     parse_simple_html,
     parse_simple_json,
     version_from_filename,
 )
+from watcher.errors import RegistryError
+from watcher.feeds.base import Watchlist
 
 PAGE = "https://index.example/simple/acme-sdk/"
 SHA_A = "a" * 64

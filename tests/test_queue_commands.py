@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from watcher.model import Artifact, Ecosystem, Release, Severity
-from watcher.store import Delivery, NewIncident, OutboxEvent, ReleaseState, Store
+from watcher.store.sqlite.store import Delivery, NewIncident, OutboxEvent, ReleaseState, Store
 
 WEBHOOK = "team/webhook"
 CONSOLE = "team/console"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from watcher.incidents.runbook import RevokeHint, RunbookInputs, build_runbook, load_revoke_hints
 from watcher.model import Category, Ecosystem, Finding, Severity
-from watcher.runbook import RevokeHint, RunbookInputs, build_runbook, load_revoke_hints
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 NPM_REGISTRY = "http://127.0.0.1:4873/"

@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fakecreds
 from fakecreds import POSITIVES, Positive
 
-from watcher.checks.base import ScanContext, TextDoc
-from watcher.checks.secrets import (
+from watcher.model import Category, Finding, Severity
+from watcher.scanning.checks.base import ScanContext, TextDoc
+from watcher.scanning.checks.secrets import (
     RULES_FILE,
     SecretCheck,
     default_rules,
@@ -34,8 +35,7 @@ from watcher.checks.secrets import (
     redacted_form,
     shannon_entropy,
 )
-from watcher.model import Category, Finding, Severity
-from watcher.scan import ScanRequest, scan_artifact
+from watcher.scanning.scan import ScanRequest, scan_artifact
 
 RULES = {rule.id: rule for rule in default_rules().rules}
 CTX = ScanContext(ecosystem=None, name="acme-pkg", version="1.0.0")

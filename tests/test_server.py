@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from watcher import metrics
-from watcher.server import FeedHealth, HttpServer, Readiness, build_app, readiness
+from watcher.service.server import FeedHealth, HttpServer, Readiness, build_app, readiness
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

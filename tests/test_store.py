@@ -35,7 +35,7 @@ from watcher.model import (
     Release,
     Severity,
 )
-from watcher.store import (
+from watcher.store.sqlite.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
     Delivery,
@@ -629,7 +629,7 @@ _CRASHER = textwrap.dedent(
     import asyncio, sys, time
     from datetime import UTC, datetime
     from watcher.model import Artifact, Ecosystem, Release, Severity
-    from watcher.store import Delivery, NewIncident, OutboxEvent, Store
+    from watcher.store.sqlite.store import Delivery, NewIncident, OutboxEvent, Store
 
     path, what, stop_at = sys.argv[1], sys.argv[2], sys.argv[3]
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from watcher.ecosystems.versions import is_prerelease, newest, parse_semver, select_baseline
 from watcher.model import Ecosystem
-from watcher.registry.versions import is_prerelease, newest, parse_semver, select_baseline
 
 NPM = Ecosystem.NPM
 PYPI = Ecosystem.PYPI

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-# --- registry HTTP (watcher.registry.http) -------------------------------------------------------
+# --- registry HTTP (watcher.ecosystems.http) -------------------------------------------------------
 REGISTRY_REQUESTS = Counter(
     "watcher_registry_requests_total",
     "HTTP requests sent to a registry, retries included.",
@@ -95,7 +95,7 @@ OPEN_INCIDENT_OLDEST = Gauge(
     ["ecosystem"],
 )
 
-# --- scan workers (watcher.workers) -------------------------------------------------------------
+# --- scan workers (watcher.service.workers) -------------------------------------------------------------
 SCAN_DURATION = Histogram(
     "watcher_scan_duration_seconds",
     "Download plus scan time of one release, by outcome (scanned / retry / failed).",

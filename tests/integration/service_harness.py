@@ -29,7 +29,7 @@ from aiohttp import web
 from servers_common import free_port
 
 from watcher.model import Ecosystem
-from watcher.store import Store, StoredRelease
+from watcher.store.sqlite.store import Store, StoredRelease
 
 if TYPE_CHECKING:
     from npm_servers import Verdaccio

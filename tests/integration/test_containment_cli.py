@@ -22,7 +22,7 @@ from tests.receivers import (
 from watcher.alerts.outbox import encode_event, event_id_for
 from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
 from watcher.model import RunbookStep as Step
-from watcher.store import Delivery, NewIncident, OutboxEvent, Store
+from watcher.store.sqlite.store import Delivery, NewIncident, OutboxEvent, Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -34,10 +34,10 @@ from tests.receivers import (
 from watcher import cli
 from watcher.alerts.outbox import event_id_for
 from watcher.alerts.webhook import message_id
-from watcher.containment import UNPUBLISHED
+from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.model import EventType, incident_key
-from watcher.registry.http import HttpSettings, RegistryHttp
-from watcher.store import Incident, IncidentState, Store
+from watcher.service.containment import UNPUBLISHED
+from watcher.store.sqlite.store import Incident, IncidentState, Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

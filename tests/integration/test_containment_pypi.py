@@ -14,12 +14,12 @@ import pytest
 from pypi_servers import Devpi, Warehouse, build_dists
 
 from watcher.alerts.outbox import encode_event, event_id_for
-from watcher.config import Config, parse_config
-from watcher.containment import RELEASE_DELETED, ContainmentWatcher
+from watcher.config.schema import Config, parse_config
+from watcher.ecosystems.http import HttpSettings, RegistryHttp
+from watcher.ecosystems.pypi.client import PypiClient
 from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
-from watcher.registry.http import HttpSettings, RegistryHttp
-from watcher.registry.pypi import PypiClient
-from watcher.store import Delivery, IncidentState, NewIncident, OutboxEvent, Store
+from watcher.service.containment import RELEASE_DELETED, ContainmentWatcher
+from watcher.store.sqlite.store import Delivery, IncidentState, NewIncident, OutboxEvent, Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

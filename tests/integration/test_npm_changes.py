@@ -9,13 +9,13 @@ from npm_servers import Fault, FaultProxy, eventually
 from prometheus_client import REGISTRY
 from test_npm_feeds import Recorder
 
+from watcher.ecosystems.http import HttpSettings, RegistryHttp
+from watcher.ecosystems.npm.changes import NpmChangesFeed
+from watcher.ecosystems.npm.client import NpmClient
+from watcher.ecosystems.npm.poll import NpmPackageSource
 from watcher.feeds.base import BaselineSeen, PackageUnpublished, Watchlist
-from watcher.feeds.npm_changes import NpmChangesFeed
-from watcher.feeds.npm_poll import NpmPackageSource
 from watcher.feeds.reconcile import PackageTracker, StaleRetry, watched_names
-from watcher.registry.http import HttpSettings, RegistryHttp
-from watcher.registry.npm import NpmClient
-from watcher.store import Store
+from watcher.store.sqlite.store import Store
 
 FAST = HttpSettings(backoff_initial=0.05, backoff_max=0.3, attempts=6, read_timeout=1.0)
 

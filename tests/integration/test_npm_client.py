@@ -8,15 +8,15 @@ import pytest
 from npm_servers import Fault, FaultProxy, sri_sha512
 from prometheus_client import REGISTRY
 
-from watcher.errors import IntegrityError, RegistryError
-from watcher.registry.http import (
+from watcher.ecosystems.http import (
     DownloadTooLarge,
     HttpSettings,
     HttpStatusError,
     RegistryHttp,
     RegistryUnavailable,
 )
-from watcher.registry.npm import NpmClient, fetch_npm_release
+from watcher.ecosystems.npm.client import NpmClient, fetch_npm_release
+from watcher.errors import IntegrityError, RegistryError
 
 FAST = HttpSettings(backoff_initial=0.05, backoff_max=0.2, attempts=4, read_timeout=1.0)
 

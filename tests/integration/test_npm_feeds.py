@@ -6,6 +6,9 @@ import contextlib
 
 from npm_servers import eventually
 
+from watcher.ecosystems.http import HttpSettings, RegistryHttp
+from watcher.ecosystems.npm.client import NpmClient
+from watcher.ecosystems.npm.poll import NpmPackageSource, npm_poll_feed, npm_reconcile_feed
 from watcher.feeds.base import (
     BaselineSeen,
     PackageUnpublished,
@@ -13,11 +16,8 @@ from watcher.feeds.base import (
     VersionRemoved,
     Watchlist,
 )
-from watcher.feeds.npm_poll import NpmPackageSource, npm_poll_feed, npm_reconcile_feed
 from watcher.feeds.reconcile import PackageTracker, StaleRetry
-from watcher.registry.http import HttpSettings, RegistryHttp
-from watcher.registry.npm import NpmClient
-from watcher.store import Store
+from watcher.store.sqlite.store import Store
 
 FAST = HttpSettings(backoff_initial=0.05, backoff_max=0.2, attempts=4, read_timeout=2.0)
 

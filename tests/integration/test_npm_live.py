@@ -3,10 +3,10 @@ address). Skips cleanly where that registry does not answer."""
 
 import pytest
 
+from watcher.ecosystems.config_sources import resolve_npm_registry
+from watcher.ecosystems.http import HttpSettings, HttpStatusError, RegistryHttp
+from watcher.ecosystems.npm.client import fetch_npm_release
 from watcher.errors import ConfigError, RegistryError
-from watcher.registry.config_sources import resolve_npm_registry
-from watcher.registry.http import HttpSettings, HttpStatusError, RegistryHttp
-from watcher.registry.npm import fetch_npm_release
 
 pytestmark = pytest.mark.live
 

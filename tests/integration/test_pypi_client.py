@@ -18,15 +18,15 @@ from pypi_servers import (
     build_wheel,
 )
 
-from watcher.errors import IntegrityError, RegistryError
-from watcher.registry.http import DownloadTooLarge, HttpSettings, RegistryHttp
-from watcher.registry.pypi import (
+from watcher.ecosystems.http import DownloadTooLarge, HttpSettings, RegistryHttp
+from watcher.ecosystems.pypi.client import (
     PypiClient,
     StalePage,
     baseline_version,
     fetch_for_scan,
     parse_target,
 )
+from watcher.errors import IntegrityError, RegistryError
 
 FAST = HttpSettings(backoff_initial=0.01, backoff_max=0.05, attempts=4)
 

@@ -21,6 +21,10 @@ from pypi_servers import (
     run_warehouse,
 )
 
+from watcher.ecosystems.http import HttpSettings, RegistryHttp
+from watcher.ecosystems.pypi.changelog import PypiChangelogFeed, XmlRpcJournal
+from watcher.ecosystems.pypi.client import PypiClient
+from watcher.ecosystems.pypi.poll import PypiPackageSource, pypi_poll_feed
 from watcher.errors import RegistryError
 from watcher.feeds.base import (
     BaselineSeen,
@@ -30,13 +34,9 @@ from watcher.feeds.base import (
     VersionRemoved,
     Watchlist,
 )
-from watcher.feeds.pypi_changelog import PypiChangelogFeed, XmlRpcJournal
-from watcher.feeds.pypi_poll import PypiPackageSource, pypi_poll_feed
 from watcher.feeds.reconcile import PackageTracker, StaleRetry, watched_names
 from watcher.model import Ecosystem
-from watcher.registry.http import HttpSettings, RegistryHttp
-from watcher.registry.pypi import PypiClient
-from watcher.store import Store
+from watcher.store.sqlite.store import Store
 
 FAST = HttpSettings(
     backoff_initial=0.01, backoff_max=0.05, attempts=5, read_timeout=0.5, total_timeout=5

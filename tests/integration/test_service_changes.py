@@ -20,7 +20,7 @@ from service_harness import (
 
 from tests.receivers import Receiver
 from watcher.model import Ecosystem
-from watcher.store import Store
+from watcher.store.sqlite.store import Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -25,7 +25,7 @@ from service_harness import (
 )
 
 from tests.receivers import Receiver, Scripted
-from watcher.store import Store
+from watcher.store.sqlite.store import Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

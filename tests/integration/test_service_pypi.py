@@ -25,7 +25,7 @@ from service_harness import ServiceProcess, start_config, unique, wait_release
 from tests import fakecreds
 from tests.receivers import Receiver
 from watcher.model import Ecosystem
-from watcher.store import Store
+from watcher.store.sqlite.store import Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

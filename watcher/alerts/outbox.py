@@ -37,7 +37,7 @@ from watcher.model import (
     RunbookStep,
     Severity,
 )
-from watcher.store import OutboxItem, Store
+from watcher.store.sqlite.store import OutboxItem, Store
 
 log = structlog.get_logger(__name__)
 

@@ -21,6 +21,7 @@ from typing import Protocol
 import structlog
 
 from watcher import metrics
+from watcher.ecosystems.versions import newest, version_key
 from watcher.errors import RegistryError
 from watcher.feeds.base import (
     BaselineSeen,
@@ -38,7 +39,6 @@ from watcher.feeds.base import (
     sleep_or_stop,
 )
 from watcher.model import Ecosystem, Release
-from watcher.registry.versions import newest, version_key
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,234 @@
+"""One-shot operator commands behind the CLI: `watcher test-alert` (a clearly marked test incident
+through one owner's channels, each channel's outcome reported) and `watcher runbook` (a stored
+incident's runbook printed again, or rebuilt from the stored findings)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from watcher.alerts import build_channels
+from watcher.alerts.base import DeliveryResult
+from watcher.alerts.outbox import event_id_for
+from watcher.alerts.payload import iso
+from watcher.config.schema import Config
+from watcher.ecosystems.config_sources import resolve_npm_registries, resolve_pypi_index
+from watcher.ecosystems.npm.client import parse_npm_target
+from watcher.ecosystems.pypi.client import parse_target as parse_pypi_target
+from watcher.errors import ConfigError, RegistryError
+from watcher.incidents.runbook import RunbookInputs, build_runbook
+from watcher.model import (
+    AlertEvent,
+    Category,
+    Ecosystem,
+    EventType,
+    Finding,
+    Incident,
+    RunbookStep,
+    Severity,
+    incident_key,
+)
+from watcher.service.containment import incident_model
+from watcher.store.sqlite.store import Store
+
+TEST_PACKAGE = "registry-watcher-test-alert"
+
+# ---------------------------------------------------------------------------------- test-alert
+
+
+def build_test_incident(owner: str, now: datetime) -> Incident:
+    """A test incident no one can mistake for a page: `test` set (channels mark it [TEST]), an
+    info finding that says so, a one-step runbook, and a dedup key of its own each time."""
+    version = f"0.0.0-test.{int(now.timestamp())}"
+    return Incident(
+        dedup_key=Incident.key_for(Ecosystem.NPM.value, TEST_PACKAGE, version),
+        ecosystem=Ecosystem.NPM,
+        name=TEST_PACKAGE,
+        version=version,
+        owner=owner,
+        opened_at=now,
+        published_at=now,
+        findings=[
+            Finding(
+                rule="test-alert",
+                category=Category.UNEXPECTED_CONTENT,
+                severity=Severity.INFO,
+                path="(test)",
+                message="This is a test alert from registry-watcher: no release is affected.",
+            )
+        ],
+        runbook=[
+            RunbookStep(
+                "This is a test: nothing to contain. Check that it reached the right people and "
+                "place, then close it."
+            )
+        ],
+        test=True,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOutcome:
+    channel: str
+    result: DeliveryResult
+
+    def line(self) -> str:
+        status = f" (HTTP {self.result.status})" if self.result.status is not None else ""
+        reason = f": {self.result.reason}" if self.result.reason and not self.result.ok else ""
+        return f"{self.channel}: {self.result.outcome.value}{status}{reason}"
+
+
+async def send_test_alert(
+    config: Config, owner: str, *, now: datetime | None = None
+) -> list[ChannelOutcome]:
+    """Send the test incident straight through the owner's channels (not the outbox: the point is
+    to see each channel answer now). ConfigError for an unknown owner."""
+    owner_config = config.owners.get(owner)
+    if owner_config is None:
+        known = ", ".join(sorted(config.owners))
+        raise ConfigError(f"unknown owner {owner!r} (owners defined: {known})")
+    incident = build_test_incident(owner, now or datetime.now(UTC))
+    event = AlertEvent(
+        EventType.OPENED, incident, event_id_for(incident.dedup_key, EventType.OPENED)
+    )
+    outcomes = []
+    for channel in build_channels(owner, owner_config):
+        try:
+            outcomes.append(ChannelOutcome(channel.name, await channel.send(event)))
+        finally:
+            await channel.close()
+    return outcomes
+
+
+# ------------------------------------------------------------------------------------- runbook
+
+
+def parse_release_spec(spec: str) -> tuple[Ecosystem, str, str]:
+    """`npm:NAME@VERSION`, `NAME@VERSION` (npm), `pypi:NAME==VERSION` or `NAME==VERSION` (PyPI)."""
+    if spec.startswith("pypi:") or ("==" in spec and not spec.startswith("npm:")):
+        name, version = parse_pypi_target(spec)
+        return Ecosystem.PYPI, name, version
+    name, version = parse_npm_target(spec)
+    return Ecosystem.NPM, name, version
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRunbook:
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    steps: list[RunbookStep]
+    source: str  # "incident" (as paged) | "rebuilt" (from stored findings, now)
+    state: str | None = None  # the incident's state, when there is one
+    owner: str | None = None
+    opened_at: float | None = None
+    resolution: str | None = None
+
+
+def _registry_url(config: Config, ecosystem: Ecosystem, name: str) -> str | None:
+    try:
+        if ecosystem is Ecosystem.NPM:
+            npm = config.registries.npm
+            return resolve_npm_registries(npm.url, npm.scope_settings()).for_package(name).url
+        return resolve_pypi_index(config.registries.pypi.url).url
+    except (ConfigError, RegistryError):
+        return None  # the runbook names a placeholder instead
+
+
+async def stored_runbook(
+    store: Store,
+    config: Config,
+    ecosystem: Ecosystem,
+    name: str,
+    version: str,
+    *,
+    fresh: bool = False,
+    now: datetime | None = None,
+) -> StoredRunbook | None:
+    """The runbook of the incident for this release as it was paged; with `fresh`, or when the
+    release has findings but no incident, rebuilt from the stored findings at `now` (the npm
+    unpublish window's hours left are then current). None when the store knows neither."""
+    stored = await store.get_incident(incident_key(ecosystem, name, version))
+    at = now or datetime.now(UTC)
+    if stored is not None:
+        page = incident_model(stored)
+        common: dict[str, Any] = {
+            "state": stored.state.value,
+            "owner": stored.owner,
+            "opened_at": stored.opened_at,
+            "resolution": stored.resolution,
+        }
+        if page.runbook and not fresh:
+            return StoredRunbook(ecosystem, name, version, page.runbook, "incident", **common)
+        findings, published = page.findings, page.published_at
+    else:
+        common = {}
+        release = await store.get_release(ecosystem, name, version)
+        if release is None:
+            return None
+        findings = await store.get_findings(release.id)
+        if not findings:
+            return None
+        published = release.release.published_at
+    below = await store.baseline_manifest(ecosystem, name, version)
+    steps = build_runbook(
+        RunbookInputs(
+            ecosystem=ecosystem,
+            name=name,
+            version=version,
+            findings=findings,
+            now=at,
+            published_at=published,
+            registry_url=_registry_url(config, ecosystem, name),
+            previous_good=below[0] if below else None,
+        )
+    )
+    return StoredRunbook(ecosystem, name, version, steps, "rebuilt", **common)
+
+
+def render_runbook(book: StoredRunbook, fmt: str = "text") -> str:
+    if fmt == "json":
+        return json.dumps(
+            {
+                "ecosystem": book.ecosystem.value,
+                "package": book.name,
+                "version": book.version,
+                "source": book.source,
+                "incident": None
+                if book.state is None
+                else {
+                    "state": book.state,
+                    "owner": book.owner,
+                    "opened_at": iso(_when(book.opened_at)),
+                    "resolution": book.resolution,
+                },
+                "steps": [{"text": s.text, "command": s.command, "url": s.url} for s in book.steps],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    ref = (
+        f"{book.name}=={book.version}"
+        if book.ecosystem is Ecosystem.PYPI
+        else f"{book.name}@{book.version}"
+    )
+    origin = "as paged" if book.source == "incident" else "rebuilt now from the stored findings"
+    lines = [f"Runbook for {book.ecosystem.value} {ref} ({origin})"]
+    if book.state is not None:
+        what = f"incident {book.state}, owner {book.owner}, opened {iso(_when(book.opened_at))}"
+        if book.resolution:
+            what += f", resolved: {book.resolution}"
+        lines.append(what)
+    for number, step in enumerate(book.steps, 1):
+        lines.append(f"{number}. {step.text}")
+        if step.command:
+            lines += [f"     $ {line}" for line in step.command.splitlines()]
+        if step.url:
+            lines.append(f"     {step.url}")
+    return "\n".join(lines)
+
+
+def _when(moment: float | None) -> datetime | None:
+    return None if moment is None else datetime.fromtimestamp(moment, UTC)

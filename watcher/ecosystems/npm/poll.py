@@ -1,0 +1,71 @@
+"""npm as a `PackageSource` (the packument, conditional on its ETag) and the poll feed over it:
+each watched name's packument every `poll_interval`, spread over the interval."""
+
+from __future__ import annotations
+
+from watcher.ecosystems.npm.client import NpmClient, Packument
+from watcher.feeds.base import Watchlist
+from watcher.feeds.reconcile import (
+    Missing,
+    NotModified,
+    PackageSnapshot,
+    PackageTracker,
+    SweepFeed,
+    watchlist_sweep,
+)
+from watcher.model import Ecosystem
+
+
+def snapshot_of(packument: Packument, etag: str | None) -> PackageSnapshot:
+    unpublished = packument.unpublished is not None and not packument.versions
+    return PackageSnapshot(
+        releases=packument.releases(),
+        etag=etag,
+        generation=packument.generation,
+        removed={v: packument.times.get(v) for v in packument.removed_versions},
+        unpublished=unpublished,
+        unpublished_at=packument.unpublished.at if packument.unpublished else None,
+    )
+
+
+class NpmPackageSource:
+    ecosystem = Ecosystem.NPM
+
+    def __init__(self, client: NpmClient) -> None:
+        self.client = client
+
+    def canonical(self, name: str) -> str:
+        return name
+
+    async def fetch(self, name: str, etag: str | None) -> PackageSnapshot | NotModified | Missing:
+        fetched = await self.client.fetch_packument(name, etag)
+        if fetched.not_modified:
+            return NotModified()
+        if fetched.missing or fetched.packument is None:
+            return Missing()
+        return snapshot_of(fetched.packument, fetched.etag)
+
+
+def npm_poll_feed(
+    tracker: PackageTracker,
+    watchlist: Watchlist,
+    *,
+    interval: float,
+    max_rate: float | None = None,
+    name: str = "npm-poll",
+) -> SweepFeed:
+    """The poll feed. `tracker` must wrap an `NpmPackageSource`."""
+    return watchlist_sweep(tracker, watchlist, name=name, interval=interval, max_rate=max_rate)
+
+
+def npm_reconcile_feed(
+    tracker: PackageTracker,
+    watchlist: Watchlist,
+    *,
+    period: float,
+    max_rate: float = 1.0,
+    name: str = "npm-reconcile",
+) -> SweepFeed:
+    """The slow backstop: every watched package re-read each `period`, at most `max_rate`
+    requests a second (npm asks for at most about 5M a month, ~1.9/s, from one client)."""
+    return watchlist_sweep(tracker, watchlist, name=name, interval=period, max_rate=max_rate)

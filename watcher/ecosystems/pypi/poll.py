@@ -1,0 +1,100 @@
+"""PyPI as a `PackageSource` (the project's Simple API page, conditional on its ETag where the
+index sends one) and the poll feed over it: each watched project's page every `poll_interval`,
+spread over the interval.
+
+The page lists files, not releases: a release is the set of files sharing a version, and files
+keep arriving for days (an sdist first, wheels from CI later), so the diff runs per file and a
+late wheel is a new event for its release. A version counts as yanked when every file of it is
+(PyPI yanks whole releases; the Simple API repeats the flag on each file).
+"""
+
+from __future__ import annotations
+
+from watcher.ecosystems.http import HttpStatusError
+from watcher.ecosystems.pypi.client import ProjectPage, PypiClient, normalize
+from watcher.feeds.base import Watchlist
+from watcher.feeds.reconcile import (
+    Missing,
+    NotModified,
+    PackageSnapshot,
+    PackageTracker,
+    SweepFeed,
+    watchlist_sweep,
+)
+from watcher.model import Ecosystem, Release
+
+
+def snapshot_of(page: ProjectPage) -> PackageSnapshot:
+    """Versions with at least one file (a version listed without files has nothing to scan yet:
+    it becomes a release when its first file appears)."""
+    releases: dict[str, Release] = {}
+    yanked: set[str] = set()
+    for version in {f.version for f in page.files if f.version is not None}:
+        release = page.release(version)
+        releases[release.version] = release
+        if all(f.yanked for f in page.files_of(version)):
+            yanked.add(release.version)
+    return PackageSnapshot(
+        releases=releases,
+        etag=page.etag,
+        generation=page.last_serial,
+        yanked=frozenset(yanked),
+    )
+
+
+class PypiPackageSource:
+    ecosystem = Ecosystem.PYPI
+
+    def __init__(self, client: PypiClient) -> None:
+        self.client = client
+
+    def canonical(self, name: str) -> str:
+        return normalize(name)
+
+    async def fetch(self, name: str, etag: str | None) -> PackageSnapshot | NotModified | Missing:
+        try:
+            page = await self.client.project(name, etag=etag)
+        except HttpStatusError as exc:
+            # 404: never published, removed, or quarantined (PyPI hides those). 410 likewise.
+            if exc.status in (404, 410):
+                return Missing()
+            raise
+        if page is None:
+            return NotModified()
+        return snapshot_of(page)
+
+
+def pypi_poll_feed(
+    tracker: PackageTracker,
+    watchlist: Watchlist,
+    *,
+    interval: float,
+    max_rate: float | None = None,
+    name: str = "pypi-poll",
+) -> SweepFeed:
+    """The poll feed. `tracker` must wrap a `PypiPackageSource`."""
+    return watchlist_sweep(
+        tracker, _normalized(watchlist), name=name, interval=interval, max_rate=max_rate
+    )
+
+
+def pypi_reconcile_feed(
+    tracker: PackageTracker,
+    watchlist: Watchlist,
+    *,
+    period: float,
+    max_rate: float = 1.0,
+    name: str = "pypi-reconcile",
+) -> SweepFeed:
+    """The slow backstop beside the changelog feed: every watched project re-read each `period`."""
+    return watchlist_sweep(
+        tracker, _normalized(watchlist), name=name, interval=period, max_rate=max_rate
+    )
+
+
+def _normalized(watchlist: Watchlist) -> Watchlist:
+    """PyPI names compare after PEP 503 normalization; the store keys them that way too."""
+    return Watchlist(
+        frozenset(normalize(n) for n in watchlist.names),
+        tuple(p.lower() for p in watchlist.patterns),
+    )

@@ -1,0 +1,653 @@
+"""Incident → ordered containment steps with the exact commands for this release.
+
+The first step is the one action for the first five minutes: a live credential is revoked first
+(a secret that reached a public registry is compromised whatever happens to the package), then the
+release is taken down the way its registry allows. The service holds no publish credentials: these
+are commands a person with 2FA runs. Registry addresses come from configuration, never from here.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+
+import structlog
+
+from watcher.model import Category, Ecosystem, Finding, RunbookStep, Severity
+
+log = structlog.get_logger(__name__)
+
+NPM_UNPUBLISH_WINDOW = timedelta(hours=72)
+NPM_DOWNLOADS_LIMIT = 300  # weekly downloads below which npm allows unpublishing after 72 h
+OTP = "--otp=<code>"
+GOOD_PLACEHOLDER = "<last-good-version>"
+PYPI_WEB_PLACEHOLDER = "<pypi-web>"
+SECRETS_RULES = Path(__file__).parent.parent / "scanning" / "checks" / "secrets.toml"
+
+
+# -- credential routes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How one credential type is revoked: by its provider's own route."""
+
+    what: str  # "npm token"
+    text: str  # a sentence saying how
+    command: str | None = None
+    url: str | None = None
+    # where the registry/provider revokes this type on its own once published (ecosystem or "*"),
+    # and the sentence that says so
+    auto_revoked_in: tuple[str, ...] = ()
+    auto_note: str = ""
+
+
+_ROUTES: dict[str, Route] = {
+    "npm": Route(
+        "npm token",
+        "List your tokens and revoke it (or on your account's Access Tokens page).",
+        "npm token list\nnpm token revoke <token-id>",
+        auto_revoked_in=("npm",),
+        auto_note="npm revokes npm tokens it finds in published packages on its own: confirm it "
+        "was revoked (`npm token list`).",
+    ),
+    "pypi": Route(
+        "PyPI API token",
+        "Remove it under API tokens on your PyPI account page (re-authentication required); "
+        "prefer Trusted Publishing for the replacement.",
+        url="{pypi}/manage/account/",
+    ),
+    "github": Route(
+        "GitHub token",
+        "Its owner deletes it under Settings → Developer settings → tokens; anyone holding it can "
+        "revoke it through GitHub's credential-revocation API (unauthenticated, irreversible).",
+        "curl -X POST https://api.github.com/credentials/revoke "
+        '-d \'{"credentials":["<the token>"]}\'',
+    ),
+    "aws": Route(
+        "AWS access key",
+        "Deactivate it now (immediate, reversible), then delete it and review CloudTrail.",
+        "aws iam update-access-key --access-key-id <access-key-id> --status Inactive "
+        "--user-name <user>\naws iam delete-access-key --access-key-id <access-key-id> "
+        "--user-name <user>",
+    ),
+    "gcp": Route(
+        "Google Cloud service-account key",
+        "Disable, then delete the key, and review the audit logs.",
+        "gcloud iam service-accounts keys disable <key-id> --iam-account=<service-account-email>\n"
+        "gcloud iam service-accounts keys delete <key-id> --iam-account=<service-account-email>",
+    ),
+    "slack-webhook": Route(
+        "Slack incoming-webhook URL",
+        "Remove the webhook in the Slack app's Incoming Webhooks settings.",
+        auto_revoked_in=("*",),
+        auto_note="Slack searches out leaked secrets and revokes them: confirm it was revoked.",
+    ),
+    "slack": Route(
+        "Slack token",
+        "Revoke it with auth.revoke (or in the app's OAuth & Permissions page).",
+        "curl -X POST https://slack.com/api/auth.revoke -H 'Authorization: Bearer <the token>'",
+        auto_revoked_in=("*",),
+        auto_note="Slack searches out leaked secrets and revokes them: confirm it was revoked.",
+    ),
+    "stripe": Route(
+        "Stripe key",
+        "Dashboard → Developers → API keys → Roll key, with expiry now; then audit its use.",
+    ),
+    "openai": Route("OpenAI API key", "Revoke it on the organization's API keys page."),
+    "anthropic": Route("Anthropic API key", "Disable it in the Console under Settings → API keys."),
+    "ssh": Route(
+        "SSH private key",
+        "Remove its public key everywhere it is authorized (authorized_keys, GitHub user and "
+        "deploy keys), then generate a new pair.",
+        "gh ssh-key list\ngh ssh-key delete <key-id>",
+    ),
+    "private-key": Route(
+        "private key",
+        "Replace the key pair wherever its public half is trusted (servers, deploy keys) and "
+        "revoke every certificate issued for it with reason keyCompromise.",
+        "gh ssh-key list   # remove its public half where it is trusted\n"
+        "certbot revoke --cert-path <cert.pem> --reason keycompromise",
+    ),
+    "webhook-secret": Route(
+        "webhook signing secret",
+        "Rotate it: sign with old and new secrets for a short overlap, then drop the old one.",
+    ),
+    "git": Route("git host credentials", "Revoke the token or password of every host listed."),
+    "kubernetes": Route(
+        "Kubernetes credentials",
+        "Revoke the client certificate or token it holds (rotate the service-account token, "
+        "re-issue user certificates) and review the cluster's audit log.",
+    ),
+    "cloud": Route(
+        "cloud credentials",
+        "Revoke every key and token it holds at its provider (AWS IAM keys, gcloud/azure logins, "
+        "registry logins in docker config), then review their audit logs.",
+    ),
+    "terraform": Route(
+        "secrets in Terraform state",
+        "Rotate every secret the state holds (database passwords, keys, tokens): the state "
+        "stores them in clear text.",
+    ),
+    "generic": Route(
+        "credentials",
+        "Rotate every credential in it at the service that issued it, and load it from the "
+        "environment or a secret store instead.",
+    ),
+}
+
+# The scanner's sensitive-file rules → route.
+_RULE_ROUTES: dict[str, str] = {
+    "npmrc-file": "npm",
+    "pypirc-file": "pypi",
+    "netrc-file": "git",
+    "git-credentials-file": "git",
+    "private-key-file": "ssh",
+    "key-material-file": "private-key",
+    "keystore-file": "private-key",
+    "terraform-state": "terraform",
+    "terraform-vars": "generic",
+    "kubeconfig": "kubernetes",
+    "cloud-credentials-file": "cloud",
+    "service-account-json": "gcp",
+    "dotenv-file": "generic",
+    "app-secrets-file": "generic",
+}
+
+# Secret-pattern rules (checks/secrets.toml) → route by a word of their id, so a rule added there
+# gets the exact commands and the auto-revocation note of its credential type. First match wins.
+_KEYWORD_ROUTES: tuple[tuple[str, str], ...] = (
+    ("slack-webhook", "slack-webhook"),
+    ("slack", "slack"),
+    ("npm", "npm"),
+    ("pypi", "pypi"),
+    ("github", "github"),
+    ("aws", "aws"),
+    ("gcp", "gcp"),
+    ("google-cloud", "gcp"),
+    ("stripe", "stripe"),
+    ("openai", "openai"),
+    ("anthropic", "anthropic"),
+    ("ssh", "ssh"),
+    ("private-key", "private-key"),
+    ("whsec", "webhook-secret"),
+    ("webhook-secret", "webhook-secret"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeHint:
+    """A secret rule's own `revoke` sentence (checks/secrets.toml)."""
+
+    description: str
+    text: str
+
+
+def load_revoke_hints(path: Path = SECRETS_RULES) -> dict[str, RevokeHint]:
+    """`revoke` sentences from the secret rules file, keyed by rule id. A missing or unreadable
+    file gives none: the built-in routes still apply."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        log.debug("revoke_hints_unavailable", path=str(path), error=type(exc).__name__)
+        return {}
+    hints: dict[str, RevokeHint] = {}
+    for rule in [*data.get("rules", []), *data.get("rule", [])]:
+        if not isinstance(rule, dict):
+            continue
+        rule_id, hint = rule.get("id"), rule.get("revoke")
+        if isinstance(rule_id, str) and isinstance(hint, str) and hint.strip():
+            hints[rule_id] = RevokeHint(str(rule.get("description") or rule_id), hint.strip())
+    return hints
+
+
+def route_for(finding: Finding) -> Route:
+    if finding.rule in _RULE_ROUTES:
+        return _ROUTES[_RULE_ROUTES[finding.rule]]
+    rule = finding.rule.lower()
+    for keyword, route in _KEYWORD_ROUTES:
+        if keyword in rule:
+            return _ROUTES[route]
+    return _ROUTES["generic"]
+
+
+def is_credential(finding: Finding) -> bool:
+    """A live credential: a secret-pattern match, or a sensitive file that holds credentials."""
+    if finding.category is Category.SECRET:
+        return True
+    if finding.category is not Category.SENSITIVE_FILE or finding.rule not in _RULE_ROUTES:
+        return False
+    return bool(finding.evidence.get("content_confirmed")) or finding.severity is Severity.CRITICAL
+
+
+# -- inputs --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunbookInputs:
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    findings: Sequence[Finding]
+    now: datetime
+    published_at: datetime | None = None
+    # the registry (npm) or index (PyPI Simple API) base URL from configuration; None = unknown
+    registry_url: str | None = None
+    # dist-tags that point at the bad version (npm), None when not known
+    dist_tags: Sequence[str] | None = None
+    previous_good: str | None = None
+
+
+def build_runbook(
+    inputs: RunbookInputs, revoke_hints: Mapping[str, RevokeHint] | None = None
+) -> list[RunbookStep]:
+    """Ordered steps; `revoke_hints` defaults to the secret rules' own `revoke` sentences."""
+    hints = load_revoke_hints() if revoke_hints is None else revoke_hints
+    steps = _stolen_token_steps(inputs) + _credential_steps(inputs, hints)
+    if inputs.ecosystem is Ecosystem.NPM:
+        steps += _npm_steps(inputs)
+    else:
+        steps += _pypi_steps(inputs)
+    return steps
+
+
+# -- a release published around the pipeline ----------------------------------------------------
+
+
+def _stolen_token_steps(inputs: RunbookInputs) -> list[RunbookStep]:
+    """A release that lost its provenance or changed publisher: the publishing credential is
+    presumed stolen, so it is revoked before anything else (whoever holds it can publish again)."""
+    found = [f for f in inputs.findings if f.category is Category.PROVENANCE]
+    if not found:
+        return []
+    ref = f"{inputs.name}@{inputs.version}"
+    why = f"{ref} was not published the way its previous release was ({found[0].message})"
+    if inputs.ecosystem is Ecosystem.NPM:
+        return [
+            RunbookStep(
+                f"Treat the publishing token as stolen: {why}. Revoke every npm token of the "
+                "accounts that can publish the package (list them, revoke by id), check that "
+                "each account has two-factor auth for writes, and that the package's owners "
+                "are the people you expect; then contain the release below.",
+                "npm token list\nnpm token revoke <token-id>\n"
+                "npm profile get   # two-factor auth: auth-and-writes\n"
+                f"npm owner ls {inputs.name}",
+            )
+        ]
+    web = _pypi_web(inputs)
+    project = _pypi_project(inputs.name)
+    return [
+        RunbookStep(
+            f"Treat the publishing token as stolen: {why}. Remove the project's API tokens "
+            f"(account page {web}/manage/account/, re-authentication required), review its "
+            "trusted publishers on the publishing settings page and its collaborators "
+            f"({web}/manage/project/{project}/collaboration/); then contain the release below.",
+            None,
+            f"{web}/manage/project/{project}/settings/publishing/",
+        )
+    ]
+
+
+# -- credentials ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _CredentialGroup:
+    paths: list[str]
+    hint: RevokeHint | None = None
+
+
+def _credential_steps(inputs: RunbookInputs, hints: Mapping[str, RevokeHint]) -> list[RunbookStep]:
+    """One step per credential type: the rule's own sentence where it has one, the provider's
+    exact command from the routes table, and "confirm it was revoked" where that applies."""
+    groups: dict[Route, _CredentialGroup] = {}
+    for finding in inputs.findings:
+        if not is_credential(finding):
+            continue
+        group = groups.setdefault(route_for(finding), _CredentialGroup([]))
+        if finding.path not in group.paths:
+            group.paths.append(finding.path)
+        if group.hint is None:
+            group.hint = hints.get(finding.rule) or _evidence_hint(finding)
+    steps = []
+    for route, group in groups.items():
+        how = group.hint.text if group.hint else route.text
+        text = (
+            f"Live credential: {route.what} in {_list_paths(group.paths)}. {how} A secret that "
+            "reached a public registry is compromised, whatever happens to the package."
+        )
+        if "*" in route.auto_revoked_in or inputs.ecosystem.value in route.auto_revoked_in:
+            text += f" {route.auto_note}"
+        url = route.url.replace("{pypi}", _pypi_web(inputs)) if route.url else None
+        steps.append(RunbookStep(text=text, command=route.command, url=url))
+    return steps
+
+
+def _evidence_hint(finding: Finding) -> RevokeHint | None:
+    """The secret check copies its rule's `revoke` sentence into the finding's evidence."""
+    hint = finding.evidence.get("revoke")
+    if not isinstance(hint, str) or not hint.strip():
+        return None
+    return RevokeHint(str(finding.evidence.get("rule_description") or finding.rule), hint.strip())
+
+
+def _list_paths(paths: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(f"`{p}`" for p in paths[:limit])
+    more = len(paths) - limit
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+# -- npm -----------------------------------------------------------------------------------------
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _left(delta: timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _npm_steps(inputs: RunbookInputs) -> list[RunbookStep]:
+    ref = f"{inputs.name}@{inputs.version}"
+    good = inputs.previous_good or GOOD_PLACEHOLDER
+    unpublish = f"npm unpublish {ref} {OTP}"
+    deprecate = (
+        f'npm deprecate {ref} "Do not use: this version shipped files that were not meant to be '
+        f'published; use {good} or later" {OTP}'
+    )
+    never_reused = f"{ref} can never be published again, even after unpublishing"
+    steps: list[RunbookStep] = []
+    window_open: bool | None = None
+    if inputs.published_at is not None:
+        deadline = _utc(inputs.published_at) + NPM_UNPUBLISH_WINDOW
+        window_open = _utc(inputs.now) < deadline
+    if window_open:
+        assert inputs.published_at is not None
+        deadline = _utc(inputs.published_at) + NPM_UNPUBLISH_WINDOW
+        steps.append(
+            RunbookStep(
+                f"Unpublish {ref} now: npm's 72-hour window closes {_stamp(deadline)} "
+                f"({_left(deadline - _utc(inputs.now))} left). Allowed while no other package in "
+                f"the registry depends on {inputs.name}; irreversible, and {never_reused}. "
+                "Add --otp (or approve the web prompt) where 2FA applies.",
+                unpublish,
+            )
+        )
+    else:
+        when = (
+            f"npm's 72-hour window closed {_stamp(_utc(inputs.published_at) + NPM_UNPUBLISH_WINDOW)}"
+            if inputs.published_at is not None
+            else "the publish time is unknown (check it with `npm view "
+            f"{inputs.name} time --json`), so npm's 72-hour window may be closed"
+        )
+        steps.append(
+            RunbookStep(
+                f"Deprecate {ref} now ({when}): installs warn, but the files stay downloadable, "
+                "so this is a mitigation, not containment.",
+                deprecate,
+            )
+        )
+    steps += _dist_tag_steps(inputs, good, unpublishing=bool(window_open))
+    if not window_open:
+        steps.append(
+            RunbookStep(
+                f"Unpublish {ref} if npm still allows it: after 72 hours only when no other "
+                f"package depends on it, it had fewer than {NPM_DOWNLOADS_LIMIT} downloads last "
+                "week, and it has a single owner (check with `npm owner ls`). This is the only "
+                f"containment; otherwise ask npm support. {never_reused}.",
+                f"npm owner ls {inputs.name}\n{unpublish}",
+            )
+        )
+    steps.append(_npm_verify(inputs))
+    steps.append(
+        RunbookStep(
+            f"Ship the fix as a new version (for example the next patch after {inputs.version}): "
+            "version numbers cannot be reused."
+        )
+    )
+    steps.append(_npm_copies(inputs))
+    steps.append(_npm_prevent(inputs))
+    steps.append(_ci_gate(inputs))
+    return steps
+
+
+def _dist_tag_steps(inputs: RunbookInputs, good: str, *, unpublishing: bool) -> list[RunbookStep]:
+    why = (
+        "unpublishing the version `latest` points at moves `latest` to the highest remaining "
+        "version, possibly a pre-release"
+        if unpublishing
+        else "new installs must stop resolving to it"
+    )
+    if inputs.dist_tags is None:
+        return [
+            RunbookStep(
+                f"Point `latest` (and any other dist-tag on {inputs.version}) back at {good}: "
+                f"{why}. List the tags first.",
+                f"npm dist-tag ls {inputs.name}\n"
+                f"npm dist-tag add {inputs.name}@{good} latest {OTP}",
+            )
+        ]
+    steps = []
+    for tag in inputs.dist_tags:
+        reason = why if tag == "latest" else f"it points at {inputs.version}"
+        steps.append(
+            RunbookStep(
+                f"Point dist-tag `{tag}` at {good}: {reason}.",
+                f"npm dist-tag add {inputs.name}@{good} {tag} {OTP}",
+            )
+        )
+    return steps
+
+
+def _npm_tarball_url(inputs: RunbookInputs) -> str | None:
+    if not inputs.registry_url:
+        return None
+    base = PurePosixPath(inputs.name).name  # `@scope/pkg` → `pkg`
+    return f"{inputs.registry_url.rstrip('/')}/{inputs.name}/-/{base}-{inputs.version}.tgz"
+
+
+def _npm_verify(inputs: RunbookInputs) -> RunbookStep:
+    command = f"npm view {inputs.name}@{inputs.version} version   # expect E404 once unpublished"
+    tarball = _npm_tarball_url(inputs)
+    if tarball:
+        command += f"\ncurl -sI {tarball}   # expect 404"
+    return RunbookStep(
+        "Verify: the version is gone from the registry and its tarball no longer answers; "
+        "deprecation and dist-tag moves do not count as containment.",
+        command,
+    )
+
+
+# Findings whose file should simply not have shipped: excluding the path is the fix. (A secret in
+# a file that belongs in the package is fixed in the source instead.)
+_EXCLUDABLE = (
+    Category.SOURCE_MAP,
+    Category.SENSITIVE_FILE,
+    Category.VCS_METADATA,
+    Category.UNEXPECTED_CONTENT,
+)
+
+
+def _leaked_paths(inputs: RunbookInputs) -> list[str]:
+    paths: list[str] = []
+    for finding in inputs.findings:
+        path = finding.path.strip()
+        if finding.category in _EXCLUDABLE and path and path not in paths:
+            paths.append(path)
+    return paths
+
+
+def _secrets_in_code(inputs: RunbookInputs) -> list[str]:
+    return sorted(
+        {f.path for f in inputs.findings if f.category is Category.SECRET and f.path}
+        - set(_leaked_paths(inputs))
+    )
+
+
+def _package_relative(path: str, ecosystem: Ecosystem) -> str:
+    """The path as the project sees it: npm's `package/` prefix or an sdist's top folder off."""
+    parts = PurePosixPath(path).parts
+    npm_prefix = ecosystem is Ecosystem.NPM and parts[:1] == ("package",)
+    sdist_top = ecosystem is Ecosystem.PYPI and len(parts) > 1 and re.search(r"-\d", parts[0])
+    if npm_prefix or sdist_top:
+        parts = parts[1:]
+    return "/".join(parts)
+
+
+def _npm_copies(inputs: RunbookInputs) -> RunbookStep:
+    ref = f"{inputs.name}@{inputs.version}"
+    paths = [_package_relative(p, Ecosystem.NPM) for p in _leaked_paths(inputs)]
+    command = None
+    if paths:
+        command = f"curl -sI https://cdn.jsdelivr.net/npm/{ref}/{paths[0]}   # 200: still served"
+    return RunbookStep(
+        "Copies you cannot recall: registry mirrors replicate within seconds; jsDelivr keeps "
+        "exact versions permanently (its purge only refreshes aliases such as @latest): ask its "
+        f"maintainers to block {ref}; unpkg removes versions on request. Treat anything the "
+        "release carried (embedded sources included) as disclosed.",
+        command,
+        "https://github.com/jsdelivr/jsdelivr/issues/new",
+    )
+
+
+def _npm_prevent(inputs: RunbookInputs) -> RunbookStep:
+    paths = [_package_relative(p, Ecosystem.NPM) for p in _leaked_paths(inputs)]
+    lines = _ignore_lines(paths)
+    command = None
+    if lines:
+        body = "\n".join(lines)
+        command = f"cat >> .npmignore <<'EOF'\n{body}\nEOF\nnpm pack --dry-run"
+    return RunbookStep(
+        "Prevent recurrence: list what the package needs in package.json `files` (an allowlist "
+        "beats .npmignore), or at least ignore these exact paths, then check with "
+        f"`npm pack --dry-run`.{_code_secret_note(inputs)}",
+        command,
+    )
+
+
+def _ignore_lines(paths: Iterable[str]) -> list[str]:
+    lines: list[str] = []
+    for path in paths:
+        top = path.split("/", 1)[0]
+        if top in (".git", ".svn", ".hg"):
+            entry = f"/{top}/"
+        elif path.endswith(".map"):
+            entry = "*.map"
+        else:
+            entry = f"/{path}"
+        if entry not in lines:
+            lines.append(entry)
+    return lines
+
+
+def _ci_gate(inputs: RunbookInputs) -> RunbookStep:
+    if inputs.ecosystem is Ecosystem.NPM:
+        packed = inputs.name.lstrip("@").replace("/", "-")
+        command = f"npm pack && watcher scan {packed}-<version>.tgz --fail-on high && npm publish"
+    else:
+        command = (
+            'python -m build && for f in dist/*; do watcher scan "$f" --fail-on high || exit 1; '
+            "done && twine upload dist/*"
+        )
+    return RunbookStep(
+        "Gate every publish in CI on `watcher scan` of the exact artifact to be uploaded.", command
+    )
+
+
+# -- PyPI ----------------------------------------------------------------------------------------
+
+
+def _pypi_web(inputs: RunbookInputs) -> str:
+    """The index's web base, derived from the configured Simple API URL (`…/simple/` off)."""
+    if not inputs.registry_url or inputs.ecosystem is not Ecosystem.PYPI:
+        return PYPI_WEB_PLACEHOLDER
+    base = inputs.registry_url.rstrip("/")
+    return re.sub(r"/(\+?simple|legacy)$", "", base)
+
+
+def _pypi_project(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pypi_steps(inputs: RunbookInputs) -> list[RunbookStep]:
+    web = _pypi_web(inputs)
+    project = _pypi_project(inputs.name)
+    release_page = f"{web}/manage/project/{project}/release/{inputs.version}/"
+    no_index = (
+        " (set registries.pypi.url so this link names your index)"
+        if web == PYPI_WEB_PLACEHOLDER
+        else ""
+    )
+    return [
+        RunbookStep(
+            f"Delete release {inputs.version} of {inputs.name} (or its leaking files) on its "
+            "release-management page: Options → Delete, type the version, re-authenticate. Owner "
+            "role only; permanent; the filenames can never be uploaded again. There is no API "
+            f"for this: use the web page{no_index}.",
+            None,
+            release_page,
+        ),
+        RunbookStep(
+            "Yanking is not containment: a yanked release (PEP 592) is only skipped by resolvers "
+            "and its files stay downloadable. Yank only if you cannot delete, and say so in the "
+            "incident.",
+            None,
+            f"{web}/manage/project/{project}/releases/",
+        ),
+        RunbookStep(
+            "Verify: the release's JSON page answers 404 once deleted, and the old file URLs "
+            "no longer serve the files (deleted files may stay reachable for a while: check).",
+            f"curl -s -o /dev/null -w '%{{http_code}}\\n' {web}/pypi/{project}/{inputs.version}/json"
+            "   # expect 404",
+        ),
+        RunbookStep(
+            f"Ship the fix as a new version (for example {inputs.version}.post1 or the next "
+            "patch): deleted filenames cannot be reused."
+        ),
+        RunbookStep(
+            "Copies you cannot recall: mirrors (bandersnatch, devpi, Artifactory and Nexus "
+            "caches) keep the files they fetched after the release is deleted. Treat anything "
+            "the release carried as disclosed."
+        ),
+        _pypi_prevent(inputs),
+        _ci_gate(inputs),
+    ]
+
+
+def _pypi_prevent(inputs: RunbookInputs) -> RunbookStep:
+    paths = [_package_relative(p, Ecosystem.PYPI) for p in _leaked_paths(inputs)]
+    lines: list[str] = []
+    for path in paths:
+        top = path.split("/", 1)[0]
+        line = f"prune {top}" if top in (".git", ".svn", ".hg") else f"exclude {path}"
+        if line not in lines:
+            lines.append(line)
+    command = None
+    if lines:
+        command = "cat >> MANIFEST.in <<'EOF'\n" + "\n".join(lines) + "\nEOF"
+    return RunbookStep(
+        "Prevent recurrence: exclude these exact paths from the sdist (MANIFEST.in) and from "
+        "the wheel (your build backend's package-data excludes), then rebuild and list the "
+        f"archives' contents.{_code_secret_note(inputs)}",
+        command,
+    )
+
+
+def _code_secret_note(inputs: RunbookInputs) -> str:
+    paths = _secrets_in_code(inputs)
+    if not paths:
+        return ""
+    return (
+        f" Take the secret out of the source of {_list_paths(paths)} (load it at run time) "
+        "before the next build."
+    )

@@ -1,0 +1,514 @@
+"""`secret`: credentials in text members and in source maps' embedded sources.
+
+Rules are data (`secrets.toml` beside this module), gitleaks-style. Scanning is built for 100 MB
+minified bundles and never runs a rule's regex over the whole text:
+
+1. a literal pass finds every keyword: the keywords sharing a first character go into one
+   alternation of literals, which `re` runs as a C scan for that character (measured about twice as
+   fast as one `str.find` loop per keyword for this rule set, and one pass per character, not per
+   keyword);
+2. an anchored rule's regex is tried only at its hits (`Pattern.match`); any other rule's regex
+   searches merged windows around its hits;
+3. a match must pass the rule's validator (checksums), entropy floor and allowlists and the
+   placeholder filter; where two rules match the same text, the one listed first wins.
+
+A secret's value never leaves this module: findings carry `watcher.redact.redact` of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import hashlib
+import itertools
+import math
+import re
+import tomllib
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from watcher.model import Category, Finding, Severity
+from watcher.redact import redact
+from watcher.scanning.checks.base import Check, ScanContext, TextDoc
+from watcher.scanning.checks.locations import location_evidence, location_of
+
+RULES_FILE = Path(__file__).with_name("secrets.toml")
+
+# Past this many matches of one rule in one document the rest are counted, not reported: a generated
+# file full of tokens is one problem, not thousands of pages.
+_MAX_MATCHES_PER_RULE = 50
+_DEFAULT_AFTER = 256
+_LONG_VALUE = 256
+_LONG_VALUE_WORD = 7
+# `allow_key` patterns see this many characters before the match, then the match up to the secret:
+# the whole key name even when the keyword is its last word (`NextToken`).
+_KEY_WINDOW = 40
+
+
+# -- validators ----------------------------------------------------------------------------------
+
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def base62_crc32(data: str) -> str:
+    """CRC32 of `data`, base62-encoded and left-padded to 6 characters: the checksum GitHub and npm
+    append to their tokens."""
+    value = zlib.crc32(data.encode("ascii"))
+    digits = ""
+    while value:
+        value, rem = divmod(value, 62)
+        digits = _BASE62[rem] + digits
+    return digits.rjust(6, "0")
+
+
+def _prefixed_crc32(token: str) -> bool:
+    """`<prefix>_<30 random chars><6-char checksum of them>`."""
+    _, sep, body = token.partition("_")
+    if not sep or len(body) != 36 or not body.isascii():
+        return False
+    return base62_crc32(body[:30]) == body[30:]
+
+
+def _pypi_macaroon(token: str) -> bool:
+    """A PyPI token is `pypi-` + a base64url macaroon (v2 binary): version byte 2, an optional
+    location field (type 1) and an identifier field (type 2)."""
+    payload = token.removeprefix("pypi-")[:400]
+    payload = payload[: len(payload) - len(payload) % 4]
+    try:
+        raw = base64.urlsafe_b64decode(payload)
+    except (binascii.Error, ValueError):
+        return False
+    if len(raw) < 4 or raw[0] != 2:
+        return False
+    pos = 1
+    fields: dict[int, bytes] = {}
+    for _ in range(2):
+        field_type, pos = _varint(raw, pos)
+        length, pos = _varint(raw, pos)
+        if field_type not in (1, 2) or length <= 0 or pos + length > len(raw):
+            return False
+        fields[field_type] = raw[pos : pos + length]
+        pos += length
+        if field_type == 2:
+            break
+    location = fields.get(1, b"")
+    return 2 in fields and all(32 < byte < 127 for byte in location)
+
+
+def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(raw) and shift < 35:
+        byte = raw[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    return -1, pos
+
+
+VALIDATORS: Mapping[str, Callable[[str], bool]] = {
+    "github_crc32": _prefixed_crc32,
+    "npm_crc32": _prefixed_crc32,
+    "pypi_macaroon": _pypi_macaroon,
+}
+
+
+# -- rules ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRule:
+    id: str
+    description: str
+    pattern: re.Pattern[str]
+    keywords: tuple[str, ...]
+    severity: Severity
+    revoke: str
+    before: int = 0
+    after: int = _DEFAULT_AFTER
+    secret_group: int | None = None
+    validator: str | None = None
+    entropy: float | None = None
+    min_classes: int = 0
+    near: tuple[str, ...] = ()
+    near_distance: int = 0
+    paths: re.Pattern[str] | None = None
+    allow: tuple[re.Pattern[str], ...] = ()
+    allow_match: tuple[re.Pattern[str], ...] = ()
+    allow_key: tuple[re.Pattern[str], ...] = ()
+    anchor: bool = False  # the match starts at a keyword hit, or at most `before` chars earlier
+    # the severity in a package's tests or docs (None: the same as anywhere)
+    test_severity: Severity | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Allowlist:
+    sha256: frozenset[str]
+    placeholder_substrings: tuple[str, ...]
+    stopwords: frozenset[str]
+
+
+_LEADING_BREAKS = re.compile(r"^(?:\s|\\[nr])+")
+
+
+def redacted_form(value: str) -> str:
+    """How a secret is shown. A PEM body starts after a line break (or a JSON-escaped one): show
+    the key's first characters, not that."""
+    return redact(_LEADING_BREAKS.sub("", value))
+
+
+@dataclass(frozen=True, slots=True)
+class SecretMatch:
+    """One credential found in a text. `value` is the raw secret: it stays inside this module's
+    callers in memory and is never logged, stored or reported."""
+
+    rule: SecretRule
+    start: int  # offset of the secret in the text
+    end: int
+    value: str
+    # False for a value in a checksummed format whose checksum is wrong: not reported, but it still
+    # claims its text so a generic rule does not report the same string.
+    reported: bool = True
+
+    @property
+    def redacted(self) -> str:
+        return redacted_form(self.value)
+
+
+class RuleSet:
+    """The compiled rules and the keyword index built from them.
+
+    Keywords sharing a first character are found in one regex pass (an alternation of literals,
+    which `re` runs as a fast scan for that character), longest first, so a hit on `sk-ant-` is
+    reported as `sk-ant-`; `_triggers` therefore lists, per rule, its keywords and every longer
+    keyword that starts with one of them."""
+
+    def __init__(self, rules: Iterable[SecretRule], allowlist: Allowlist) -> None:
+        self.rules: tuple[SecretRule, ...] = tuple(rules)
+        self.allowlist = allowlist
+        keywords: set[str] = set()
+        for rule in self.rules:
+            if not rule.keywords:
+                raise ValueError(f"secret rule {rule.id}: keywords are required")
+            keywords.update(rule.keywords)
+        by_first: dict[str, list[str]] = {}
+        for keyword in sorted(keywords, key=lambda k: (-len(k), k)):
+            by_first.setdefault(keyword[0], []).append(keyword)
+        # (pattern, its keyword when it has only one: then hits need no telling apart)
+        self._groups = tuple(
+            (
+                re.compile("|".join(re.escape(keyword) for keyword in group)),
+                group[0] if len(group) == 1 else None,
+            )
+            for group in by_first.values()
+        )
+        self._triggers = tuple(
+            tuple(sorted(k for k in keywords if any(k.startswith(own) for own in rule.keywords)))
+            for rule in self.rules
+        )
+        self._reach = tuple(max(map(len, rule.keywords)) + rule.after for rule in self.rules)
+
+    def scan(self, text: str, path: str = "") -> list[SecretMatch]:
+        """Every credential in `text`, at most one per stretch of text (the earlier rule wins)."""
+        hits = self._keyword_hits(text)
+        candidates: list[SecretMatch] = []
+        for index, rule in enumerate(self.rules):
+            lists = [hits[k] for k in self._triggers[index] if k in hits]
+            if not lists or (rule.paths is not None and not rule.paths.search(path)):
+                continue
+            # each list is sorted and no two keywords are reported at one offset: timsort merges
+            starts = lists[0] if len(lists) == 1 else sorted(itertools.chain(*lists))
+            if rule.anchor:
+                candidates.extend(self._run_anchored(index, text, starts))
+            else:
+                candidates.extend(self._run_windows(index, text, starts))
+        return [match for match in self._resolve_overlaps(candidates) if match.reported]
+
+    def _keyword_hits(self, text: str) -> dict[str, list[int]]:
+        """Where each keyword occurs, in text order."""
+        hits: dict[str, list[int]] = {}
+        for pattern, only in self._groups:
+            if only is not None:
+                starts = [found.start() for found in pattern.finditer(text)]
+                if starts:
+                    hits[only] = starts
+                continue
+            for found in pattern.finditer(text):
+                keyword = found.group()
+                known = hits.get(keyword)
+                if known is None:
+                    hits[keyword] = [found.start()]
+                else:
+                    known.append(found.start())
+        return hits
+
+    def _run_anchored(self, index: int, text: str, starts: list[int]) -> list[SecretMatch]:
+        """The match starts at the keyword (`before` chars earlier at most): try exactly there."""
+        rule = self.rules[index]
+        match_at = rule.pattern.match
+        reach = self._reach[index]
+        found: list[SecretMatch] = []
+        for start in starts:
+            for at in range(max(0, start - rule.before), start + 1):
+                match = match_at(text, at, at + reach + rule.before)
+                if match is not None:
+                    self._consider(rule, match, text, found)
+                    break
+        return found
+
+    def _run_windows(self, index: int, text: str, starts: list[int]) -> list[SecretMatch]:
+        """The match may start anywhere near the keyword: search merged windows around hits."""
+        rule = self.rules[index]
+        reach = self._reach[index]
+        search = rule.pattern.finditer
+        found: list[SecretMatch] = []
+        lo = hi = -1
+        for start in starts:
+            if lo >= 0 and start - rule.before <= hi:
+                hi = start + reach
+                continue
+            if lo >= 0:
+                for match in search(text, lo, hi):
+                    self._consider(rule, match, text, found)
+            lo, hi = max(0, start - rule.before), start + reach
+        if lo >= 0:
+            for match in search(text, lo, hi):
+                self._consider(rule, match, text, found)
+        return found
+
+    def _consider(
+        self, rule: SecretRule, match: re.Match[str], text: str, found: list[SecretMatch]
+    ) -> None:
+        group = _secret_group(rule, match)
+        start, end = match.span(group)
+        if found and found[-1].start == start and found[-1].end == end:
+            return
+        value = match.group(group)
+        if rule.validator is not None and not VALIDATORS[rule.validator](value):
+            found.append(SecretMatch(rule, start, end, value, reported=False))
+        elif self._accepts(rule, value, match, text):
+            found.append(SecretMatch(rule, start, end, value))
+
+    def _accepts(self, rule: SecretRule, value: str, match: re.Match[str], text: str) -> bool:
+        if rule.entropy is not None and shannon_entropy(value) < rule.entropy:
+            return False
+        if rule.min_classes and _char_classes(value) < rule.min_classes:
+            return False
+        if any(allow.search(value) for allow in rule.allow):
+            return False
+        if any(allow.search(match.group()) for allow in rule.allow_match):
+            return False
+        if rule.allow_key:
+            key = text[
+                max(0, match.start() - _KEY_WINDOW) : match.start(_secret_group(rule, match))
+            ]
+            if any(allow.search(key) for allow in rule.allow_key):
+                return False
+        if rule.near:
+            lo = max(0, match.start() - rule.near_distance)
+            hi = match.end() + rule.near_distance
+            if not any(text.find(word, lo, hi) != -1 for word in rule.near):
+                return False
+        return not is_placeholder(value, self.allowlist)
+
+    def _resolve_overlaps(self, candidates: list[SecretMatch]) -> list[SecretMatch]:
+        """Candidates arrive grouped by rule in rule order: keep each unless it overlaps one kept
+        before it. Kept spans never overlap, so they stay sorted and bisect finds the neighbours."""
+        starts: list[int] = []
+        kept: list[SecretMatch] = []
+        for candidate in candidates:
+            at = bisect.bisect_left(starts, candidate.start)
+            if at < len(kept) and kept[at].start < candidate.end:
+                continue
+            if at > 0 and kept[at - 1].end > candidate.start:
+                continue
+            starts.insert(at, candidate.start)
+            kept.insert(at, candidate)
+        return kept
+
+
+def _secret_group(rule: SecretRule, match: re.Match[str]) -> int:
+    if rule.secret_group is not None:
+        return rule.secret_group
+    for index in range(1, (match.re.groups or 0) + 1):
+        if match.start(index) != -1:
+            return index
+    return 0
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of the value's own character distribution."""
+    if not value:
+        return 0.0
+    size = len(value)
+    return -sum(n / size * math.log2(n / size) for n in Counter(value).values())
+
+
+def _char_classes(value: str) -> int:
+    """How many of lower, upper, digit and special characters the value mixes; `.-_/` do not count
+    as special because identifiers, scope names and paths are made of them."""
+    lower = upper = digit = special = False
+    for char in value:
+        if char.islower():
+            lower = True
+        elif char.isupper():
+            upper = True
+        elif char.isdigit():
+            digit = True
+        elif char not in "._-/":
+            special = True
+    return lower + upper + digit + special
+
+
+def is_placeholder(value: str, allowlist: Allowlist) -> bool:
+    """Documented examples, template variables, filler and repeated characters."""
+    if hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest() in allowlist.sha256:
+        return True
+    lowered = value.lower()
+    if lowered in allowlist.stopwords:
+        return True
+    # In a long random value (a key body) a short word turns up by chance: only long ones count.
+    long_value = len(value) > _LONG_VALUE
+    if any(
+        part in lowered
+        for part in allowlist.placeholder_substrings
+        if not long_value or len(part) >= _LONG_VALUE_WORD
+    ):
+        return True
+    # `AKIAXXXXXXXXXXXXXXXX`, `sk_live_000…`: a long run of one character, or very few distinct ones
+    if _longest_run(value) >= max(6, len(value) // 4):
+        return True
+    return len(set(value)) <= min(8, max(2, len(value) // 8))
+
+
+def _longest_run(value: str) -> int:
+    best = run = 0
+    previous = ""
+    for char in value:
+        run = run + 1 if char == previous else 1
+        previous = char
+        best = max(best, run)
+    return best
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def load_rules(path: Path = RULES_FILE) -> RuleSet:
+    """Read and compile a rules file; a malformed rule raises ValueError naming it."""
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    allow = data.get("allowlist", {})
+    allowlist = Allowlist(
+        sha256=frozenset(allow.get("sha256", ())),
+        placeholder_substrings=tuple(s.lower() for s in allow.get("placeholder_substrings", ())),
+        stopwords=frozenset(s.lower() for s in allow.get("stopwords", ())),
+    )
+    rules = [_parse_rule(table) for table in data.get("rules", [])]
+    ids = [rule.id for rule in rules]
+    if len(set(ids)) != len(ids):
+        raise ValueError("secret rules: duplicate rule ids")
+    return RuleSet(rules, allowlist)
+
+
+def _parse_rule(table: dict[str, Any]) -> SecretRule:
+    rule_id = str(table.get("id", "?"))
+    try:
+        validator = table.get("validator")
+        if validator is not None and validator not in VALIDATORS:
+            raise ValueError(f"unknown validator {validator!r}")
+        paths = table.get("paths")
+        return SecretRule(
+            id=rule_id,
+            description=str(table["description"]),
+            pattern=re.compile(table["regex"]),
+            keywords=tuple(table["keywords"]),
+            severity=Severity(table["severity"]),
+            revoke=str(table["revoke"]),
+            before=int(table.get("before", 0)),
+            after=int(table.get("after", _DEFAULT_AFTER)),
+            secret_group=table.get("secret_group"),
+            validator=validator,
+            entropy=table.get("entropy"),
+            min_classes=int(table.get("min_classes", 0)),
+            near=tuple(table.get("near", ())),
+            near_distance=int(table.get("near_distance", 0)),
+            paths=re.compile(paths) if paths else None,
+            allow=tuple(re.compile(p) for p in table.get("allow", ())),
+            allow_match=tuple(re.compile(p) for p in table.get("allow_match", ())),
+            allow_key=tuple(re.compile(p) for p in table.get("allow_key", ())),
+            anchor=bool(table.get("anchor", False)),
+            test_severity=Severity(table["test_severity"]) if "test_severity" in table else None,
+        )
+    except (KeyError, TypeError, ValueError, re.error) as exc:
+        raise ValueError(f"secret rule {rule_id}: {exc}") from exc
+
+
+@cache
+def default_rules() -> RuleSet:
+    """The shipped rule set, compiled once per process (it is immutable)."""
+    return load_rules()
+
+
+# -- the check -----------------------------------------------------------------------------------
+
+
+class SecretCheck(Check):
+    category = Category.SECRET
+
+    def __init__(self, rules: RuleSet | None = None) -> None:
+        self._rules = rules if rules is not None else default_rules()
+
+    def text(self, doc: TextDoc, ctx: ScanContext) -> Iterable[Finding]:
+        matches = self._rules.scan(doc.text, doc.path)
+        per_rule: Counter[str] = Counter()
+        findings: list[Finding] = []
+        last_by_rule: dict[str, Finding] = {}
+        line, line_offset = 1, 0
+        for match in matches:  # in text order: count lines incrementally, not from 0 each time
+            line += doc.text.count("\n", line_offset, match.start)
+            line_offset = match.start
+            rule = match.rule
+            per_rule[rule.id] += 1
+            if per_rule[rule.id] > _MAX_MATCHES_PER_RULE:
+                extra = last_by_rule[rule.id].evidence
+                extra["matches_not_reported"] = extra.get("matches_not_reported", 0) + 1
+                continue
+            finding = self._finding(match, doc.path, line)
+            last_by_rule[rule.id] = finding
+            findings.append(finding)
+        return findings
+
+    def _finding(self, match: SecretMatch, path: str, line: int) -> Finding:
+        rule = match.rule
+        redacted = match.redacted
+        evidence: dict[str, Any] = {
+            "redacted": redacted,
+            "rule_description": rule.description,
+            "revoke": rule.revoke,
+        }
+        if rule.validator is not None:
+            evidence["checksum_valid"] = True
+        severity = rule.severity
+        location = location_of(path)
+        evidence.update(location_evidence(location))
+        if location is not None and rule.test_severity is not None:
+            # a fixture key or a documented example: reported and flagged, not paged. Rules for
+            # live provider credentials keep their severity: a real token in a test is a leak.
+            severity = min(severity, rule.test_severity, key=lambda s: s.rank)
+        return self.finding(
+            rule.id,
+            severity,
+            path,
+            f"{rule.description}: {redacted}",
+            line=line,
+            key=redacted,
+            evidence=evidence,
+        )

@@ -1,0 +1,80 @@
+"""`unexpected-content`: kinds of files the previous release did not ship — TypeScript sources,
+tests, coverage reports, docs drafts, CI configuration. Each kind that appears is one finding,
+listing the new paths, so a build that started shipping `src/` is seen at once."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from watcher.model import Category, Finding, Manifest, Severity
+from watcher.scanning.checks.base import ComparisonCheck, ScanOptions
+
+# (kind, pattern on the path, severity). First match wins.
+_KINDS: tuple[tuple[str, re.Pattern[str], Severity], ...] = (
+    ("TypeScript sources", re.compile(r"(?<!\.d)\.(ts|tsx|mts|cts)$"), Severity.MEDIUM),
+    (
+        "coverage reports",
+        re.compile(r"(^|/)(coverage|htmlcov|\.nyc_output)/|(^|/)lcov\.info$|(^|/)\.coverage$"),
+        Severity.MEDIUM,
+    ),
+    (
+        "tests",
+        re.compile(
+            r"(^|/)(tests?|__tests__|spec)/|\.(test|spec)\.[cm]?[jt]sx?$|(^|/)test_[^/]+\.py$|_test\.py$"
+        ),
+        Severity.LOW,
+    ),
+    (
+        "docs drafts and notes",
+        re.compile(
+            r"(^|/)(drafts?|notes|scratch|internal-docs?)/|\.draft\.md$|(^|/)(TODO|NOTES)(\.md|\.txt)?$",
+            re.IGNORECASE,
+        ),
+        Severity.MEDIUM,
+    ),
+    (
+        "CI and build configuration",
+        re.compile(
+            r"(^|/)(\.github|\.circleci|\.gitlab-ci\.yml|\.buildkite|Jenkinsfile|\.travis\.yml)"
+        ),
+        Severity.LOW,
+    ),
+    ("source directories", re.compile(r"^[^/]+/src/"), Severity.LOW),
+)
+
+
+def classify(path: str) -> tuple[str, Severity] | None:
+    for kind, pattern, severity in _KINDS:
+        if pattern.search(path):
+            return kind, severity
+    return None
+
+
+class UnexpectedContentCheck(ComparisonCheck):
+    category = Category.UNEXPECTED_CONTENT
+
+    def compare(self, target: Manifest, baseline: Manifest, options: ScanOptions) -> list[Finding]:
+        shipped_before = {kind for path in baseline.files if (kind := _kind(path))}
+        new_by_kind: dict[tuple[str, Severity], list[str]] = defaultdict(list)
+        for path in sorted(target.files):
+            found = classify(path)
+            if found and found[0] not in shipped_before and path not in baseline.files:
+                new_by_kind[found].append(path)
+        return [
+            Finding(
+                rule="new-kind-of-content",
+                category=self.category,
+                severity=severity,
+                path=paths[0],
+                message=f"{kind} shipped for the first time: {len(paths):,} files",
+                key=kind,
+                evidence={"kind": kind, "files": len(paths), "examples": paths[:10]},
+            )
+            for (kind, severity), paths in sorted(new_by_kind.items())
+        ]
+
+
+def _kind(path: str) -> str | None:
+    found = classify(path)
+    return found[0] if found else None

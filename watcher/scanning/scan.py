@@ -1,0 +1,380 @@
+"""Run every check over one artifact, then compare with the baseline release.
+
+`scan_artifact` reads the archive once: each member is hashed for the manifest, decoded once if it is
+text, and a source map is parsed once; checks get what they ask for. `compare_with_baseline` marks
+findings new or not by fingerprint and adds the findings that need both releases (size, new kinds of
+content). Pure: no I/O beyond the archive file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import orjson
+
+from watcher.model import (
+    ArtifactSummary,
+    Ecosystem,
+    Finding,
+    Manifest,
+    ManifestEntry,
+    Member,
+    MemberKind,
+    Release,
+    Report,
+    fingerprint,
+    stable_path,
+)
+from watcher.scanning.archive import ArchiveLimits, ArchiveReader
+from watcher.scanning.checks import comparison_checks, default_checks
+from watcher.scanning.checks.base import Check, ScanContext, ScanOptions, SourceMapDoc, TextDoc
+from watcher.scanning.checks.provenance import compare_provenance
+from watcher.scanning.checks.sourcemap import (
+    find_inline_maps,
+    looks_like_source_map,
+    parse_source_map,
+)
+
+_BINARY_SNIFF = 8192
+_BINARY_SUFFIXES = frozenset(
+    [
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".gif",
+        ".webp",
+        ".ico",
+        ".bmp",
+        ".woff",
+        ".woff2",
+        ".ttf",
+        ".otf",
+        ".eot",
+        ".node",
+        ".so",
+        ".dylib",
+        ".dll",
+        ".exe",
+        ".wasm",
+        ".pyc",
+        ".pyo",
+        ".gz",
+        ".tgz",
+        ".zip",
+        ".jar",
+        ".whl",
+        ".pdf",
+        ".mp3",
+        ".mp4",
+        ".avif",
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRequest:
+    """Everything a scan needs, picklable so it can run in a worker process."""
+
+    path: Path
+    ecosystem: Ecosystem | None = None
+    name: str | None = None
+    version: str | None = None
+    options: ScanOptions = field(default_factory=ScanOptions)
+    limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+
+
+def scan_artifact(request: ScanRequest) -> Report:
+    """Scan one archive on its own; findings are all `new` until compared with a baseline."""
+    started = time.perf_counter()
+    reader = ArchiveReader(request.path, request.limits)
+    ctx = ScanContext(
+        ecosystem=request.ecosystem or _ecosystem_from_filename(request.path.name),
+        name=request.name,
+        version=request.version,
+        options=request.options,
+    )
+    checks = default_checks()
+    content = _ContentScanner(checks, ctx)
+    findings: list[Finding] = []
+    raw_files: dict[str, ManifestEntry] = {}
+    for member in reader.members():
+        if member.kind is MemberKind.FILE:
+            digest = hashlib.sha256(member.data).hexdigest() if member.data is not None else ""
+            raw_files[member.path] = ManifestEntry(member.size, digest)
+        _identify(member, ctx)
+        for check in checks:
+            findings.extend(check.member(member, ctx))
+        if member.data is not None and member.kind is MemberKind.FILE:
+            findings.extend(content.member(member))
+    for check in checks:
+        findings.extend(check.finish(ctx))
+    findings.extend(reader.anomalies)
+    _identify_from_filename(request.path.name, ctx)
+
+    manifest = Manifest(
+        files={stable_path(path, ctx.version): entry for path, entry in raw_files.items()}
+    )
+    findings = _fingerprint(findings, ctx.version)
+    manifest.fingerprints = {f.fingerprint: f.severity for f in findings}
+    summary = ArtifactSummary(
+        ecosystem=ctx.ecosystem.value if ctx.ecosystem else None,
+        name=ctx.name,
+        version=ctx.version,
+        filename=request.path.name,
+        sha256=reader.sha256,
+        files=len(raw_files),
+        bytes=sum(entry.size for entry in raw_files.values()),
+    )
+    return Report(
+        target=summary,
+        findings=findings,
+        manifest=manifest,
+        elapsed_s=time.perf_counter() - started,
+        bytes_read=reader.bytes_read,
+    )
+
+
+def compare_with_baseline(
+    report: Report,
+    baseline: Manifest | None,
+    baseline_summary: ArtifactSummary | None = None,
+    options: ScanOptions | None = None,
+    *,
+    releases: tuple[Release, Release] | None = None,
+) -> Report:
+    """Mark each finding new or not; raise what is new to its `severity_if_new`; add the findings
+    that compare the two releases' contents and, given the registry's (target, baseline) release
+    metadata, how they were published."""
+    options = options or ScanOptions()
+    findings = list(report.findings)
+    if baseline is not None:
+        for check in comparison_checks():
+            findings.extend(check.compare(report.manifest, baseline, options))
+        if releases is not None:
+            findings.extend(compare_provenance(*releases))
+        findings = _fingerprint(findings, report.target.version)
+    for finding in findings:
+        finding.new = baseline is None or finding.fingerprint not in baseline.fingerprints
+        if finding.new and finding.severity_if_new is not None:
+            finding.severity = finding.severity_if_new
+    report.manifest.fingerprints = {f.fingerprint: f.severity for f in findings}
+    findings.sort(key=lambda f: (-f.severity.rank, f.category.value, f.path, f.line or 0))
+    report.findings = findings
+    report.baseline = baseline_summary
+    return report
+
+
+def scan(target: ScanRequest, baseline: ScanRequest | None = None) -> Report:
+    """Scan one archive and, when given, its baseline, the two in parallel."""
+    return scan_release([target], [baseline] if baseline else [])
+
+
+def scan_release(
+    targets: Sequence[ScanRequest],
+    baselines: Sequence[ScanRequest] = (),
+    *,
+    prefix_paths: bool = False,
+    releases: tuple[Release, Release] | None = None,
+) -> Report:
+    """Scan every file of a release (a PyPI release has an sdist and wheels) and of its baseline,
+    in worker processes, as one report. With `prefix_paths` each path is `<filename>/<member>`, so
+    findings name the file they came from. `releases`: the registry's (target, baseline) release
+    metadata when both came from the registry (provenance is compared then)."""
+    if not targets:
+        raise ValueError("nothing to scan")
+    started = time.perf_counter()
+    jobs = [*targets, *baselines]
+    if len(jobs) == 1:
+        reports = [scan_artifact(jobs[0])]
+    else:
+        with ProcessPoolExecutor(max_workers=min(2, len(jobs))) as pool:
+            reports = list(pool.map(scan_artifact, jobs))
+    target = _merge(reports[: len(targets)], prefix_paths)
+    base = _merge(reports[len(targets) :], prefix_paths) if baselines else None
+    report = compare_with_baseline(
+        target,
+        base.manifest if base else None,
+        base.target if base else None,
+        targets[0].options,
+        releases=releases,
+    )
+    if base is not None:
+        report.bytes_read += base.bytes_read
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def merge_reports(reports: list[Report], *, prefix_paths: bool) -> Report:
+    """One report for several files of one release, as `scan_release` builds it (for callers that
+    run `scan_artifact` in their own process pool)."""
+    return _merge(reports, prefix_paths)
+
+
+def _merge(reports: list[Report], prefix_paths: bool) -> Report:
+    """One report for several files of one release."""
+    if len(reports) == 1 and not prefix_paths:
+        return reports[0]
+    first = reports[0].target
+    version = next((r.target.version for r in reports if r.target.version), None)
+    findings: list[Finding] = []
+    files: dict[str, ManifestEntry] = {}
+    for report in reports:
+        prefix = stable_path(report.target.filename, version) + "/" if prefix_paths else ""
+        for finding in report.findings:
+            if prefix_paths:
+                finding.path = f"{report.target.filename}/{finding.path}"
+            findings.append(finding)
+        files.update({prefix + path: entry for path, entry in report.manifest.files.items()})
+    findings = _fingerprint(findings, version)
+    summary = ArtifactSummary(
+        ecosystem=next((r.target.ecosystem for r in reports if r.target.ecosystem), None),
+        name=next((r.target.name for r in reports if r.target.name), None),
+        version=version,
+        filename=", ".join(r.target.filename for r in reports),
+        sha256=first.sha256,
+        files=sum(r.target.files for r in reports),
+        bytes=sum(r.target.bytes for r in reports),
+    )
+    return Report(
+        target=summary,
+        findings=findings,
+        manifest=Manifest(files=files, fingerprints={f.fingerprint: f.severity for f in findings}),
+        bytes_read=sum(r.bytes_read for r in reports),
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+class _ContentScanner:
+    """Hands each member's content to the checks: decoded once, source maps parsed once.
+
+    Builds often ship the same original sources in several maps (ESM, CJS, UMD, minified): an
+    embedded source seen before (same source path, same text) is not scanned again; its findings
+    are reissued at the new map's path, so every place it leaks is still reported."""
+
+    def __init__(self, checks: list[Check], ctx: ScanContext) -> None:
+        self._checks = checks
+        self._ctx = ctx
+        self._embedded: dict[tuple[str, int, int], list[Finding]] = {}
+
+    def member(self, member: Member) -> Iterable[Finding]:
+        data = member.data
+        assert data is not None
+        path = member.path
+        if looks_like_source_map(path, data):
+            smap = parse_source_map(data, path, inline=False)
+            if smap is not None:
+                yield from self._source_map(smap)
+                return
+        if _is_binary(path, data):
+            return
+        text = data.decode("utf-8", "replace")
+        yield from self._text(TextDoc(path=path, text=text, member_path=path))
+        for smap in find_inline_maps(text, path):
+            yield from self._source_map(smap)
+
+    def _source_map(self, smap: SourceMapDoc) -> Iterable[Finding]:
+        for check in self._checks:
+            yield from check.source_map(smap, self._ctx)
+        for source, content in zip(smap.sources, smap.contents, strict=False):
+            if not content:
+                continue
+            path = f"{smap.path} → {source}"
+            key = (source, len(content), hash(content))
+            seen = self._embedded.get(key)
+            if seen is None:
+                doc = TextDoc(
+                    path=path, text=content, member_path=smap.path, embedded_source=source
+                )
+                self._embedded[key] = seen = list(self._text(doc))
+                yield from seen
+            else:
+                for finding in seen:
+                    yield replace(finding, path=path, evidence=dict(finding.evidence))
+
+    def _text(self, doc: TextDoc) -> Iterable[Finding]:
+        for check in self._checks:
+            yield from check.text(doc, self._ctx)
+
+
+def _is_binary(path: str, data: bytes) -> bool:
+    if PurePosixPath(path).suffix.lower() in _BINARY_SUFFIXES:
+        return True
+    return b"\x00" in data[:_BINARY_SNIFF]
+
+
+def _identify(member: Member, ctx: ScanContext) -> None:
+    """Learn the package's identity from its own metadata: npm's root package.json or a PKG-INFO /
+    METADATA file."""
+    parts = member.path.split("/")
+    if member.data is None or len(parts) != 2:
+        return
+    leaf = parts[1]
+    if leaf == "package.json" and ctx.ecosystem in (None, Ecosystem.NPM):
+        try:
+            manifest: Any = orjson.loads(member.data)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(manifest, dict):
+            ctx.ecosystem = Ecosystem.NPM
+            ctx.package_json = manifest
+            ctx.name = ctx.name or _str_or_none(manifest.get("name"))
+            ctx.version = ctx.version or _str_or_none(manifest.get("version"))
+    elif leaf in ("PKG-INFO", "METADATA"):
+        ctx.ecosystem = Ecosystem.PYPI
+        for line in member.data[:65536].decode("utf-8", "replace").splitlines():
+            if not line:
+                break
+            key, _, value = line.partition(":")
+            if key == "Name":
+                ctx.name = ctx.name or value.strip()
+            elif key == "Version":
+                ctx.version = ctx.version or value.strip()
+
+
+def _identify_from_filename(filename: str, ctx: ScanContext) -> None:
+    """Wheels and sdists name themselves `name-version…`; fill what the metadata did not say."""
+    if ctx.name and ctx.version:
+        return
+    stem = filename
+    for suffix in (".whl", ".tar.gz", ".tgz", ".zip", ".tar.bz2", ".tar.xz", ".tar"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    name, _, rest = stem.partition("-")
+    version = rest.split("-", 1)[0]
+    if name and version and version[:1].isdigit():
+        ctx.name = ctx.name or name
+        ctx.version = ctx.version or version
+
+
+def _ecosystem_from_filename(filename: str) -> Ecosystem | None:
+    if filename.endswith(".whl"):
+        return Ecosystem.PYPI
+    return None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _fingerprint(findings: list[Finding], version: str | None) -> list[Finding]:
+    """Give each finding its fingerprint and merge repeats of the same one (counting them)."""
+    merged: dict[str, Finding] = {}
+    for finding in findings:
+        finding.fingerprint = fingerprint(
+            finding.rule, stable_path(finding.path, version), finding.key
+        )
+        first = merged.get(finding.fingerprint)
+        if first is None:
+            merged[finding.fingerprint] = finding
+        elif first is not finding:
+            first.evidence["occurrences"] = first.evidence.get("occurrences", 1) + 1
+    return list(merged.values())

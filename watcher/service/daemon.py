@@ -1,0 +1,442 @@
+"""Wiring and lifecycle of `watcher run`: feeds → store → scan workers → policy → outbox → channels.
+
+The daemon owns every task. Start: open the store (migrations), put releases a crash left
+`scanning` back to pending, resolve the registries, start the HTTP server, the scan pool, one task
+per feed, the scan loop and the outbox. Stop (SIGTERM/SIGINT): feeds stop first (nothing new comes
+in), scans in flight get the grace period to finish and the rest go back to pending, the outbox
+finishes the send in hand, then the store is closed. A `kill -9` at any point loses nothing: every
+step is a store transaction and every repeat is idempotent.
+
+The run loop knows nothing of registries: feeds are driven through their protocol (`run(stop)`,
+`interval`, `last_success`), downloads through the workers' `Downloader` protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+import structlog
+
+from watcher import metrics
+from watcher.alerts import build_channels
+from watcher.alerts.base import Channel
+from watcher.alerts.outbox import Outbox
+from watcher.config.schema import Config, RegistryConfig, channel_id
+from watcher.ecosystems.config_sources import (
+    NpmRegistries,
+    resolve_npm_registries,
+    resolve_pypi_index,
+)
+from watcher.ecosystems.http import HttpSettings, RegistryHttp, safe_url
+from watcher.ecosystems.npm.changes import NpmChangesFeed
+from watcher.ecosystems.npm.client import NpmClient
+from watcher.ecosystems.npm.poll import NpmPackageSource, npm_poll_feed, npm_reconcile_feed
+from watcher.ecosystems.pypi.changelog import PypiChangelogFeed, XmlRpcJournal
+from watcher.ecosystems.pypi.client import PypiClient, normalize
+from watcher.ecosystems.pypi.poll import PypiPackageSource, pypi_poll_feed, pypi_reconcile_feed
+from watcher.errors import ConfigError
+from watcher.feeds.base import (
+    BaselineSeen,
+    Feed,
+    FeedEvent,
+    ReleaseSeen,
+    Watchlist,
+)
+from watcher.feeds.reconcile import PackageTracker, watched_names
+from watcher.model import Ecosystem
+from watcher.service.containment import ContainmentWatcher
+from watcher.service.server import (
+    FeedHealth,
+    HttpServer,
+    Readiness,
+    ScrapeHook,
+    build_app,
+    readiness,
+)
+from watcher.service.workers import Downloader, NpmDownloader, PypiDownloader, ScanWorkers
+from watcher.store.sqlite.store import ReleaseState, Store
+
+log = structlog.get_logger(__name__)
+
+RECONCILE_PERIOD = 3600.0  # the slow backstop beside a changes feed
+FEED_STOP_WAIT = 2.0  # seconds a feed gets to finish its iteration before it is cancelled
+OUTBOX_STOP_WAIT = 10.0  # seconds the send in hand gets at shutdown
+
+
+@dataclass(slots=True)
+class _Sink:
+    """The feeds' EventSink: store the events (durably), then wake the scan workers."""
+
+    store: Store
+    workers: ScanWorkers | None = None
+    newest_published: dict[Ecosystem, float] = field(default_factory=dict)
+
+    async def __call__(self, events: Sequence[FeedEvent]) -> None:
+        stored = await self.store.store_events(events)
+        for event in events:
+            if isinstance(event, ReleaseSeen | BaselineSeen) and event.release.published_at:
+                eco = event.release.ecosystem
+                at = event.release.published_at.timestamp()
+                self.newest_published[eco] = max(self.newest_published.get(eco, 0.0), at)
+        if stored and self.workers is not None:
+            self.workers.wake()
+
+
+@dataclass(slots=True)
+class _Feeds:
+    primary: list[Feed] = field(default_factory=list)  # what /readyz looks at
+    backstop: list[Feed] = field(default_factory=list)  # slow reconcile loops
+
+    @property
+    def all(self) -> list[Feed]:
+        return [*self.primary, *self.backstop]
+
+
+class Service:
+    """One running watcher. `await Service(config).run()` returns when stopped (signal or
+    `stop()`)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._stop = asyncio.Event()
+        self._store_open = False
+        self._feeds = _Feeds()
+        self._npm_off_default: frozenset[str] = frozenset()  # scopes on another npm registry
+        self.http_port: int | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    async def run(self, *, install_signals: bool = True) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+        store = await Store.open(config.store.path, synchronous=config.store.synchronous)
+        self._store_open = True
+        metrics.STORE_UP.set(1)
+        http: RegistryHttp | None = None
+        session: aiohttp.ClientSession | None = None
+        channels: list[Channel] = []
+        server: HttpServer | None = None
+        try:
+            requeued = await store.requeue_scanning()
+            if requeued:
+                log.warning("scans_resumed", count=requeued, reason="left scanning by a crash")
+            http, downloaders, urls, clients = self._registries()
+            sink = _Sink(store)
+            self._feeds = self._build_feeds(http, store, sink, clients)
+            session = aiohttp.ClientSession()
+            for owner_name, owner in config.owners.items():
+                channels += build_channels(owner_name, owner, session)
+            outbox = Outbox(
+                store,
+                {c.name: c for c in channels},
+                config.retry.outbox,
+                disabled_recheck=config.outbox.disabled_recheck,
+            )
+            workers = ScanWorkers(
+                store,
+                config,
+                downloaders,
+                registry_urls=urls,
+                registry_for=_registry_for(clients, urls),
+                on_page=outbox.wake,
+            )
+            sink.workers = workers
+            containment = (
+                ContainmentWatcher(store, config, clients, on_page=outbox.wake)
+                if config.containment.enabled
+                else None
+            )
+
+            server = HttpServer(
+                build_app(self._readiness, before_scrape=self._scrape_hook(store, outbox, sink)),
+                config.server.host,
+                config.server.port,
+            )
+            await server.start()
+            self.http_port = server.port
+            await workers.start()
+            await self._serve(store, workers, outbox, containment)
+        finally:
+            if server is not None:
+                await server.stop()
+            for channel in channels:
+                await channel.close()
+            if session is not None:
+                await session.close()
+            if http is not None:
+                await http.close()
+            self._store_open = False
+            metrics.STORE_UP.set(0)
+            await store.close()
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            log.info("service_stopped")
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("service_stopping", signal=sig.name)
+        self._stop.set()
+
+    async def _serve(
+        self,
+        store: Store,
+        workers: ScanWorkers,
+        outbox: Outbox,
+        containment: ContainmentWatcher | None = None,
+    ) -> None:
+        feeds_stop, work_stop, outbox_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        feed_tasks = [
+            asyncio.create_task(feed.run(feeds_stop), name=f"feed:{feed.name}")
+            for feed in self._feeds.all
+        ]
+        if containment is not None:  # re-reads the registry like a feed; stops with them
+            feed_tasks.append(asyncio.create_task(containment.run(feeds_stop), name="containment"))
+        work_task = asyncio.create_task(workers.run(work_stop), name="scan-workers")
+        outbox_task = asyncio.create_task(outbox.run(outbox_stop), name="outbox")
+        everything = [*feed_tasks, work_task, outbox_task]
+        log.info(
+            "service_started",
+            feeds=[f.name for f in self._feeds.all],
+            channels=outbox.channel_names,
+            listen=f"{self.config.server.host}:{self.http_port}",
+            store=str(self.config.store.path),
+        )
+        stop_wait = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([stop_wait, *everything], return_when="FIRST_COMPLETED")
+        for task in done:
+            if task is not stop_wait and not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "task_crashed",
+                    task=task.get_name(),
+                    error=f"{type(task.exception()).__name__}: {task.exception()}",
+                )
+        stop_wait.cancel()
+
+        # 1. nothing new comes in
+        feeds_stop.set()
+        work_stop.set()
+        await _finish(feed_tasks, FEED_STOP_WAIT)
+        # 2. scans in flight finish within the grace period; the rest go back to pending
+        await _finish([work_task], FEED_STOP_WAIT)
+        requeued = await workers.drain(self.config.shutdown.grace_period)
+        # 3. the page in hand is recorded; queued pages wait in the store for the next start
+        outbox_stop.set()
+        await _finish([outbox_task], OUTBOX_STOP_WAIT)
+        log.info("service_drained", requeued=requeued)
+
+    # -- wiring ----------------------------------------------------------------------------------
+
+    def _registries(
+        self,
+    ) -> tuple[
+        RegistryHttp,
+        dict[Ecosystem, Downloader],
+        dict[Ecosystem, str],
+        dict[Ecosystem, NpmClient | PypiClient],
+    ]:
+        """Resolve each watched ecosystem's registry (config, else the machine's settings) and
+        build its client and downloader. Raises ConfigError when neither names one."""
+        config = self.config
+        watched = {p.ecosystem for p in config.packages}
+        credentials: dict[str, str] = {}
+        urls: dict[Ecosystem, str] = {}
+        npm: NpmRegistries | None = None
+        if Ecosystem.NPM in watched:
+            npm = resolve_npm_registries(
+                config.registries.npm.url, config.registries.npm.scope_settings()
+            )
+            urls[Ecosystem.NPM] = npm.default.url
+            credentials.update(npm.credentials())
+            for scope, reg in (("", npm.default), *npm.scopes.items()):
+                log.info(
+                    "registry_resolved",
+                    ecosystem="npm",
+                    **({"scope": scope} if scope else {}),
+                    url=safe_url(reg.url),
+                    source=reg.source,
+                    auth=reg.credential.source if reg.credential else None,
+                )
+        if Ecosystem.PYPI in watched:
+            pypi = resolve_pypi_index(config.registries.pypi.url)
+            urls[Ecosystem.PYPI] = pypi.url
+            log.info(
+                "registry_resolved", ecosystem="pypi", url=safe_url(pypi.url), source=pypi.source
+            )
+        timeout = max(config.registries.npm.timeout, config.registries.pypi.timeout)
+        http = RegistryHttp(
+            HttpSettings(
+                credentials=credentials,
+                read_timeout=timeout,
+                total_timeout=max(timeout, config.scan.download_timeout),
+            )
+        )
+        clients: dict[Ecosystem, NpmClient | PypiClient] = {}
+        downloaders: dict[Ecosystem, Downloader] = {}
+        if npm is not None:
+            npm_client = NpmClient.for_registries(http, npm)
+            self._npm_off_default = frozenset(npm.off_default())
+            clients[Ecosystem.NPM] = npm_client
+            downloaders[Ecosystem.NPM] = NpmDownloader(npm_client)
+        if Ecosystem.PYPI in urls:
+            pypi_client = PypiClient(http, urls[Ecosystem.PYPI])
+            clients[Ecosystem.PYPI] = pypi_client
+            downloaders[Ecosystem.PYPI] = PypiDownloader(pypi_client)
+        return http, downloaders, urls, clients
+
+    def _build_feeds(
+        self,
+        http: RegistryHttp,
+        store: Store,
+        sink: _Sink,
+        clients: dict[Ecosystem, NpmClient | PypiClient],
+    ) -> _Feeds:
+        feeds = _Feeds()
+        for eco, client in clients.items():
+            reg: RegistryConfig = self.config.registries.for_ecosystem(eco)
+            names = [p.name for p in self.config.packages_for(eco)]
+            if isinstance(client, NpmClient):
+                tracker = PackageTracker(NpmPackageSource(client), store, sink)
+                watchlist = Watchlist.of(names)
+                if reg.changes_url:
+                    # the changes feed follows the default registry; scopes elsewhere are polled
+                    watchlist, own = self._split_off_default(names)
+                    if own.names:
+                        feeds.primary.append(
+                            npm_poll_feed(
+                                tracker, own, interval=reg.poll_interval, name="npm-poll-scopes"
+                            )
+                        )
+                    feeds.primary.append(
+                        NpmChangesFeed(
+                            http,
+                            reg.changes_url,
+                            tracker,
+                            watchlist,
+                            watched_names(watchlist, store, eco),
+                            interval=min(reg.poll_interval, 5.0),
+                        )
+                    )
+                    feeds.backstop.append(
+                        npm_reconcile_feed(tracker, watchlist, period=RECONCILE_PERIOD)
+                    )
+                else:
+                    feeds.primary.append(
+                        npm_poll_feed(tracker, watchlist, interval=reg.poll_interval)
+                    )
+            else:
+                tracker = PackageTracker(PypiPackageSource(client), store, sink)
+                watchlist = Watchlist.of(normalize(n) if "*" not in n else n for n in names)
+                if reg.changes_url:
+                    feeds.primary.append(
+                        PypiChangelogFeed(
+                            XmlRpcJournal(http, reg.changes_url),
+                            tracker,
+                            watchlist,
+                            watched_names(watchlist, store, eco),
+                            interval=min(reg.poll_interval, 10.0),
+                        )
+                    )
+                    feeds.backstop.append(
+                        pypi_reconcile_feed(tracker, watchlist, period=RECONCILE_PERIOD)
+                    )
+                else:
+                    feeds.primary.append(
+                        pypi_poll_feed(tracker, watchlist, interval=reg.poll_interval)
+                    )
+        return feeds
+
+    def _split_off_default(self, names: Sequence[str]) -> tuple[Watchlist, Watchlist]:
+        """(names the default registry's changes feed covers, names on other scope registries).
+        A pattern cannot be polled, so one on another registry is a configuration error."""
+
+        def off(name: str) -> bool:
+            return name.startswith("@") and name.split("/", 1)[0] in self._npm_off_default
+
+        elsewhere = [n for n in names if off(n)]
+        patterns = [n for n in elsewhere if any(ch in n for ch in "*?[")]
+        if patterns:
+            raise ConfigError(
+                f"packages: pattern {patterns[0]!r} is on a scope registry other than the "
+                "default (the machine's npm `@scope:registry` setting), which the changes feed "
+                "does not cover: list its packages by name, they are polled"
+            )
+        return Watchlist.of(n for n in names if not off(n)), Watchlist.of(elsewhere)
+
+    # -- health and metrics ----------------------------------------------------------------------
+
+    def _readiness(self) -> Readiness:
+        health = [FeedHealth(f.name, f.interval, f.last_success) for f in self._feeds.primary]
+        return readiness(self._store_open, health)
+
+    def _scrape_hook(self, store: Store, outbox: Outbox, sink: _Sink) -> ScrapeHook:
+        feeds = self._feeds
+        configured = [channel_id(owner, kind) for owner, kind in self.config.channels()]
+        watched = {p.ecosystem for p in self.config.packages}
+
+        async def refresh() -> None:
+            now = time.time()
+            counts = await store.counts(now=now)
+            for state in ReleaseState:
+                metrics.RELEASES_BY_STATE.labels(state.value).set(
+                    counts.releases_by_state.get(state, 0)
+                )
+            for name in {*configured, *counts.outbox_depth}:
+                metrics.OUTBOX_DEPTH.labels(name).set(counts.outbox_depth.get(name, 0))
+            metrics.OUTBOX_OLDEST_AGE.set(counts.outbox_oldest_age_s or 0.0)
+            metrics.OUTBOX_DEAD_LETTERS.set(counts.dead_letters)
+            metrics.OPEN_INCIDENTS.set(counts.open_incidents)
+            oldest = counts.oldest_open_incident_age_s
+            for eco in {*watched, *oldest}:
+                metrics.OPEN_INCIDENT_OLDEST.labels(eco.value).set(oldest.get(eco, 0.0))
+            for name in outbox.channel_names:
+                metrics.CHANNEL_DISABLED.labels(name).set(1 if name in outbox.disabled() else 0)
+            cursors = {c.feed: c.updated_at for c in await store.cursors()}
+            for feed in feeds.all:
+                since = cursors.get(feed.name, feed.last_success)
+                if since is not None:
+                    metrics.FEED_CURSOR_AGE.labels(feed.ecosystem.value, feed.name).set(
+                        max(0.0, now - since)
+                    )
+            for eco, newest in sink.newest_published.items():
+                metrics.FEED_NEWEST_LAG.labels(eco.value).set(max(0.0, now - newest))
+
+        return refresh
+
+
+def _registry_for(
+    clients: Mapping[Ecosystem, NpmClient | PypiClient], urls: Mapping[Ecosystem, str]
+) -> Callable[[Ecosystem, str], str | None]:
+    """The registry serving one package, for runbooks: an npm scope's own, else the default."""
+
+    def lookup(ecosystem: Ecosystem, name: str) -> str | None:
+        client = clients.get(ecosystem)
+        if isinstance(client, NpmClient):
+            return client.registry_for(name)
+        return urls.get(ecosystem)
+
+    return lookup
+
+
+async def _finish(tasks: Sequence[asyncio.Task[None]], wait: float) -> None:
+    """Give tasks `wait` seconds to return on their own, then cancel them."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=wait)
+    for task in pending:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
