@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from watcher.incidents.runbook import RevokeHint, RunbookInputs, build_runbook, load_revoke_hints
+from watcher.incidents.runbook import (
+    RevokeHint,
+    RunbookInputs,
+    build_runbook,
+    load_revoke_hints,
+    load_secret_rule_runbooks,
+    route_for,
+)
 from watcher.model import Category, Ecosystem, Finding, Severity
+from watcher.scanning.checks.secrets import RULES_FILE
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 NPM_REGISTRY = "http://127.0.0.1:4873/"
@@ -295,6 +304,34 @@ def test_the_shipped_secret_rules_each_get_a_hint() -> None:
     for rule_id, hint in hints.items():
         step = npm([f(rule_id, Category.SECRET, "package/a.js")], hints=hints)[0]
         assert hint.text in step.text
+
+
+def test_a_secret_rule_names_its_revocation_route_as_data(tmp_path: Path) -> None:
+    rules = tmp_path / "secrets.toml"
+    rules.write_text(
+        '[[rules]]\nid = "acme-deploy-key"\ndescription = "x"\nroute = "github"\n'
+        '[[rules]]\nid = "no-route"\ndescription = "y"\n'
+    )
+    data = load_secret_rule_runbooks(rules)
+    assert data["acme-deploy-key"].route == "github"
+    assert data["no-route"].route == "generic"
+    # the route comes from the rule, not from a word of its id
+    assert route_for(f("twilio-auth-token", Category.SECRET, "package/a.js")).what == "credentials"
+    assert route_for(f("github-token", Category.SECRET, "package/a.js")).what == "GitHub token"
+    assert route_for(f("secret-github-x", Category.SECRET, "package/a.js")).what == "credentials"
+
+
+def test_an_unknown_route_in_the_rules_file_names_the_rule(tmp_path: Path) -> None:
+    rules = tmp_path / "secrets.toml"
+    rules.write_text('[[rules]]\nid = "acme-key"\ndescription = "x"\nroute = "githbu"\n')
+    with pytest.raises(ValueError, match="secret rule acme-key: unknown route 'githbu'"):
+        load_secret_rule_runbooks(rules)
+
+
+def test_every_shipped_secret_rule_names_a_route() -> None:
+    shipped = tomllib.loads(RULES_FILE.read_text(encoding="utf-8"))["rules"]
+    assert shipped and all("route" in rule for rule in shipped), "secrets.toml: route per rule"
+    assert set(load_secret_rule_runbooks()) == {rule["id"] for rule in shipped}
 
 
 def test_one_step_per_credential_type_listing_every_path() -> None:

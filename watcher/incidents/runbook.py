@@ -13,7 +13,9 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 
 import structlog
 
@@ -158,26 +160,6 @@ _RULE_ROUTES: dict[str, str] = {
     "app-secrets-file": "generic",
 }
 
-# Secret-pattern rules (checks/secrets.toml) → route by a word of their id, so a rule added there
-# gets the exact commands and the auto-revocation note of its credential type. First match wins.
-_KEYWORD_ROUTES: tuple[tuple[str, str], ...] = (
-    ("slack-webhook", "slack-webhook"),
-    ("slack", "slack"),
-    ("npm", "npm"),
-    ("pypi", "pypi"),
-    ("github", "github"),
-    ("aws", "aws"),
-    ("gcp", "gcp"),
-    ("google-cloud", "gcp"),
-    ("stripe", "stripe"),
-    ("openai", "openai"),
-    ("anthropic", "anthropic"),
-    ("ssh", "ssh"),
-    ("private-key", "private-key"),
-    ("whsec", "webhook-secret"),
-    ("webhook-secret", "webhook-secret"),
-)
-
 
 @dataclass(frozen=True, slots=True)
 class RevokeHint:
@@ -187,32 +169,59 @@ class RevokeHint:
     text: str
 
 
-def load_revoke_hints(path: Path = SECRETS_RULES) -> dict[str, RevokeHint]:
-    """`revoke` sentences from the secret rules file, keyed by rule id. A missing or unreadable
-    file gives none: the built-in routes still apply."""
+@dataclass(frozen=True, slots=True)
+class SecretRuleRunbook:
+    """What the runbook takes from one secret rule (checks/secrets.toml): its revoke sentence and
+    the name of its revocation route in `_ROUTES`."""
+
+    hint: RevokeHint | None
+    route: str
+
+
+def load_secret_rule_runbooks(path: Path = SECRETS_RULES) -> dict[str, SecretRuleRunbook]:
+    """Per-rule runbook data from the secret rules file, keyed by rule id. A missing or unreadable
+    file gives none (the sensitive-file routes still apply); a rule naming an unknown route is a
+    ValueError naming the rule, so a typo in the data fails its test instead of paging "generic"."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         log.debug("revoke_hints_unavailable", path=str(path), error=type(exc).__name__)
         return {}
-    hints: dict[str, RevokeHint] = {}
+    rules: dict[str, SecretRuleRunbook] = {}
     for rule in [*data.get("rules", []), *data.get("rule", [])]:
-        if not isinstance(rule, dict):
+        if not isinstance(rule, dict) or not isinstance(rule.get("id"), str):
             continue
-        rule_id, hint = rule.get("id"), rule.get("revoke")
-        if isinstance(rule_id, str) and isinstance(hint, str) and hint.strip():
-            hints[rule_id] = RevokeHint(str(rule.get("description") or rule_id), hint.strip())
-    return hints
+        rule_id, text, route = rule["id"], rule.get("revoke"), rule.get("route", "generic")
+        if route not in _ROUTES:
+            known = ", ".join(sorted(_ROUTES))
+            raise ValueError(f"secret rule {rule_id}: unknown route {route!r} (routes: {known})")
+        hint = None
+        if isinstance(text, str) and text.strip():
+            hint = RevokeHint(str(rule.get("description") or rule_id), text.strip())
+        rules[rule_id] = SecretRuleRunbook(hint, route)
+    return rules
+
+
+@cache
+def _shipped_rules() -> Mapping[str, SecretRuleRunbook]:
+    """The shipped rules file, read once per process (it does not change while we run)."""
+    return MappingProxyType(load_secret_rule_runbooks())
+
+
+def load_revoke_hints(path: Path | None = None) -> dict[str, RevokeHint]:
+    """`revoke` sentences from the secret rules file (the shipped one by default), keyed by rule
+    id."""
+    rules = _shipped_rules() if path is None else load_secret_rule_runbooks(path)
+    return {rule_id: rule.hint for rule_id, rule in rules.items() if rule.hint is not None}
 
 
 def route_for(finding: Finding) -> Route:
+    """The rule's own route: a secret rule's `route` field, a sensitive-file rule's entry in
+    `_RULE_ROUTES`; anything else is rotated the generic way."""
     if finding.rule in _RULE_ROUTES:
         return _ROUTES[_RULE_ROUTES[finding.rule]]
-    rule = finding.rule.lower()
-    for keyword, route in _KEYWORD_ROUTES:
-        if keyword in rule:
-            return _ROUTES[route]
-    return _ROUTES["generic"]
+    secret = _shipped_rules().get(finding.rule)
+    return _ROUTES[secret.route if secret is not None else "generic"]
 
 
 def is_credential(finding: Finding) -> bool:
