@@ -17,11 +17,12 @@ import pytest
 from aiohttp import web
 
 from watcher import metrics
-from watcher.alerts.outbox import decode_event, encode_event, event_id_for
+from watcher.alerts.outbox import decode_event, encode_event
 from watcher.config.schema import Config, parse_config
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.ecosystems.npm.client import NpmClient, parse_packument
 from watcher.ecosystems.pypi.client import PypiClient, parse_page
+from watcher.incidents.lifecycle import event_id_for
 from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
 from watcher.service.containment import (
     FILES_DELETED,

@@ -19,9 +19,10 @@ from tests.receivers import Receiver, Scripted, webhook_receiver
 from watcher import metrics
 from watcher.alerts.base import Channel
 from watcher.alerts.console import ConsoleChannel
-from watcher.alerts.outbox import Outbox, decode_event, encode_event, event_id_for
+from watcher.alerts.outbox import Outbox, decode_event, encode_event
 from watcher.alerts.webhook import WebhookChannel
 from watcher.config.schema import RetryPolicy
+from watcher.incidents.lifecycle import event_id_for
 from watcher.model import (
     AlertEvent,
     Category,

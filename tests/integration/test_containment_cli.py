@@ -19,7 +19,8 @@ from tests.receivers import (
     Scripted,
     all_receivers,
 )
-from watcher.alerts.outbox import encode_event, event_id_for
+from watcher.alerts.outbox import encode_event
+from watcher.incidents.lifecycle import event_id_for
 from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
 from watcher.model import RunbookStep as Step
 from watcher.store.sqlite.store import Delivery, NewIncident, OutboxEvent, Store

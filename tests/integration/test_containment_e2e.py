@@ -32,9 +32,9 @@ from tests.receivers import (
     all_receivers,
 )
 from watcher import cli
-from watcher.alerts.outbox import event_id_for
 from watcher.alerts.webhook import message_id
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
+from watcher.incidents.lifecycle import event_id_for
 from watcher.model import EventType, incident_key
 from watcher.service.containment import UNPUBLISHED
 from watcher.store.sqlite.store import Incident, IncidentState, Store

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from pypi_servers import Devpi, Warehouse, build_dists
 
-from watcher.alerts.outbox import encode_event, event_id_for
+from watcher.alerts.outbox import encode_event
 from watcher.config.schema import Config, parse_config
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.ecosystems.pypi.client import PypiClient
+from watcher.incidents.lifecycle import event_id_for
 from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
 from watcher.service.containment import RELEASE_DELETED, ContainmentWatcher
 from watcher.store.sqlite.store import Delivery, IncidentState, NewIncident, OutboxEvent, Store

@@ -61,11 +61,6 @@ def _when(text: Any) -> datetime | None:
     return datetime.fromisoformat(text) if isinstance(text, str) else None
 
 
-def event_id_for(dedup_key: str, event: EventType) -> str:
-    """Stable across retries and restarts: the same incident event always has the same id."""
-    return f"{dedup_key}#{event.value}"
-
-
 def encode_event(event: AlertEvent) -> dict[str, Any]:
     """An AlertEvent as the outbox row's JSON payload (what `decode_event` reads back).
     A finding's `evidence` is left out: channels never show it."""

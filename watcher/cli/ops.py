@@ -11,62 +11,17 @@ from typing import Any
 
 from watcher.alerts import build_channels
 from watcher.alerts.base import DeliveryResult
-from watcher.alerts.outbox import event_id_for
 from watcher.alerts.payload import iso
 from watcher.config.schema import Config
 from watcher.ecosystems.config_sources import resolve_npm_registries, resolve_pypi_index
 from watcher.ecosystems.npm.client import parse_npm_target
 from watcher.ecosystems.pypi.client import parse_target as parse_pypi_target
 from watcher.errors import ConfigError, RegistryError
-from watcher.incidents.runbook import RunbookInputs, build_runbook
-from watcher.model import (
-    AlertEvent,
-    Category,
-    Ecosystem,
-    EventType,
-    Finding,
-    Incident,
-    RunbookStep,
-    Severity,
-    incident_key,
-)
-from watcher.service.containment import incident_model
+from watcher.incidents.lifecycle import IncidentLifecycle, opened, stored_incident, test_incident
+from watcher.model import Ecosystem, RunbookStep, incident_key
 from watcher.store.sqlite.store import Store
 
-TEST_PACKAGE = "registry-watcher-test-alert"
-
 # ---------------------------------------------------------------------------------- test-alert
-
-
-def build_test_incident(owner: str, now: datetime) -> Incident:
-    """A test incident no one can mistake for a page: `test` set (channels mark it [TEST]), an
-    info finding that says so, a one-step runbook, and a dedup key of its own each time."""
-    version = f"0.0.0-test.{int(now.timestamp())}"
-    return Incident(
-        dedup_key=Incident.key_for(Ecosystem.NPM.value, TEST_PACKAGE, version),
-        ecosystem=Ecosystem.NPM,
-        name=TEST_PACKAGE,
-        version=version,
-        owner=owner,
-        opened_at=now,
-        published_at=now,
-        findings=[
-            Finding(
-                rule="test-alert",
-                category=Category.UNEXPECTED_CONTENT,
-                severity=Severity.INFO,
-                path="(test)",
-                message="This is a test alert from registry-watcher: no release is affected.",
-            )
-        ],
-        runbook=[
-            RunbookStep(
-                "This is a test: nothing to contain. Check that it reached the right people and "
-                "place, then close it."
-            )
-        ],
-        test=True,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +44,7 @@ async def send_test_alert(
     if owner_config is None:
         known = ", ".join(sorted(config.owners))
         raise ConfigError(f"unknown owner {owner!r} (owners defined: {known})")
-    incident = build_test_incident(owner, now or datetime.now(UTC))
-    event = AlertEvent(
-        EventType.OPENED, incident, event_id_for(incident.dedup_key, EventType.OPENED)
-    )
+    event = opened(test_incident(owner, now or datetime.now(UTC)))
     outcomes = []
     for channel in build_channels(owner, owner_config):
         try:
@@ -153,7 +105,7 @@ async def stored_runbook(
     stored = await store.get_incident(incident_key(ecosystem, name, version))
     at = now or datetime.now(UTC)
     if stored is not None:
-        page = incident_model(stored)
+        page = stored_incident(stored)
         common: dict[str, Any] = {
             "state": stored.state.value,
             "owner": stored.owner,
@@ -173,17 +125,17 @@ async def stored_runbook(
             return None
         published = release.release.published_at
     below = await store.baseline_manifest(ecosystem, name, version)
-    steps = build_runbook(
-        RunbookInputs(
-            ecosystem=ecosystem,
-            name=name,
-            version=version,
-            findings=findings,
-            now=at,
-            published_at=published,
-            registry_url=_registry_url(config, ecosystem, name),
-            previous_good=below[0] if below else None,
-        )
+    lifecycle = IncidentLifecycle(
+        store, config, registry_for=lambda eco, package: _registry_url(config, eco, package)
+    )
+    steps = lifecycle.runbook(
+        ecosystem,
+        name,
+        version,
+        findings,
+        published_at=published,
+        previous_good=below[0] if below else None,
+        now=at,
     )
     return StoredRunbook(ecosystem, name, version, steps, "rebuilt", **common)
 

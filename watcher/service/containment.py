@@ -12,7 +12,8 @@ yank: the files stay downloadable) are posted once each as `incident.updated` an
 store, so a restart never posts them twice; the incident stays open.
 
 The decisions (`assess_npm`, `assess_pypi`) are pure functions over parsed registry documents; the
-`ContainmentWatcher` does the I/O around them.
+`ContainmentWatcher` does the I/O around them and hands what it found to the incident lifecycle
+(`watcher.incidents.lifecycle`), which records the update or the resolution and queues its pages.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -30,16 +30,15 @@ import structlog
 from packaging.version import InvalidVersion, Version
 
 from watcher import metrics
-from watcher.alerts.outbox import decode_event, encode_event, event_id_for
-from watcher.alerts.payload import time_to_contain
-from watcher.config.schema import Config, channel_id
+from watcher.config.schema import Config
 from watcher.ecosystems.http import HttpStatusError, safe_url
 from watcher.ecosystems.npm.client import NpmClient, Packument, packument_url
 from watcher.ecosystems.pypi.client import ProjectPage, PypiClient
 from watcher.errors import RegistryError
-from watcher.model import AlertEvent, Ecosystem, EventType, Incident
-from watcher.store.sqlite.store import Delivery, OutboxEvent, Store
+from watcher.incidents.lifecycle import IncidentLifecycle
+from watcher.model import Ecosystem
 from watcher.store.sqlite.store import Incident as StoredIncident
+from watcher.store.sqlite.store import Store
 
 log = structlog.get_logger(__name__)
 
@@ -191,25 +190,6 @@ def assess_pypi(page: ProjectPage | None, name: str, version: str) -> Assessment
 # ------------------------------------------------------------------------------------ the worker
 
 
-def incident_model(stored: StoredIncident) -> Incident:
-    """The page's incident as it was sent (the store keeps the encoded payload); a bare one from
-    the row's columns when the payload is not a page's."""
-    try:
-        return decode_event(
-            {"type": EventType.OPENED.value, "event_id": "", "incident": stored.payload}
-        ).incident
-    except (KeyError, TypeError, ValueError):
-        return Incident(
-            dedup_key=stored.dedup_key,
-            ecosystem=stored.ecosystem,
-            name=stored.name,
-            version=stored.version,
-            owner=stored.owner,
-            opened_at=datetime.fromtimestamp(stored.opened_at, UTC),
-            findings=[],
-        )
-
-
 @dataclass(slots=True)
 class ContainmentWatcher:
     """Every `interval` seconds, `check_once()` over the store's open incidents. `on_page` is
@@ -223,9 +203,13 @@ class ContainmentWatcher:
     interval: float = field(init=False)
     name: str = field(init=False, default="containment")
     last_success: float | None = field(init=False, default=None)
+    lifecycle: IncidentLifecycle = field(init=False)
 
     def __post_init__(self) -> None:
         self.interval = self.config.containment.check_interval
+        self.lifecycle = IncidentLifecycle(
+            self.store, self.config, on_page=self.on_page, clock=self.clock
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -336,82 +320,11 @@ class ContainmentWatcher:
             page = None
         return assess_pypi(page, incident.name, incident.version)
 
-    def _deliveries(self, incident: StoredIncident, event: AlertEvent) -> list[Delivery]:
-        owner = self.config.owners.get(incident.owner)
-        if owner is None:
-            log.warning(
-                "containment_owner_unconfigured",
-                dedup_key=incident.dedup_key,
-                owner=incident.owner,
-                hint="no channel gets this event",
-            )
-            return []
-        kind = OutboxEvent.RESOLVED if event.type is EventType.RESOLVED else OutboxEvent.UPDATE
-        payload = encode_event(event)
-        return [
-            Delivery(channel_id(incident.owner, k), kind, payload) for k in owner.channel_kinds()
-        ]
-
     async def _resolve(self, incident: StoredIncident, assessment: Assessment) -> bool:
-        now = self.clock()
-        page = replace(
-            incident_model(incident),
-            resolved_at=datetime.fromtimestamp(now, UTC),
-            resolution=assessment.resolution,
-        )
-        event = AlertEvent(
-            EventType.RESOLVED,
-            page,
-            event_id_for(incident.dedup_key, EventType.RESOLVED),
-            message=assessment.detail,
-        )
-        _, resolved = await self.store.resolve_incident(
-            incident.dedup_key,
-            assessment.resolution or "contained",
-            self._deliveries(incident, event),
-            now=now,
-        )
-        if not resolved:
-            return False
-        eco = incident.ecosystem.value
-        took = time_to_contain(page)
-        metrics.INCIDENTS_RESOLVED.labels(eco).inc()
-        if took is not None:
-            metrics.TIME_TO_CONTAIN.labels(eco).observe(took)
-        log.info(
-            "incident_resolved",
-            ecosystem=eco,
-            package=incident.name,
-            version=incident.version,
-            dedup_key=incident.dedup_key,
-            resolution=assessment.resolution,
-            time_to_contain_s=None if took is None else round(took, 1),
-        )
-        self.on_page()
-        return True
+        return await self.lifecycle.resolve(incident, assessment.resolution, assessment.detail)
 
     async def _post_update(self, incident: StoredIncident, mitigation: Mitigation) -> bool:
-        event = AlertEvent(
-            EventType.UPDATED,
-            incident_model(incident),
-            f"{event_id_for(incident.dedup_key, EventType.UPDATED)}:{mitigation.kind}",
-            message=mitigation.message,
-        )
-        posted = await self.store.add_incident_note(
-            incident.id, mitigation.kind, mitigation.message, self._deliveries(incident, event)
-        )
-        if posted:
-            metrics.MITIGATIONS.labels(incident.ecosystem.value, mitigation.kind).inc()
-            log.info(
-                "mitigation_posted",
-                ecosystem=incident.ecosystem.value,
-                package=incident.name,
-                version=incident.version,
-                dedup_key=incident.dedup_key,
-                kind=mitigation.kind,
-            )
-            self.on_page()
-        return posted
+        return await self.lifecycle.mitigated(incident, mitigation.kind, mitigation.message)
 
 
 def _tags(note: str | None) -> list[str] | None:

@@ -1,5 +1,6 @@
 """Scan workers: pending release → download (verified) → scan in the process pool → compare with the
-stored baseline manifest → policy → findings, manifest, incident and its pages in ONE transaction.
+stored baseline manifest → the incident lifecycle (policy, incident, pages), which records the
+findings, the manifest, the incident and its pages in ONE transaction.
 
 Releases are claimed from the store (at most one per package at a time, oldest first, so each finds
 its predecessor's manifest). A failure is retried with jittered backoff and, once the retry policy
@@ -11,7 +12,6 @@ directory that is removed whatever happens.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import multiprocessing
 import os
 import random
@@ -22,42 +22,27 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
 from watcher import metrics
-from watcher.alerts.outbox import decode_event, encode_event, event_id_for
-from watcher.alerts.payload import describe_finding
-from watcher.config.schema import Config, channel_id
+from watcher.config.schema import Config
 from watcher.ecosystems.npm.client import NpmClient
 from watcher.ecosystems.pypi.client import PypiClient
-from watcher.incidents.policy import decide
-from watcher.incidents.runbook import RunbookInputs, build_runbook
+from watcher.incidents.lifecycle import IncidentLifecycle
 from watcher.model import (
-    AlertEvent,
     Ecosystem,
-    EventType,
-    Incident,
-    Manifest,
     Release,
     Report,
-    RunbookStep,
 )
 from watcher.scanning.scan import ScanRequest, compare_with_baseline, merge_reports, scan_artifact
 from watcher.store.sqlite.store import (
-    Delivery,
-    IncidentState,
-    IncidentUpdate,
-    NewIncident,
-    OutboxEvent,
     Store,
     StoredRelease,
 )
-from watcher.store.sqlite.store import Incident as StoredIncident
 
 log = structlog.get_logger(__name__)
 
@@ -168,9 +153,13 @@ class ScanWorkers:
         self.store = store
         self.config = config
         self.downloaders = downloaders
-        self.registry_urls = dict(registry_urls or {})
-        self.registry_for = registry_for
-        self.on_page = on_page
+        urls = dict(registry_urls or {})
+        self.lifecycle = IncidentLifecycle(
+            store,
+            config,
+            registry_for=registry_for or (lambda ecosystem, _name: urls.get(ecosystem)),
+            on_page=on_page,
+        )
         self.idle_poll = idle_poll
         self._rand = rand
         self._wake = asyncio.Event()
@@ -311,51 +300,11 @@ class ScanWorkers:
         for finding in report.findings:
             metrics.FINDINGS.labels(eco.value, finding.category.value, finding.severity.value).inc()
 
-        page = self._decide(stored, report, baseline_version, baseline)
-        opening: NewIncident | None = None
-        update: IncidentUpdate | None = None
-        deliveries: list[Delivery] = []
-        if page is not None:
-            existing = await self.store.get_incident(page.dedup_key)
-            if existing is None:
-                opening, deliveries = self._opening(stored, page)
-            else:  # files added to the release after its page: only what is new pages again
-                update, deliveries = self._updating(existing, page, baseline_version)
-        # Shielded: once the result is computed, a shutdown must not cut its transaction short.
-        stored_incident, queued = await asyncio.shield(
-            self.store.mark_scanned(
-                stored.id,
-                report.findings,
-                report.manifest,
-                incident=opening,
-                update=update,
-                deliveries=deliveries,
-            )
+        # Policy, incident, pages: the lifecycle's, in the same transaction as the findings.
+        outcome = await self.lifecycle.record_scan(
+            stored, report, baseline_version, baseline, bound
         )
-        if queued and opening is not None:
-            metrics.INCIDENTS_OPENED.labels(eco.value).inc()
-            bound.warning(
-                "incident_opened",
-                stage="policy",
-                dedup_key=opening.dedup_key,
-                owner=opening.owner,
-                severity=opening.worst_severity.value,
-                channels=[d.channel for d in deliveries],
-            )
-            self.on_page()
-        elif queued and update is not None and stored_incident is not None:
-            bound.warning(
-                "incident_updated",
-                stage="policy",
-                dedup_key=stored_incident.dedup_key,
-                owner=stored_incident.owner,
-                severity=update.worst_severity.value,
-                reason="new findings in files added to the release",
-                reopened=existing is not None and existing.state is IncidentState.RESOLVED,
-                channels=[d.channel for d in deliveries],
-            )
-            self.on_page()
-        return Scanned(stored.id, queued, len(report.findings))
+        return Scanned(stored.id, outcome.paged, len(report.findings))
 
     async def _with_baseline_release(
         self, release: Release, baseline_version: str | None
@@ -397,163 +346,6 @@ class ScanWorkers:
         if len(reports) == 1 and not prefix:
             return reports[0]
         return merge_reports(list(reports), prefix_paths=prefix)
-
-    def _decide(
-        self,
-        stored: StoredRelease,
-        report: Report,
-        baseline_version: str | None,
-        baseline: Manifest | None,
-    ) -> Incident | None:
-        """The page this scan warrants (findings, runbook), or None."""
-        release = stored.release
-        if stored.baseline:
-            return None  # first sight of the package: its manifest is the yardstick only
-        policy = self.config.policy
-        previous = baseline.fingerprints if baseline is not None else None
-        decision = decide(
-            report.findings,
-            package=release.name,
-            page_at=policy.page_at,
-            allow=policy.allow,
-            today=date.today(),
-            previous=previous,
-        )
-        for finding, reason in decision.allowed:
-            log.info(
-                "finding_allowed",
-                ecosystem=release.ecosystem.value,
-                package=release.name,
-                version=release.version,
-                rule=finding.rule,
-                path=finding.path,
-                reason=reason,
-            )
-        if not decision.pages:
-            return None
-        owner = self.config.owner_of(release.ecosystem, release.name)
-        if owner is None:
-            log.warning(
-                "no_owner_to_page",
-                ecosystem=release.ecosystem.value,
-                package=release.name,
-                version=release.version,
-            )
-            return None
-        now = datetime.now(UTC)
-        incident = Incident(
-            dedup_key=Incident.key_for(release.ecosystem.value, release.name, release.version),
-            ecosystem=release.ecosystem,
-            name=release.name,
-            version=release.version,
-            owner=owner,
-            opened_at=now,
-            findings=decision.page,
-            published_at=release.published_at,
-        )
-        incident.runbook = self._runbook(incident, baseline_version, now)
-        return incident
-
-    def _runbook(
-        self, incident: Incident, baseline_version: str | None, now: datetime
-    ) -> list[RunbookStep]:
-        return build_runbook(
-            RunbookInputs(
-                ecosystem=incident.ecosystem,
-                name=incident.name,
-                version=incident.version,
-                findings=incident.findings,
-                now=now,
-                published_at=incident.published_at,
-                registry_url=(
-                    self.registry_for(incident.ecosystem, incident.name)
-                    if self.registry_for
-                    else self.registry_urls.get(incident.ecosystem)
-                ),
-                previous_good=baseline_version,
-            )
-        )
-
-    def _channels(self, owner: str, kind: OutboxEvent, payload: dict[str, Any]) -> list[Delivery]:
-        return [
-            Delivery(channel_id(owner, k), kind, payload)
-            for k in self.config.owners[owner].channel_kinds()
-        ]
-
-    def _opening(
-        self, stored: StoredRelease, incident: Incident
-    ) -> tuple[NewIncident, list[Delivery]]:
-        event = AlertEvent(
-            EventType.OPENED, incident, event_id_for(incident.dedup_key, EventType.OPENED)
-        )
-        payload = encode_event(event)
-        new = NewIncident(
-            ecosystem=incident.ecosystem,
-            name=incident.name,
-            version=incident.version,
-            owner=incident.owner,
-            worst_severity=incident.worst(),
-            payload=payload["incident"],
-            release_id=stored.id,
-        )
-        return new, self._channels(incident.owner, OutboxEvent.OPENED, payload)
-
-    def _updating(
-        self, existing: StoredIncident, page: Incident, baseline_version: str | None
-    ) -> tuple[IncidentUpdate | None, list[Delivery]]:
-        """The release was paged before and is scanned again because files were added to it
-        (PyPI: a wheel uploaded after the sdist). Findings the incident already carries page
-        nothing; new ones are posted as an update of the same incident (same dedup key, so
-        PagerDuty adds it to the open alert), reopening it if it had been resolved."""
-        try:
-            before = decode_event(
-                {"type": EventType.OPENED.value, "event_id": "", "incident": existing.payload}
-            ).incident
-        except (KeyError, TypeError, ValueError):
-            return None, []
-        known = {f.fingerprint for f in before.findings}
-        added = sorted(
-            (f for f in page.findings if f.fingerprint not in known),
-            key=lambda f: (-f.severity.rank, f.path, f.line or 0, f.rule),
-        )
-        if not added:
-            return None, []
-        merged = replace(
-            before,
-            findings=[*before.findings, *added],
-            resolved_at=None,
-            resolution=None,
-        )
-        merged.runbook = self._runbook(merged, baseline_version, datetime.now(UTC))
-        digest = hashlib.sha256(
-            "\0".join(sorted(f.fingerprint for f in added)).encode()
-        ).hexdigest()[:16]
-        kind = f"findings-{digest}"
-        files = sorted({f.path.split("/", 1)[0] for f in added})
-        message = (
-            f"{len(added)} new finding(s) in file(s) added to the release after the first page"
-            f" ({', '.join(files)}): {describe_finding(added[0])}"
-        )
-        if existing.state is IncidentState.RESOLVED:
-            message += "; the incident is open again"
-        event = AlertEvent(
-            EventType.UPDATED,
-            merged,
-            f"{event_id_for(merged.dedup_key, EventType.UPDATED)}:{kind}",
-            message=message,
-        )
-        payload = encode_event(event)
-        update = IncidentUpdate(
-            incident_id=existing.id,
-            note_kind=kind,
-            note=message,
-            worst_severity=merged.worst(),
-            payload=payload["incident"],
-        )
-        if merged.owner not in self.config.owners:
-            log.warning("no_owner_to_page", dedup_key=merged.dedup_key, owner=merged.owner)
-            return update, []
-        return update, self._channels(merged.owner, OutboxEvent.UPDATE, payload)
 
     async def _failed(
         self,

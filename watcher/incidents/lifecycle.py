@@ -1,0 +1,498 @@
+"""The incident lifecycle: report → incident → events (opened, updated, resolved).
+
+One home for every change an incident goes through, whoever notices it: the scan workers hand over
+a report (policy decides, the runbook is built, the incident opens, or files added to the release
+update it); the containment watcher hands over what the registry now serves (a mitigation updates
+it, containment resolves it); the operator commands ask for a test incident or a runbook. Each
+change is one store transaction that records the incident and queues one delivery of its event per
+channel of the owner, so a crash can neither lose a page nor send it twice.
+
+Event ids are stable (`<dedup key>#<event type>[:<kind>]`): the receivers' idempotency key, the
+same across retries and restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+import structlog
+
+from watcher import metrics
+from watcher.alerts.outbox import decode_event, encode_event
+from watcher.alerts.payload import describe_finding, time_to_contain
+from watcher.config.schema import Config, channel_id
+from watcher.incidents.policy import decide
+from watcher.incidents.runbook import RunbookInputs, build_runbook
+from watcher.model import (
+    AlertEvent,
+    Category,
+    Ecosystem,
+    EventType,
+    Finding,
+    Incident,
+    Manifest,
+    Release,
+    Report,
+    RunbookStep,
+    Severity,
+    incident_key,
+)
+from watcher.store.sqlite.store import (
+    Delivery,
+    IncidentState,
+    IncidentUpdate,
+    NewIncident,
+    OutboxEvent,
+    Store,
+    StoredRelease,
+)
+from watcher.store.sqlite.store import Incident as StoredIncident
+
+log = structlog.get_logger(__name__)
+
+TEST_PACKAGE = "registry-watcher-test-alert"
+
+# The registry serving one package (npm scopes may live elsewhere), for the runbook's commands.
+RegistryFor = Callable[[Ecosystem, str], str | None]
+
+
+def event_id_for(dedup_key: str, event: EventType, kind: str | None = None) -> str:
+    """Stable across retries and restarts: the same incident event always has the same id. An
+    update names its kind (one per mitigation, one per set of added findings)."""
+    base = f"{dedup_key}#{event.value}"
+    return base if kind is None else f"{base}:{kind}"
+
+
+# ------------------------------------------------------------------------------------- events
+
+
+def opened(incident: Incident) -> AlertEvent:
+    return AlertEvent(
+        EventType.OPENED, incident, event_id_for(incident.dedup_key, EventType.OPENED)
+    )
+
+
+def updated(incident: Incident, kind: str, message: str) -> AlertEvent:
+    return AlertEvent(
+        EventType.UPDATED,
+        incident,
+        event_id_for(incident.dedup_key, EventType.UPDATED, kind),
+        message=message,
+    )
+
+
+def resolved(incident: Incident, message: str | None) -> AlertEvent:
+    return AlertEvent(
+        EventType.RESOLVED,
+        incident,
+        event_id_for(incident.dedup_key, EventType.RESOLVED),
+        message=message,
+    )
+
+
+def test_incident(owner: str, now: datetime) -> Incident:
+    """A test incident no one can mistake for a page: `test` set (channels mark it [TEST]), an
+    info finding that says so, a one-step runbook, and a dedup key of its own each time."""
+    version = f"0.0.0-test.{int(now.timestamp())}"
+    return Incident(
+        dedup_key=incident_key(Ecosystem.NPM, TEST_PACKAGE, version),
+        ecosystem=Ecosystem.NPM,
+        name=TEST_PACKAGE,
+        version=version,
+        owner=owner,
+        opened_at=now,
+        published_at=now,
+        findings=[
+            Finding(
+                rule="test-alert",
+                category=Category.UNEXPECTED_CONTENT,
+                severity=Severity.INFO,
+                path="(test)",
+                message="This is a test alert from registry-watcher: no release is affected.",
+            )
+        ],
+        runbook=[
+            RunbookStep(
+                "This is a test: nothing to contain. Check that it reached the right people and "
+                "place, then close it."
+            )
+        ],
+        test=True,
+    )
+
+
+def stored_incident(stored: StoredIncident) -> Incident:
+    """The incident a stored row holds; a bare one from the row's columns when its content is
+    unreadable."""
+    try:
+        return decode_event(
+            {"type": EventType.OPENED.value, "event_id": "", "incident": stored.payload}
+        ).incident
+    except (KeyError, TypeError, ValueError):
+        return Incident(
+            dedup_key=stored.dedup_key,
+            ecosystem=stored.ecosystem,
+            name=stored.name,
+            version=stored.version,
+            owner=stored.owner,
+            opened_at=datetime.fromtimestamp(stored.opened_at, UTC),
+            findings=[],
+        )
+
+
+def _content(event: AlertEvent) -> dict[str, Any]:
+    return encode_event(event)["incident"]  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------------- lifecycle
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOutcome:
+    """What a scan's report did to incidents."""
+
+    paged: bool  # an event was queued (an incident opened, or updated with new findings)
+    incident: Incident | None = None
+
+
+class IncidentLifecycle:
+    """Every incident change, each one store transaction with its deliveries. `on_page` is called
+    after deliveries were queued (the outbox's `wake`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        registry_for: RegistryFor | None = None,
+        on_page: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.registry_for = registry_for
+        self.on_page = on_page
+        self.clock = clock
+
+    # -- runbooks --------------------------------------------------------------------------------
+
+    def runbook(
+        self,
+        ecosystem: Ecosystem,
+        name: str,
+        version: str,
+        findings: Sequence[Finding],
+        *,
+        published_at: datetime | None,
+        previous_good: str | None,
+        now: datetime,
+    ) -> list[RunbookStep]:
+        return build_runbook(
+            RunbookInputs(
+                ecosystem=ecosystem,
+                name=name,
+                version=version,
+                findings=findings,
+                now=now,
+                published_at=published_at,
+                registry_url=self.registry_for(ecosystem, name) if self.registry_for else None,
+                previous_good=previous_good,
+            )
+        )
+
+    def _runbook_of(
+        self, incident: Incident, previous_good: str | None, now: datetime
+    ) -> list[RunbookStep]:
+        return self.runbook(
+            incident.ecosystem,
+            incident.name,
+            incident.version,
+            incident.findings,
+            published_at=incident.published_at,
+            previous_good=previous_good,
+            now=now,
+        )
+
+    # -- deliveries ------------------------------------------------------------------------------
+
+    def _channels(self, owner: str) -> list[str] | None:
+        """The owner's channel ids; None when the owner is no longer configured."""
+        config = self.config.owners.get(owner)
+        if config is None:
+            return None
+        return [channel_id(owner, kind) for kind in config.channel_kinds()]
+
+    def _deliveries(self, event: AlertEvent, channels: Sequence[str]) -> list[Delivery]:
+        kind = {
+            EventType.OPENED: OutboxEvent.OPENED,
+            EventType.UPDATED: OutboxEvent.UPDATE,
+            EventType.RESOLVED: OutboxEvent.RESOLVED,
+        }[event.type]
+        payload = encode_event(event)
+        return [Delivery(channel, kind, payload) for channel in channels]
+
+    # -- report → incident ----------------------------------------------------------------------
+
+    def assess(
+        self,
+        stored: StoredRelease,
+        report: Report,
+        baseline_version: str | None,
+        baseline: Manifest | None,
+    ) -> Incident | None:
+        """The page this scan warrants (findings, runbook), or None."""
+        release = stored.release
+        if stored.baseline:
+            return None  # first sight of the package: its manifest is the yardstick only
+        policy = self.config.policy
+        previous = baseline.fingerprints if baseline is not None else None
+        decision = decide(
+            report.findings,
+            package=release.name,
+            page_at=policy.page_at,
+            allow=policy.allow,
+            today=date.today(),
+            previous=previous,
+        )
+        for finding, reason in decision.allowed:
+            log.info(
+                "finding_allowed",
+                ecosystem=release.ecosystem.value,
+                package=release.name,
+                version=release.version,
+                rule=finding.rule,
+                path=finding.path,
+                reason=reason,
+            )
+        if not decision.pages:
+            return None
+        owner = self.config.owner_of(release.ecosystem, release.name)
+        if owner is None:
+            log.warning(
+                "no_owner_to_page",
+                ecosystem=release.ecosystem.value,
+                package=release.name,
+                version=release.version,
+            )
+            return None
+        return self._new_incident(release, owner, decision.page, baseline_version)
+
+    def _new_incident(
+        self, release: Release, owner: str, findings: list[Finding], baseline_version: str | None
+    ) -> Incident:
+        now = datetime.now(UTC)
+        incident = Incident(
+            dedup_key=incident_key(release.ecosystem, release.name, release.version),
+            ecosystem=release.ecosystem,
+            name=release.name,
+            version=release.version,
+            owner=owner,
+            opened_at=now,
+            findings=findings,
+            published_at=release.published_at,
+        )
+        incident.runbook = self._runbook_of(incident, baseline_version, now)
+        return incident
+
+    async def record_scan(
+        self,
+        stored: StoredRelease,
+        report: Report,
+        baseline_version: str | None,
+        baseline: Manifest | None,
+        bound: structlog.BoundLogger | None = None,
+    ) -> ScanOutcome:
+        """The scan's findings and manifest, the release done, and the incident it opens or
+        updates with its deliveries: one store transaction."""
+        page = self.assess(stored, report, baseline_version, baseline)
+        opening: NewIncident | None = None
+        update: IncidentUpdate | None = None
+        deliveries: list[Delivery] = []
+        existing: StoredIncident | None = None
+        if page is not None:
+            existing = await self.store.get_incident(page.dedup_key)
+            if existing is None:
+                opening, deliveries = self._opening(stored, page)
+            else:  # files added to the release after its page: only what is new pages again
+                update, deliveries = self._findings_added(existing, page, baseline_version)
+        # Shielded: once the result is computed, a shutdown must not cut its transaction short.
+        recorded, queued = await asyncio.shield(
+            self.store.mark_scanned(
+                stored.id,
+                report.findings,
+                report.manifest,
+                incident=opening,
+                update=update,
+                deliveries=deliveries,
+            )
+        )
+        channels = [d.channel for d in deliveries]
+        bound = bound if bound is not None else log
+        if queued and opening is not None and page is not None:
+            metrics.INCIDENTS_OPENED.labels(page.ecosystem.value).inc()
+            bound.warning(
+                "incident_opened",
+                stage="policy",
+                dedup_key=opening.dedup_key,
+                owner=opening.owner,
+                severity=opening.worst_severity.value,
+                channels=channels,
+            )
+            self.on_page()
+        elif queued and update is not None and recorded is not None:
+            bound.warning(
+                "incident_updated",
+                stage="policy",
+                dedup_key=recorded.dedup_key,
+                owner=recorded.owner,
+                severity=update.worst_severity.value,
+                reason="new findings in files added to the release",
+                reopened=existing is not None and existing.state is IncidentState.RESOLVED,
+                channels=channels,
+            )
+            self.on_page()
+        return ScanOutcome(queued, page)
+
+    def _opening(
+        self, stored: StoredRelease, incident: Incident
+    ) -> tuple[NewIncident, list[Delivery]]:
+        event = opened(incident)
+        new = NewIncident(
+            ecosystem=incident.ecosystem,
+            name=incident.name,
+            version=incident.version,
+            owner=incident.owner,
+            worst_severity=incident.worst(),
+            payload=_content(event),
+            release_id=stored.id,
+        )
+        return new, self._deliveries(event, self._channels(incident.owner) or [])
+
+    def _findings_added(
+        self, existing: StoredIncident, page: Incident, baseline_version: str | None
+    ) -> tuple[IncidentUpdate | None, list[Delivery]]:
+        """The release was paged before and is scanned again because files were added to it
+        (PyPI: a wheel uploaded after the sdist). Findings the incident already carries page
+        nothing; new ones are posted as an update of the same incident (same dedup key, so
+        PagerDuty adds it to the open alert), reopening it if it had been resolved."""
+        try:
+            before = decode_event(
+                {"type": EventType.OPENED.value, "event_id": "", "incident": existing.payload}
+            ).incident
+        except (KeyError, TypeError, ValueError):
+            return None, []
+        known = {f.fingerprint for f in before.findings}
+        added = sorted(
+            (f for f in page.findings if f.fingerprint not in known),
+            key=lambda f: (-f.severity.rank, f.path, f.line or 0, f.rule),
+        )
+        if not added:
+            return None, []
+        merged = replace(
+            before,
+            findings=[*before.findings, *added],
+            resolved_at=None,
+            resolution=None,
+        )
+        merged.runbook = self._runbook_of(merged, baseline_version, datetime.now(UTC))
+        digest = hashlib.sha256(
+            "\0".join(sorted(f.fingerprint for f in added)).encode()
+        ).hexdigest()[:16]
+        kind = f"findings-{digest}"
+        files = sorted({f.path.split("/", 1)[0] for f in added})
+        message = (
+            f"{len(added)} new finding(s) in file(s) added to the release after the first page"
+            f" ({', '.join(files)}): {describe_finding(added[0])}"
+        )
+        if existing.state is IncidentState.RESOLVED:
+            message += "; the incident is open again"
+        event = updated(merged, kind, message)
+        update = IncidentUpdate(
+            incident_id=existing.id,
+            note_kind=kind,
+            note=message,
+            worst_severity=merged.worst(),
+            payload=_content(event),
+        )
+        channels = self._channels(merged.owner)
+        if channels is None:
+            log.warning("no_owner_to_page", dedup_key=merged.dedup_key, owner=merged.owner)
+            return update, []
+        return update, self._deliveries(event, channels)
+
+    # -- what the registry now serves ----------------------------------------------------------
+
+    def _owner_channels(self, incident: StoredIncident) -> list[str]:
+        channels = self._channels(incident.owner)
+        if channels is None:
+            log.warning(
+                "containment_owner_unconfigured",
+                dedup_key=incident.dedup_key,
+                owner=incident.owner,
+                hint="no channel gets this event",
+            )
+            return []
+        return channels
+
+    async def mitigated(self, incident: StoredIncident, kind: str, message: str) -> bool:
+        """A step that limits the damage without removing the artifact (deprecated, a dist-tag
+        moved, yanked): one update per kind, recorded with the incident so it is posted once."""
+        event = updated(stored_incident(incident), kind, message)
+        posted = await self.store.add_incident_note(
+            incident.id, kind, message, self._deliveries(event, self._owner_channels(incident))
+        )
+        if posted:
+            metrics.MITIGATIONS.labels(incident.ecosystem.value, kind).inc()
+            log.info(
+                "mitigation_posted",
+                ecosystem=incident.ecosystem.value,
+                package=incident.name,
+                version=incident.version,
+                dedup_key=incident.dedup_key,
+                kind=kind,
+            )
+            self.on_page()
+        return posted
+
+    async def resolve(
+        self, incident: StoredIncident, resolution: str | None, detail: str | None
+    ) -> bool:
+        """The artifact is no longer served: resolve the incident on every channel of its owner,
+        with what contained it and the time to contain. False when it was already resolved."""
+        now = self.clock()
+        page = replace(
+            stored_incident(incident),
+            resolved_at=datetime.fromtimestamp(now, UTC),
+            resolution=resolution,
+        )
+        event = resolved(page, detail)
+        _, done = await self.store.resolve_incident(
+            incident.dedup_key,
+            resolution or "contained",
+            self._deliveries(event, self._owner_channels(incident)),
+            now=now,
+        )
+        if not done:
+            return False
+        eco = incident.ecosystem.value
+        took = time_to_contain(page)
+        metrics.INCIDENTS_RESOLVED.labels(eco).inc()
+        if took is not None:
+            metrics.TIME_TO_CONTAIN.labels(eco).observe(took)
+        log.info(
+            "incident_resolved",
+            ecosystem=eco,
+            package=incident.name,
+            version=incident.version,
+            dedup_key=incident.dedup_key,
+            resolution=resolution,
+            time_to_contain_s=None if took is None else round(took, 1),
+        )
+        self.on_page()
+        return True
