@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.config.schema import (
+from watcher.config import (
     Config,
     channel_id,
     describe_plan,

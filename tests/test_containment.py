@@ -18,7 +18,7 @@ from aiohttp import web
 
 from watcher import metrics
 from watcher.alerts.outbox import decode_event, encode_event
-from watcher.config.schema import Config, parse_config
+from watcher.config import Config, parse_config
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.ecosystems.npm.client import NpmClient, parse_packument
 from watcher.ecosystems.pypi.client import PypiClient, parse_page

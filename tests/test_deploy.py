@@ -43,7 +43,7 @@ from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel
 
 from watcher import metrics as watcher_metrics
-from watcher.config.schema import Config, load_config, parse_config
+from watcher.config import Config, load_config, parse_config
 from watcher.store.sqlite.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests import fakecreds
-from watcher.config.schema import describe_plan, parse_config
+from watcher.config import describe_plan, parse_config
 from watcher.ecosystems.config_sources import (
     NpmScopeSetting,
     npm_env_replace,

@@ -21,7 +21,7 @@ from watcher.alerts.base import Channel
 from watcher.alerts.console import ConsoleChannel
 from watcher.alerts.outbox import Outbox, decode_event, encode_event
 from watcher.alerts.webhook import WebhookChannel
-from watcher.config.schema import RetryPolicy
+from watcher.config import RetryPolicy
 from watcher.incidents.lifecycle import event_id_for
 from watcher.model import (
     AlertEvent,

@@ -6,7 +6,7 @@ from datetime import date
 
 import structlog
 
-from watcher.config.schema import AllowRule
+from watcher.config import AllowRule
 from watcher.incidents.policy import decide
 from watcher.model import Category, Finding, Severity
 

@@ -14,7 +14,7 @@ import pytest
 from pypi_servers import Devpi, Warehouse, build_dists
 
 from watcher.alerts.outbox import encode_event
-from watcher.config.schema import Config, parse_config
+from watcher.config import Config, parse_config
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.ecosystems.pypi.client import PypiClient
 from watcher.incidents.lifecycle import event_id_for

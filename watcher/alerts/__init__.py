@@ -10,7 +10,7 @@ from watcher.alerts.console import ConsoleChannel
 from watcher.alerts.pagerduty import PagerDutyChannel
 from watcher.alerts.slack import SlackChannel
 from watcher.alerts.webhook import WebhookChannel
-from watcher.config.schema import OwnerConfig, channel_id
+from watcher.config import OwnerConfig, channel_id
 
 __all__ = [
     "Channel",

@@ -25,7 +25,7 @@ from watcher.service.logs import configure_logging
 
 if TYPE_CHECKING:
     from watcher.cli.ops import StoredRunbook
-    from watcher.config.schema import Config
+    from watcher.config import Config
     from watcher.store.sqlite.store import StatusSummary, Store, StoredRelease
 
 # The service's modules (aiohttp server, store, channels) load only for the commands that use them,
@@ -275,7 +275,7 @@ def _scan_files(
 
 
 def _load_config(path: Path) -> Config:
-    from watcher.config.schema import load_config  # noqa: PLC0415 - pydantic only when a config is read
+    from watcher.config import load_config  # noqa: PLC0415 - pydantic only when a config is read
 
     return load_config(path)
 
@@ -307,7 +307,7 @@ def _run(config_path: Path, log_format: str | None) -> int:
 
 def _check_config(config_path: Path) -> int:
     config = _load_config(config_path)
-    from watcher.config.schema import describe_plan  # noqa: PLC0415
+    from watcher.config import describe_plan  # noqa: PLC0415
 
     sys.stdout.write(f"{config_path}: valid\n{describe_plan(config)}\n")
     return EXIT_CLEAN
@@ -506,7 +506,7 @@ def _outbox(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_FINDINGS
     from watcher.cli.queues import read_outbox, render_outbox, render_requeue, requeue  # noqa: PLC0415
-    from watcher.config.schema import channel_id  # noqa: PLC0415
+    from watcher.config import channel_id  # noqa: PLC0415
 
     if args.action != "requeue":
         configured = [channel_id(owner, kind) for owner, kind in config.channels()]

@@ -12,7 +12,7 @@ from typing import Any
 from watcher.alerts import build_channels
 from watcher.alerts.base import DeliveryResult
 from watcher.alerts.payload import iso
-from watcher.config.schema import Config
+from watcher.config import Config
 from watcher.ecosystems.config_sources import resolve_npm_registries, resolve_pypi_index
 from watcher.ecosystems.npm.client import parse_npm_target
 from watcher.ecosystems.pypi.client import parse_target as parse_pypi_target

@@ -1,143 +1,49 @@
-"""One typed model of the YAML configuration.
+"""The typed model of the configuration: one frozen pydantic model per section.
 
-Loading is three steps: YAML (duplicate keys are errors), `${VAR}` / `${VAR:-default}` expansion from
-the environment, then pydantic validation. Every problem found is reported at once, each line naming
-its key path and what was expected (`packages[2].ecosystem: expected 'npm' or 'pypi', got
-'rubygems'`). Unknown keys are errors, so a typo never passes silently. Secrets are held as
-`SecretStr` and never shown: not by repr, not in error messages, not in `describe_plan`.
+Unknown keys are errors, so a typo never passes silently. Secrets are held as `SecretStr` and never
+shown: not by repr, not in error messages (see `loader`), not in the plan (see `plan`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import difflib
 import fnmatch
 import os
 import re
-import types
-from collections.abc import Callable, Iterator, Mapping
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from watcher.config.units import ByteSize, Duration
 from watcher.ecosystems.config_sources import NpmScopeSetting
-from watcher.errors import ConfigError
 from watcher.model import Ecosystem, Severity
 from watcher.scanning.archive import ArchiveLimits
 from watcher.scanning.checks.base import ScanOptions
 
-# --------------------------------------------------------------------------------------------------
-# Scalar types: durations and byte sizes
+# Marks a model-level error whose message already holds one `path: problem` per line (the loader
+# reports each line on its own).
+MULTI_PROBLEMS = "\x00multi\x00"
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION_HINT = "a duration like 30s, 5m, 1h, 1h30m or 500ms"
-
-
-def parse_duration(value: object) -> float:
-    """`30s`, `5m`, `1h30m`, `500ms`, `2d` or a bare number of seconds → seconds (float, > 0)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected {_DURATION_HINT}, got {value!r}")
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            seconds = float(text)
-        elif text and re.fullmatch(rf"(?:{_DURATION_PART.pattern})+", text):
-            seconds = sum(
-                float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)
-            )
-        else:
-            raise ValueError(f"expected {_DURATION_HINT}, got {value!r}")
-    else:
-        raise ValueError(f"expected {_DURATION_HINT}, got a {type(value).__name__}")
-    if not seconds > 0:
-        raise ValueError(f"expected a positive duration ({_DURATION_HINT}), got {value!r}")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse of `parse_duration` for display: 90 → `1m30s`, 0.5 → `500ms`."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = int(seconds)
-    if whole != seconds:
-        return f"{seconds:g}s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, whole = divmod(whole, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
-
-
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?", re.IGNORECASE)
-_SIZE_UNITS = {
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-
-
-def parse_size(value: object) -> int:
-    """`256MiB`, `2GiB`, `10MB`, `512` (bytes) → bytes (int, > 0)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a size like 256MiB or 10MB, got {value!r}")
-    if isinstance(value, int):
-        size = value
-    elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
-        unit = (match.group(2) or "b").lower()
-        size = int(float(match.group(1)) * _SIZE_UNITS[unit])
-    else:
-        raise ValueError(f"expected a size like 256MiB or 10MB, got {value!r}")
-    if size <= 0:
-        raise ValueError(f"expected a positive size, got {value!r}")
-    return size
-
-
-def format_size(size: int) -> str:
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return f"{size}B"
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-ByteSize = Annotated[int, BeforeValidator(parse_size)]
-
-
-def _check_http_url(value: str) -> str:
+def check_http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http(s) URL, got {value!r}")
     return value
 
 
-def _mask_url(url: str) -> str:
+def mask_url(url: str) -> str:
     """A URL for display: credentials in it (user:password@) are never shown."""
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
@@ -194,7 +100,7 @@ class RegistryConfig(_Model):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         # empty counts as unset, so `${VAR:-}` can leave an optional URL out
-        return _check_http_url(value) if value else None
+        return check_http_url(value) if value else None
 
     @property
     def mode(self) -> Literal["changes", "poll"]:
@@ -218,7 +124,7 @@ class NpmScopeConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return _check_http_url(value)
+        return check_http_url(value)
 
     @field_validator("token")
     @classmethod
@@ -248,10 +154,10 @@ class NpmRegistryConfig(RegistryConfig):
             if other[1].get_secret_value() != entry.token.get_secret_value():
                 problems.append(
                     f"registries.npm.scopes.{scope}.token: differs from {other[0]}'s token for "
-                    f"the same registry {_mask_url(entry.url)}; one registry URL takes one token"
+                    f"the same registry {mask_url(entry.url)}; one registry URL takes one token"
                 )
         if problems:
-            raise ValueError(_MULTI + "\n".join(problems))
+            raise ValueError(MULTI_PROBLEMS + "\n".join(problems))
         return value
 
     def scope_of(self, name: str) -> str | None:
@@ -333,7 +239,7 @@ class PagerDutyConfig(_Model):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         # empty counts as unset, so `${VAR:-}` can leave an optional URL out
-        return _check_http_url(value) if value else None
+        return check_http_url(value) if value else None
 
 
 class SlackConfig(_Model):
@@ -359,7 +265,7 @@ class WebhookConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        return _check_http_url(value)
+        return check_http_url(value)
 
     @field_validator("secret")
     @classmethod
@@ -571,7 +477,7 @@ class Config(_Model):
                         "cover: list its packages by name, they are polled"
                     )
         if problems:
-            raise ValueError(_MULTI + "\n".join(problems))
+            raise ValueError(MULTI_PROBLEMS + "\n".join(problems))
         return self
 
     # -- what the rest of the service asks for ------------------------------------------------
@@ -607,376 +513,3 @@ class Config(_Model):
     def channels(self) -> list[tuple[str, str]]:
         """Every (owner, channel kind) pair pages may go to."""
         return [(owner, kind) for owner, cfg in self.owners.items() for kind in cfg.channel_kinds()]
-
-
-# Marks a model-level error whose message already holds one `path: problem` per line.
-_MULTI = "\x00multi\x00"
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load, except a key given twice in one mapping is an error instead of last-wins."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r}",
-                key_node.start_mark,
-            )
-        mapping[key] = loader.construct_object(value_node, deep=True)
-    return mapping
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,
-)
-
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _format_path(path: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def expand_env(
-    data: object, env: Mapping[str, str], path: tuple[str | int, ...] = ()
-) -> tuple[object, list[str]]:
-    """Expand `${VAR}` / `${VAR:-default}` in every string of a parsed YAML tree (`$$` is a literal
-    `$`). As in a shell, `:-` uses the default when the variable is unset or empty."""
-    problems: list[str] = []
-    if isinstance(data, dict):
-        out: dict[Any, Any] = {}
-        for key, value in data.items():
-            out[key], sub = expand_env(value, env, (*path, str(key)))
-            problems += sub
-        return out, problems
-    if isinstance(data, list):
-        items = []
-        for index, value in enumerate(data):
-            item, sub = expand_env(value, env, (*path, index))
-            items.append(item)
-            problems += sub
-        return items, problems
-    if not isinstance(data, str) or "$" not in data:
-        return data, problems
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, default = match.group(1), match.group(2)
-        value = env.get(name)
-        if default is not None and not value:
-            return default
-        if value is None:
-            problems.append(
-                f"{_format_path(path)}: environment variable {name} is not set "
-                f"(write ${{{name}:-default}} to give a default)"
-            )
-            return ""
-        return value
-
-    return _VAR.sub(replace, data), problems
-
-
-def _strip_type(tp: Any) -> Any:
-    """Unwrap Annotated[...] and X | None down to X."""
-    while True:
-        origin = get_origin(tp)
-        if origin is Annotated:
-            tp = get_args(tp)[0]
-        elif origin in (Union, types.UnionType):
-            args = [arg for arg in get_args(tp) if arg is not type(None)]
-            if len(args) != 1:
-                return tp
-            tp = args[0]
-        else:
-            return tp
-
-
-def _type_at(loc: tuple[str | int, ...]) -> Any:
-    """The declared type at a key path of the configuration (None where unknown)."""
-    tp: Any = Config
-    for part in loc:
-        tp = _strip_type(tp)
-        origin = get_origin(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            field = tp.model_fields.get(str(part))
-            if field is None:
-                return None
-            tp = field.annotation
-        elif origin in (list, tuple):
-            tp = get_args(tp)[0]
-        elif origin is dict:
-            tp = get_args(tp)[1]
-        else:
-            return None
-    return _strip_type(tp)
-
-
-def _show(value: object, secret: bool) -> str:
-    if secret:
-        return "<hidden>"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if value is None:
-        return "null"
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _describe_error(error: Mapping[str, Any]) -> Iterator[str]:
-    loc: tuple[str | int, ...] = tuple(error["loc"])
-    message: str = error["msg"]
-    kind: str = error["type"]
-    if message.startswith("Value error, "):
-        message = message.removeprefix("Value error, ")
-        if message.startswith(_MULTI):
-            yield from message.removeprefix(_MULTI).splitlines()
-            return
-        # a model-level validator names the offending key at the start of its message
-        if re.match(r"[a-z_]+: ", message):
-            key, _, message = message.partition(": ")
-            loc = (*loc, key)
-        yield f"{_format_path(loc)}: {message}"
-        return
-    path = _format_path(loc)
-    if kind == "missing":
-        yield f"{path}: required key missing"
-        return
-    if kind == "too_short":
-        count = error.get("ctx", {}).get("min_length", 1)
-        yield f"{path}: expected at least {count} entr{'y' if count == 1 else 'ies'}"
-        return
-    if kind == "extra_forbidden":
-        parent = _type_at(loc[:-1])
-        known = (
-            list(parent.model_fields)
-            if isinstance(parent, type) and issubclass(parent, BaseModel)
-            else []
-        )
-        hint = ""
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        if close:
-            hint = f"; did you mean {close[0]!r}?"
-        elif known:
-            hint = f" (expected one of: {', '.join(known)})"
-        yield f"{path}: unknown key{hint}"
-        return
-    secret = _type_at(loc) is SecretStr
-    if message.startswith("Input should be "):
-        message = "expected " + message.removeprefix("Input should be ")
-    else:
-        message = message[:1].lower() + message[1:]
-    yield f"{path}: {message}, got {_show(error.get('input'), secret)}"
-
-
-def parse_config(
-    text: str, *, source: str = "<config>", env: Mapping[str, str] | None = None
-) -> Config:
-    """Validate a YAML document into a `Config`, or raise ConfigError listing every problem."""
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{source}: expected a mapping at the top level, got {_show(data, False)}"
-        )
-    data, problems = expand_env(data, os.environ if env is None else env)
-    # a key whose variable is unset is reported once, not again as an empty value
-    unset = {line.partition(": ")[0] for line in problems}
-    config: Config | None = None
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        # a list whose entries are invalid is also "too short" after validation: say it once
-        failing = {tuple(e["loc"][:n]) for e in errors for n in range(1, len(e["loc"]))}
-        for error in errors:
-            loc = tuple(error["loc"])
-            if error["type"] == "too_short" and loc in failing:
-                continue
-            if _format_path(loc) not in unset:
-                problems.extend(_describe_error(error))
-    if problems or config is None:
-        count = len(problems)
-        lines = "\n".join(f"  {line}" for line in problems)
-        raise ConfigError(
-            f"{source}: {count} configuration error{'s' if count != 1 else ''}:\n{lines}"
-        )
-    return config
-
-
-def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
-    return parse_config(text, source=str(path), env=env)
-
-
-# --------------------------------------------------------------------------------------------------
-# The plan, as `watcher check-config` prints it
-
-
-_HIDDEN = "****"
-
-
-def _channel_line(kind: str, owner: OwnerConfig) -> str:
-    if kind == "pagerduty" and owner.pagerduty:
-        where = _mask_url(owner.pagerduty.url) if owner.pagerduty.url else "default endpoint"
-        return f"pagerduty (Events API v2, {where}, routing_key {_HIDDEN})"
-    if kind == "slack" and owner.slack:
-        return f"slack (incoming webhook, webhook_url {_HIDDEN})"
-    if kind == "webhook" and owner.webhook:
-        return (
-            f"webhook (POST {_mask_url(owner.webhook.url)}, Standard Webhooks signature, "
-            f"secret {_HIDDEN}, timeout {format_duration(owner.webhook.timeout)})"
-        )
-    return "console (stdout + log event)"
-
-
-def _scope_lines(npm: NpmRegistryConfig) -> list[str]:
-    lines = []
-    for scope, entry in sorted(npm.scopes.items()):
-        token = (
-            f"token {_HIDDEN}"
-            if entry.token is not None
-            else "token from the machine's .npmrc for this registry, if any"
-        )
-        how = (
-            f"polled every {format_duration(npm.poll_interval)}"
-            + (" (the changes feed covers the default registry only)" if npm.changes_url else "")
-            if npm.off_default(scope)
-            else "same registry as the default"
-        )
-        lines.append(f"    {scope}/*: {_mask_url(entry.url)}; {token}; {how}")
-    lines.append(
-        "    other scopes: the machine's npm `@scope:registry` settings, else the default registry"
-    )
-    return lines
-
-
-def _retry_line(policy: RetryPolicy) -> str:
-    limits = []
-    if policy.max_attempts is not None:
-        limits.append(f"{policy.max_attempts} attempts")
-    if policy.give_up_after is not None:
-        limits.append(f"{format_duration(policy.give_up_after)}")
-    until = " or ".join(limits) if limits else "forever"
-    return (
-        f"backoff {format_duration(policy.initial)} x{policy.multiplier:g} up to "
-        f"{format_duration(policy.max)} (±{policy.jitter:.0%} jitter), gives up after {until}"
-    )
-
-
-def describe_plan(config: Config, *, today: date | None = None) -> str:
-    """What the service will do with this configuration, secrets masked."""
-    today = today or date.today()
-    lines: list[str] = []
-    add: Callable[[str], None] = lines.append
-    add(
-        f"store: {config.store.path} ({config.store.path.absolute()}; SQLite, WAL, "
-        f"synchronous={config.store.synchronous})"
-    )
-    add(f"server: http://{config.server.listen} (/metrics /healthz /readyz)")
-    add("registries:")
-    for eco in Ecosystem:
-        reg = config.registries.for_ecosystem(eco)
-        url = (
-            _mask_url(reg.url)
-            if reg.url
-            else f"the machine's {'npm' if eco is Ecosystem.NPM else 'pip'} setting"
-        )
-        how = (
-            f"follow changes feed {_mask_url(reg.changes_url)}"
-            if reg.changes_url
-            else f"poll each package every {format_duration(reg.poll_interval)}"
-        )
-        add(f"  {eco.value}: {url}; {how}; timeout {format_duration(reg.timeout)}")
-        if eco is Ecosystem.NPM:
-            lines.extend(_scope_lines(config.registries.npm))
-    add(
-        f"watching {len(config.packages)} package entr{'y' if len(config.packages) == 1 else 'ies'}:"
-    )
-    width = max(len(p.name) for p in config.packages)
-    for package in config.packages:
-        reg = config.registries.for_ecosystem(package.ecosystem)
-        how = (
-            "changes feed"
-            if reg.mode == "changes"
-            else f"poll {format_duration(reg.poll_interval)}"
-        )
-        scope = config.registries.npm.scope_of(package.name)
-        if package.ecosystem is Ecosystem.NPM and scope is not None:
-            polled = config.registries.npm.off_default(scope) or reg.mode != "changes"
-            how = f"{f'poll {format_duration(reg.poll_interval)}' if polled else how} via {scope}"
-        kind = " (pattern)" if package.is_pattern else ""
-        add(
-            f"  {package.ecosystem.value:<4} {package.name:<{width}}  owner {package.owner}; "
-            f"{how}{kind}"
-        )
-    add("owners and channels (pages delivered through a durable outbox):")
-    for name, owner in config.owners.items():
-        add(f"  {name}:")
-        for kind in owner.channel_kinds():
-            add(f"    - {_channel_line(kind, owner)}")
-    policy = config.policy
-    add(f"policy: page at {policy.page_at.value} and above")
-    if policy.internal_domains:
-        add(f"  internal domains: {', '.join(policy.internal_domains)}")
-    for rule in policy.allow:
-        status = "active" if rule.active_on(today) else "EXPIRED, not applied"
-        add(
-            f"  allow {rule.rule} in {rule.package} at {rule.path} until {rule.expires} "
-            f"({status}): {rule.reason}"
-        )
-    scan = config.scan
-    limits = scan.limits
-    add(
-        f"scan: {scan.workers} worker process(es), {scan.concurrency} release(s) at once, "
-        f"download timeout {format_duration(scan.download_timeout)}, "
-        f"max download {format_size(scan.max_download_bytes)}"
-    )
-    add(
-        f"  archive limits: member {format_size(limits.max_member_bytes)}, total "
-        f"{format_size(limits.max_total_bytes)}, {limits.max_members} members, ratio "
-        f"{limits.max_ratio:g}"
-    )
-    add(f"  scan retries: {_retry_line(config.retry.scan)}")
-    add(f"  delivery retries: {_retry_line(config.retry.outbox)}")
-    add(
-        "  a channel disabled by its endpoint is tried again after "
-        f"{format_duration(config.outbox.disabled_recheck)}"
-    )
-    if config.containment.enabled:
-        add(
-            "containment: re-read open incidents every "
-            f"{format_duration(config.containment.check_interval)}"
-        )
-    else:
-        add("containment: disabled (incidents are resolved by hand)")
-    add(
-        f"shutdown grace period {format_duration(config.shutdown.grace_period)}; "
-        f"log format {config.log.format}, level {config.log.level}"
-    )
-    return "\n".join(lines)

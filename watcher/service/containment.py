@@ -30,7 +30,7 @@ import structlog
 from packaging.version import InvalidVersion, Version
 
 from watcher import metrics
-from watcher.config.schema import Config
+from watcher.config import Config
 from watcher.ecosystems.http import HttpStatusError, safe_url
 from watcher.ecosystems.npm.client import NpmClient, Packument, packument_url
 from watcher.ecosystems.pypi.client import ProjectPage, PypiClient

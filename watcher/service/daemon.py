@@ -27,7 +27,7 @@ from watcher import metrics
 from watcher.alerts import build_channels
 from watcher.alerts.base import Channel
 from watcher.alerts.outbox import Outbox
-from watcher.config.schema import Config, RegistryConfig, channel_id
+from watcher.config import Config, RegistryConfig, channel_id
 from watcher.ecosystems.config_sources import (
     NpmRegistries,
     resolve_npm_registries,

@@ -29,7 +29,7 @@ from typing import Protocol
 import structlog
 
 from watcher import metrics
-from watcher.config.schema import Config
+from watcher.config import Config
 from watcher.ecosystems.npm.client import NpmClient
 from watcher.ecosystems.pypi.client import PypiClient
 from watcher.incidents.lifecycle import IncidentLifecycle

@@ -1,0 +1,159 @@
+"""The plan, as `watcher check-config` prints it: what the service will do, secrets masked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+
+from watcher.config.schema import (
+    Config,
+    NpmRegistryConfig,
+    OwnerConfig,
+    RetryPolicy,
+    mask_url,
+)
+from watcher.config.units import format_duration, format_size
+from watcher.model import Ecosystem
+
+_HIDDEN = "****"
+
+
+def _channel_line(kind: str, owner: OwnerConfig) -> str:
+    if kind == "pagerduty" and owner.pagerduty:
+        where = mask_url(owner.pagerduty.url) if owner.pagerduty.url else "default endpoint"
+        return f"pagerduty (Events API v2, {where}, routing_key {_HIDDEN})"
+    if kind == "slack" and owner.slack:
+        return f"slack (incoming webhook, webhook_url {_HIDDEN})"
+    if kind == "webhook" and owner.webhook:
+        return (
+            f"webhook (POST {mask_url(owner.webhook.url)}, Standard Webhooks signature, "
+            f"secret {_HIDDEN}, timeout {format_duration(owner.webhook.timeout)})"
+        )
+    return "console (stdout + log event)"
+
+
+def _scope_lines(npm: NpmRegistryConfig) -> list[str]:
+    lines = []
+    for scope, entry in sorted(npm.scopes.items()):
+        token = (
+            f"token {_HIDDEN}"
+            if entry.token is not None
+            else "token from the machine's .npmrc for this registry, if any"
+        )
+        how = (
+            f"polled every {format_duration(npm.poll_interval)}"
+            + (" (the changes feed covers the default registry only)" if npm.changes_url else "")
+            if npm.off_default(scope)
+            else "same registry as the default"
+        )
+        lines.append(f"    {scope}/*: {mask_url(entry.url)}; {token}; {how}")
+    lines.append(
+        "    other scopes: the machine's npm `@scope:registry` settings, else the default registry"
+    )
+    return lines
+
+
+def _retry_line(policy: RetryPolicy) -> str:
+    limits = []
+    if policy.max_attempts is not None:
+        limits.append(f"{policy.max_attempts} attempts")
+    if policy.give_up_after is not None:
+        limits.append(f"{format_duration(policy.give_up_after)}")
+    until = " or ".join(limits) if limits else "forever"
+    return (
+        f"backoff {format_duration(policy.initial)} x{policy.multiplier:g} up to "
+        f"{format_duration(policy.max)} (±{policy.jitter:.0%} jitter), gives up after {until}"
+    )
+
+
+def describe_plan(config: Config, *, today: date | None = None) -> str:
+    """What the service will do with this configuration, secrets masked."""
+    today = today or date.today()
+    lines: list[str] = []
+    add: Callable[[str], None] = lines.append
+    add(
+        f"store: {config.store.path} ({config.store.path.absolute()}; SQLite, WAL, "
+        f"synchronous={config.store.synchronous})"
+    )
+    add(f"server: http://{config.server.listen} (/metrics /healthz /readyz)")
+    add("registries:")
+    for eco in Ecosystem:
+        reg = config.registries.for_ecosystem(eco)
+        url = (
+            mask_url(reg.url)
+            if reg.url
+            else f"the machine's {'npm' if eco is Ecosystem.NPM else 'pip'} setting"
+        )
+        how = (
+            f"follow changes feed {mask_url(reg.changes_url)}"
+            if reg.changes_url
+            else f"poll each package every {format_duration(reg.poll_interval)}"
+        )
+        add(f"  {eco.value}: {url}; {how}; timeout {format_duration(reg.timeout)}")
+        if eco is Ecosystem.NPM:
+            lines.extend(_scope_lines(config.registries.npm))
+    add(
+        f"watching {len(config.packages)} package entr{'y' if len(config.packages) == 1 else 'ies'}:"
+    )
+    width = max(len(p.name) for p in config.packages)
+    for package in config.packages:
+        reg = config.registries.for_ecosystem(package.ecosystem)
+        how = (
+            "changes feed"
+            if reg.mode == "changes"
+            else f"poll {format_duration(reg.poll_interval)}"
+        )
+        scope = config.registries.npm.scope_of(package.name)
+        if package.ecosystem is Ecosystem.NPM and scope is not None:
+            polled = config.registries.npm.off_default(scope) or reg.mode != "changes"
+            how = f"{f'poll {format_duration(reg.poll_interval)}' if polled else how} via {scope}"
+        kind = " (pattern)" if package.is_pattern else ""
+        add(
+            f"  {package.ecosystem.value:<4} {package.name:<{width}}  owner {package.owner}; "
+            f"{how}{kind}"
+        )
+    add("owners and channels (pages delivered through a durable outbox):")
+    for name, owner in config.owners.items():
+        add(f"  {name}:")
+        for kind in owner.channel_kinds():
+            add(f"    - {_channel_line(kind, owner)}")
+    policy = config.policy
+    add(f"policy: page at {policy.page_at.value} and above")
+    if policy.internal_domains:
+        add(f"  internal domains: {', '.join(policy.internal_domains)}")
+    for rule in policy.allow:
+        status = "active" if rule.active_on(today) else "EXPIRED, not applied"
+        add(
+            f"  allow {rule.rule} in {rule.package} at {rule.path} until {rule.expires} "
+            f"({status}): {rule.reason}"
+        )
+    scan = config.scan
+    limits = scan.limits
+    add(
+        f"scan: {scan.workers} worker process(es), {scan.concurrency} release(s) at once, "
+        f"download timeout {format_duration(scan.download_timeout)}, "
+        f"max download {format_size(scan.max_download_bytes)}"
+    )
+    add(
+        f"  archive limits: member {format_size(limits.max_member_bytes)}, total "
+        f"{format_size(limits.max_total_bytes)}, {limits.max_members} members, ratio "
+        f"{limits.max_ratio:g}"
+    )
+    add(f"  scan retries: {_retry_line(config.retry.scan)}")
+    add(f"  delivery retries: {_retry_line(config.retry.outbox)}")
+    add(
+        "  a channel disabled by its endpoint is tried again after "
+        f"{format_duration(config.outbox.disabled_recheck)}"
+    )
+    if config.containment.enabled:
+        add(
+            "containment: re-read open incidents every "
+            f"{format_duration(config.containment.check_interval)}"
+        )
+    else:
+        add("containment: disabled (incidents are resolved by hand)")
+    add(
+        f"shutdown grace period {format_duration(config.shutdown.grace_period)}; "
+        f"log format {config.log.format}, level {config.log.level}"
+    )
+    return "\n".join(lines)
