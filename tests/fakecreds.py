@@ -316,6 +316,43 @@ def _p_generic_unquoted(rng: random.Random) -> Positive:
     )
 
 
+def _p_gitlab_runner_registration(rng: random.Random) -> Positive:
+    token = "GR" + "1348941" + chars(rng, ALNUM, 20)
+    return Positive(f'runner.register({{ token: "{token}" }});', token)
+
+
+def _p_gitlab_session(rng: random.Random) -> Positive:
+    cookie = chars(rng, string.ascii_lowercase + string.digits, 32)
+    return Positive(f'document.cookie = "_gitlab_{"session"}={cookie}; path=/";', cookie)
+
+
+def _p_slack_legacy(rng: random.Random) -> Positive:
+    parts = [chars(rng, string.digits, 10) for _ in range(3)]
+    token = "-".join(["xo" + "xs", *parts, chars(rng, HEX, 10)])
+    return Positive(f'const legacy = "{token}";', token)
+
+
+def _p_firebase(rng: random.Random) -> Positive:
+    key = "AI" + "za" + chars(rng, URLSAFE, 35)
+    text = (
+        f'const firebaseConfig = {{ apiKey: "{key}", authDomain: "acme-app.firebaseapp.com", '
+        'projectId: "acme-app" };'
+    )
+    return Positive(text, key)
+
+
+def _p_curl_basic_auth(rng: random.Random) -> Positive:
+    password = chars(rng, ALNUM, 14) + "7!"
+    cred = f"deploy:{password}"
+    text = f"#!/bin/sh\ncurl -fsS \\\n  -u {cred} https://api.acme-corp.invalid/v1/status\n"
+    return Positive(text, cred, "package/scripts/check.sh")
+
+
+def _p_http_auth_header(rng: random.Random) -> Positive:
+    key = chars(rng, HEX, 32)
+    return Positive(f'fetch(url, {{ headers: {{ "X-Api-{"Key"}": "{key}" }} }});', key)
+
+
 # One builder per rule id (tests assert every rule in secrets.toml has one).
 POSITIVES: dict[str, Callable[[random.Random], Positive]] = {
     "aws-secret-access-key": _p_aws_secret,
@@ -344,4 +381,10 @@ POSITIVES: dict[str, Callable[[random.Random], Positive]] = {
     "url-basic-auth": _p_url_basic_auth,
     "generic-secret": _p_generic,
     "generic-secret-unquoted": _p_generic_unquoted,
+    "gitlab-runner-registration-token": _p_gitlab_runner_registration,
+    "gitlab-session-cookie": _p_gitlab_session,
+    "slack-legacy-token": _p_slack_legacy,
+    "firebase-web-api-key": _p_firebase,
+    "curl-basic-auth": _p_curl_basic_auth,
+    "http-auth-header": _p_http_auth_header,
 }

@@ -37,6 +37,7 @@ from watcher.model import Category, Finding, Severity
 from watcher.redact import redact
 from watcher.scanning.checks.base import Check, ScanContext, TextDoc
 from watcher.scanning.checks.locations import location_evidence, location_of
+from watcher.scanning.checks.secrets_decode import decoded_texts
 
 RULES_FILE = Path(__file__).with_name("secrets.toml")
 
@@ -173,9 +174,10 @@ class SecretMatch:
     start: int  # offset of the secret in the text
     end: int
     value: str
-    # False for a value in a checksummed format whose checksum is wrong: not reported, but it still
-    # claims its text so a generic rule does not report the same string.
-    reported: bool = True
+    # False for a value in a checksummed format whose checksum is wrong: reported `low` ("probably a
+    # test value") so a reader sees it was considered; it still claims its text so a generic rule
+    # does not report the same string.
+    valid: bool = True
 
     @property
     def redacted(self) -> str:
@@ -216,7 +218,8 @@ class RuleSet:
         self._reach = tuple(max(map(len, rule.keywords)) + rule.after for rule in self.rules)
 
     def scan(self, text: str, path: str = "") -> list[SecretMatch]:
-        """Every credential in `text`, at most one per stretch of text (the earlier rule wins)."""
+        """Every credential in `text`, at most one per stretch of text (the earlier rule wins);
+        a match whose checksum fails has `valid` False."""
         hits = self._keyword_hits(text)
         candidates: list[SecretMatch] = []
         for index, rule in enumerate(self.rules):
@@ -229,7 +232,7 @@ class RuleSet:
                 candidates.extend(self._run_anchored(index, text, starts))
             else:
                 candidates.extend(self._run_windows(index, text, starts))
-        return [match for match in self._resolve_overlaps(candidates) if match.reported]
+        return self._resolve_overlaps(candidates)
 
     def _keyword_hits(self, text: str) -> dict[str, list[int]]:
         """Where each keyword occurs, in text order."""
@@ -292,7 +295,7 @@ class RuleSet:
             return
         value = match.group(group)
         if rule.validator is not None and not VALIDATORS[rule.validator](value):
-            found.append(SecretMatch(rule, start, end, value, reported=False))
+            found.append(SecretMatch(rule, start, end, value, valid=False))
         elif self._accepts(rule, value, match, text):
             found.append(SecretMatch(rule, start, end, value))
 
@@ -467,26 +470,46 @@ class SecretCheck(Check):
         self._rules = rules if rules is not None else default_rules()
 
     def text(self, doc: TextDoc, ctx: ScanContext) -> Iterable[Finding]:
-        matches = self._rules.scan(doc.text, doc.path)
+        found: list[tuple[SecretMatch, int, str | None]] = [
+            (match, match.start, None) for match in self._scan(doc.text, doc.path)
+        ]
+        # one encoding deep (base64 blobs, JWT payloads), reported at the blob's line
+        for decoded in decoded_texts(doc.text):
+            found.extend(
+                (match, decoded.start, decoded.encoding)
+                for match in self._scan(decoded.text, doc.path)
+            )
+        found.sort(key=lambda item: item[1])
         per_rule: Counter[str] = Counter()
         findings: list[Finding] = []
         last_by_rule: dict[str, Finding] = {}
         line, line_offset = 1, 0
-        for match in matches:  # in text order: count lines incrementally, not from 0 each time
-            line += doc.text.count("\n", line_offset, match.start)
-            line_offset = match.start
+        for match, offset, encoding in found:  # in text order: count lines incrementally
+            line += doc.text.count("\n", line_offset, offset)
+            line_offset = offset
             rule = match.rule
             per_rule[rule.id] += 1
             if per_rule[rule.id] > _MAX_MATCHES_PER_RULE:
                 extra = last_by_rule[rule.id].evidence
                 extra["matches_not_reported"] = extra.get("matches_not_reported", 0) + 1
                 continue
-            finding = self._finding(match, doc.path, line)
+            finding = self._finding(match, doc.path, line, encoding)
             last_by_rule[rule.id] = finding
             findings.append(finding)
         return findings
 
-    def _finding(self, match: SecretMatch, path: str, line: int) -> Finding:
+    def _scan(self, text: str, path: str) -> list[SecretMatch]:
+        """The rule set's matches, less a bad-checksum shape that is a placeholder (`ghp_aaaa…`)."""
+        allowlist = self._rules.allowlist
+        return [
+            match
+            for match in self._rules.scan(text, path)
+            if match.valid or not is_placeholder(match.value, allowlist)
+        ]
+
+    def _finding(
+        self, match: SecretMatch, path: str, line: int, encoding: str | None = None
+    ) -> Finding:
         rule = match.rule
         redacted = match.redacted
         evidence: dict[str, Any] = {
@@ -494,9 +517,17 @@ class SecretCheck(Check):
             "rule_description": rule.description,
             "revoke": rule.revoke,
         }
-        if rule.validator is not None:
-            evidence["checksum_valid"] = True
+        if encoding is not None:
+            evidence["encoding"] = encoding
         severity = rule.severity
+        message = f"{rule.description}: {redacted}"
+        if rule.validator is not None:
+            evidence["checksum_valid"] = match.valid
+            if not match.valid:
+                # the shape of the credential but not its checksum: a made-up or test value
+                severity = Severity.LOW
+                noun = rule.description.split(" (", 1)[0]
+                message = f"shape of {noun}, checksum invalid: probably a test value: {redacted}"
         location = location_of(path)
         evidence.update(location_evidence(location))
         if location is not None and rule.test_severity is not None:
@@ -507,7 +538,7 @@ class SecretCheck(Check):
             rule.id,
             severity,
             path,
-            f"{rule.description}: {redacted}",
+            message,
             line=line,
             key=redacted,
             evidence=evidence,
