@@ -2,7 +2,7 @@
 # registry-watcher container image.
 #
 #   docker build -t registry-watcher .
-#   docker run --read-only --tmpfs /tmp:rw,noexec,nosuid,size=512m \
+#   docker run --read-only --tmpfs /tmp:rw,noexec,nosuid,size=1g \
 #     -v watcher-state:/var/lib/watcher \
 #     -v "$PWD/deploy/compose/watcher.yaml:/etc/watcher/watcher.yaml:ro" \
 #     -e NPM_REGISTRY_URL -p 9464:9464 registry-watcher

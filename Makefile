@@ -1,9 +1,10 @@
-# `make test` is the one command CI runs: it builds the venv, installs what the tests need, lints and runs the suite.
+# `make test` builds the venv, installs what the tests need, lints and runs the suite; CI (.ci/run)
+# runs it and then `make image-check`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint unit venv run bench clean deploy-tools deploy-check deploy-sync
+.PHONY: test lint unit venv run bench clean deploy-tools deploy-check deploy-sync image-tools image-check
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -51,6 +52,26 @@ deploy-check: venv deploy-tools
 # (from deploy/prometheus/alerts.yml)
 deploy-sync: venv
 	$(BIN)/python -m tests.test_deploy
+
+# The image built and run for real (tests/test_image.py, deselected from `make test`): a private
+# dockerd (containerd, data, sockets, pid files under .cache/docker; no bridge, no iptables), a
+# base image debootstrapped from this machine's Debian mirror (kept in that engine, so the next run
+# only looks it up), the Dockerfile built with --network host. docker.io and debootstrap come from
+# apt when missing; without root nothing is installed and the tests skip, saying why. The engine
+# is stopped by its PID whatever happens to pytest.
+image-tools:
+	@if command -v dockerd >/dev/null && command -v containerd >/dev/null && command -v debootstrap >/dev/null; then :; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "image-tools: docker.io/debootstrap missing and not installable here (needs root and apt-get)"; \
+	else \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq -o DPkg::Lock::Timeout=300 docker.io debootstrap >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=300 docker.io debootstrap >/dev/null; }; \
+	fi
+
+image-check: venv image-tools
+	$(BIN)/pytest -q -p no:cacheprovider -m image -rs -s tests/test_image.py; \
+	  status=$$?; $(BIN)/python -m tests.image_daemon stop .cache/docker; exit $$status
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
