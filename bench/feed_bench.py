@@ -37,7 +37,8 @@ from watcher.ecosystems.npm.client import NpmClient  # noqa: E402
 from watcher.ecosystems.npm.poll import NpmPackageSource, npm_poll_feed  # noqa: E402
 from watcher.feeds.base import FeedEvent, ReleaseSeen, Watchlist  # noqa: E402
 from watcher.feeds.reconcile import PackageTracker  # noqa: E402
-from watcher.store.sqlite.store import Store  # noqa: E402
+from watcher.feeds.sink import record_events  # noqa: E402
+from watcher.store import open_store  # noqa: E402
 
 PAGE = 10_000
 
@@ -83,12 +84,12 @@ def bench_parse(total: int) -> None:
 
 async def bench_publish_to_release(registry: Verdaccio, samples: int, workdir: Path) -> list[float]:
     registry.publish_raw("bench-pkg", "1.0.0")
-    store = await Store.open(workdir / "state.db")
+    store = await open_store(workdir / "state.db")
     seen: dict[str, asyncio.Event] = {}
     at: dict[str, float] = {}
 
     async def sink(events: Sequence[FeedEvent]) -> None:
-        await store(events)
+        await record_events(store, events)
         for event in events:
             if isinstance(event, ReleaseSeen):
                 at[event.release.version] = time.monotonic()

@@ -33,7 +33,9 @@ from watcher.service.containment import (
     assess_npm,
     assess_pypi,
 )
-from watcher.store.sqlite.store import Delivery, IncidentState, NewIncident, OutboxEvent, Store
+from watcher.store import open_store
+from watcher.store.api import Store
+from watcher.store.types import Delivery, IncidentState, NewIncident, OutboxEvent
 
 SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")
 
@@ -356,7 +358,7 @@ async def test_npm_watcher_posts_each_update_once_and_resolves_only_when_the_fil
     registry.statuses[tarball] = 200
     published = datetime.now(UTC) - timedelta(hours=2)
 
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     http = RegistryHttp(HttpSettings(attempts=2, backoff_initial=0.01))
     try:
         incident_id = await open_incident(store, Ecosystem.NPM, NAME, "1.1.0", published)
@@ -435,7 +437,7 @@ async def test_pypi_watcher_yank_then_delete(registry: FakeRegistry, tmp_path: P
     page_path = "/simple/acme-sdk/"
     files = [pyfile(f) for f in FILES_120]
     registry.docs[page_path] = simple_json([*OTHERS, *files])
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     http = RegistryHttp(HttpSettings(attempts=2, backoff_initial=0.01))
     try:
         await open_incident(

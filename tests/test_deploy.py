@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -44,7 +43,8 @@ from pydantic import BaseModel
 
 from watcher import metrics as watcher_metrics
 from watcher.config import Config, load_config, parse_config
-from watcher.store.sqlite.store import Store
+from watcher.store import open_store
+from watcher.store.sqlite import files as state_file
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -818,7 +818,7 @@ async def test_documented_backup_and_repair_sql_work_on_a_live_store(tmp_path: P
     assert any("outbox" in sql for sql in statements)
     assert any("releases" in sql for sql in statements)
     state, backup = tmp_path / "state.db", tmp_path / "backup.db"
-    store = await Store.open(state)
+    store = await open_store(state)
     try:
         await store.set_cursor("npm-poll", "4242")
         assert (tmp_path / "state.db-wal").stat().st_size > 0  # the commit is in the WAL
@@ -826,14 +826,9 @@ async def test_documented_backup_and_repair_sql_work_on_a_live_store(tmp_path: P
         assert done.returncode == 0, done.stderr
     finally:
         await store.close()
-    copy = sqlite3.connect(backup)
-    try:
-        assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert copy.execute("SELECT cursor FROM feed_cursors").fetchall() == [("4242",)]
-        for sql in statements:
-            copy.execute(sql)
-    finally:
-        copy.close()
+    assert state_file.query(backup, "PRAGMA integrity_check") == [("ok",)]
+    assert state_file.query(backup, "SELECT cursor FROM feed_cursors") == [("4242",)]
+    state_file.execute(backup, *statements)
 
 
 def test_architecture_module_map_names_every_module() -> None:

@@ -33,7 +33,9 @@ from watcher.model import (
     RunbookStep,
     Severity,
 )
-from watcher.store.sqlite.store import Delivery, NewIncident, OutboxEvent, Store
+from watcher.store import open_store
+from watcher.store.api import Store
+from watcher.store.types import Delivery, NewIncident, OutboxEvent
 
 # fixtures run on the session loop (pyproject): the tests must share it with the receivers
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -80,7 +82,7 @@ async def queue(store: Store, version: str, channels: list[str]) -> None:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "state.db")
+    opened = await open_store(tmp_path / "state.db")
     yield opened
     await opened.close()
 

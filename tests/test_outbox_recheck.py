@@ -17,7 +17,8 @@ from tests.test_outbox import FAST, SECRET, Running, queue, until, versions
 from watcher import metrics
 from watcher.alerts.outbox import Outbox
 from watcher.alerts.webhook import WebhookChannel
-from watcher.store.sqlite.store import Store
+from watcher.store import open_store
+from watcher.store.api import Store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -26,7 +27,7 @@ CHANNEL = "team/webhook"
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "state.db")
+    opened = await open_store(tmp_path / "state.db")
     yield opened
     await opened.close()
 
@@ -34,7 +35,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 @pytest.fixture
 async def operator(tmp_path: Path, store: Store) -> AsyncIterator[Store]:
     """A second connection to the same file: what the CLI opens while the service runs."""
-    opened = await Store.open(tmp_path / "state.db")
+    opened = await open_store(tmp_path / "state.db")
     yield opened
     await opened.close()
 

@@ -5,13 +5,13 @@ keeping it with the release, and the runbook's first step when a token is presum
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.storekit import record_releases
 from watcher.ecosystems.npm.client import parse_packument
 from watcher.ecosystems.pypi.client import parse_simple_html, parse_simple_json
 from watcher.incidents.runbook import RunbookInputs, build_runbook
@@ -26,7 +26,8 @@ from watcher.model import (
     fingerprint,
 )
 from watcher.scanning.checks.provenance import compare_provenance
-from watcher.store.sqlite.store import Store
+from watcher.store import open_store
+from watcher.store.sqlite import files as state_file
 
 SLSA = "https://slsa.dev/provenance/v1"
 PUBLISH = "https://github.com/npm/attestation/tree/main/specs/publish/v0.1"
@@ -347,9 +348,10 @@ def test_pypi_missing_data_and_gains_decide_nothing() -> None:
 
 
 async def test_the_store_keeps_provenance_with_the_release(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     try:
-        await store.record_releases_and_cursor(
+        await record_releases(
+            store,
             [
                 npm_release("1.0.0", ATTESTED_CI),
                 npm_release("1.0.1", None),
@@ -368,14 +370,12 @@ async def test_the_store_keeps_provenance_with_the_release(tmp_path: Path) -> No
     finally:
         await store.close()
     # A row written before provenance was captured has no such key: read as unknown.
-    db = sqlite3.connect(tmp_path / "state.db")
-    db.execute(
-        "UPDATE releases SET artifacts = ? WHERE version = '1.0.0'",
-        (json.dumps([{"filename": "cli-1.0.0.tgz", "url": None, "size": None, "sha256": None}]),),
+    old_row = [{"filename": "cli-1.0.0.tgz", "url": None, "size": None, "sha256": None}]
+    state_file.execute(
+        tmp_path / "state.db",
+        ("UPDATE releases SET artifacts = ? WHERE version = '1.0.0'", (json.dumps(old_row),)),
     )
-    db.commit()
-    db.close()
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     try:
         old = await store.get_release(Ecosystem.NPM, "@acme/cli", "1.0.0")
         assert old is not None and old.release.artifacts[0].provenance is None

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.storekit import record_releases
 from watcher.model import Artifact, Ecosystem, Release, Severity
-from watcher.store.sqlite.store import Delivery, NewIncident, OutboxEvent, ReleaseState, Store
+from watcher.store import open_store
+from watcher.store.api import Store
+from watcher.store.types import Delivery, NewIncident, OutboxEvent, ReleaseState
 
 WEBHOOK = "team/webhook"
 CONSOLE = "team/console"
@@ -78,7 +81,7 @@ async def state(tmp_path: Path) -> State:
     console page of 1.0.2 dead; the webhook disabled by its endpoint; releases in every state."""
     config = write_config(tmp_path)
     path = tmp_path / "state.db"
-    store = await Store.open(path)
+    store = await open_store(path)
     pages: dict[str, list[int]] = {}
     try:
         for version in ("1.0.1", "1.0.2", "1.0.3"):
@@ -94,8 +97,8 @@ async def state(tmp_path: Path) -> State:
         await store.mark_dead(pages["1.0.2"][1], "HTTP 400: console said no")
         await store.mark_retry(pages["1.0.2"][0], time.time(), "HTTP 410: endpoint gone")
         await store.disable_channel(WEBHOOK, "HTTP 410: endpoint gone", time.time() + 3600)
-        await store.record_releases_and_cursor(
-            [release(v) for v in ("2.0.0", "2.0.1", "2.0.2")], "npm-poll", "1"
+        await record_releases(
+            store, [release(v) for v in ("2.0.0", "2.0.1", "2.0.2")], "npm-poll", "1"
         )
         claimed = await store.claim_pending(1)
         await store.mark_failed(claimed[0].id, "download: HTTP 404")
@@ -105,7 +108,7 @@ async def state(tmp_path: Path) -> State:
 
 
 async def read(path: Path, action):  # type: ignore[no-untyped-def]
-    store = await Store.open(path)
+    store = await open_store(path)
     try:
         return await action(store)
     finally:

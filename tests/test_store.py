@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.storekit import record_releases
 from watcher.feeds.base import (
     BaselineSeen,
     FeedStateStore,
@@ -25,6 +25,7 @@ from watcher.feeds.base import (
     ReleaseSeen,
     VersionRemoved,
 )
+from watcher.feeds.sink import record_events
 from watcher.model import (
     Artifact,
     Category,
@@ -34,19 +35,22 @@ from watcher.model import (
     ManifestEntry,
     Release,
     Severity,
+    incident_key,
 )
-from watcher.store.sqlite.store import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
+from watcher.scanning.baseline import baseline_manifest
+from watcher.store import open_store
+from watcher.store.api import Store
+from watcher.store.sqlite import files as state_file
+from watcher.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
+from watcher.store.types import (
+    CursorWrite,
     Delivery,
     IncidentState,
     IncidentUpdate,
     NewIncident,
     OutboxEvent,
     ReleaseState,
-    Store,
     StoreError,
-    incident_key,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,7 +113,7 @@ def pages(*channels: str, event: OutboxEvent = OutboxEvent.OPENED) -> list[Deliv
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "state.db")
+    s = await open_store(tmp_path / "state.db")
     yield s
     await s.close()
 
@@ -119,13 +123,12 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def test_migrates_an_empty_file_to_the_current_schema_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "state.db"
-    store = await Store.open(path)
+    store = await open_store(path)
     assert await store.schema_version() == SCHEMA_VERSION
     await store.close()
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert state_file.query(path, "PRAGMA journal_mode") == [("wal",)]
+    assert state_file.query(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    tables = state_file.tables(path)
     assert {
         "feed_cursors",
         "packages",
@@ -139,10 +142,10 @@ async def test_migrates_an_empty_file_to_the_current_schema_in_wal_mode(tmp_path
 
 async def test_reopen_keeps_data_and_does_not_migrate_again(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    store = await Store.open(path)
-    await store.record_releases_and_cursor([rel("a", "1.0.0")], "npm-changes", "7", now=T0)
+    store = await open_store(path)
+    await record_releases(store, [rel("a", "1.0.0")], "npm-changes", "7", now=T0)
     await store.close()
-    store = await Store.open(path)
+    store = await open_store(path)
     try:
         assert await store.schema_version() == SCHEMA_VERSION
         assert await store.get_cursor("npm-changes") == "7"
@@ -154,17 +157,16 @@ async def test_reopen_keeps_data_and_does_not_migrate_again(tmp_path: Path) -> N
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    with sqlite3.connect(path) as db:
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    state_file.execute(path, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="newer than this watcher supports"):
-        await Store.open(path)
+        await open_store(path)
 
 
 async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="not a usable state file"):
-        await Store.open(path)
+        await open_store(path)
 
 
 # ---------------------------------------------------------------------------- feed state
@@ -209,15 +211,14 @@ async def test_every_package_state_field_round_trips(store: Store) -> None:
 
 async def test_upgrades_a_version_1_file_keeping_its_data(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    with sqlite3.connect(path, isolation_level=None) as db:
-        for statement in MIGRATIONS[0]:
-            db.execute(statement)
-        db.execute("PRAGMA user_version = 1")
-        db.execute(
-            "INSERT INTO packages (ecosystem, name, versions, files, etag, generation, first_seen, "
-            "updated_at) VALUES ('pypi', 'sdk', '[\"1.0\"]', '[]', 'e', 7, 0, 0)"
-        )
-    store = await Store.open(path)
+    state_file.execute(
+        path,
+        *MIGRATIONS[0],
+        "PRAGMA user_version = 1",
+        "INSERT INTO packages (ecosystem, name, versions, files, etag, generation, first_seen, "
+        "updated_at) VALUES ('pypi', 'sdk', '[\"1.0\"]', '[]', 'e', 7, 0, 0)",
+    )
+    store = await open_store(path)
     try:
         assert await store.schema_version() == SCHEMA_VERSION
         state = await store.get_package_state(Ecosystem.PYPI, "sdk")
@@ -227,7 +228,8 @@ async def test_upgrades_a_version_1_file_keeping_its_data(tmp_path: Path) -> Non
 
 
 async def test_recording_releases_is_idempotent(store: Store) -> None:
-    first = await store.record_releases_and_cursor(
+    first = await record_releases(
+        store,
         [rel("a", "1.0.1"), rel("b", "2.0.0")],
         "npm-changes",
         "10",
@@ -239,8 +241,8 @@ async def test_recording_releases_is_idempotent(store: Store) -> None:
         ("1.0.1", False),
         ("2.0.0", False),
     ]
-    again = await store.record_releases_and_cursor(
-        [rel("a", "1.0.1"), rel("b", "2.0.0")], "npm-changes", "11", now=T0 + 1
+    again = await record_releases(
+        store, [rel("a", "1.0.1"), rel("b", "2.0.0")], "npm-changes", "11", now=T0 + 1
     )
     assert again == []  # nothing new: a repeated feed page creates nothing
     assert await store.get_cursor("npm-changes") == "11"
@@ -254,18 +256,20 @@ async def test_recording_releases_is_idempotent(store: Store) -> None:
 
 async def test_new_files_of_a_known_version_are_scanned_again(store: Store) -> None:
     eco = Ecosystem.PYPI
-    await store.store_events(
-        [ReleaseSeen(rel("sdk", "1.0", "sdk-1.0.tar.gz", eco=eco), "pypi", datetime.now(UTC))]
+    await record_events(
+        store,
+        [ReleaseSeen(rel("sdk", "1.0", "sdk-1.0.tar.gz", eco=eco), "pypi", datetime.now(UTC))],
     )
     [claimed] = await store.claim_pending(10, now=T0)
     await store.mark_scanned(claimed.id, [], manifest("a"), now=T0)
     # a wheel uploaded later to the same version
-    changed = await store.store_events(
+    changed = await record_events(
+        store,
         [
             ReleaseSeen(
                 rel("sdk", "1.0", "sdk-1.0-py3-none-any.whl", eco=eco), "pypi", datetime.now(UTC)
             )
-        ]
+        ],
     )
     assert [r.state for r in changed] == [ReleaseState.PENDING]
     assert [a.filename for a in changed[0].release.artifacts] == [
@@ -274,8 +278,8 @@ async def test_new_files_of_a_known_version_are_scanned_again(store: Store) -> N
     ]
     # and while it is being scanned, yet another file: the scan finishing must not close it
     [claimed] = await store.claim_pending(10, now=T0)
-    await store.store_events(
-        [ReleaseSeen(rel("sdk", "1.0", "sdk-1.0.zip", eco=eco), "pypi", datetime.now(UTC))]
+    await record_events(
+        store, [ReleaseSeen(rel("sdk", "1.0", "sdk-1.0.zip", eco=eco), "pypi", datetime.now(UTC))]
     )
     await store.mark_scanned(claimed.id, [], manifest("a"), now=T0)
     again = await store.get_release(eco, "sdk", "1.0")
@@ -285,13 +289,14 @@ async def test_new_files_of_a_known_version_are_scanned_again(store: Store) -> N
 
 async def test_events_with_package_state_and_cursor_in_one_call(store: Store) -> None:
     now = datetime.now(UTC)
-    await store.store_events(
+    await record_events(
+        store,
         [
             BaselineSeen(rel("a", "1.0.0"), "npm-poll", now),
             VersionRemoved(Ecosystem.NPM, "a", "0.9.0", "npm-poll", now, reason="unpublished"),
             PackageUnpublished(Ecosystem.NPM, "gone", ("1.0.0", "1.1.0"), "npm-poll", now),
         ],
-        cursor=("npm-poll", "x"),
+        cursor=CursorWrite("npm-poll", "x"),
         package_states=[
             (Ecosystem.NPM, "a", PackageState(versions=frozenset({"1.0.0"}), etag="e1"))
         ],
@@ -310,7 +315,8 @@ async def test_events_with_package_state_and_cursor_in_one_call(store: Store) ->
 
 
 async def test_claim_moves_pending_to_scanning_one_per_package_in_order(store: Store) -> None:
-    await store.record_releases_and_cursor(
+    await record_releases(
+        store,
         [rel("a", "1.0.1"), rel("a", "1.0.2"), rel("b", "1.0.0"), rel("c", "1.0.0")],
         "f",
         "1",
@@ -332,7 +338,7 @@ async def test_claim_moves_pending_to_scanning_one_per_package_in_order(store: S
 
 
 async def test_claim_respects_limit_and_retry_time(store: Store) -> None:
-    await store.record_releases_and_cursor([rel(n, "1.0.0") for n in "abcde"], "f", "1", now=T0)
+    await record_releases(store, [rel(n, "1.0.0") for n in "abcde"], "f", "1", now=T0)
     assert len(await store.claim_pending(2, now=T0)) == 2
     [c] = await store.claim_pending(1, now=T0)
     await store.schedule_retry(c.id, "registry answered 503", T0 + 60, now=T0)
@@ -349,10 +355,10 @@ async def test_claim_respects_limit_and_retry_time(store: Store) -> None:
 
 async def test_concurrent_claims_never_hand_out_a_release_twice(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    stores = [await Store.open(path) for _ in range(3)]  # separate connections to one file
+    stores = [await open_store(path) for _ in range(3)]  # separate connections to one file
     try:
-        await stores[0].record_releases_and_cursor(
-            [rel(f"p{i}", "1.0.0") for i in range(60)], "f", "1", now=T0
+        await record_releases(
+            stores[0], [rel(f"p{i}", "1.0.0") for i in range(60)], "f", "1", now=T0
         )
         results = await asyncio.gather(
             *(s.claim_pending(7, now=T0) for s in stores for _ in range(4))
@@ -365,7 +371,7 @@ async def test_concurrent_claims_never_hand_out_a_release_twice(tmp_path: Path) 
 
 
 async def test_requeue_after_crash_keeps_the_attempt_unclaim_refunds_it(store: Store) -> None:
-    await store.record_releases_and_cursor([rel("a", "1.0.0"), rel("b", "1.0.0")], "f", "1", now=T0)
+    await record_releases(store, [rel("a", "1.0.0"), rel("b", "1.0.0")], "f", "1", now=T0)
     _a, b = await store.claim_pending(10, now=T0)
     await store.unclaim(b.id)
     assert await store.requeue_scanning(now=T0) == 1  # only a was still scanning
@@ -375,7 +381,7 @@ async def test_requeue_after_crash_keeps_the_attempt_unclaim_refunds_it(store: S
 
 
 async def test_failed_releases_keep_their_reason(store: Store) -> None:
-    await store.record_releases_and_cursor([rel("a", "1.0.0")], "f", "1", now=T0)
+    await record_releases(store, [rel("a", "1.0.0")], "f", "1", now=T0)
     [a] = await store.claim_pending(1, now=T0)
     await store.mark_failed(a.id, "integrity: sha512 mismatch", now=T0)
     failed = await store.get_release_by_id(a.id)
@@ -388,7 +394,7 @@ async def test_failed_releases_keep_their_reason(store: Store) -> None:
 
 
 async def test_findings_and_manifest_round_trip(store: Store) -> None:
-    await store.record_releases_and_cursor([rel("a", "1.0.0")], "f", "1", now=T0)
+    await record_releases(store, [rel("a", "1.0.0")], "f", "1", now=T0)
     [a] = await store.claim_pending(1, now=T0)
     f = finding()
     m = manifest("package/index.js", "package/cli.js.map")
@@ -405,14 +411,14 @@ async def test_findings_and_manifest_round_trip(store: Store) -> None:
 
 async def test_baseline_manifest_follows_version_order_not_publish_order(store: Store) -> None:
     for version in ("1.2.4", "2.0.0", "1.2.5-beta.1"):
-        await store.record_releases_and_cursor([rel("a", version)], "f", version, now=T0)
+        await record_releases(store, [rel("a", version)], "f", version, now=T0)
         [r] = await store.claim_pending(1, now=T0)
         await store.mark_scanned(r.id, [], manifest(f"package/{version}.js"), now=T0)
-    found = await store.baseline_manifest(Ecosystem.NPM, "a", "1.2.5")
+    found = await baseline_manifest(store, Ecosystem.NPM, "a", "1.2.5")
     assert found is not None
     version, m = found
     assert version == "1.2.4" and "package/1.2.4.js" in m.files
-    assert await store.baseline_manifest(Ecosystem.NPM, "a", "1.0.0") is None
+    assert await baseline_manifest(store, Ecosystem.NPM, "a", "1.0.0") is None
     assert await store.get_manifest(Ecosystem.NPM, "a", "9.9.9") is None
 
 
@@ -439,7 +445,7 @@ async def test_opening_an_incident_is_idempotent_on_its_dedup_key(store: Store) 
 
 
 async def test_scan_result_and_its_incident_are_stored_together(store: Store) -> None:
-    await store.record_releases_and_cursor([rel("@acme/cli", "1.0.1")], "f", "1", now=T0)
+    await record_releases(store, [rel("@acme/cli", "1.0.1")], "f", "1", now=T0)
     [r] = await store.claim_pending(1, now=T0)
     opened, created = await store.mark_scanned(
         r.id,
@@ -502,7 +508,7 @@ async def test_oldest_open_incident_age_per_ecosystem(store: Store) -> None:
 async def test_an_incident_update_applies_once_and_reopens_a_resolved_incident(
     store: Store,
 ) -> None:
-    await store.record_releases_and_cursor([rel("@acme/cli", "1.0.1")], "f", "1", now=T0)
+    await record_releases(store, [rel("@acme/cli", "1.0.1")], "f", "1", now=T0)
     [r] = await store.claim_pending(1, now=T0)
     opened, _ = await store.mark_scanned(
         r.id, [finding()], manifest("x"), incident=incident(), deliveries=pages("hook"), now=T0
@@ -516,9 +522,7 @@ async def test_an_incident_update_applies_once_and_reopens_a_resolved_incident(
         worst_severity=Severity.CRITICAL,
         payload={"findings": [{"rule": "x"}, {"rule": "y"}]},
     )
-    await store.record_releases_and_cursor(
-        [rel("@acme/cli", "1.0.1", "late.whl")], "f", "2", now=T0 + 20
-    )
+    await record_releases(store, [rel("@acme/cli", "1.0.1", "late.whl")], "f", "2", now=T0 + 20)
     [again] = await store.claim_pending(1, now=T0 + 20)
     assert again.id == r.id and len(again.release.artifacts) == 2
     for attempt in range(2):  # a repeated scan (crash before it was noticed) repeats nothing
@@ -602,8 +606,12 @@ async def test_test_alerts_are_queued_without_an_incident(store: Store) -> None:
 
 
 async def test_status_summary(store: Store) -> None:
-    await store.record_releases_and_cursor(
-        [rel("a", "1.0.0"), rel("a", "1.0.1"), rel("b", "3.0.0")], "npm-changes", "42", now=T0
+    await record_releases(
+        store,
+        [rel("a", "1.0.0"), rel("a", "1.0.1"), rel("b", "3.0.0")],
+        "npm-changes",
+        "42",
+        now=T0,
     )
     await store.open_incident_with_outbox(incident(), pages("hook"), now=T0)
     status = await store.status(now=T0 + 1)
@@ -629,7 +637,9 @@ _CRASHER = textwrap.dedent(
     import asyncio, sys, time
     from datetime import UTC, datetime
     from watcher.model import Artifact, Ecosystem, Release, Severity
-    from watcher.store.sqlite.store import Delivery, NewIncident, OutboxEvent, Store
+    from watcher.store.sqlite.store import SqliteStore
+    from watcher.store.types import CursorWrite, Delivery, FeedBatch, NewIncident, OutboxEvent
+    from watcher.store.types import SeenRelease
 
     path, what, stop_at = sys.argv[1], sys.argv[2], sys.argv[3]
 
@@ -640,14 +650,15 @@ _CRASHER = textwrap.dedent(
             time.sleep(120)
 
     async def main() -> None:
-        store = await Store.open(path)
-        await store._db.set_trace_callback(trace)
+        store = await SqliteStore.open(path)
+        await store.connection.db.set_trace_callback(trace)
         if what == "releases":
             releases = [
                 Release(Ecosystem.NPM, f"pkg{i}", "1.0.0", datetime.now(UTC), (Artifact(f"pkg{i}.tgz"),))
                 for i in range(50)
             ]
-            await store.record_releases_and_cursor(releases, "npm-changes", "1000")
+            seen = [SeenRelease(r, "npm-changes") for r in releases]
+            await store.record_batch(FeedBatch(seen, cursor=CursorWrite("npm-changes", "1000")))
         else:
             incident = NewIncident(Ecosystem.NPM, "leaky", "1.0.1", "platform", Severity.CRITICAL, {"k": 1})
             deliveries = [Delivery(c, OutboxEvent.OPENED, {"c": c}) for c in ("a", "b", "c")]
@@ -684,7 +695,7 @@ def run_and_kill(tmp_path: Path, what: str, stop_at: str) -> str:
 
 
 async def releases_and_cursor(tmp_path: Path) -> tuple[int, str | None]:
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     try:
         counts = await store.counts()
         return sum(counts.releases_by_state.values()), await store.get_cursor("npm-changes")
@@ -710,7 +721,7 @@ async def test_kill_mid_incident_leaves_incident_and_pages_together(
     tmp_path: Path, stop_at: str, expect: int
 ) -> None:
     run_and_kill(tmp_path, "incident", stop_at)
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     try:
         counts = await store.counts()
         assert counts.open_incidents == expect

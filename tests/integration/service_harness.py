@@ -29,7 +29,8 @@ from aiohttp import web
 from servers_common import free_port
 
 from watcher.model import Ecosystem
-from watcher.store.sqlite.store import Store, StoredRelease
+from watcher.store import open_store
+from watcher.store.types import StoredRelease
 
 if TYPE_CHECKING:
     from npm_servers import Verdaccio
@@ -179,7 +180,7 @@ class ServiceProcess:
 async def release(
     state: Path, name: str, version: str, ecosystem: str = "npm"
 ) -> StoredRelease | None:
-    store = await Store.open(state)
+    store = await open_store(state)
     try:
         return await store.get_release(Ecosystem(ecosystem), name, version)
     finally:

@@ -23,7 +23,8 @@ from watcher.alerts.outbox import encode_event
 from watcher.incidents.lifecycle import event_id_for
 from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
 from watcher.model import RunbookStep as Step
-from watcher.store.sqlite.store import Delivery, NewIncident, OutboxEvent, Store
+from watcher.store import open_store
+from watcher.store.types import Delivery, NewIncident, OutboxEvent
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -174,7 +175,7 @@ async def seed(state: Path) -> None:
     payload = encode_event(
         AlertEvent(EventType.OPENED, page, event_id_for(page.dedup_key, EventType.OPENED))
     )
-    store = await Store.open(state)
+    store = await open_store(state)
     try:
         await store.open_incident_with_outbox(
             NewIncident(

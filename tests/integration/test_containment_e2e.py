@@ -37,7 +37,8 @@ from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.incidents.lifecycle import event_id_for
 from watcher.model import EventType, incident_key
 from watcher.service.containment import UNPUBLISHED
-from watcher.store.sqlite.store import Incident, IncidentState, Store
+from watcher.store import open_store
+from watcher.store.types import Incident, IncidentState
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -88,7 +89,7 @@ async def until(check: Callable[[], bool], what: str, within: float = 30.0) -> N
 
 
 async def read_incident(state: Path, key: str) -> tuple[Incident | None, dict[str, str]]:
-    store = await Store.open(state)
+    store = await open_store(state)
     try:
         found = await store.get_incident(key)
         notes = await store.incident_notes(found.id) if found else {}

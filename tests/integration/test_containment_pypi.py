@@ -20,7 +20,9 @@ from watcher.ecosystems.pypi.client import PypiClient
 from watcher.incidents.lifecycle import event_id_for
 from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
 from watcher.service.containment import RELEASE_DELETED, ContainmentWatcher
-from watcher.store.sqlite.store import Delivery, IncidentState, NewIncident, OutboxEvent, Store
+from watcher.store import open_store
+from watcher.store.api import Store
+from watcher.store.types import Delivery, IncidentState, NewIncident, OutboxEvent
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -68,7 +70,7 @@ async def drain(store: Store, channel: str) -> list[OutboxEvent]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "state.db")
+    opened = await open_store(tmp_path / "state.db")
     yield opened
     await opened.close()
 

@@ -15,7 +15,7 @@ from watcher.ecosystems.npm.client import NpmClient
 from watcher.ecosystems.npm.poll import NpmPackageSource
 from watcher.feeds.base import BaselineSeen, PackageUnpublished, Watchlist
 from watcher.feeds.reconcile import PackageTracker, StaleRetry, watched_names
-from watcher.store.sqlite.store import Store
+from watcher.store import open_store
 
 FAST = HttpSettings(backoff_initial=0.05, backoff_max=0.3, attempts=6, read_timeout=1.0)
 
@@ -55,7 +55,7 @@ async def running(feed):
 
 async def test_follower_starts_at_head_and_turns_rows_into_releases(verdaccio, couch, tmp_path):
     publish(verdaccio, couch, "chg-old", "1.0.0")  # before the follower's first start
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     sink = Recorder(store)
     watch = Watchlist.of(["chg-old", "chg-new", "@wchg/*"])
     async with RegistryHttp(FAST) as http:
@@ -100,7 +100,7 @@ async def test_no_release_missed_across_faults_reset_and_restart(verdaccio, couc
     changes = await FaultProxy(couch.db_url.rsplit("/", 1)[0]).start()
     db = couch.db_url.rsplit("/", 1)[1]
     changes_url = f"{changes.url}/{db}/_changes"
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     sink = Recorder(store)
     expected = set()
     watch = Watchlist.of(["flt-a", "flt-b", "@wflt/*"])

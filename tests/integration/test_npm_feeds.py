@@ -17,7 +17,8 @@ from watcher.feeds.base import (
     Watchlist,
 )
 from watcher.feeds.reconcile import PackageTracker, StaleRetry
-from watcher.store.sqlite.store import Store
+from watcher.feeds.sink import record_events
+from watcher.store import open_store
 
 FAST = HttpSettings(backoff_initial=0.05, backoff_max=0.2, attempts=4, read_timeout=2.0)
 
@@ -30,7 +31,7 @@ class Recorder:
         self.events = []
 
     async def __call__(self, events):
-        await self.store(events)
+        await record_events(self.store, events)
         self.events.extend(events)
 
     def releases(self, kind=ReleaseSeen):
@@ -50,7 +51,7 @@ async def running(feed):
 
 async def test_poll_feed_sees_publishes_and_unpublishes(verdaccio, tmp_path):
     verdaccio.publish("poll-a", "1.0.0")
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     sink = Recorder(store)
     async with RegistryHttp(FAST) as http:
         tracker = PackageTracker(NpmPackageSource(NpmClient(http, verdaccio.url)), store, sink)
@@ -96,7 +97,7 @@ async def test_reconcile_sweep_catches_what_no_feed_delivered_within_budget(verd
     names = [f"recon-{i}" for i in range(4)]
     for name in names:
         verdaccio.publish(name, "1.0.0")
-    store = await Store.open(tmp_path / "state.db")
+    store = await open_store(tmp_path / "state.db")
     sink = Recorder(store)
     async with RegistryHttp(FAST) as http:
         tracker = PackageTracker(

@@ -35,8 +35,10 @@ from watcher.feeds.base import (
     Watchlist,
 )
 from watcher.feeds.reconcile import PackageTracker, StaleRetry, watched_names
+from watcher.feeds.sink import record_events
 from watcher.model import Ecosystem
-from watcher.store.sqlite.store import Store
+from watcher.store import open_store
+from watcher.store.api import Store
 
 FAST = HttpSettings(
     backoff_initial=0.01, backoff_max=0.05, attempts=5, read_timeout=0.5, total_timeout=5
@@ -52,7 +54,7 @@ class Recorder:
     events: list[FeedEvent] = field(default_factory=list)
 
     async def __call__(self, events: Sequence[FeedEvent]) -> None:
-        await self.store.store_events(events)
+        await record_events(self.store, events)
         self.events.extend(events)
 
     def take(self) -> list[FeedEvent]:
@@ -68,7 +70,7 @@ async def http() -> AsyncIterator[RegistryHttp]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "state.db")
+    opened = await open_store(tmp_path / "state.db")
     yield opened
     await opened.close()
 
@@ -231,7 +233,7 @@ async def test_changelog_misses_no_file_across_faults_and_a_restart(tmp_path: Pa
         upload(build_sdist(tmp_path / "a10", "chg-a", "1.0"), "chg-a", "1.0")
         warehouse.noise(3)
 
-        store = await Store.open(db)
+        store = await open_store(db)
         sink = Recorder(store)
         async with RegistryHttp(FAST) as http:
             feed = _changelog_feed(http, warehouse, store, sink, watchlist)
@@ -267,7 +269,7 @@ async def test_changelog_misses_no_file_across_faults_and_a_restart(tmp_path: Pa
         warehouse.yank("chg-a", "1.0")
         warehouse.remove_file("chg-b", "chg_b-0.1.tar.gz")
 
-        store = await Store.open(db)  # restart: cursor and package states from the file
+        store = await open_store(db)  # restart: cursor and package states from the file
         sink2 = Recorder(store)
         async with RegistryHttp(FAST) as http:
             feed = _changelog_feed(http, warehouse, store, sink2, watchlist)

@@ -20,7 +20,7 @@ from service_harness import (
 
 from tests.receivers import Receiver
 from watcher.model import Ecosystem
-from watcher.store.sqlite.store import Store
+from watcher.store import open_store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -93,7 +93,7 @@ async def test_changes_feed_pages_for_a_watched_name_and_a_new_package_of_a_watc
     finally:
         service.ensure_stopped()
 
-    async with await Store.open(state) as store:
+    async with await open_store(state) as store:
         stored = await store.get_release(Ecosystem.NPM, fresh, "1.0.0")
         assert stored is not None and not stored.baseline and stored.feed == "npm-changes"
         assert await store.get_release(Ecosystem.NPM, stranger, "1.0.0") is None

@@ -25,7 +25,7 @@ from service_harness import (
 )
 
 from tests.receivers import Receiver, Scripted
-from watcher.store.sqlite.store import Store
+from watcher.store import open_store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -166,7 +166,7 @@ async def test_sigkill_mid_scan_and_mid_delivery_loses_nothing_and_pages_once(
         await publish(verdaccio, name, "1.0.2", leaky_files("b"))
         await receiver.wait_for(2, within=20)
         service.kill()
-        store = await Store.open(state)
+        store = await open_store(state)
         try:
             head = await store.outbox_head("team/webhook")
             assert head is not None and head.payload["incident"]["version"] == "1.0.2"
@@ -184,7 +184,7 @@ async def test_sigkill_mid_scan_and_mid_delivery_loses_nothing_and_pages_once(
         await proxy.close()
 
     assert done.attempts == 2, "the attempt cut by the crash stays counted"
-    store = await Store.open(state)
+    store = await open_store(state)
     try:
         for version in ("1.0.0", "1.0.1", "1.0.2"):
             stored = await store.get_release("npm", name, version)  # type: ignore[arg-type]

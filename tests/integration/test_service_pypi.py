@@ -25,7 +25,7 @@ from service_harness import ServiceProcess, start_config, unique, wait_release
 from tests import fakecreds
 from tests.receivers import Receiver
 from watcher.model import Ecosystem
-from watcher.store.sqlite.store import Store
+from watcher.store import open_store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -130,7 +130,7 @@ async def test_devpi_poll_baseline_leak_page_and_late_wheels(
 
     for body in [*receiver.bodies(), proc.stdout().encode(), proc.stderr_path.read_bytes()]:
         assert token.encode() not in body, "the secret never leaves the scanner"
-    async with await Store.open(state) as store:
+    async with await open_store(state) as store:
         [incident] = await store.open_incidents()
         assert incident.dedup_key == f"watcher/pypi/{name}/1.0.1"
         assert len(incident.payload["findings"]) == len(update["data"]["findings"])
@@ -191,6 +191,6 @@ async def test_changelog_mode_pages_for_watched_and_pattern_matched_projects(
         assert proc.terminate() == 0
     finally:
         proc.ensure_stopped()
-    async with await Store.open(state) as store:
+    async with await open_store(state) as store:
         assert {p for p in await store.known_packages(Ecosystem.PYPI)} >= {name, newcomer}
         assert await store.get_cursor("pypi-changelog") == str(warehouse.last_serial)

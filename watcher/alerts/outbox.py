@@ -37,7 +37,8 @@ from watcher.model import (
     RunbookStep,
     Severity,
 )
-from watcher.store.sqlite.store import OutboxItem, Store
+from watcher.store.api import OutboxStore
+from watcher.store.types import OutboxItem
 
 log = structlog.get_logger(__name__)
 
@@ -156,7 +157,7 @@ class Outbox:
 
     def __init__(
         self,
-        store: Store,
+        store: OutboxStore,
         channels: Mapping[str, Channel],
         retry: RetryPolicyLike,
         *,

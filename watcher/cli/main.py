@@ -26,7 +26,8 @@ from watcher.service.logs import configure_logging
 if TYPE_CHECKING:
     from watcher.cli.ops import StoredRunbook
     from watcher.config import Config
-    from watcher.store.sqlite.store import StatusSummary, Store, StoredRelease
+    from watcher.store.api import Store
+    from watcher.store.types import StatusSummary, StoredRelease
 
 # The service's modules (aiohttp server, store, channels) load only for the commands that use them,
 # so `watcher scan` in CI starts fast.
@@ -326,9 +327,9 @@ def _status(config_path: Path, fmt: str) -> int:
 
 
 async def _read_status(path: Path) -> StatusSummary:
-    from watcher.store.sqlite.store import Store  # noqa: PLC0415
+    from watcher.store import open_store  # noqa: PLC0415
 
-    store = await Store.open(path)
+    store = await open_store(path)
     try:
         return await store.status()
     finally:
@@ -471,9 +472,9 @@ async def _read_runbook(
     config: Config, ecosystem: Ecosystem, name: str, version: str, *, fresh: bool
 ) -> StoredRunbook | None:
     from watcher.cli.ops import stored_runbook  # noqa: PLC0415
-    from watcher.store.sqlite.store import Store  # noqa: PLC0415
+    from watcher.store import open_store  # noqa: PLC0415
 
-    store = await Store.open(config.store.path)
+    store = await open_store(config.store)
     try:
         return await stored_runbook(store, config, ecosystem, name, version, fresh=fresh)
     finally:
@@ -539,7 +540,7 @@ def _releases(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         render_retry,
         retry_releases,
     )
-    from watcher.store.sqlite.store import ReleaseState  # noqa: PLC0415
+    from watcher.store.types import ReleaseState  # noqa: PLC0415
 
     if args.action == "retry":
         result = asyncio.run(
@@ -564,9 +565,9 @@ def _releases(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 async def _with_store(config: Config, action: Callable[[Store], Awaitable[_T]]) -> _T:
-    from watcher.store.sqlite.store import Store  # noqa: PLC0415
+    from watcher.store import open_store  # noqa: PLC0415
 
-    store = await Store.open(config.store.path)
+    store = await open_store(config.store)
     try:
         return await action(store)
     finally:

@@ -19,7 +19,8 @@ from watcher.ecosystems.pypi.client import parse_target as parse_pypi_target
 from watcher.errors import ConfigError, RegistryError
 from watcher.incidents.lifecycle import IncidentLifecycle, opened, stored_incident, test_incident
 from watcher.model import Ecosystem, RunbookStep, incident_key
-from watcher.store.sqlite.store import Store
+from watcher.scanning.baseline import baseline_manifest
+from watcher.store.api import Store
 
 # ---------------------------------------------------------------------------------- test-alert
 
@@ -124,7 +125,7 @@ async def stored_runbook(
         if not findings:
             return None
         published = release.release.published_at
-    below = await store.baseline_manifest(ecosystem, name, version)
+    below = await baseline_manifest(store, ecosystem, name, version)
     lifecycle = IncidentLifecycle(
         store, config, registry_for=lambda eco, package: _registry_url(config, eco, package)
     )

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from watcher.model import Ecosystem
-from watcher.store.sqlite.store import (
+from watcher.store.api import Store
+from watcher.store.types import (
     ChannelQueue,
     DisabledChannel,
     IncidentState,
     OutboxEvent,
     OutboxItem,
     ReleaseState,
-    Store,
     StoredRelease,
 )
 

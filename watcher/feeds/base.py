@@ -22,6 +22,9 @@ import structlog
 from watcher import metrics
 from watcher.model import Ecosystem, Release
 
+# the feed memory is the store's to keep; re-exported for the feeds
+from watcher.store.types import PackageState as PackageState  # noqa: PLC0414
+
 log = structlog.get_logger(__name__)
 
 
@@ -79,20 +82,6 @@ FeedEvent = ReleaseSeen | BaselineSeen | VersionRemoved | PackageUnpublished
 
 
 # ------------------------------------------------------------------------------------- state
-
-
-@dataclass(frozen=True, slots=True)
-class PackageState:
-    """What we knew of a package after the last diff. Its existence means "seen before"."""
-
-    versions: frozenset[str] = frozenset()
-    # Every artifact filename seen, so files added to an existing release are noticed (PyPI).
-    files: frozenset[str] = frozenset()
-    # Versions already reported as yanked (PyPI), so a yank is an event once.
-    yanked: frozenset[str] = frozenset()
-    etag: str | None = None
-    # The document's own change counter when it has one (npm `_rev` prefix, PyPI last serial).
-    generation: int | None = None
 
 
 @runtime_checkable

@@ -43,16 +43,16 @@ from watcher.model import (
     Severity,
     incident_key,
 )
-from watcher.store.sqlite.store import (
+from watcher.store.api import Store
+from watcher.store.types import (
     Delivery,
     IncidentState,
     IncidentUpdate,
     NewIncident,
     OutboxEvent,
-    Store,
+    StoredIncident,
     StoredRelease,
 )
-from watcher.store.sqlite.store import Incident as StoredIncident
 
 log = structlog.get_logger(__name__)
 

@@ -37,8 +37,8 @@ from watcher.ecosystems.pypi.client import ProjectPage, PypiClient
 from watcher.errors import RegistryError
 from watcher.incidents.lifecycle import IncidentLifecycle
 from watcher.model import Ecosystem
-from watcher.store.sqlite.store import Incident as StoredIncident
-from watcher.store.sqlite.store import Store
+from watcher.store.api import Store
+from watcher.store.types import StoredIncident
 
 log = structlog.get_logger(__name__)
 

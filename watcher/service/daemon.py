@@ -49,6 +49,7 @@ from watcher.feeds.base import (
     Watchlist,
 )
 from watcher.feeds.reconcile import PackageTracker, watched_names
+from watcher.feeds.sink import record_events
 from watcher.model import Ecosystem
 from watcher.service.containment import ContainmentWatcher
 from watcher.service.server import (
@@ -60,7 +61,9 @@ from watcher.service.server import (
     readiness,
 )
 from watcher.service.workers import Downloader, NpmDownloader, PypiDownloader, ScanWorkers
-from watcher.store.sqlite.store import ReleaseState, Store
+from watcher.store import open_store
+from watcher.store.api import Store
+from watcher.store.types import ReleaseState, Topic
 
 log = structlog.get_logger(__name__)
 
@@ -71,21 +74,19 @@ OUTBOX_STOP_WAIT = 10.0  # seconds the send in hand gets at shutdown
 
 @dataclass(slots=True)
 class _Sink:
-    """The feeds' EventSink: store the events (durably), then wake the scan workers."""
+    """The feeds' EventSink: store the events (durably); the store's notifications wake the
+    scan workers."""
 
     store: Store
-    workers: ScanWorkers | None = None
     newest_published: dict[Ecosystem, float] = field(default_factory=dict)
 
     async def __call__(self, events: Sequence[FeedEvent]) -> None:
-        stored = await self.store.store_events(events)
+        await record_events(self.store, events)
         for event in events:
             if isinstance(event, ReleaseSeen | BaselineSeen) and event.release.published_at:
                 eco = event.release.ecosystem
                 at = event.release.published_at.timestamp()
                 self.newest_published[eco] = max(self.newest_published.get(eco, 0.0), at)
-        if stored and self.workers is not None:
-            self.workers.wake()
 
 
 @dataclass(slots=True)
@@ -122,7 +123,7 @@ class Service:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
 
-        store = await Store.open(config.store.path, synchronous=config.store.synchronous)
+        store = await open_store(config.store)
         self._store_open = True
         metrics.STORE_UP.set(1)
         http: RegistryHttp | None = None
@@ -153,7 +154,9 @@ class Service:
                 registry_for=_registry_for(clients, urls),
                 on_page=outbox.wake,
             )
-            sink.workers = workers
+            # wake-ups come from the store: whoever queued the work, in this process or not
+            store.notifications.subscribe(Topic.RELEASES, workers.wake)
+            store.notifications.subscribe(Topic.OUTBOX, outbox.wake)
             containment = (
                 ContainmentWatcher(store, config, clients, on_page=outbox.wake)
                 if config.containment.enabled

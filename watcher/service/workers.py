@@ -38,11 +38,10 @@ from watcher.model import (
     Release,
     Report,
 )
+from watcher.scanning.baseline import baseline_manifest
 from watcher.scanning.scan import ScanRequest, compare_with_baseline, merge_reports, scan_artifact
-from watcher.store.sqlite.store import (
-    Store,
-    StoredRelease,
-)
+from watcher.store.api import Store
+from watcher.store.types import StoredRelease
 
 log = structlog.get_logger(__name__)
 
@@ -287,7 +286,7 @@ class ScanWorkers:
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
 
-        found = await self.store.baseline_manifest(eco, release.name, release.version)
+        found = await baseline_manifest(self.store, eco, release.name, release.version)
         baseline_version, baseline = found if found else (None, None)
         report = compare_with_baseline(
             report,

@@ -1,0 +1,35 @@
+"""The service's durable state behind typed protocols (`api`), with the values they exchange
+(`types`). `open_store` picks the implementation from the configuration; today that is the
+embedded one-file store (`sqlite`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Protocol
+
+from watcher.store.api import Store
+
+
+class StoreSettings(Protocol):
+    """The part of `config.store` the factory reads."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def synchronous(self) -> Literal["full", "normal"]: ...
+
+
+async def open_store(
+    settings: StoreSettings | str | Path, *, synchronous: Literal["full", "normal"] | None = None
+) -> Store:
+    """Open the configured store, creating it and bringing its schema up to date. A bare path
+    opens the embedded store there (what the operator commands and tests use)."""
+    from watcher.store.sqlite.store import SqliteStore  # noqa: PLC0415 - the chosen engine only
+
+    if isinstance(settings, str | Path):
+        return await SqliteStore.open(settings, synchronous=synchronous or "full")
+    return await SqliteStore.open(settings.path, synchronous=synchronous or settings.synchronous)
+
+
+__all__ = ["Store", "StoreSettings", "open_store"]

@@ -1,0 +1,330 @@
+"""The store as the rest of the service sees it: one protocol per concern.
+
+Callers type against these, never against an implementation (`watcher.store.open_store` picks
+one). They are written for a store shared by several processes on several machines, not only for
+the embedded one-file store:
+
+- a release is *claimed* by an owner for a lease (`Claimant`); the holder renews its claims while
+  it works and every result it writes names it, so a result written after the lease went to
+  another owner is refused (`ClaimLost`) instead of overwriting that owner's;
+- a cursor write may carry the writer's feed-leader epoch (`CursorWrite.epoch`), refused when
+  stale (`StaleEpoch`) by a store that elects feed leaders;
+- wake-ups are the store's `notifications`: an implementation tells subscribers that releases
+  became pending or pages were queued, in this process (embedded) or across processes (a server
+  database's notify), so no caller assumes the writer shares its process;
+- pages leave a channel in the order they were queued (`outbox_head`); only the head is tried.
+
+Every write that must not be half-done is one call: a feed step (`record_batch`), a scan result
+with its incident and pages (`mark_scanned`), an incident and its pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol, runtime_checkable
+
+from watcher.model import Ecosystem, Finding, Manifest
+from watcher.store.types import (
+    ChannelQueue,
+    Claimant,
+    Cursor,
+    Delivery,
+    DisabledChannel,
+    FeedBatch,
+    Incident,
+    IncidentUpdate,
+    Lease,
+    NewIncident,
+    OutboxItem,
+    PackageState,
+    ReleaseState,
+    Removal,
+    Requeued,
+    StatusSummary,
+    StoreCounts,
+    StoredRelease,
+    Topic,
+)
+
+Listener = Callable[[], None]
+
+
+@runtime_checkable
+class Notifications(Protocol):
+    """Wake-ups after a committed change. A listener is a cheap, non-blocking callable (it sets an
+    event); it may be called more often than needed, and a subscriber still polls now and then,
+    since changes made by other processes may arrive late or not at all."""
+
+    def subscribe(self, topic: Topic, listener: Listener) -> Callable[[], None]:
+        """Call `listener` after each change on `topic`; returns the unsubscribe function."""
+        ...
+
+    def notify(self, topic: Topic) -> None: ...
+
+
+@runtime_checkable
+class FeedStateStore(Protocol):
+    """Feed memory: cursors, per-package state, what left the registry."""
+
+    async def get_cursor(self, feed: str) -> str | None: ...
+
+    async def set_cursor(
+        self, feed: str, cursor: str, *, epoch: int | None = None, now: float | None = None
+    ) -> None: ...
+
+    async def cursors(self) -> list[Cursor]: ...
+
+    async def get_package_state(self, ecosystem: Ecosystem, name: str) -> PackageState | None: ...
+
+    async def set_package_state(
+        self, ecosystem: Ecosystem, name: str, state: PackageState, *, now: float | None = None
+    ) -> None: ...
+
+    async def known_packages(self, ecosystem: Ecosystem) -> list[str]: ...
+
+    async def removals(self, ecosystem: Ecosystem, name: str, version: str) -> list[Removal]: ...
+
+
+@runtime_checkable
+class ReleaseQueue(Protocol):
+    """Releases and the scan queue: pending → scanning (claimed) → scanned | failed."""
+
+    async def record_batch(
+        self, batch: FeedBatch, *, now: float | None = None
+    ) -> list[StoredRelease]:
+        """Store a feed step in one transaction (see `FeedBatch`). New releases are pending; a
+        known release that gained files is pending again (or rescanned after the scan in hand).
+        Returns the releases that are new or got new files, in batch order."""
+        ...
+
+    async def get_release(
+        self, ecosystem: Ecosystem, name: str, version: str
+    ) -> StoredRelease | None: ...
+
+    async def get_release_by_id(self, release_id: int) -> StoredRelease | None: ...
+
+    async def releases_in_state(
+        self, states: Iterable[ReleaseState], *, limit: int | None = None
+    ) -> list[StoredRelease]: ...
+
+    async def claim_pending(
+        self, limit: int, *, claimant: Claimant | None = None, now: float | None = None
+    ) -> list[StoredRelease]:
+        """Claim up to `limit` due releases (attempts + 1), oldest first, at most one per package
+        and none of a package with a live claim: a package's releases are scanned in order. A
+        claim whose lease expired is taken over like a pending release. Without a claimant the
+        claim has no lease (held until `requeue_scanning`)."""
+        ...
+
+    async def renew_claims(
+        self, ids: Sequence[int], claimant: Claimant, *, now: float | None = None
+    ) -> list[int]:
+        """Extend the leases `claimant` still holds among `ids`; returns those (others: lost)."""
+        ...
+
+    async def next_due_at(self) -> float | None: ...
+
+    async def requeue_scanning(self, *, now: float | None = None) -> int:
+        """At start: claims whose holder is gone go back to pending, their attempt counted. The
+        embedded store has one service per file, so every claim is such a one; a shared store
+        only requeues claims whose lease expired."""
+        ...
+
+    async def unclaim(
+        self, release_id: int, *, owner: str | None = None, now: float | None = None
+    ) -> None:
+        """Graceful shutdown: back to pending, the attempt not counted."""
+        ...
+
+    async def mark_scanned(
+        self,
+        release_id: int,
+        findings: Sequence[Finding],
+        manifest: Manifest,
+        *,
+        incident: NewIncident | None = None,
+        update: IncidentUpdate | None = None,
+        deliveries: Sequence[Delivery] = (),
+        owner: str | None = None,
+        now: float | None = None,
+    ) -> tuple[Incident | None, bool]:
+        """Findings, manifest, state and the incident with its pages in one transaction; returns
+        (incident, created) or with `update` (incident, applied). With `owner`: `ClaimLost` when
+        the claim is no longer theirs."""
+        ...
+
+    async def schedule_retry(
+        self,
+        release_id: int,
+        error: str,
+        next_attempt_at: float,
+        *,
+        owner: str | None = None,
+        now: float | None = None,
+    ) -> None: ...
+
+    async def mark_failed(
+        self, release_id: int, error: str, *, owner: str | None = None, now: float | None = None
+    ) -> None: ...
+
+    async def retry_failed(self, release_id: int, *, now: float | None = None) -> bool: ...
+
+    async def retry_all_failed(self, *, now: float | None = None) -> list[StoredRelease]: ...
+
+
+@runtime_checkable
+class ManifestStore(Protocol):
+    """What a scan leaves behind: findings and the manifest (the baseline of the next version)."""
+
+    async def get_findings(self, release_id: int) -> list[Finding]: ...
+
+    async def get_manifest(
+        self, ecosystem: Ecosystem, name: str, version: str
+    ) -> Manifest | None: ...
+
+    async def manifest_versions(self, ecosystem: Ecosystem, name: str) -> list[str]:
+        """Every version of the package that has a manifest (in no particular order)."""
+        ...
+
+
+@runtime_checkable
+class IncidentStore(Protocol):
+    """Incidents (one per dedup key) and the notes recorded on them, each with its pages."""
+
+    async def open_incident_with_outbox(
+        self, incident: NewIncident, deliveries: Sequence[Delivery], *, now: float | None = None
+    ) -> tuple[Incident, bool]: ...
+
+    async def resolve_incident(
+        self,
+        dedup_key: str,
+        resolution: str,
+        deliveries: Sequence[Delivery] = (),
+        *,
+        now: float | None = None,
+    ) -> tuple[Incident | None, bool]: ...
+
+    async def get_incident(self, dedup_key: str) -> Incident | None: ...
+
+    async def open_incidents(self) -> list[Incident]: ...
+
+    async def incident_notes(self, incident_id: int) -> dict[str, str]: ...
+
+    async def add_incident_note(
+        self,
+        incident_id: int,
+        kind: str,
+        detail: str,
+        deliveries: Sequence[Delivery] = (),
+        *,
+        now: float | None = None,
+    ) -> bool: ...
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    """Pages per channel, delivered in queue order, and channels their endpoint disabled."""
+
+    async def enqueue(
+        self,
+        deliveries: Sequence[Delivery],
+        *,
+        incident_id: int | None = None,
+        now: float | None = None,
+    ) -> list[int]: ...
+
+    async def outbox_channels(self) -> list[str]: ...
+
+    async def outbox_head(self, channel: str) -> OutboxItem | None: ...
+
+    async def next_outbox_item(
+        self, channel: str, *, now: float | None = None
+    ) -> OutboxItem | None: ...
+
+    async def mark_delivered(self, item_id: int) -> None: ...
+
+    async def mark_retry(self, item_id: int, next_attempt_at: float, error: str) -> None: ...
+
+    async def mark_dead(self, item_id: int, reason: str, *, now: float | None = None) -> None: ...
+
+    async def dead_letters(self, limit: int | None = 100) -> list[OutboxItem]: ...
+
+    async def outbox_queues(self) -> list[ChannelQueue]: ...
+
+    async def requeue_dead(
+        self,
+        ids: Sequence[int] = (),
+        *,
+        channel: str | None = None,
+        everything: bool = False,
+        now: float | None = None,
+    ) -> Requeued: ...
+
+    async def disable_channel(
+        self, channel: str, reason: str, recheck_at: float, *, now: float | None = None
+    ) -> None: ...
+
+    async def enable_channel(self, channel: str) -> bool: ...
+
+    async def clear_disabled_channels(self) -> int: ...
+
+    async def disabled_channel(self, channel: str) -> DisabledChannel | None: ...
+
+    async def disabled_channels(self) -> list[DisabledChannel]: ...
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """Named leases with epochs: one holder at a time (a feed's leader, a channel's sender)."""
+
+    async def acquire_lease(
+        self, name: str, owner: str, lease_s: float, *, now: float | None = None
+    ) -> Lease | None:
+        """Take the lease when it is free or expired (epoch + 1), renew it when `owner` holds it
+        (same epoch); None while another owner holds it."""
+        ...
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        """Give the lease up (only its holder can); the next acquirer gets a new epoch."""
+        ...
+
+    async def get_lease(self, name: str) -> Lease | None: ...
+
+
+@runtime_checkable
+class StatusStore(Protocol):
+    """Counts for the metrics and the summary `watcher status` prints."""
+
+    async def counts(self, *, now: float | None = None) -> StoreCounts: ...
+
+    async def status(self, *, now: float | None = None) -> StatusSummary: ...
+
+
+@runtime_checkable
+class Store(
+    FeedStateStore,
+    ReleaseQueue,
+    ManifestStore,
+    IncidentStore,
+    OutboxStore,
+    LeaseStore,
+    StatusStore,
+    Protocol,
+):
+    """Every concern, as `open_store` returns it; `close()` when done (or `async with`)."""
+
+    @property
+    def notifications(self) -> Notifications: ...
+
+    @property
+    def location(self) -> str:
+        """Where the state lives, for logs (a path, or a URL with the password masked)."""
+        ...
+
+    async def schema_version(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Store: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...

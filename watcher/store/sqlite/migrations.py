@@ -1,0 +1,155 @@
+"""The embedded store's schema: ordered migrations over `PRAGMA user_version`.
+
+Entry N brings the schema from version N to N + 1. Never edit a shipped entry; append a new one
+(a file written by an older watcher is brought up to date when it is opened; one written by a newer
+watcher is refused).
+"""
+
+from __future__ import annotations
+
+# Ordered migrations: entry N brings the schema from version N to N + 1 (`PRAGMA user_version`).
+# Never edit a shipped entry; append a new one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE feed_cursors (
+            feed TEXT PRIMARY KEY,
+            cursor TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE packages (
+            ecosystem TEXT NOT NULL,
+            name TEXT NOT NULL,
+            versions TEXT NOT NULL,      -- JSON array of every version seen
+            files TEXT NOT NULL,         -- JSON array of every artifact filename seen
+            etag TEXT,
+            generation INTEGER,          -- npm _rev prefix / PyPI last serial
+            first_seen REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (ecosystem, name)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE releases (
+            id INTEGER PRIMARY KEY,
+            ecosystem TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            published_at REAL,
+            artifacts TEXT NOT NULL,     -- JSON array of artifacts
+            baseline INTEGER NOT NULL DEFAULT 0,  -- first sight: scanned, never paged
+            feed TEXT,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'scanning', 'scanned', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            next_attempt_at REAL,
+            rescan INTEGER NOT NULL DEFAULT 0,    -- files were added while it was being scanned
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            scanned_at REAL,
+            UNIQUE (ecosystem, name, version)
+        )""",
+        "CREATE INDEX releases_by_state ON releases (state, next_attempt_at)",
+        "CREATE INDEX releases_by_package ON releases (ecosystem, name, state)",
+        """CREATE TABLE manifests (
+            release_id INTEGER PRIMARY KEY REFERENCES releases (id) ON DELETE CASCADE,
+            files INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            data BLOB NOT NULL           -- zlib(JSON {files: {path: [size, sha256]}, fingerprints})
+        )""",
+        """CREATE TABLE findings (
+            id INTEGER PRIMARY KEY,
+            release_id INTEGER NOT NULL REFERENCES releases (id) ON DELETE CASCADE,
+            rule TEXT NOT NULL,
+            category TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            path TEXT NOT NULL,
+            line INTEGER,
+            message TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            is_new INTEGER NOT NULL,
+            severity_if_new TEXT,
+            evidence TEXT NOT NULL
+        )""",
+        "CREATE INDEX findings_by_release ON findings (release_id)",
+        """CREATE TABLE incidents (
+            id INTEGER PRIMARY KEY,
+            dedup_key TEXT NOT NULL UNIQUE,
+            ecosystem TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            release_id INTEGER REFERENCES releases (id),
+            state TEXT NOT NULL CHECK (state IN ('open', 'resolved')),
+            worst_severity TEXT NOT NULL,
+            opened_at REAL NOT NULL,
+            resolved_at REAL,
+            resolution TEXT,
+            payload TEXT NOT NULL
+        )""",
+        "CREATE INDEX incidents_by_state ON incidents (state)",
+        # AUTOINCREMENT: ids are never reused, so per-channel order by id is delivery order.
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            incident_id INTEGER REFERENCES incidents (id),
+            channel TEXT NOT NULL,
+            event TEXT NOT NULL CHECK (event IN ('opened', 'resolved', 'update', 'test')),
+            payload TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'dead')),
+            dead_at REAL
+        )""",
+        "CREATE INDEX outbox_by_channel ON outbox (channel, state, id)",
+        """CREATE TABLE removals (
+            ecosystem TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            filename TEXT NOT NULL,      -- '' when the whole version went
+            reason TEXT NOT NULL,        -- unpublished | yanked | removed
+            removed_at REAL,
+            seen_at REAL NOT NULL,
+            feed TEXT,
+            PRIMARY KEY (ecosystem, name, version, filename)
+        ) WITHOUT ROWID""",
+    ),
+    # 2: versions already reported as yanked (PyPI), so a yank is an event once
+    ("ALTER TABLE packages ADD COLUMN yanked TEXT NOT NULL DEFAULT '[]'",),
+    # 3: what the containment watcher recorded per incident (a mitigation posted once, the
+    # dist-tags first seen on the version), so a restart never posts an update twice
+    (
+        """CREATE TABLE incident_notes (
+            incident_id INTEGER NOT NULL REFERENCES incidents (id),
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            recorded_at REAL NOT NULL,
+            PRIMARY KEY (incident_id, kind)
+        ) WITHOUT ROWID""",
+    ),
+    # 4: channels whose endpoint said it is gone (a row while disabled), so the operator commands
+    # and `watcher status` see them and an operator can re-enable one from another process
+    (
+        """CREATE TABLE disabled_channels (
+            channel TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            disabled_at REAL NOT NULL,   -- first refusal of this outage
+            recheck_at REAL NOT NULL     -- when the running outbox tries the channel again
+        ) WITHOUT ROWID""",
+    ),
+    # 5: a claim names its holder and its lease, so several processes can share the queue and an
+    # abandoned claim is taken over when its lease expires (NULL lease: held until requeued at
+    # start); `leases`: named leases with an epoch that rises on each takeover (feed leader,
+    # channel sender)
+    (
+        "ALTER TABLE releases ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE releases ADD COLUMN lease_expires_at REAL",
+        """CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,200 @@
+"""The alert outbox (table outbox): pages per channel, delivered in the order they were queued.
+
+Ids are AUTOINCREMENT, never reused, so per-channel order by id is delivery order; only a
+channel's head is tried, so later pages never overtake it. A page leaves the outbox only once the
+channel accepted it; one that is given up on stays as a dead letter with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from watcher.store.sqlite.base import Repository
+from watcher.store.sqlite.codec import now_or, to_json
+from watcher.store.sqlite.connection import Db, Row, fetch
+from watcher.store.types import (
+    ChannelQueue,
+    Delivery,
+    OutboxEvent,
+    OutboxItem,
+    Requeued,
+    Topic,
+)
+
+
+class OutboxRepository(Repository):
+    async def enqueue(
+        self,
+        deliveries: Sequence[Delivery],
+        *,
+        incident_id: int | None = None,
+        now: float | None = None,
+    ) -> list[int]:
+        """Queue pages outside an incident's creation (test alerts, updates)."""
+        async with self._conn.tx() as db:
+            ids = await enqueue_rows(db, incident_id, deliveries, now_or(now))
+        if ids:
+            self._notifications.notify(Topic.OUTBOX)
+        return ids
+
+    async def outbox_channels(self) -> list[str]:
+        rows = await self._conn.read(
+            "SELECT DISTINCT channel FROM outbox WHERE state = 'pending' ORDER BY channel"
+        )
+        return [row["channel"] for row in rows]
+
+    async def outbox_head(self, channel: str) -> OutboxItem | None:
+        """The oldest pending item of a channel, due or not: pages leave a channel in order."""
+        rows = await self._conn.read(
+            "SELECT * FROM outbox WHERE channel = ? AND state = 'pending' ORDER BY id LIMIT 1",
+            (channel,),
+        )
+        return outbox_item_of(rows[0]) if rows else None
+
+    async def next_outbox_item(
+        self, channel: str, *, now: float | None = None
+    ) -> OutboxItem | None:
+        """The channel's head item if it is due; None while the head waits for its retry time
+        (later items never overtake it)."""
+        head = await self.outbox_head(channel)
+        if head is None or head.next_attempt_at > now_or(now):
+            return None
+        return head
+
+    async def mark_delivered(self, item_id: int) -> None:
+        """The channel accepted it: only now does it leave the outbox."""
+        async with self._conn.tx() as db:
+            await db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+    async def mark_retry(self, item_id: int, next_attempt_at: float, error: str) -> None:
+        """Not accepted this time: the item stays at the head of its channel until then."""
+        async with self._conn.tx() as db:
+            await db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
+                "WHERE id = ? AND state = 'pending'",
+                (next_attempt_at, error, item_id),
+            )
+
+    async def mark_dead(self, item_id: int, reason: str, *, now: float | None = None) -> None:
+        """Given up on this page: kept as a dead letter with its reason, and counted."""
+        async with self._conn.tx() as db:
+            await db.execute(
+                "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, "
+                "dead_at = ? WHERE id = ?",
+                (reason, now_or(now), item_id),
+            )
+
+    async def dead_letters(self, limit: int | None = 100) -> list[OutboxItem]:
+        rows = await self._conn.read(
+            "SELECT * FROM outbox WHERE state = 'dead' ORDER BY id LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
+        return [outbox_item_of(row) for row in rows]
+
+    async def outbox_queues(self) -> list[ChannelQueue]:
+        """Each channel with pending pages: depth, oldest page, and its head (the page being
+        tried, whose last error is the channel's)."""
+        rows = await self._conn.read(
+            "SELECT o.channel, q.depth, q.oldest, o.id, o.attempts, o.next_attempt_at, "
+            "o.last_error FROM outbox AS o JOIN ("
+            "  SELECT channel, COUNT(*) AS depth, MIN(created_at) AS oldest, MIN(id) AS head "
+            "  FROM outbox WHERE state = 'pending' GROUP BY channel"
+            ") AS q ON o.id = q.head ORDER BY o.channel"
+        )
+        return [
+            ChannelQueue(
+                channel=row["channel"],
+                depth=row["depth"],
+                oldest_created_at=row["oldest"],
+                head_id=row["id"],
+                head_attempts=row["attempts"],
+                head_next_attempt_at=row["next_attempt_at"],
+                last_error=row["last_error"],
+            )
+            for row in rows
+        ]
+
+    async def requeue_dead(
+        self,
+        ids: Sequence[int] = (),
+        *,
+        channel: str | None = None,
+        everything: bool = False,
+        now: float | None = None,
+    ) -> Requeued:
+        """Dead letters back to pending, in one short transaction (safe beside a running
+        service): those with `ids`, those of `channel`, or all with `everything`. Attempts reset,
+        due now, and a whole retry window again (`created_at` is now); they keep their ids, so
+        their order within a channel is the order they were queued in. `channel` and `everything`
+        also enable the disabled channels they name, which the running outbox notices within its
+        idle poll."""
+        at = now_or(now)
+        where: str
+        params: list[str | int]
+        if everything:
+            where, params = "1", []
+        elif channel is not None:
+            where, params = "channel = ?", [channel]
+        elif ids:
+            where, params = f"id IN ({', '.join('?' for _ in ids)})", [int(i) for i in ids]
+        else:
+            return Requeued([], [])
+        async with self._conn.tx() as db:
+            rows = await fetch(
+                db,
+                f"UPDATE outbox SET state = 'pending', attempts = 0, "  # noqa: S608 - placeholders
+                f"next_attempt_at = ?, created_at = ?, dead_at = NULL "
+                f"WHERE state = 'dead' AND ({where}) RETURNING *",
+                (at, at, *params),
+            )
+            items = sorted((outbox_item_of(row) for row in rows), key=lambda i: i.id)
+            enabled: list[str] = []
+            if everything or channel is not None:
+                gone = await fetch(
+                    db,
+                    f"DELETE FROM disabled_channels WHERE {where} RETURNING channel",  # noqa: S608
+                    params,
+                )
+                enabled = sorted(row["channel"] for row in gone)
+        if items or enabled:
+            self._notifications.notify(Topic.OUTBOX)
+        return Requeued(items, enabled)
+
+
+def outbox_item_of(row: Row) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"],
+        incident_id=row["incident_id"],
+        channel=row["channel"],
+        event=OutboxEvent(row["event"]),
+        payload=orjson.loads(row["payload"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        state=row["state"],
+        dead_at=row["dead_at"],
+    )
+
+
+async def enqueue_rows(
+    db: Db, incident_id: int | None, deliveries: Sequence[Delivery], at: float
+) -> list[int]:
+    ids = []
+    for delivery in deliveries:
+        cursor = await db.execute(
+            "INSERT INTO outbox (incident_id, channel, event, payload, next_attempt_at, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                incident_id,
+                delivery.channel,
+                OutboxEvent(delivery.event).value,
+                to_json(delivery.payload),
+                at,
+                at,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        ids.append(cursor.lastrowid)
+    return ids

@@ -1,0 +1,316 @@
+"""The values the store protocols exchange: what is stored and what each call returns.
+
+Plain frozen dataclasses and enums, independent of any database, so every implementation of
+`watcher.store.api` returns the same things. Times are unix seconds (float).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from watcher.errors import WatcherError
+from watcher.model import Ecosystem, Release, Severity, incident_key
+
+
+class StoreError(WatcherError):
+    """The state cannot be used (newer schema, unknown release id, not a database)."""
+
+
+class ClaimLost(StoreError):
+    """A result was written for a release whose claim is no longer the writer's (its lease
+    expired and another owner took it): the other owner's result counts, this one is dropped."""
+
+
+class StaleEpoch(StoreError):
+    """A cursor write named an epoch older than the feed's current leader's: refused, so a paused
+    old leader cannot move the cursor."""
+
+
+class ReleaseState(StrEnum):
+    PENDING = "pending"
+    SCANNING = "scanning"
+    SCANNED = "scanned"
+    FAILED = "failed"
+
+
+class IncidentState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class OutboxEvent(StrEnum):
+    OPENED = "opened"
+    RESOLVED = "resolved"
+    UPDATE = "update"
+    TEST = "test"
+
+
+class Topic(StrEnum):
+    """What a store notification is about (see `api.Notifications`)."""
+
+    RELEASES = "releases"  # releases became pending: the scan workers may claim
+    OUTBOX = "outbox"  # pages were queued or requeued, or a channel was enabled
+
+
+# ------------------------------------------------------------------------------------ releases
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRelease:
+    id: int
+    release: Release
+    state: ReleaseState
+    attempts: int
+    baseline: bool  # first sight of the package: scanned for its manifest, never paged
+    last_error: str | None
+    next_attempt_at: float | None
+    created_at: float
+    updated_at: float
+    scanned_at: float | None
+    feed: str | None = None
+    # the claim while scanning: who holds it and until when (None: held until recovered at start)
+    claimed_by: str | None = None
+    lease_expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SeenRelease:
+    """A release a feed saw: pending until scanned. `baseline`: first sight of the package."""
+
+    release: Release
+    feed: str | None = None
+    baseline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SeenRemoval:
+    """A version (or one file of it) left the registry."""
+
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    reason: str  # unpublished | yanked | removed
+    filename: str | None = None
+    removed_at: datetime | None = None
+    feed: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CursorWrite:
+    """A feed's position. `epoch`: the writer's feed-leader epoch; a store that elects leaders
+    refuses a write whose epoch is stale (`StaleEpoch`); the embedded store has one writer and
+    ignores it."""
+
+    feed: str
+    cursor: str
+    epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedBatch:
+    """What one feed step produced, stored in one transaction: the releases and removals, the
+    package states and the cursor that follow from them (a crash repeats the step, never skips)."""
+
+    releases: Sequence[SeenRelease] = ()
+    removals: Sequence[SeenRemoval] = ()
+    package_states: Sequence[tuple[Ecosystem, str, PackageState]] = ()
+    cursor: CursorWrite | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimant:
+    """Who claims releases and for how long: `owner` names one worker set of one process (unique
+    per run), `lease_s` how long a claim holds before another owner may take it over. The holder
+    renews its claims while it works on them (`ReleaseQueue.renew_claims`)."""
+
+    owner: str
+    lease_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A named lease (feed leader, channel sender): held by `owner` until `expires_at`; `epoch`
+    rises on each change of holder, so a write can name the epoch it was made under."""
+
+    name: str
+    owner: str
+    epoch: int
+    expires_at: float
+
+
+# ------------------------------------------------------------------------------------ feed state
+
+
+@dataclass(frozen=True, slots=True)
+class PackageState:
+    """What a feed knew of a package after the last diff. Its existence means "seen before"."""
+
+    versions: frozenset[str] = frozenset()
+    # Every artifact filename seen, so files added to an existing release are noticed (PyPI).
+    files: frozenset[str] = frozenset()
+    # Versions already reported as yanked (PyPI), so a yank is an event once.
+    yanked: frozenset[str] = frozenset()
+    etag: str | None = None
+    # The document's own change counter when it has one (npm `_rev` prefix, PyPI last serial).
+    generation: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    feed: str
+    cursor: str
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    filename: str | None
+    reason: str
+    removed_at: float | None
+    seen_at: float
+
+
+# ------------------------------------------------------------------------------------ incidents
+
+
+@dataclass(frozen=True, slots=True)
+class NewIncident:
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    owner: str
+    worst_severity: Severity
+    payload: dict[str, Any] = field(default_factory=dict)
+    release_id: int | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        return incident_key(self.ecosystem, self.name, self.version)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentUpdate:
+    """New findings for an incident already paged (files added to its release after the page):
+    its payload and worst severity are replaced, it is open again if it had been resolved, and the
+    update pages are queued, all once per `note_kind` (a rescan repeats nothing)."""
+
+    incident_id: int
+    note_kind: str
+    note: str
+    worst_severity: Severity
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    id: int
+    dedup_key: str
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    owner: str
+    state: IncidentState
+    worst_severity: Severity
+    opened_at: float
+    resolved_at: float | None
+    resolution: str | None
+    payload: dict[str, Any]
+    release_id: int | None = None
+
+
+StoredIncident = Incident  # the name callers use beside watcher.model.Incident
+
+
+# ------------------------------------------------------------------------------------ outbox
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One page to queue: which channel gets it and what it says."""
+
+    channel: str
+    event: OutboxEvent
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    incident_id: int | None
+    channel: str
+    event: OutboxEvent
+    payload: dict[str, Any]
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    created_at: float
+    state: Literal["pending", "dead"]
+    dead_at: float | None = None
+
+    @property
+    def dedup_key(self) -> str | None:
+        incident = self.payload.get("incident")
+        return incident.get("dedup_key") if isinstance(incident, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelQueue:
+    """One channel's pending pages, as the operator sees them."""
+
+    channel: str
+    depth: int
+    oldest_created_at: float
+    head_id: int
+    head_attempts: int
+    head_next_attempt_at: float
+    last_error: str | None  # the head's: only the head is being tried
+
+
+@dataclass(frozen=True, slots=True)
+class DisabledChannel:
+    channel: str
+    reason: str
+    disabled_at: float
+    recheck_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """What `requeue_dead` did: dead letters back to pending, channels enabled again."""
+
+    items: list[OutboxItem]
+    enabled: list[str]
+
+
+# ------------------------------------------------------------------------------------ status
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """What the metrics gauges show."""
+
+    releases_by_state: dict[ReleaseState, int]
+    outbox_depth: dict[str, int]  # pending items per channel
+    outbox_oldest_age_s: float | None
+    dead_letters: int
+    open_incidents: int
+    # age of the oldest open incident per ecosystem (absent: none open there)
+    oldest_open_incident_age_s: dict[Ecosystem, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSummary:
+    """What `watcher status` prints."""
+
+    cursors: list[Cursor]
+    last_releases: list[StoredRelease]  # the newest stored release of each package
+    open_incidents: list[Incident]
+    counts: StoreCounts
+    disabled_channels: list[DisabledChannel] = field(default_factory=list)
