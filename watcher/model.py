@@ -137,7 +137,7 @@ class Member:
     path: str
     kind: MemberKind
     size: int
-    data: bytes | None = None
+    data: bytes | bytearray | None = None  # a bytearray when read from a tar (filled in place)
     link_target: str | None = None
 
 

@@ -10,25 +10,40 @@ from __future__ import annotations
 
 import bz2
 import hashlib
-import io
 import lzma
 import stat
 import struct
-import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Protocol
+from types import ModuleType
+from typing import IO, Protocol, cast
 
 from watcher.errors import ArchiveError
 from watcher.model import Category, Finding, Member, MemberKind, Severity
+from watcher.scanning.tarstream import ChunkReader, TarEntry, TarFormatError, entries
+
+_inflate: ModuleType
+try:  # ISA-L's inflate is about twice zlib's speed, same bytes; zlib where no wheel exists
+    from isal import isal_zlib
+
+    _inflate = isal_zlib
+except ImportError:  # pragma: no cover - exercised where the wheel is missing
+    _inflate = zlib
+_INFLATE_ERRORS: tuple[type[BaseException], ...] = (zlib.error, _inflate.error)
+_TAR_ERRORS: tuple[type[BaseException], ...] = (
+    TarFormatError,
+    EOFError,
+    OSError,
+    lzma.LZMAError,
+    *_INFLATE_ERRORS,
+)
 
 _MiB = 1024 * 1024
-_CHUNK = 256 * 1024
-# pax/GNU long-name headers are read into memory by tarfile; none legitimate is this large.
-_MAX_TAR_META_HEADER = _MiB
+_CHUNK = _MiB  # compressed bytes read at a time
+_INFLATED_CHUNK = 4 * _MiB  # at most this much is inflated before the limits are checked again
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +86,19 @@ class _Decompressor(Protocol):
 
 
 class _ZlibAdapter:
-    """zlib's decompressobj with the interface of bz2/lzma's (max_length, needs_input)."""
+    """zlib's (or ISA-L's) decompressobj with the interface of bz2/lzma's (max_length,
+    needs_input)."""
 
     def __init__(self) -> None:
-        self._inner = zlib.decompressobj(wbits=31)
-        self._tail = b""
+        self._inner = _inflate.decompressobj(wbits=31)
 
     @property
     def eof(self) -> bool:
-        return self._inner.eof
+        return cast(bool, self._inner.eof)
 
     @property
     def unused_data(self) -> bytes:
-        return self._inner.unused_data
+        return cast(bytes, self._inner.unused_data)
 
     @property
     def needs_input(self) -> bool:
@@ -92,8 +107,7 @@ class _ZlibAdapter:
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
         if not data:
             data = self._inner.unconsumed_tail
-        out = self._inner.decompress(data, max(max_length, 0))
-        return out
+        return cast(bytes, self._inner.decompress(data, max(max_length, 0)))
 
 
 def _new_decompressor(kind: str) -> _Decompressor:
@@ -106,8 +120,8 @@ def _new_decompressor(kind: str) -> _Decompressor:
     raise ValueError(kind)
 
 
-class _BoundedInflater(io.RawIOBase):
-    """A read-only stream of decompressed bytes that refuses to inflate past the limits."""
+class _BoundedInflater:
+    """Chunks of decompressed bytes that refuse to inflate past the limits."""
 
     def __init__(self, raw: IO[bytes], kind: str, limits: ArchiveLimits) -> None:
         self._raw = raw
@@ -120,14 +134,9 @@ class _BoundedInflater(io.RawIOBase):
         self._raw_eof = False
         self.raw_sha256 = hashlib.sha256()  # of the archive file itself, read once
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self._read_some(len(view))
-        view[: len(data)] = data
-        return len(data)
+    def next_chunk(self) -> bytes:
+        """The next inflated bytes; b"" at the end of the stream."""
+        return self._read_some(_INFLATED_CHUNK)
 
     def _read_some(self, size: int) -> bytes:
         if self._decomp is None:
@@ -187,25 +196,6 @@ class _BoundedInflater(io.RawIOBase):
                 f"compression ratio above {limits.max_ratio:g}:1 "
                 f"({self.inflated_out:,} bytes from {self.compressed_in:,}); reading stopped",
             )
-
-
-_TAR_META_TYPES = (
-    tarfile.XHDTYPE,
-    tarfile.XGLTYPE,
-    tarfile.SOLARIS_XHDTYPE,
-    tarfile.GNUTYPE_LONGNAME,
-    tarfile.GNUTYPE_LONGLINK,
-)
-
-
-class _GuardedTarInfo(tarfile.TarInfo):
-    """Refuses pax / GNU long-name headers big enough to exhaust memory before we see a member."""
-
-    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in _TAR_META_TYPES and self.size > _MAX_TAR_META_HEADER:
-            raise tarfile.HeaderError(f"extended header of {self.size:,} bytes")
-        result: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
-        return result
 
 
 def detect_format(path: Path) -> str:
@@ -345,47 +335,44 @@ class ArchiveReader:
     def _tar_members(self) -> Iterator[Member]:
         with self.path.open("rb") as raw:
             inflater = _BoundedInflater(raw, self.format, self.limits)
-            stream = io.BufferedReader(inflater, buffer_size=_CHUNK)
             last = self.path.name
             try:
-                with tarfile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo) as archive:
-                    for info in archive:
-                        name = _normalise(info.name)
-                        last = name
-                        if not self._admit(name):
-                            break
-                        member = self._tar_member(archive, info, name)
-                        yield member
-                        # tarfile keeps every TarInfo in stream mode; we never need them again.
-                        archive.members.clear()  # type: ignore[attr-defined]
+                for entry, content in entries(ChunkReader(inflater.next_chunk)):
+                    name = _normalise(entry.name)
+                    last = name
+                    if not self._admit(name):
+                        break
+                    yield self._tar_member(entry, content, name)
             except _LimitExceeded as exc:
                 self.anomalies.append(_anomaly(exc.rule, Severity.HIGH, last, str(exc)))
-            except (tarfile.TarError, EOFError, zlib.error, OSError, lzma.LZMAError) as exc:
+            except _TAR_ERRORS as exc:
                 self._corrupt(exc, last)
             else:
                 if inflater.truncated:
                     self._corrupt(EOFError("compressed stream ends early"), last)
+                elif inflater.inflated_out == 0:
+                    self._corrupt(EOFError("empty archive"), last)
             finally:
                 self.bytes_read = inflater.inflated_out
                 inflater.drain()
                 self.sha256 = inflater.raw_sha256.hexdigest()
 
-    def _tar_member(self, archive: tarfile.TarFile, info: tarfile.TarInfo, name: str) -> Member:
-        if info.isreg():
-            if self._too_large(name, info.size):
-                return Member(name, MemberKind.FILE, info.size)
-            handle = archive.extractfile(info)
-            data = handle.read() if handle is not None else b""
-            if len(data) < info.size:
+    def _tar_member(self, entry: TarEntry, content: ChunkReader, name: str) -> Member:
+        if entry.isreg():
+            if self._too_large(name, entry.size):
+                return Member(name, MemberKind.FILE, entry.size)
+            # a bytearray of the member's own size, filled once: no further copy is made
+            data = content.read(entry.size)
+            if len(data) < entry.size:
                 raise EOFError(f"{name}: member data ends early")
-            return Member(name, MemberKind.FILE, info.size, data)
-        if info.isdir():
+            return Member(name, MemberKind.FILE, entry.size, data)
+        if entry.isdir():
             return Member(name, MemberKind.DIRECTORY, 0)
-        if info.issym() or info.islnk():
-            kind = MemberKind.SYMLINK if info.issym() else MemberKind.HARDLINK
-            self._link_anomaly(name, kind, info.linkname)
-            return Member(name, kind, 0, link_target=info.linkname)
-        if info.isdev():
+        if entry.issym() or entry.islnk():
+            kind = MemberKind.SYMLINK if entry.issym() else MemberKind.HARDLINK
+            self._link_anomaly(name, kind, entry.linkname)
+            return Member(name, kind, 0, link_target=entry.linkname)
+        if entry.isdev():
             self.anomalies.append(
                 _anomaly(
                     "archive-special-file",
@@ -395,7 +382,7 @@ class ArchiveReader:
                 )
             )
             return Member(name, MemberKind.DEVICE, 0)
-        return Member(name, MemberKind.OTHER, info.size)
+        return Member(name, MemberKind.OTHER, entry.size)
 
     def _link_anomaly(self, name: str, kind: MemberKind, target: str) -> None:
         escapes = _unsafe_path_reason(target) is not None

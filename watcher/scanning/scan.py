@@ -40,6 +40,7 @@ from watcher.scanning.checks.sourcemap import (
     looks_like_source_map,
     parse_source_map,
 )
+from watcher.scanning.needles import NeedleIndex
 
 _BINARY_SNIFF = 8192
 _BINARY_SUFFIXES = frozenset(
@@ -263,6 +264,8 @@ class _ContentScanner:
         self._checks = checks
         self._ctx = ctx
         self._embedded: dict[tuple[str, int, int], list[Finding]] = {}
+        # One pass over each text finds every check's needles (secret keywords, `://`, home paths).
+        self._needles = _needle_index(tuple(checks))
 
     def member(self, member: Member) -> Iterable[Finding]:
         data = member.data
@@ -300,11 +303,18 @@ class _ContentScanner:
                     yield replace(finding, path=path, evidence=dict(finding.evidence))
 
     def _text(self, doc: TextDoc) -> Iterable[Finding]:
+        if self._needles is not None:
+            doc.hits = self._needles.find(doc.text)
         for check in self._checks:
             yield from check.text(doc, self._ctx)
 
 
-def _is_binary(path: str, data: bytes) -> bool:
+def _needle_index(checks: tuple[Check, ...]) -> NeedleIndex | None:
+    needles = {needle for check in checks for needle in check.needles()}
+    return NeedleIndex(needles) if needles else None
+
+
+def _is_binary(path: str, data: bytes | bytearray) -> bool:
     if PurePosixPath(path).suffix.lower() in _BINARY_SUFFIXES:
         return True
     return b"\x00" in data[:_BINARY_SNIFF]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from watcher.model import Category, Ecosystem, Finding, Manifest, Member, Severity
+from watcher.scanning.needles import Hits
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,9 @@ class TextDoc:
     text: str
     member_path: str
     embedded_source: str | None = None  # the original source path inside a source map
+    # Where each check's needles (`Check.needles`) occur, found by the scanner in one pass for all
+    # checks; None when the doc was built outside a scan (a check then searches on its own).
+    hits: Hits | None = None
 
 
 @dataclass(slots=True)
@@ -58,6 +62,10 @@ class Check:
     """Base of every check; override the hooks you need. Hooks return findings (or yield them)."""
 
     category: ClassVar[Category]
+
+    def needles(self) -> Iterable[str]:
+        """Literal strings whose offsets this check wants in `TextDoc.hits`."""
+        return ()
 
     def member(self, member: Member, ctx: ScanContext) -> Iterable[Finding]:
         return ()

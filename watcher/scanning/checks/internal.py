@@ -10,6 +10,7 @@ from watcher.model import Category, Finding, Severity
 from watcher.scanning.checks.base import Check, ScanContext, TextDoc, line_of
 from watcher.scanning.checks.hosts import HostKind, classify_host
 from watcher.scanning.checks.locations import location_evidence, location_of
+from watcher.scanning.needles import Hits
 
 _URL_TAIL = re.compile(r"[^\s'\"<>`\\)\]}]{1,2048}")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}$")
@@ -76,27 +77,46 @@ _SEVERITY = {
 }
 
 
-def iter_urls(text: str) -> Iterator[tuple[int, str]]:
-    """(offset, url) for every `scheme://…` in the text, found with str.find (fast on big files)."""
-    position = text.find("://")
+_SEPARATOR = "://"
+
+
+def _occurrences(text: str, needle: str, hits: Hits | None) -> Iterator[int]:
+    """Offsets of `needle` in `text`: from the scanner's one pass when given, else str.find."""
+    if hits is not None:
+        yield from hits.get(needle, ())
+        return
+    position = text.find(needle)
     while position != -1:
+        yield position
+        position = text.find(needle, position + 1)
+
+
+def iter_urls(text: str, hits: Hits | None = None) -> Iterator[tuple[int, str]]:
+    """(offset, url) for every `scheme://…` in the text."""
+    after = -1
+    for position in _occurrences(text, _SEPARATOR, hits):
+        if position < after:
+            continue
+        after = position + 3
         start_window = text[max(0, position - 16) : position]
         scheme = _SCHEME.search(start_window)
         tail = _URL_TAIL.match(text, position + 3)
         if scheme and tail:
             start = position - len(scheme.group(0))
             yield start, text[start : tail.end()]
-        position = text.find("://", position + 3)
 
 
 class InternalReferenceCheck(Check):
     category = Category.INTERNAL_REFERENCE
 
+    def needles(self) -> Iterable[str]:
+        return (_SEPARATOR, *(needle for needle, _ in _HOME_PATTERNS))
+
     def text(self, doc: TextDoc, ctx: ScanContext) -> Iterable[Finding]:
         found = 0
         seen: set[str] = set()
         location = location_of(doc.path)
-        for offset, url in iter_urls(doc.text):
+        for offset, url in iter_urls(doc.text, doc.hits):
             if found >= _MAX_FINDINGS_PER_DOC:
                 break
             host = classify_host(url, ctx.options.internal_domains)
@@ -126,8 +146,13 @@ class InternalReferenceCheck(Check):
     def _home_paths(self, doc: TextDoc) -> Iterator[Finding]:
         seen: set[str] = set()
         for needle, pattern in _HOME_PATTERNS:
-            position = doc.text.find(needle)
-            while position != -1 and len(seen) < _MAX_FINDINGS_PER_DOC:
+            after = -1
+            for position in _occurrences(doc.text, needle, doc.hits):
+                if len(seen) >= _MAX_FINDINGS_PER_DOC:
+                    break
+                if position < after:
+                    continue
+                after = position + len(needle)
                 start = max(0, position - 3)
                 match = pattern.search(doc.text, start, position + len(needle) + 70)
                 if match and not _inside_url(doc.text, match.start()):
@@ -144,7 +169,6 @@ class InternalReferenceCheck(Check):
                             key=prefix,
                             evidence={"prefix": prefix},
                         )
-                position = doc.text.find(needle, position + len(needle))
 
 
 def _inside_url(text: str, offset: int) -> bool:

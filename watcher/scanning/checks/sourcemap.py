@@ -41,7 +41,7 @@ _DATA_URL_PREFIX = "data:"
 _MAX_INLINE_MAP_CHARS = 256 * 1024 * 1024
 
 
-def looks_like_source_map(path: str, data: bytes) -> bool:
+def looks_like_source_map(path: str, data: bytes | bytearray) -> bool:
     if path.endswith(".map"):
         return True
     # Some builds ship maps under other names (.js.map.json, .map.txt): sniff the JSON keys.
@@ -50,7 +50,7 @@ def looks_like_source_map(path: str, data: bytes) -> bool:
 
 
 def parse_source_map(
-    data: bytes | str, path: str, *, inline: bool, url: str | None = None
+    data: bytes | bytearray | str, path: str, *, inline: bool, url: str | None = None
 ) -> SourceMapDoc | None:
     """Parse a source map (or index map with sections); None when it is not one."""
     try:

@@ -1,0 +1,79 @@
+"""The multi-literal engines behind the keyword prefilter: hyperscan and the stdlib fallback report
+exactly what a plain `str.find` loop does — every occurrence, overlapping ones included, at
+character offsets even in text that is not ASCII."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.fakecreds import POSITIVES
+from watcher.scanning.checks.secrets import RuleSet, default_rules
+from watcher.scanning.needles import NeedleIndex
+
+ENGINES = ["hyperscan", "re"]
+
+
+def naive(needles: list[str], text: str) -> dict[str, list[int]]:
+    hits: dict[str, list[int]] = {}
+    for needle in set(needles):
+        starts = []
+        at = text.find(needle)
+        while at != -1:
+            starts.append(at)
+            at = text.find(needle, at + 1)
+        if starts:
+            hits[needle] = starts
+    return hits
+
+
+# Small alphabets make overlaps, shared prefixes and repeats likely; é, ☃ and 𝄞 take 2, 3 and 4
+# UTF-8 bytes, so byte and character offsets differ.
+ALPHABET = "abAB-_:/é☃𝄞\n"
+needle_lists = st.lists(st.text(ALPHABET, min_size=1, max_size=5), min_size=1, max_size=8)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=300, deadline=None)
+@given(needles=needle_lists, text=st.text(ALPHABET, max_size=200))
+def test_engine_matches_str_find(engine: str, needles: list[str], text: str) -> None:
+    assert NeedleIndex(needles, engine=engine).find(text) == naive(needles, text)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_prefix_and_overlap_cases(engine: str) -> None:
+    index = NeedleIndex(["sk-", "sk-ant-", "aa", "token"], engine=engine)
+    text = "x sk-ant-1 aaaa é token"
+    assert index.find(text) == {"sk-": [2], "sk-ant-": [2], "aa": [11, 12, 13], "token": [18]}
+
+
+def test_rejects_empty_needles_and_unknown_engines() -> None:
+    with pytest.raises(ValueError):
+        NeedleIndex(["ok", ""])
+    with pytest.raises(ValueError, match="unknown engine"):
+        NeedleIndex(["ok"], engine="grep")
+
+
+def test_installed_default_is_hyperscan() -> None:
+    # The suite runs where the wheel exists: the fast path is what the other tests exercise.
+    assert NeedleIndex(["x"]).engine == "hyperscan"
+    assert default_rules().engine == "hyperscan"
+
+
+@pytest.mark.parametrize("rule_id", sorted(POSITIVES))
+def test_rule_sets_on_both_engines_find_the_same_credentials(rule_id: str) -> None:
+    positive = POSITIVES[rule_id](random.Random(rule_id))
+    # non-ASCII before the credential: the hyperscan path maps byte offsets back to characters
+    text = "const é = '☃𝄞';\n" + positive.text
+    shipped = default_rules()
+    by_engine = {}
+    for engine in ENGINES:
+        rules = RuleSet(shipped.rules, shipped.allowlist, engine=engine)
+        by_engine[engine] = [
+            (m.rule.id, text[m.start : m.end]) for m in rules.scan(text, positive.path)
+        ]
+    assert by_engine["hyperscan"] == by_engine["re"]
+    assert (rule_id, positive.secret) in by_engine["re"]
