@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.image, pytest.mark.timeout(1500)]
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
 IMAGE = "registry-watcher:image-check"
+BUILD_STAGE = "registry-watcher:image-check-build"
 UID = "10001"
 # nothing listens there inside the container's own loopback: polls fail fast, nothing leaves
 NOWHERE = "http://127.0.0.1:9"
@@ -64,11 +65,21 @@ def engine() -> Iterator[PrivateDocker]:
     except DockerUnavailable as exc:
         pytest.skip(f"Docker cannot start here, so the image is not checked: {exc}")
     _say(f"private dockerd up in {time.monotonic() - started:.1f}s ({docker.sock})")
+    _clear_leftovers(docker)
     try:
         yield docker
     finally:
         docker.stop()
         _say("private dockerd stopped")
+
+
+def _clear_leftovers(docker: PrivateDocker) -> None:
+    """What interrupted runs left in this engine (it is ours alone): containers, including a killed
+    build's, and their volumes."""
+    containers = docker.docker("ps", "--all", "--quiet").stdout.split()
+    if containers:
+        docker.docker("rm", "--force", "--volumes", *containers, check=False)
+    docker.docker("volume", "prune", "--force", check=False)
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +89,13 @@ def image(engine: PrivateDocker) -> str:
     made = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) or "cached"
     _say(f"base image {base}: {made} ({time.monotonic() - started:.1f}s)")
     started = time.monotonic()
-    engine.docker(
-        "build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}",
-        "--tag", IMAGE, str(ROOT), timeout=1200,
-    )  # fmt: skip
+    build = ("build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}")
+    # the build stage is tagged too, so it stays the next run's cache while every older build,
+    # untagged now, is pruned: the data root keeps the base and two images, not one per change
+    engine.docker(*build, "--target", "build", "--tag", BUILD_STAGE, str(ROOT), timeout=1200)
+    engine.docker(*build, "--tag", IMAGE, str(ROOT), timeout=1200)
     _say(f"docker build: {time.monotonic() - started:.1f}s")
+    engine.docker("image", "prune", "--force", check=False)
     return IMAGE
 
 
@@ -109,7 +122,7 @@ def service(engine: PrivateDocker, image: str) -> Iterator[str]:
         )  # fmt: skip
         yield name
     finally:
-        engine.docker("rm", "--force", name, check=False)
+        engine.docker("rm", "--force", "--volumes", name, check=False)
         engine.docker("volume", "rm", "--force", volume, check=False)
 
 
@@ -164,7 +177,7 @@ def test_healthcheck_fails_without_a_service(engine: PrivateDocker, image: str) 
         assert probe.returncode != 0
         assert "Connection refused" in probe.stderr
     finally:
-        engine.docker("rm", "--force", name, check=False)
+        engine.docker("rm", "--force", "--volumes", name, check=False)
 
 
 def test_runs_as_non_root_without_capabilities(engine: PrivateDocker, image: str,
