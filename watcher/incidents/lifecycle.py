@@ -330,6 +330,7 @@ class IncidentLifecycle:
                 incident=opening,
                 update=update,
                 deliveries=deliveries,
+                owner=stored.claimed_by,
             )
         )
         channels = [d.channel for d in deliveries]

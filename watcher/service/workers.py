@@ -15,7 +15,9 @@ import asyncio
 import multiprocessing
 import os
 import random
+import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -41,7 +43,7 @@ from watcher.model import (
 from watcher.scanning.baseline import baseline_manifest
 from watcher.scanning.scan import ScanRequest, compare_with_baseline, merge_reports, scan_artifact
 from watcher.store.api import Store
-from watcher.store.types import StoredRelease
+from watcher.store.types import Claimant, ClaimLost, StoredRelease
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +82,19 @@ class PypiDownloader:
             for artifact in release.artifacts
         ]
         return release, paths
+
+
+# ------------------------------------------------------------------------------- the claims
+
+# How long a claim holds without renewal; the workers renew every third of it. A scan outliving
+# it without renewal (the process froze or died) is another holder's to take over.
+CLAIM_LEASE_S = 60.0
+
+
+def claim_owner() -> str:
+    """This process's name as a claim holder: host, pid and a per-run token (a restarted
+    process with a reused pid is another owner)."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
 
 
 # -------------------------------------------------------------------------------- the pool
@@ -164,6 +179,10 @@ class ScanWorkers:
         self._wake = asyncio.Event()
         self._active: dict[int, asyncio.Task[None]] = {}
         self._pool: ProcessPoolExecutor | None = None
+        # who holds this process's claims: results written after the lease went elsewhere are
+        # refused by the store (ClaimLost), so a release is never recorded by two holders
+        self.claimant = Claimant(claim_owner(), CLAIM_LEASE_S)
+        self._renewed_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -186,13 +205,27 @@ class ScanWorkers:
         if self._pool is None:
             await self.start()
         while not stop.is_set():
+            await self._renew_claims()
             free = self.config.scan.concurrency - len(self._active)
             if free > 0:
-                for stored in await self.store.claim_pending(free):
+                for stored in await self.store.claim_pending(free, claimant=self.claimant):
+                    if stored.id in self._active:
+                        continue  # our own lapsed claim, taken again: the scan in hand goes on
                     task = asyncio.create_task(self._process(stored), name=f"scan:{stored.id}")
                     self._active[stored.id] = task
                     task.add_done_callback(self._done(stored.id))
             await self._idle(stop)
+
+    async def _renew_claims(self) -> None:
+        """Keep the leases of the scans in hand, well before they expire."""
+        now = time.time()
+        if now - self._renewed_at < self.claimant.lease_s / 3:
+            return
+        self._renewed_at = now
+        held = await self.store.renew_claims(list(self._active), self.claimant, now=now)
+        lost = sorted(set(self._active) - set(held))
+        if lost:
+            log.warning("scan_claims_lost", release_ids=lost, owner=self.claimant.owner)
 
     def _done(self, release_id: int) -> Callable[[asyncio.Task[None]], None]:
         def forget(_: asyncio.Task[None]) -> None:
@@ -227,7 +260,7 @@ class ScanWorkers:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                await self.store.unclaim(release_id)
+                await self.store.unclaim(release_id, owner=self.claimant.owner)
                 requeued += 1
         if self._pool is not None:
             self._pool.shutdown(wait=requeued == 0, cancel_futures=True)
@@ -253,8 +286,14 @@ class ScanWorkers:
             result = await self._scan_and_record(stored, bound)
         except asyncio.CancelledError:
             raise
+        except ClaimLost:  # another holder took the release over: its result counts
+            bound.warning("scan_claim_lost", stage="scan", owner=self.claimant.owner)
+            return
         except Exception as exc:  # every failure is retried or recorded, never lost
-            await self._failed(stored, exc, started, bound)
+            try:
+                await self._failed(stored, exc, started, bound)
+            except ClaimLost:
+                bound.warning("scan_claim_lost", stage="scan", owner=self.claimant.owner)
             return
         duration = time.monotonic() - started
         metrics.SCAN_DURATION.labels(eco.value, "scanned").observe(duration)
@@ -359,13 +398,15 @@ class ScanWorkers:
         policy = self.config.retry.scan
         age = max(0.0, time.time() - stored.created_at)
         if policy.exhausted(stored.attempts, age):
-            await self.store.mark_failed(stored.id, reason)
+            await self.store.mark_failed(stored.id, reason, owner=stored.claimed_by)
             metrics.SCAN_FAILURES.labels(eco).inc()
             metrics.SCAN_DURATION.labels(eco, "failed").observe(duration)
             bound.error("scan_failed", stage="scan", reason=reason, duration_s=round(duration, 3))
             return
         delay = policy.delay(stored.attempts, self._rand())
-        await self.store.schedule_retry(stored.id, reason, time.time() + delay)
+        await self.store.schedule_retry(
+            stored.id, reason, time.time() + delay, owner=stored.claimed_by
+        )
         metrics.SCAN_RETRIES.labels(eco).inc()
         metrics.SCAN_DURATION.labels(eco, "retry").observe(duration)
         bound.warning(
