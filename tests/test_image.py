@@ -1,5 +1,5 @@
-"""The container image, built from the Dockerfile and run for real (`make image-check`; deselected
-from `make test`): a private Docker engine (tests/image_daemon.py) builds the image on a base made
+"""The container image, built from the Dockerfile and run for real (`make image-check`; its tests
+are marked `image`, which `make test` deselects): a private Docker engine (tests/image_daemon.py) builds the image on a base made
 from Debian packages (tests/image_base.py), then the image runs as the docs show — read-only root,
 the documented tmpfs on /tmp, all capabilities dropped — as a non-root user, its HEALTHCHECK passes
 against the running service (and fails without one), and `watcher scan` of a local tarball exits as
@@ -15,8 +15,9 @@ import shlex
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -25,7 +26,14 @@ from tests.builders import npm_tarball
 from tests.image_base import ensure_base_image
 from tests.image_daemon import DockerUnavailable, PrivateDocker
 
-pytestmark = [pytest.mark.image, pytest.mark.timeout(1500)]
+_Test = TypeVar("_Test", bound=Callable[..., None])
+
+
+def image_check(test: _Test) -> _Test:
+    """Only under `make image-check` (the last test, on the docs alone, runs in `make test`)."""
+    marked: _Test = pytest.mark.image(pytest.mark.timeout(1500)(test))
+    return marked
+
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
@@ -36,18 +44,12 @@ UID = "10001"
 NOWHERE = "http://127.0.0.1:9"
 
 
-def _documented_tmpfs() -> str:
-    """The `--tmpfs` of the README's and docs/operations.md's `docker run`, which must agree."""
-    found = {
-        name: re.findall(r"--tmpfs\s+(\S+)", (ROOT / name).read_text())
-        for name in ("README.md", "docs/operations.md")
-    }
-    values = {value for listed in found.values() for value in listed}
-    assert all(found.values()) and len(values) == 1, f"documented --tmpfs differ: {found}"
-    return str(values.pop())
+def _tmpfs_in(name: str) -> list[str]:
+    return re.findall(r"--tmpfs\s+(\S+)", (ROOT / name).read_text())
 
 
-TMPFS = _documented_tmpfs()
+# the `--tmpfs` of docs/operations.md's `docker run` (the README's must agree: checked below)
+TMPFS = next(iter(_tmpfs_in("docs/operations.md")), "/tmp")
 HARDENING = ("--read-only", "--tmpfs", TMPFS, "--cap-drop", "ALL",
              "--security-opt", "no-new-privileges", "--network", "none")  # fmt: skip
 
@@ -148,6 +150,7 @@ def _healthcheck_argv(engine: PrivateDocker, image: str) -> list[str]:
     return [str(word) for word in test[1:]]
 
 
+@image_check
 def test_healthcheck_passes_against_the_running_service(engine: PrivateDocker, image: str,
                                                         service: str) -> None:  # fmt: skip
     started = time.monotonic()
@@ -167,6 +170,7 @@ def test_healthcheck_passes_against_the_running_service(engine: PrivateDocker, i
                          check=False).returncode == 0  # fmt: skip
 
 
+@image_check
 def test_healthcheck_fails_without_a_service(engine: PrivateDocker, image: str) -> None:
     """The probe can fail: the same command in a container of the image where nothing listens."""
     name = f"rw-check-idle-{uuid.uuid4().hex[:8]}"
@@ -180,6 +184,7 @@ def test_healthcheck_fails_without_a_service(engine: PrivateDocker, image: str) 
         engine.docker("rm", "--force", "--volumes", name, check=False)
 
 
+@image_check
 def test_runs_as_non_root_without_capabilities(engine: PrivateDocker, image: str,
                                                service: str) -> None:  # fmt: skip
     assert _inspect(engine, image, "{{json .Config.User}}") == f"{UID}:{UID}"
@@ -193,6 +198,7 @@ def test_runs_as_non_root_without_capabilities(engine: PrivateDocker, image: str
     assert "run" in cmdline and any(part.endswith("watcher") for part in cmdline), cmdline
 
 
+@image_check
 def test_root_filesystem_is_read_only_and_tmp_is_the_documented_tmpfs(
     engine: PrivateDocker, service: str
 ) -> None:
@@ -230,6 +236,7 @@ def _scan(
     )  # fmt: skip
 
 
+@image_check
 def test_scan_of_a_local_tarball_inside_the_image(
     engine: PrivateDocker, image: str, tmp_path: Path
 ) -> None:
@@ -261,6 +268,7 @@ def test_scan_of_a_local_tarball_inside_the_image(
     assert missing.stderr.strip().splitlines()[-1] == "watcher: /scan/nope.tgz: no such file"
 
 
+@image_check
 def test_service_stops_cleanly_on_sigterm(engine: PrivateDocker, service: str) -> None:
     """Last, it stops the shared service: `docker stop` sends SIGTERM; a clean stop exits 0."""
     assert _wait_health(engine, service) == "healthy"
@@ -281,5 +289,6 @@ def test_documented_run_flags_are_the_ones_checked() -> None:
     for flag in ("--read-only", "--cap-drop", "--security-opt"):
         assert flag in words, flag
     assert words[words.index("--tmpfs") + 1] == TMPFS
+    assert _tmpfs_in("README.md") == [TMPFS], "the README's docker run shows another --tmpfs"
     assert words[words.index("--cap-drop") + 1] == "ALL"
     assert words[words.index("--security-opt") + 1] == "no-new-privileges"
