@@ -179,3 +179,11 @@ PUBLISH_TO_PAGE = Histogram(
     ["ecosystem", "channel"],
     buckets=(1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 900, 3600),
 )
+
+# --- credential liveness (watcher.verify) -----------------------------------------------------
+VERIFICATIONS = Counter(
+    "watcher_verifications_total",
+    "Found credentials checked with their provider, by provider and verdict "
+    "(live / revoked / unverified).",
+    ["provider", "verdict"],
+)

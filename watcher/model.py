@@ -204,6 +204,18 @@ class Manifest:
 
 
 @dataclass(slots=True)
+class Credential:
+    """A found credential's raw value, held in memory between the secret check and the opt-in
+    liveness check (`watcher.verify`) only: never rendered, logged or stored. `companion` is the
+    other half a provider needs (an AWS key id, a Twilio account SID)."""
+
+    finding: Finding
+    provider: str
+    value: str = field(repr=False)
+    companion: str | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
 class Report:
     target: ArtifactSummary
     findings: list[Finding]
@@ -211,6 +223,8 @@ class Report:
     baseline: ArtifactSummary | None = None
     elapsed_s: float = 0.0
     bytes_read: int = 0
+    # kept only when the scan was asked to (ScanOptions.keep_credentials); emptied once verified
+    credentials: list[Credential] = field(default_factory=list, repr=False)
 
     def worst(self) -> Severity | None:
         if not self.findings:

@@ -35,6 +35,7 @@ from watcher.scanning.archive import ArchiveLimits, ArchiveReader
 from watcher.scanning.checks import comparison_checks, default_checks
 from watcher.scanning.checks.base import Check, ScanContext, ScanOptions, SourceMapDoc, TextDoc
 from watcher.scanning.checks.provenance import compare_provenance
+from watcher.scanning.checks.secrets import SecretCheck
 from watcher.scanning.checks.sourcemap import (
     find_inline_maps,
     looks_like_source_map,
@@ -138,6 +139,9 @@ def scan_artifact(request: ScanRequest) -> Report:
         manifest=manifest,
         elapsed_s=time.perf_counter() - started,
         bytes_read=reader.bytes_read,
+        credentials=[
+            c for check in checks if isinstance(check, SecretCheck) for c in check.credentials
+        ],
     )
 
 
@@ -247,6 +251,7 @@ def _merge(reports: list[Report], prefix_paths: bool) -> Report:
         findings=findings,
         manifest=Manifest(files=files, fingerprints={f.fingerprint: f.severity for f in findings}),
         bytes_read=sum(r.bytes_read for r in reports),
+        credentials=[c for r in reports for c in r.credentials],
     )
 
 

@@ -21,6 +21,9 @@ class ScanOptions:
     size_growth_floor_bytes: int = 5 * 1024 * 1024
     file_count_growth_factor: float = 2.0
     file_count_growth_floor: int = 50
+    # liveness verification asked for: the secret check keeps the raw values of credentials a
+    # provider can verify, in memory, on `Report.credentials` (watcher.verify)
+    keep_credentials: bool = False
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from watcher.model import Category, Finding, Severity
+from watcher.model import Category, Credential, Finding, Severity
 from watcher.redact import redact
 from watcher.scanning.checks.base import Check, ScanContext, TextDoc
 from watcher.scanning.checks.locations import location_evidence, location_of
@@ -49,6 +49,8 @@ _LONG_VALUE_WORD = 7
 # `allow_key` patterns see this many characters before the match, then the match up to the secret:
 # the whole key name even when the keyword is its last word (`NextToken`).
 _KEY_WINDOW = 40
+# how far from a secret the other half of its credential (an AWS key id) is looked for
+_COMPANION_REACH = 400
 
 
 # -- validators ----------------------------------------------------------------------------------
@@ -146,6 +148,10 @@ class SecretRule:
     anchor: bool = False  # the match starts at a keyword hit, or at most `before` chars earlier
     # the severity in a package's tests or docs (None: the same as anywhere)
     test_severity: Severity | None = None
+    # the watcher.verify provider that can tell whether a found value is live (None: none can)
+    verify: str | None = None
+    # the other half that provider needs (an AWS key id, a Twilio SID), searched near the secret
+    companion: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +436,8 @@ def _parse_rule(table: dict[str, Any]) -> SecretRule:
             allow_key=tuple(re.compile(p) for p in table.get("allow_key", ())),
             anchor=bool(table.get("anchor", False)),
             test_severity=Severity(table["test_severity"]) if "test_severity" in table else None,
+            verify=table.get("verify"),
+            companion=re.compile(table["companion"]) if "companion" in table else None,
         )
     except (KeyError, TypeError, ValueError, re.error) as exc:
         raise ValueError(f"secret rule {rule_id}: {exc}") from exc
@@ -449,6 +457,8 @@ class SecretCheck(Check):
 
     def __init__(self, rules: RuleSet | None = None) -> None:
         self._rules = rules if rules is not None else default_rules()
+        # raw values of verifiable credentials, kept only when ScanOptions.keep_credentials says so
+        self.credentials: list[Credential] = []
 
     def needles(self) -> Iterable[str]:
         return self._rules.keywords
@@ -480,7 +490,19 @@ class SecretCheck(Check):
             finding = self._finding(match, doc.path, line, encoding)
             last_by_rule[rule.id] = finding
             findings.append(finding)
+            if ctx.options.keep_credentials and rule.verify and match.valid and encoding is None:
+                self.credentials.append(self._credential(finding, match, doc.text))
         return findings
+
+    def _credential(self, finding: Finding, match: SecretMatch, text: str) -> Credential:
+        rule = match.rule
+        assert rule.verify is not None
+        companion = None
+        if rule.companion is not None:
+            lo, hi = max(0, match.start - _COMPANION_REACH), match.end + _COMPANION_REACH
+            near = [m.group() for m in rule.companion.finditer(text, lo, hi)]
+            companion = next((c for c in near if c != match.value), None)
+        return Credential(finding, rule.verify, match.value, companion)
 
     def _scan(self, text: str, path: str, hits: Hits | None = None) -> list[SecretMatch]:
         """The rule set's matches, less a bad-checksum shape that is a placeholder (`ghp_aaaa…`)."""

@@ -1,0 +1,261 @@
+"""Liveness verification (watcher.verify) against local stand-ins speaking each provider's
+documented answers. Every credential is built at test time (fakecreds.py)."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from structlog.testing import capture_logs
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import fakecreds
+from provider_standins import PROVIDERS, ProviderStandin, provider_standin
+
+from watcher import metrics
+from watcher.model import (
+    ArtifactSummary,
+    Category,
+    Credential,
+    Finding,
+    Manifest,
+    Report,
+    Severity,
+)
+from watcher.verify import CredentialVerifier, Verdict, VerifySettings
+
+
+def _value(provider: str, rng: random.Random) -> tuple[str, str | None]:
+    """A format-valid credential for the provider and the companion it needs."""
+    a = fakecreds.ALNUM
+    if provider == "github":
+        return fakecreds.github_token(rng), None
+    if provider == "gitlab":
+        return "gl" + "pat-" + fakecreds.chars(rng, fakecreds.URLSAFE, 20), None
+    if provider == "npm":
+        return fakecreds.npm_token(rng), None
+    if provider == "slack":
+        return "xo" + "xb-" + fakecreds.chars(rng, "0123456789", 12) + "-" + fakecreds.chars(
+            rng, a, 24
+        ), None
+    if provider == "stripe":
+        return fakecreds.SK_LIVE + fakecreds.chars(rng, a, 24), None
+    if provider == "openai":
+        return "sk-" + "proj-" + fakecreds.chars(rng, fakecreds.URLSAFE, 60), None
+    if provider == "anthropic":
+        return "sk-" + "ant-api03-" + fakecreds.chars(rng, fakecreds.URLSAFE, 93) + "AA", None
+    if provider == "sendgrid":
+        return "S" + "G." + fakecreds.chars(rng, fakecreds.URLSAFE, 22) + "." + fakecreds.chars(
+            rng, fakecreds.URLSAFE, 43
+        ), None
+    if provider == "twilio":
+        return fakecreds.chars(rng, fakecreds.HEX, 32), "A" + "C" + fakecreds.chars(
+            rng, fakecreds.HEX, 32
+        )
+    if provider == "aws":
+        return fakecreds.chars(rng, fakecreds.B64, 40), "AK" + "IA" + fakecreds.chars(
+            rng, fakecreds.BASE32, 16
+        )
+    raise AssertionError(provider)
+
+
+def _credential(provider: str, seed: str = "") -> Credential:
+    value, companion = _value(provider, random.Random(provider + seed))
+    finding = Finding(
+        rule=f"{provider}-rule",
+        category=Category.SECRET,
+        severity=Severity.HIGH,
+        path="package/index.js",
+        message="found",
+        key=f"{value[:4]}…",
+        fingerprint=f"fp-{provider}-{seed}",
+    )
+    return Credential(finding, provider, value, companion)
+
+
+def _register(standin: ProviderStandin, cred: Credential) -> None:
+    if cred.provider == "aws":
+        assert cred.companion is not None
+        standin.aws_keys[cred.companion] = cred.value
+    elif cred.provider == "twilio":
+        assert cred.companion is not None
+        standin.twilio[cred.companion] = cred.value
+    else:
+        standin.live[cred.provider].add(cred.value)
+
+
+@pytest_asyncio.fixture(loop_scope="function")  # on the test's own loop
+async def standin() -> AsyncIterator[ProviderStandin]:
+    async with provider_standin() as server:
+        yield server
+
+
+def _verifier(standin: ProviderStandin, **kwargs: object) -> CredentialVerifier:
+    settings = VerifySettings(
+        timeout=float(kwargs.pop("timeout", 2.0)),  # type: ignore[arg-type]
+        urls=standin.urls(),
+        rate=float(kwargs.pop("rate", 50.0)),  # type: ignore[arg-type]
+        insecure_loopback=True,
+    )
+    return CredentialVerifier(settings)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_live_credential_is_live_and_an_unknown_one_revoked(
+    standin: ProviderStandin, provider: str
+) -> None:
+    live, dead = _credential(provider, "live"), _credential(provider, "dead")
+    _register(standin, live)
+    outcomes = await _verifier(standin).verify([live, dead])
+    assert [o.verdict for o in outcomes] == [Verdict.LIVE, Verdict.REVOKED]
+    assert standin.calls[provider] == 2
+    assert all(o.provider == provider for o in outcomes)
+
+
+async def test_aws_signature_is_checked_by_the_standin(standin: ProviderStandin) -> None:
+    """A known key id with the wrong secret: SigV4 fails, STS says SignatureDoesNotMatch."""
+    cred = _credential("aws", "sig")
+    assert cred.companion is not None
+    standin.aws_keys[cred.companion] = cred.value[::-1]
+    (outcome,) = await _verifier(standin).verify([cred])
+    assert outcome.verdict is Verdict.REVOKED
+    assert outcome.detail == "HTTP 403"
+
+
+async def test_temporary_aws_keys_and_non_personal_gitlab_tokens_are_not_verifiable(
+    standin: ProviderStandin,
+) -> None:
+    aws = _credential("aws", "tmp")
+    aws.companion = "AS" + "IA" + (aws.companion or "")[4:]
+    gitlab = _credential("gitlab", "deploy")
+    gitlab.value = "gl" + "dt-" + gitlab.value[6:]
+    outcomes = await _verifier(standin).verify([aws, gitlab])
+    assert [o.verdict for o in outcomes] == [Verdict.UNVERIFIED, Verdict.UNVERIFIED]
+    assert standin.calls["aws"] == standin.calls["gitlab"] == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "detail"),
+    [
+        ({"status": 429, "retry_after": "30"}, "rate limited (Retry-After 30s)"),
+        ({"status": 503}, "HTTP 503"),
+        ({"delay": 1.5}, "timeout"),
+        ({"location": "http://127.0.0.1:9/elsewhere"}, "HTTP 302"),
+    ],
+)
+async def test_no_trustworthy_answer_is_unverified_never_revoked(
+    standin: ProviderStandin, fault: dict[str, object], detail: str
+) -> None:
+    cred = _credential("github", "fault")
+    _register(standin, cred)
+    standin.fault("github", **fault)
+    before = metrics.VERIFICATIONS.labels("github", "unverified")._value.get()
+    (outcome,) = await _verifier(standin, timeout=0.5).verify([cred])
+    assert (outcome.verdict, outcome.detail) == (Verdict.UNVERIFIED, detail)
+    assert metrics.VERIFICATIONS.labels("github", "unverified")._value.get() == before + 1
+
+
+async def test_one_call_per_distinct_credential(standin: ProviderStandin) -> None:
+    cred = _credential("npm", "dup")
+    _register(standin, cred)
+    twin = Credential(
+        Finding(
+            "npm-rule", Category.SECRET, Severity.HIGH, "package/other.js", "m", fingerprint="x"
+        ),
+        "npm",
+        cred.value,
+    )
+    outcomes = await _verifier(standin).verify([cred, twin, cred])
+    assert [o.verdict for o in outcomes] == [Verdict.LIVE] * 3
+    assert standin.calls["npm"] == 1
+
+
+async def test_calls_are_rate_limited_per_provider(standin: ProviderStandin) -> None:
+    creds = [_credential("openai", str(i)) for i in range(6)]
+    started = time.monotonic()
+    await _verifier(standin, rate=3).verify(creds)
+    assert standin.calls["openai"] == 6
+    assert time.monotonic() - started >= 0.9  # 3 a second: the second three wait a period
+
+
+@pytest.mark.parametrize(
+    ("url", "insecure"),
+    [
+        ("http://127.0.0.1:9/github", False),  # loopback, but the test override is off
+        ("http://10.0.0.5/github", True),  # the override is for loopback only
+        ("ftp://127.0.0.1/github", True),
+    ],
+)
+async def test_a_credential_goes_only_over_tls(url: str, insecure: bool) -> None:
+    cred = _credential("github", "tls")
+    settings = VerifySettings(timeout=1.0, urls={"github": url}, insecure_loopback=insecure)
+    (outcome,) = await CredentialVerifier(settings).verify([cred])
+    assert (outcome.verdict, outcome.detail) == (
+        Verdict.UNVERIFIED,
+        "refused: the provider URL is not https",
+    )
+
+
+async def test_npm_is_verified_on_the_packages_registry(standin: ProviderStandin) -> None:
+    cred = _credential("npm", "reg")
+    _register(standin, cred)
+    urls = {k: v for k, v in standin.urls().items() if k != "npm"}
+    verifier = CredentialVerifier(VerifySettings(urls=urls, insecure_loopback=True))
+    (none,) = await verifier.verify([cred])
+    assert (none.verdict, none.detail) == (Verdict.UNVERIFIED, "no base URL configured")
+    (outcome,) = await verifier.verify([cred], registry_url=standin.urls()["npm"])
+    assert outcome.verdict is Verdict.LIVE
+
+
+async def test_the_value_is_in_no_log_line(standin: ProviderStandin) -> None:
+    creds = [_credential(p, "log") for p in PROVIDERS]
+    for cred in creds[::2]:
+        _register(standin, cred)
+    with capture_logs() as logs:
+        await _verifier(standin).verify(creds)
+    assert len([e for e in logs if e["event"] == "credential_verified"]) == len(PROVIDERS)
+    text = repr(logs)
+    for cred in creds:
+        assert cred.value not in text
+        assert cred.value[4:16] not in text
+
+
+def _report(*creds: Credential) -> Report:
+    unrelated = Finding(
+        "google-api-key", Category.SECRET, Severity.MEDIUM, "a.js", "Google key", fingerprint="g"
+    )
+    findings = [c.finding for c in creds] + [unrelated]
+    summary = ArtifactSummary("npm", "acme", "1.0.0", "acme-1.0.0.tgz", "0" * 64, 1, 1)
+    return Report(summary, findings, Manifest(files={}), credentials=list(creds))
+
+
+async def test_severity_follows_the_verdict_and_the_report_carries_it(
+    standin: ProviderStandin,
+) -> None:
+    live, dead, slow = (_credential("stripe", s) for s in ("a", "b", "c"))
+    _register(standin, live)
+    report = _report(live, dead)
+    await _verifier(standin).verify_report(report)
+    assert report.credentials == []  # the raw values are gone once verified
+    by_fp = {f.fingerprint: f for f in report.findings}
+    assert by_fp[live.finding.fingerprint].severity is Severity.CRITICAL
+    assert "verified live at " in by_fp[live.finding.fingerprint].message
+    assert by_fp[live.finding.fingerprint].evidence["verification"]["verdict"] == "live"
+    assert by_fp[dead.finding.fingerprint].severity is Severity.LOW
+    assert by_fp[dead.finding.fingerprint].evidence["verification"]["verdict"] == "revoked"
+    other = by_fp["g"]
+    assert (other.severity, other.evidence["verification"]["verdict"]) == (
+        Severity.MEDIUM,
+        "unverified",
+    )
+    assert report.findings[0].fingerprint == live.finding.fingerprint  # sorted by severity
+    standin.fault("stripe", status=503)
+    report = _report(slow)
+    await _verifier(standin).verify_report(report)
+    assert report.findings[0].severity is Severity.HIGH  # unverified: as found
