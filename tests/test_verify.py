@@ -3,8 +3,10 @@ documented answers. Every credential is built at test time (fakecreds.py)."""
 
 from __future__ import annotations
 
+import io
 import random
 import sys
+import tarfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +30,8 @@ from watcher.model import (
     Report,
     Severity,
 )
+from watcher.scanning.checks.base import ScanOptions
+from watcher.scanning.scan import ScanRequest, scan_artifact, scan_release
 from watcher.verify import CredentialVerifier, Verdict, VerifySettings
 
 
@@ -259,3 +263,64 @@ async def test_severity_follows_the_verdict_and_the_report_carries_it(
     report = _report(slow)
     await _verifier(standin).verify_report(report)
     assert report.findings[0].severity is Severity.HIGH  # unverified: as found
+
+
+# -- from a scanned artifact to verdicts ---------------------------------------------------------
+
+
+def _tarball(tmp_path: Path, name: str, members: dict[str, str]) -> Path:
+    path = tmp_path / name
+    with tarfile.open(path, "w:gz") as tar:
+        for member, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"package/{member}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _artifact_secrets(rng: random.Random) -> tuple[str, str, str, str]:
+    github = fakecreds.github_token(rng)
+    key_id = "AK" + "IA" + fakecreds.chars(rng, fakecreds.BASE32, 16)
+    secret = fakecreds.chars(rng, fakecreds.B64, 40)
+    text = (
+        f'export const gh = "{github}";\n'
+        f'export const aws = {{ accessKeyId: "{key_id}", secretAccessKey: "{secret}" }};\n'
+    )
+    return text, github, key_id, secret
+
+
+def test_the_scan_keeps_raw_values_only_when_asked(tmp_path: Path) -> None:
+    text, github, key_id, secret = _artifact_secrets(random.Random(50))
+    path = _tarball(tmp_path, "acme-1.0.0.tgz", {"index.js": text})
+    plain = scan_artifact(ScanRequest(path))
+    assert plain.credentials == []
+    kept = scan_artifact(ScanRequest(path, options=ScanOptions(keep_credentials=True)))
+    got = {(c.provider, c.finding.rule, c.companion) for c in kept.credentials}
+    assert got == {("github", "github-token", None), ("aws", "aws-secret-access-key", key_id)}
+    assert {c.value for c in kept.credentials} == {github, secret}
+    assert all(c.finding in kept.findings for c in kept.credentials)
+    assert secret not in repr(kept)
+
+
+async def test_scan_release_then_verify_end_to_end(
+    tmp_path: Path, standin: ProviderStandin
+) -> None:
+    """Through the worker processes (target and baseline scanned in parallel) and back."""
+    text, github, key_id, secret = _artifact_secrets(random.Random(51))
+    target = _tarball(tmp_path, "acme-1.0.1.tgz", {"index.js": text})
+    baseline = _tarball(tmp_path, "acme-1.0.0.tgz", {"index.js": "export const x = 1;\n"})
+    options = ScanOptions(keep_credentials=True)
+    report = scan_release(
+        [ScanRequest(target, options=options)], [ScanRequest(baseline, options=options)]
+    )
+    standin.live["github"].add(github)
+    standin.aws_keys[key_id] = secret[::-1]  # known key id, wrong secret: STS rejects the signature
+    await _verifier(standin).verify_report(report)
+    verdicts = {
+        f.rule: (f.severity, f.evidence["verification"]["verdict"]) for f in report.findings
+    }
+    assert verdicts["github-token"] == (Severity.CRITICAL, "live")
+    assert verdicts["aws-secret-access-key"] == (Severity.LOW, "revoked")
+    assert verdicts["aws-access-key-id"][1] == "unverified"
+    assert (standin.calls["github"], standin.calls["aws"]) == (1, 1)
