@@ -3,7 +3,9 @@ documented answers. Every credential is built at test time (fakecreds.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import random
 import sys
 import tarfile
@@ -18,9 +20,12 @@ from structlog.testing import capture_logs
 sys.path.insert(0, str(Path(__file__).parent))
 
 import fakecreds
+from builders import npm_tarball
 from provider_standins import PROVIDERS, ProviderStandin, provider_standin
 
 from watcher import metrics
+from watcher.config import load_config
+from watcher.errors import ConfigError
 from watcher.model import (
     ArtifactSummary,
     Category,
@@ -32,7 +37,8 @@ from watcher.model import (
 )
 from watcher.scanning.checks.base import ScanOptions
 from watcher.scanning.scan import ScanRequest, scan_artifact, scan_release
-from watcher.verify import CredentialVerifier, Verdict, VerifySettings
+from watcher.verify.engine import CredentialVerifier
+from watcher.verify.model import Verdict, VerifySettings
 
 
 def _value(provider: str, rng: random.Random) -> tuple[str, str | None]:
@@ -324,3 +330,111 @@ async def test_scan_release_then_verify_end_to_end(
     assert verdicts["aws-secret-access-key"] == (Severity.LOW, "revoked")
     assert verdicts["aws-access-key-id"][1] == "unverified"
     assert (standin.calls["github"], standin.calls["aws"]) == (1, 1)
+
+
+# -- configuration and `watcher scan --verify` ---------------------------------------------------
+
+
+def _config_text(urls: dict[str, str], *, enabled: bool = False, extra: str = "") -> str:
+    providers = "\n".join(f"    {name}: {{url: {url}}}" for name, url in urls.items())
+    return (
+        "packages:\n  - {ecosystem: npm, name: acme-widget, owner: demo}\n"
+        "owners:\n  demo: {console: true}\n"
+        f"verify:\n  enabled: {str(enabled).lower()}\n  timeout: 2s\n  rate: 20\n"
+        f"  insecure_loopback: true\n{extra}  providers:\n{providers}\n"
+    )
+
+
+def test_verify_config_section(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(_config_text({"github": "https://ghe.acme-corp.invalid/api/v3"}, enabled=True))
+    config = load_config(path)
+    assert config.scan_options().keep_credentials is True
+    settings = config.verify.settings()
+    assert settings.urls == {"github": "https://ghe.acme-corp.invalid/api/v3"}
+    assert (settings.timeout, settings.rate, settings.insecure_loopback) == (2.0, 20.0, True)
+    default = tmp_path / "d.yaml"
+    default.write_text(
+        "packages:\n  - {ecosystem: npm, name: x, owner: o}\nowners:\n  o: {console: true}\n"
+    )
+    assert load_config(default).verify.enabled is False
+    assert load_config(default).scan_options().keep_credentials is False
+
+
+@pytest.mark.parametrize(
+    ("urls", "message"),
+    [
+        ({"nosuch": "https://h.invalid"}, "verify.providers.nosuch: unknown provider"),
+        (
+            {"github": "http://ghe.acme-corp.invalid"},
+            "verify.providers.github.url: expected an https URL",
+        ),
+        ({"github": "not a url"}, "expected an http(s) URL"),
+    ],
+)
+def test_verify_config_errors_name_the_key(
+    tmp_path: Path, urls: dict[str, str], message: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(_config_text(urls))
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    assert message in str(excinfo.value)
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "watcher.cli",
+        "--log-format",
+        "json",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_watcher_scan_verify_end_to_end(tmp_path: Path, standin: ProviderStandin) -> None:
+    rng = random.Random(60)
+    live = fakecreds.github_token(rng)
+    dead = fakecreds.npm_token(rng)
+    text = f'export const gh = "{live}";\nexport const npm = "{dead}";\n'
+    pkg = npm_tarball(tmp_path / "acme-widget-1.0.0.tgz", {"index.js": text}, name="acme-widget")
+    standin.live["github"].add(live)
+    config = tmp_path / "c.yaml"
+    config.write_text(_config_text(standin.urls()))
+    code, out, err = await _cli(
+        "scan", str(pkg), "--config", str(config), "--verify", "--format", "json"
+    )
+    report = json.loads(out)
+    verdicts = {
+        f["rule"]: (f["severity"], f["evidence"]["verification"]["verdict"])
+        for f in report["findings"]
+    }
+    assert verdicts == {
+        "github-token": ("critical", "live"),
+        "npm-access-token": ("low", "revoked"),
+    }
+    assert code == 1  # a live credential fails the scan
+    assert (standin.calls["github"], standin.calls["npm"]) == (1, 1)
+    for secret in (live, dead):
+        assert secret not in out and secret not in err
+    assert '"event": "credential_verified"' in err
+    # SARIF carries the verdict too
+    code, out, _ = await _cli(
+        "scan", str(pkg), "--config", str(config), "--verify", "--format", "sarif"
+    )
+    results = json.loads(out)["runs"][0]["results"]
+    assert {r["properties"]["evidence"]["verification"]["verdict"] for r in results} == {
+        "live",
+        "revoked",
+    }
+    # without --verify (and verify.enabled false) nothing is sent
+    calls = sum(standin.calls.values())
+    code, out, _ = await _cli("scan", str(pkg), "--config", str(config), "--format", "json")
+    assert sum(standin.calls.values()) == calls
+    assert all("verification" not in f["evidence"] for f in json.loads(out)["findings"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import tempfile
@@ -79,7 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when a finding is at or above this severity (default: high)",
     )
     scan_parser.add_argument(
-        "--config", type=Path, help="service configuration (internal_domains, limits)"
+        "--config", type=Path, help="service configuration (internal_domains, limits, verify)"
+    )
+    scan_parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="ask each found credential's own provider whether it is live (one read-only call "
+        "per credential, to the provider URLs of the configuration's `verify:` section)",
     )
 
     run_parser = sub.add_parser(
@@ -221,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _scan(args: argparse.Namespace) -> int:
     config = _load_config(args.config) if args.config else None
     options = config.scan_options() if config else ScanOptions()
+    verify = args.verify or (config is not None and config.verify.enabled)
+    options = dataclasses.replace(options, keep_credentials=verify)
     limits = config.archive_limits() if config else ArchiveLimits()
     with tempfile.TemporaryDirectory(prefix="watcher-scan-") as workdir:
         targets, baselines, ecosystem, prefix, releases = _scan_files(args, Path(workdir), config)
@@ -230,6 +239,8 @@ def _scan(args: argparse.Namespace) -> int:
             prefix_paths=prefix,
             releases=releases,
         )
+    if verify:
+        asyncio.run(_verify(report, config))
     _print_report(report, args.format)
     threshold = Severity(args.fail_on)
     failing = [f for f in report.findings if f.severity.at_least(threshold)]
@@ -273,6 +284,23 @@ def _scan_files(
     )
     files = asyncio.run(resolve(args.target, baseline, workdir, registries))
     return files.targets, files.baselines, files.ecosystem, files.from_registry, files.releases
+
+
+async def _verify(report: Report, config: Config | None) -> None:
+    """Liveness of the credentials found, each asked of its own provider (watcher.verify)."""
+    from watcher.ecosystems.config_sources import resolve_npm_registries  # noqa: PLC0415
+    from watcher.verify.engine import CredentialVerifier  # noqa: PLC0415 - aiohttp, botocore
+    from watcher.verify.model import VerifySettings  # noqa: PLC0415
+
+    settings = config.verify.settings() if config else VerifySettings()
+    registry_url = None
+    if report.target.ecosystem == Ecosystem.NPM.value:
+        npm = config.registries.npm if config else None
+        registries = resolve_npm_registries(
+            npm.url if npm else None, npm.scope_settings() if npm else None
+        )
+        registry_url = registries.for_package(report.target.name or "").url
+    await CredentialVerifier(settings).verify_report(report, registry_url)
 
 
 def _load_config(path: Path) -> Config:

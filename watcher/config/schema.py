@@ -30,6 +30,7 @@ from watcher.ecosystems.config_sources import NpmScopeSetting
 from watcher.model import Ecosystem, Severity
 from watcher.scanning.archive import ArchiveLimits
 from watcher.scanning.checks.base import ScanOptions
+from watcher.verify.model import PROVIDER_NAMES, VerifySettings
 
 # Marks a model-level error whose message already holds one `path: problem` per line (the loader
 # reports each line on its own).
@@ -376,6 +377,53 @@ class ScanConfig(_Model):
     size_anomaly: SizeAnomalyConfig = SizeAnomalyConfig()
 
 
+class VerifyProviderConfig(_Model):
+    url: str  # the provider's API base URL (npm: the registry's) that credentials may be sent to
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_http_url(value)
+
+
+class VerifyConfig(_Model):
+    """Opt-in liveness checks of found credentials (watcher.verify): one read-only call to the
+    credential's own provider, at its URL here or its documented public API."""
+
+    enabled: bool = False
+    timeout: Duration = Field(default=5.0, gt=0)
+    rate: float = Field(default=5.0, gt=0)  # calls per second per provider at most
+    providers: dict[str, VerifyProviderConfig] = Field(default_factory=dict)
+    # tests only: http:// to a loopback address (a local stand-in) is allowed; no other host ever
+    insecure_loopback: bool = False
+
+    @model_validator(mode="after")
+    def _known_and_tls(self) -> VerifyConfig:
+        problems = []
+        for name, provider in self.providers.items():
+            if name not in PROVIDER_NAMES:
+                known = ", ".join(PROVIDER_NAMES)
+                problems.append(f"verify.providers.{name}: unknown provider (known: {known})")
+                continue
+            parts = urlsplit(provider.url)
+            loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+            if parts.scheme != "https" and not (self.insecure_loopback and loopback):
+                problems.append(
+                    f"verify.providers.{name}.url: expected an https URL (a credential is sent there)"
+                )
+        if problems:
+            raise ValueError(MULTI_PROBLEMS + "\n".join(problems))
+        return self
+
+    def settings(self) -> VerifySettings:
+        return VerifySettings(
+            timeout=self.timeout,
+            urls={name: p.url for name, p in self.providers.items()},
+            rate=self.rate,
+            insecure_loopback=self.insecure_loopback,
+        )
+
+
 class RetryPolicy(_Model):
     """Exponential backoff with jitter; gives up after `max_attempts` and/or `give_up_after`."""
 
@@ -433,6 +481,7 @@ class Config(_Model):
     containment: ContainmentConfig = ContainmentConfig()
     policy: PolicyConfig = PolicyConfig()
     scan: ScanConfig = ScanConfig()
+    verify: VerifyConfig = VerifyConfig()
     retry: RetryConfig = RetryConfig()
     outbox: OutboxConfig = OutboxConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
@@ -499,6 +548,7 @@ class Config(_Model):
             size_growth_floor_bytes=size.growth_floor,
             file_count_growth_factor=size.file_count_growth_factor,
             file_count_growth_floor=size.file_count_growth_floor,
+            keep_credentials=self.verify.enabled,
         )
 
     def packages_for(self, ecosystem: Ecosystem) -> list[PackageConfig]:

@@ -8,6 +8,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+# the providers a credential can be verified with (watcher.verify.providers has one verifier each)
+PROVIDER_NAMES = (
+    "github",
+    "gitlab",
+    "npm",
+    "slack",
+    "stripe",
+    "openai",
+    "anthropic",
+    "sendgrid",
+    "twilio",
+    "aws",
+)
+
 
 class Verdict(StrEnum):
     LIVE = "live"  # the provider accepted it
