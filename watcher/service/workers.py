@@ -44,6 +44,7 @@ from watcher.scanning.baseline import baseline_manifest
 from watcher.scanning.scan import ScanRequest, compare_with_baseline, merge_reports, scan_artifact
 from watcher.store.api import Store
 from watcher.store.types import Claimant, ClaimLost, StoredRelease
+from watcher.verify.engine import CredentialVerifier
 
 log = structlog.get_logger(__name__)
 
@@ -168,11 +169,13 @@ class ScanWorkers:
         self.config = config
         self.downloaders = downloaders
         urls = dict(registry_urls or {})
+        self._registry_for = registry_for or (lambda ecosystem, _name: urls.get(ecosystem))
         self.lifecycle = IncidentLifecycle(
-            store,
-            config,
-            registry_for=registry_for or (lambda ecosystem, _name: urls.get(ecosystem)),
-            on_page=on_page,
+            store, config, registry_for=self._registry_for, on_page=on_page
+        )
+        # opt-in liveness of found credentials (verify.enabled), before policy and paging
+        self.verifier = (
+            CredentialVerifier(config.verify.settings()) if config.verify.enabled else None
         )
         self.idle_poll = idle_poll
         self._rand = rand
@@ -334,6 +337,8 @@ class ScanWorkers:
             self.config.scan_options(),
             releases=await self._with_baseline_release(release, baseline_version),
         )
+        if self.verifier is not None:
+            await self.verifier.verify_report(report, self._registry_for(eco, release.name))
         metrics.SCAN_BYTES.labels(eco.value).inc(report.bytes_read)
         for finding in report.findings:
             metrics.FINDINGS.labels(eco.value, finding.category.value, finding.severity.value).inc()
