@@ -219,13 +219,28 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def stop_stale(root: Path) -> None:
-    """Stop an engine under `root` that a killed run left behind (dockerd, then containerd)."""
+    """Stop an engine under `root` that a killed run left behind (dockerd, then containerd), and
+    unmount what it left mounted there."""
     root = root.resolve()
     for pid_file in (root / "dockerd.pid", root / "containerd.pid"):
         pid = _alive_in(pid_file, root)
         if pid is not None:
             _terminate(pid, 30)
     (root / "containerd.pid").unlink(missing_ok=True)
+    _unmount_under(root)
+
+
+def _unmount_under(root: Path) -> None:
+    """dockerd keeps the host's network namespace bind-mounted in its exec root after it exits (and
+    a killed engine leaves overlay and shm mounts): with the engine down, only mounts under `root`,
+    deepest first."""
+    prefix = f"{root}/"
+    points = [
+        line.split()[1].replace("\\040", " ")
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+    ]
+    for point in sorted({p for p in points if p.startswith(prefix)}, key=len, reverse=True):
+        subprocess.run(["umount", point], capture_output=True, check=False)
 
 
 def main(argv: Sequence[str]) -> int:
