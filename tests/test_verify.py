@@ -438,3 +438,22 @@ async def test_watcher_scan_verify_end_to_end(tmp_path: Path, standin: ProviderS
     code, out, _ = await _cli("scan", str(pkg), "--config", str(config), "--format", "json")
     assert sum(standin.calls.values()) == calls
     assert all("verification" not in f["evidence"] for f in json.loads(out)["findings"])
+
+
+@pytest.mark.parametrize(
+    ("provider", "verdict"),
+    [
+        ("github", Verdict.UNVERIFIED),  # a rate limit or an SSO requirement: proves nothing
+        ("openai", Verdict.UNVERIFIED),  # an unsupported region
+        ("npm", Verdict.UNVERIFIED),
+        ("gitlab", Verdict.LIVE),  # documented: authenticated, scope too narrow
+        ("stripe", Verdict.LIVE),  # documented: a restricted key without this permission
+        ("anthropic", Verdict.LIVE),  # documented: permission_error of a valid key
+    ],
+)
+async def test_a_403_means_live_only_where_the_provider_documents_it(
+    standin: ProviderStandin, provider: str, verdict: Verdict
+) -> None:
+    standin.fault(provider, status=403)
+    (outcome,) = await _verifier(standin).verify([_credential(provider, "403")])
+    assert (outcome.verdict, outcome.detail) == (verdict, "HTTP 403")
