@@ -4,14 +4,18 @@ incident's runbook printed again, or rebuilt from the stored findings)."""
 
 from __future__ import annotations
 
-import json
+import argparse
+import asyncio
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from watcher.alerts import build_channels
 from watcher.alerts.base import DeliveryResult
-from watcher.alerts.payload import iso
+from watcher.cli.context import EXIT_CLEAN, EXIT_FINDINGS, has_state, load_config, with_store
+from watcher.cli.render import render_outcome, render_runbook
 from watcher.config import Config
 from watcher.ecosystems.config_sources import resolve_npm_registries, resolve_pypi_index
 from watcher.ecosystems.npm.client import parse_npm_target
@@ -20,6 +24,7 @@ from watcher.errors import ConfigError, RegistryError
 from watcher.incidents.lifecycle import IncidentLifecycle, opened, stored_incident, test_incident
 from watcher.model import Ecosystem, RunbookStep, incident_key
 from watcher.scanning.baseline import baseline_manifest
+from watcher.service.logs import configure_logging
 from watcher.store.api import Store
 
 # ---------------------------------------------------------------------------------- test-alert
@@ -29,11 +34,6 @@ from watcher.store.api import Store
 class ChannelOutcome:
     channel: str
     result: DeliveryResult
-
-    def line(self) -> str:
-        status = f" (HTTP {self.result.status})" if self.result.status is not None else ""
-        reason = f": {self.result.reason}" if self.result.reason and not self.result.ok else ""
-        return f"{self.channel}: {self.result.outcome.value}{status}{reason}"
 
 
 async def send_test_alert(
@@ -141,47 +141,36 @@ async def stored_runbook(
     return StoredRunbook(ecosystem, name, version, steps, "rebuilt", **common)
 
 
-def render_runbook(book: StoredRunbook, fmt: str = "text") -> str:
-    if fmt == "json":
-        return json.dumps(
-            {
-                "ecosystem": book.ecosystem.value,
-                "package": book.name,
-                "version": book.version,
-                "source": book.source,
-                "incident": None
-                if book.state is None
-                else {
-                    "state": book.state,
-                    "owner": book.owner,
-                    "opened_at": iso(_when(book.opened_at)),
-                    "resolution": book.resolution,
-                },
-                "steps": [{"text": s.text, "command": s.command, "url": s.url} for s in book.steps],
-            },
-            indent=2,
-            ensure_ascii=False,
+# ------------------------------------------------------------------------------------ commands
+
+
+def test_alert_command(config_path: Path, owner: str, log_format: str | None) -> int:
+    config = load_config(config_path)
+    configure_logging(log_format or config.log.format, config.log.level)  # type: ignore[arg-type]
+    outcomes = asyncio.run(send_test_alert(config, owner))
+    for outcome in outcomes:
+        sys.stdout.write(render_outcome(outcome) + "\n")
+    return EXIT_CLEAN if all(o.result.ok for o in outcomes) else EXIT_FINDINGS
+
+
+def runbook_command(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    configure_logging(args.log_format or config.log.format, config.log.level)
+    ecosystem, name, version = parse_release_spec(args.release)
+    if not has_state(config):
+        return EXIT_FINDINGS
+    book = asyncio.run(
+        with_store(
+            config,
+            lambda store: stored_runbook(store, config, ecosystem, name, version, fresh=args.fresh),
         )
-    ref = (
-        f"{book.name}=={book.version}"
-        if book.ecosystem is Ecosystem.PYPI
-        else f"{book.name}@{book.version}"
     )
-    origin = "as paged" if book.source == "incident" else "rebuilt now from the stored findings"
-    lines = [f"Runbook for {book.ecosystem.value} {ref} ({origin})"]
-    if book.state is not None:
-        what = f"incident {book.state}, owner {book.owner}, opened {iso(_when(book.opened_at))}"
-        if book.resolution:
-            what += f", resolved: {book.resolution}"
-        lines.append(what)
-    for number, step in enumerate(book.steps, 1):
-        lines.append(f"{number}. {step.text}")
-        if step.command:
-            lines += [f"     $ {line}" for line in step.command.splitlines()]
-        if step.url:
-            lines.append(f"     {step.url}")
-    return "\n".join(lines)
-
-
-def _when(moment: float | None) -> datetime | None:
-    return None if moment is None else datetime.fromtimestamp(moment, UTC)
+    if book is None:
+        print(
+            f"watcher: no incident or findings for {ecosystem.value} {name} {version} in "
+            f"{config.store.path}",
+            file=sys.stderr,
+        )
+        return EXIT_FINDINGS
+    sys.stdout.write(render_runbook(book, args.format) + "\n")
+    return EXIT_CLEAN

@@ -9,12 +9,22 @@ requeued here is picked up within that, without a restart or a signal.
 
 from __future__ import annotations
 
-import json
+import argparse
+import asyncio
+import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from watcher.model import Ecosystem
+from watcher.cli.context import EXIT_CLEAN, EXIT_FINDINGS, has_state, load_config, with_store
+from watcher.cli.render import (
+    release_ref,
+    render_outbox,
+    render_releases,
+    render_requeue,
+    render_retry,
+)
 from watcher.store.api import Store
 from watcher.store.types import (
     ChannelQueue,
@@ -26,38 +36,8 @@ from watcher.store.types import (
     StoredRelease,
 )
 
-# ---------------------------------------------------------------------------------- helpers
-
-
-def _iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _span(seconds: float) -> str:
-    """Short human duration: 42s, 7m, 3h05m, 2d4h."""
-    seconds = max(0, round(seconds))
-    if seconds < 120:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 120:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours}h"
-
-
-def _ago(moment: float | None, now: float) -> str:
-    return "never" if moment is None else f"{_span(now - moment)} ago"
-
-
-def _one_line(text: str | None, limit: int = 160) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
+if TYPE_CHECKING:
+    from watcher.config import Config
 
 # ------------------------------------------------------------------------------------ outbox
 
@@ -83,114 +63,6 @@ async def read_outbox(store: Store, configured: Iterable[str]) -> OutboxView:
         dead=await store.dead_letters(limit=None),
         configured=sorted(configured),
     )
-
-
-def render_outbox(view: OutboxView, fmt: str = "text", *, now: float) -> str:
-    queues = {q.channel: q for q in view.queues}
-    disabled = {d.channel: d for d in view.disabled}
-    if fmt == "json":
-        return json.dumps(
-            {
-                "channels": [
-                    _channel_json(name, queues.get(name), disabled.get(name), view, now)
-                    for name in view.channels()
-                ],
-                "dead_letters": [_dead_json(item, now) for item in view.dead],
-            },
-            indent=2,
-            ensure_ascii=False,
-        )
-    lines = ["pending pages per channel:"]
-    for name in view.channels():
-        lines.append("  " + _channel_line(name, queues.get(name), disabled.get(name), view, now))
-    if not view.channels():
-        lines.append("  (no channels)")
-    lines.append(f"dead letters: {len(view.dead)}")
-    for item in view.dead:
-        lines.append(
-            f"  #{item.id} {item.channel} {item.dedup_key or '(no incident)'} {item.event.value}"
-            f" — dead {_ago(item.dead_at, now)} ({_iso(item.dead_at)}), attempts {item.attempts}:"
-            f" {_one_line(item.last_error)}"
-        )
-    if view.dead:
-        lines.append(
-            "  requeue with: watcher outbox requeue --config FILE (ID... | --all | --channel NAME)"
-        )
-    return "\n".join(lines)
-
-
-def _channel_line(
-    name: str,
-    queue: ChannelQueue | None,
-    disabled: DisabledChannel | None,
-    view: OutboxView,
-    now: float,
-) -> str:
-    parts = [f"{name}:"]
-    if queue is None:
-        parts.append("0 waiting")
-    else:
-        parts.append(f"{queue.depth} waiting, oldest {_span(now - queue.oldest_created_at)}")
-        wait = queue.head_next_attempt_at - now
-        parts.append(
-            f"(head #{queue.head_id}, attempts {queue.head_attempts}, "
-            + (f"next try in {_span(wait)})" if wait > 0 else "due now)")
-        )
-    if name not in view.configured:
-        parts.append("[not configured: its pages wait for a channel of this name]")
-    line = " ".join(parts)
-    if disabled is not None:
-        line += (
-            f" — DISABLED since {_ago(disabled.disabled_at, now)}, tried again "
-            f"{_until(disabled.recheck_at, now)} (or now: requeue --channel {name}):"
-            f" {_one_line(disabled.reason)}"
-        )
-    elif queue is not None and queue.last_error:
-        line += f" — last error: {_one_line(queue.last_error)}"
-    return line
-
-
-def _until(moment: float, now: float) -> str:
-    return "at the next poll" if moment <= now else f"in {_span(moment - now)}"
-
-
-def _channel_json(
-    name: str,
-    queue: ChannelQueue | None,
-    disabled: DisabledChannel | None,
-    view: OutboxView,
-    now: float,
-) -> dict[str, object]:
-    return {
-        "channel": name,
-        "configured": name in view.configured,
-        "depth": 0 if queue is None else queue.depth,
-        "oldest_age_s": None if queue is None else round(now - queue.oldest_created_at, 3),
-        "head_id": None if queue is None else queue.head_id,
-        "head_attempts": None if queue is None else queue.head_attempts,
-        "next_attempt_at": None if queue is None else _iso(queue.head_next_attempt_at),
-        "last_error": None if queue is None else queue.last_error,
-        "disabled": None
-        if disabled is None
-        else {
-            "reason": disabled.reason,
-            "since": _iso(disabled.disabled_at),
-            "recheck_at": _iso(disabled.recheck_at),
-        },
-    }
-
-
-def _dead_json(item: OutboxItem, now: float) -> dict[str, object]:
-    return {
-        "id": item.id,
-        "channel": item.channel,
-        "dedup_key": item.dedup_key,
-        "event": item.event.value,
-        "reason": item.last_error,
-        "attempts": item.attempts,
-        "dead_at": _iso(item.dead_at),
-        "dead_age_s": None if item.dead_at is None else round(now - item.dead_at, 3),
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,77 +105,10 @@ async def requeue(
     )
 
 
-def render_requeue(result: RequeueResult) -> str:
-    lines = [
-        f"requeued #{item.id} {item.channel} {item.dedup_key or '(no incident)'} {item.event.value}"
-        for item in result.items
-    ]
-    lines += [f"enabled channel {name} (it tries its oldest page now)" for name in result.enabled]
-    if not lines:
-        lines.append("nothing to requeue")
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------------- releases
 
 
 UNFINISHED = (ReleaseState.FAILED, ReleaseState.PENDING, ReleaseState.SCANNING)
-
-
-def release_ref(stored: StoredRelease) -> str:
-    release = stored.release
-    if release.ecosystem is Ecosystem.PYPI:
-        return f"pypi:{release.name}=={release.version}"
-    return f"npm:{release.name}@{release.version}"
-
-
-def render_releases(
-    releases: Sequence[StoredRelease], fmt: str = "text", *, now: float, total: int | None = None
-) -> str:
-    more = 0 if total is None else max(0, total - len(releases))
-    if fmt == "json":
-        return json.dumps(
-            {
-                "releases": [
-                    {
-                        "id": r.id,
-                        "ecosystem": r.release.ecosystem.value,
-                        "package": r.release.name,
-                        "version": r.release.version,
-                        "state": r.state.value,
-                        "attempts": r.attempts,
-                        "baseline": r.baseline,
-                        "last_error": r.last_error,
-                        "next_attempt_at": _iso(r.next_attempt_at),
-                        "created_at": _iso(r.created_at),
-                        "updated_at": _iso(r.updated_at),
-                    }
-                    for r in releases
-                ],
-                "not_shown": more,
-            },
-            indent=2,
-            ensure_ascii=False,
-        )
-    lines = []
-    for r in releases:
-        extra = ", baseline" if r.baseline else ""
-        due = ""
-        if r.state is ReleaseState.PENDING:
-            wait = (r.next_attempt_at or 0.0) - now
-            due = f", next try in {_span(wait)}" if wait > 0 else ", due now"
-        error = f" — {_one_line(r.last_error)}" if r.last_error else ""
-        lines.append(
-            f"#{r.id} {release_ref(r)}: {r.state.value} (attempts {r.attempts}{extra}, "
-            f"updated {_ago(r.updated_at, now)}{due}){error}"
-        )
-    if not releases:
-        lines.append("(none)")
-    if more:
-        lines.append(f"... and {more} more (raise --limit)")
-    if any(r.state is ReleaseState.FAILED for r in releases):
-        lines.append("retry with: watcher releases retry --config FILE (ID... | --all-failed)")
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +140,70 @@ async def retry_releases(
     return RetryResult(retried, refused)
 
 
-def render_retry(result: RetryResult) -> str:
-    lines = [f"retrying #{r.id} {release_ref(r)}" for r in result.retried]
-    return "\n".join(lines) if lines else "nothing to retry"
+# ---------------------------------------------------------------------------------- commands
+
+
+def _queue_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Config | None:
+    """The configuration of `outbox`/`releases`, or None (message printed) when there is no state
+    file yet. Usage errors exit 2 through argparse."""
+    if getattr(args, "config", None) is None:
+        parser.error(f"{args.command}: --config FILE is required")
+    config = load_config(args.config)
+    return config if has_state(config) else None
+
+
+def outbox_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.action == "requeue":
+        chosen = [bool(args.ids), args.all, args.channel is not None]
+        if sum(chosen) != 1:
+            parser.error("outbox requeue: give dead letter IDs, --all or --channel NAME (one)")
+    config = _queue_config(parser, args)
+    if config is None:
+        return EXIT_FINDINGS
+    from watcher.config import channel_id  # noqa: PLC0415
+
+    if args.action != "requeue":
+        configured = [channel_id(owner, kind) for owner, kind in config.channels()]
+        view = asyncio.run(with_store(config, lambda store: read_outbox(store, configured)))
+        sys.stdout.write(render_outbox(view, args.format, now=time.time()) + "\n")
+        return EXIT_CLEAN
+    result = asyncio.run(
+        with_store(
+            config,
+            lambda store: requeue(store, args.ids, channel=args.channel, everything=args.all),
+        )
+    )
+    sys.stdout.write(render_requeue(result) + "\n")
+    for item_id in result.unmatched:
+        print(f"watcher: #{item_id} is not a dead letter", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"watcher: warning: {warning}", file=sys.stderr)
+    return EXIT_CLEAN if result.matched else EXIT_FINDINGS
+
+
+def releases_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.action == "retry" and bool(args.ids) == bool(args.all_failed):
+        parser.error("releases retry: give release IDs or --all-failed (one)")
+    config = _queue_config(parser, args)
+    if config is None:
+        return EXIT_FINDINGS
+    if args.action == "retry":
+        result = asyncio.run(
+            with_store(
+                config, lambda store: retry_releases(store, args.ids, all_failed=args.all_failed)
+            )
+        )
+        sys.stdout.write(render_retry(result) + "\n")
+        for refusal in result.refused:
+            print(f"watcher: {refusal}", file=sys.stderr)
+        return EXIT_CLEAN if result.retried else EXIT_FINDINGS
+    states = [ReleaseState(args.state)] if args.state else list(UNFINISHED)
+
+    async def listing(store: Store) -> tuple[list[StoredRelease], int]:
+        counts = await store.counts()
+        total = sum(counts.releases_by_state.get(state, 0) for state in states)
+        return await store.releases_in_state(states, limit=max(0, args.limit)), total
+
+    releases, total = asyncio.run(with_store(config, listing))
+    sys.stdout.write(render_releases(releases, args.format, now=time.time(), total=total) + "\n")
+    return EXIT_CLEAN

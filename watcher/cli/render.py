@@ -1,7 +1,8 @@
-"""Render a scan `Report` for people (text), programs (JSON, the DESIGN contract) and code-scanning
-UIs (SARIF 2.1.0).
+"""All the CLI's output, in one place: a scan `Report` for people (text), programs (JSON, the DESIGN
+contract) and code-scanning UIs (SARIF 2.1.0); `watcher status`; the outbox and releases views and
+their actions; runbooks; test-alert outcomes. Timestamps and durations come from `watcher.timefmt`.
 
-Rendering is pure: no I/O, no logging. Checks already redact secret values in messages and
+Rendering is pure: no I/O, no logging, the current time passed in. Checks already redact secret values in messages and
 evidence; this module adds nothing from the archive beyond what findings carry. Text output escapes
 control characters, since paths and messages come from untrusted package content and could
 otherwise drive the reader's terminal.
@@ -10,16 +11,30 @@ otherwise drive the reader's terminal.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
 
-from watcher.model import ArtifactSummary, Finding, Report, Severity
+from watcher.model import ArtifactSummary, Ecosystem, Finding, Report, Severity
+from watcher.store.types import ReleaseState
+from watcher.timefmt import ago, iso, seconds_ago, span, until
+
+if TYPE_CHECKING:
+    from watcher.cli.ops import ChannelOutcome, StoredRunbook
+    from watcher.cli.queues import OutboxView, RequeueResult, RetryResult
+    from watcher.store.types import (
+        ChannelQueue,
+        DisabledChannel,
+        OutboxItem,
+        StatusSummary,
+        StoredRelease,
+    )
 
 TOOL_NAME = "registry-watcher"
 SARIF_SCHEMA_URI = (
@@ -63,7 +78,7 @@ _HINT_LIST_ITEMS = 3
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS  # evidence may be keyed by numbers
 
 
-# -- JSON ---------------------------------------------------------------------------------------
+# -- scan reports: JSON ---------------------------------------------------------------------------
 
 
 def report_dict(report: Report) -> dict[str, Any]:
@@ -111,7 +126,7 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
-# -- text ---------------------------------------------------------------------------------------
+# -- scan reports: text ---------------------------------------------------------------------------
 
 
 def render_text(report: Report, *, color: bool = False) -> str:
@@ -230,7 +245,7 @@ class _Paint:
         return f"{code}{text}{_ANSI_RESET}"
 
 
-# -- SARIF --------------------------------------------------------------------------------------
+# -- scan reports: SARIF --------------------------------------------------------------------------
 
 
 def render_sarif(report: Report) -> str:
@@ -368,3 +383,334 @@ def _sarif_artifact(summary: ArtifactSummary) -> dict[str, Any]:
         "hashes": {"sha-256": summary.sha256},
         "properties": {"files": summary.files, "unpacked_bytes": summary.bytes},
     }
+
+
+# -- watcher status -------------------------------------------------------------------------------
+
+
+def render_status(summary: StatusSummary, fmt: str, *, now: float) -> str:
+    counts = summary.counts
+    if fmt == "json":
+        return json.dumps(
+            {
+                "cursors": [
+                    {"feed": c.feed, "cursor": c.cursor, "updated_at": c.updated_at}
+                    for c in summary.cursors
+                ],
+                "last_releases": [
+                    {
+                        "ecosystem": r.release.ecosystem.value,
+                        "package": r.release.name,
+                        "version": r.release.version,
+                        "state": r.state.value,
+                        "attempts": r.attempts,
+                        "baseline": r.baseline,
+                        "last_error": r.last_error,
+                    }
+                    for r in summary.last_releases
+                ],
+                "open_incidents": [
+                    {
+                        "dedup_key": i.dedup_key,
+                        "owner": i.owner,
+                        "severity": i.worst_severity.value,
+                        "opened_at": i.opened_at,
+                    }
+                    for i in summary.open_incidents
+                ],
+                "releases_by_state": {k.value: v for k, v in counts.releases_by_state.items()},
+                "outbox_depth": counts.outbox_depth,
+                "outbox_oldest_age_s": counts.outbox_oldest_age_s,
+                "dead_letters": counts.dead_letters,
+                "disabled_channels": [
+                    {
+                        "channel": d.channel,
+                        "reason": d.reason,
+                        "disabled_at": d.disabled_at,
+                        "recheck_at": d.recheck_at,
+                    }
+                    for d in summary.disabled_channels
+                ],
+            },
+            indent=2,
+        )
+    lines = ["cursors:"]
+    lines += [
+        f"  {c.feed}: {c.cursor} (updated {seconds_ago(c.updated_at, now)})"
+        for c in summary.cursors
+    ]
+    if not summary.cursors:
+        lines.append("  (none: poll feeds keep per-package state)")
+    lines.append("last release per package:")
+    for r in summary.last_releases:
+        extra = " baseline" if r.baseline else ""
+        error = f" — {r.last_error}" if r.last_error else ""
+        lines.append(
+            f"  {r.release.ecosystem.value:<4} {r.release.name}@{r.release.version}: "
+            f"{r.state.value}{extra} (attempts {r.attempts}){error}"
+        )
+    if not summary.last_releases:
+        lines.append("  (none yet)")
+    lines.append(f"open incidents: {len(summary.open_incidents)}")
+    for i in summary.open_incidents:
+        lines.append(
+            f"  {i.dedup_key} owner {i.owner}, {i.worst_severity.value}, "
+            f"opened {seconds_ago(i.opened_at, now)}"
+        )
+    states = ", ".join(f"{k.value} {v}" for k, v in counts.releases_by_state.items())
+    lines.append(f"releases: {states}")
+    depth = sum(counts.outbox_depth.values())
+    per_channel = ", ".join(f"{k} {v}" for k, v in counts.outbox_depth.items())
+    oldest = (
+        f", oldest {counts.outbox_oldest_age_s:.0f}s"
+        if counts.outbox_oldest_age_s is not None
+        else ""
+    )
+    lines.append(
+        f"outbox: {depth} waiting{f' ({per_channel})' if per_channel else ''}{oldest}; "
+        f"dead letters {counts.dead_letters}"
+    )
+    for d in summary.disabled_channels:
+        recheck = max(0.0, d.recheck_at - now)
+        lines.append(
+            f"channel {d.channel} DISABLED (since {seconds_ago(d.disabled_at, now)}, tried again in "
+            f"{recheck:.0f}s; now: watcher outbox requeue --channel {d.channel}): {d.reason}"
+        )
+    return "\n".join(lines)
+
+
+# -- watcher outbox / releases --------------------------------------------------------------------
+
+
+def _one_line(text: str | None, limit: int = 160) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def render_outbox(view: OutboxView, fmt: str = "text", *, now: float) -> str:
+    queues = {q.channel: q for q in view.queues}
+    disabled = {d.channel: d for d in view.disabled}
+    if fmt == "json":
+        return json.dumps(
+            {
+                "channels": [
+                    _channel_json(name, queues.get(name), disabled.get(name), view, now)
+                    for name in view.channels()
+                ],
+                "dead_letters": [_dead_json(item, now) for item in view.dead],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    lines = ["pending pages per channel:"]
+    for name in view.channels():
+        lines.append("  " + _channel_line(name, queues.get(name), disabled.get(name), view, now))
+    if not view.channels():
+        lines.append("  (no channels)")
+    lines.append(f"dead letters: {len(view.dead)}")
+    for item in view.dead:
+        lines.append(
+            f"  #{item.id} {item.channel} {item.dedup_key or '(no incident)'} {item.event.value}"
+            f" — dead {ago(item.dead_at, now)} ({iso(item.dead_at)}), attempts {item.attempts}:"
+            f" {_one_line(item.last_error)}"
+        )
+    if view.dead:
+        lines.append(
+            "  requeue with: watcher outbox requeue --config FILE (ID... | --all | --channel NAME)"
+        )
+    return "\n".join(lines)
+
+
+def _channel_line(
+    name: str,
+    queue: ChannelQueue | None,
+    disabled: DisabledChannel | None,
+    view: OutboxView,
+    now: float,
+) -> str:
+    parts = [f"{name}:"]
+    if queue is None:
+        parts.append("0 waiting")
+    else:
+        parts.append(f"{queue.depth} waiting, oldest {span(now - queue.oldest_created_at)}")
+        wait = queue.head_next_attempt_at - now
+        parts.append(
+            f"(head #{queue.head_id}, attempts {queue.head_attempts}, "
+            + (f"next try in {span(wait)})" if wait > 0 else "due now)")
+        )
+    if name not in view.configured:
+        parts.append("[not configured: its pages wait for a channel of this name]")
+    line = " ".join(parts)
+    if disabled is not None:
+        line += (
+            f" — DISABLED since {ago(disabled.disabled_at, now)}, tried again "
+            f"{until(disabled.recheck_at, now)} (or now: requeue --channel {name}):"
+            f" {_one_line(disabled.reason)}"
+        )
+    elif queue is not None and queue.last_error:
+        line += f" — last error: {_one_line(queue.last_error)}"
+    return line
+
+
+def _channel_json(
+    name: str,
+    queue: ChannelQueue | None,
+    disabled: DisabledChannel | None,
+    view: OutboxView,
+    now: float,
+) -> dict[str, object]:
+    return {
+        "channel": name,
+        "configured": name in view.configured,
+        "depth": 0 if queue is None else queue.depth,
+        "oldest_age_s": None if queue is None else round(now - queue.oldest_created_at, 3),
+        "head_id": None if queue is None else queue.head_id,
+        "head_attempts": None if queue is None else queue.head_attempts,
+        "next_attempt_at": None if queue is None else iso(queue.head_next_attempt_at),
+        "last_error": None if queue is None else queue.last_error,
+        "disabled": None
+        if disabled is None
+        else {
+            "reason": disabled.reason,
+            "since": iso(disabled.disabled_at),
+            "recheck_at": iso(disabled.recheck_at),
+        },
+    }
+
+
+def _dead_json(item: OutboxItem, now: float) -> dict[str, object]:
+    return {
+        "id": item.id,
+        "channel": item.channel,
+        "dedup_key": item.dedup_key,
+        "event": item.event.value,
+        "reason": item.last_error,
+        "attempts": item.attempts,
+        "dead_at": iso(item.dead_at),
+        "dead_age_s": None if item.dead_at is None else round(now - item.dead_at, 3),
+    }
+
+
+def render_requeue(result: RequeueResult) -> str:
+    lines = [
+        f"requeued #{item.id} {item.channel} {item.dedup_key or '(no incident)'} {item.event.value}"
+        for item in result.items
+    ]
+    lines += [f"enabled channel {name} (it tries its oldest page now)" for name in result.enabled]
+    if not lines:
+        lines.append("nothing to requeue")
+    return "\n".join(lines)
+
+
+def release_ref(stored: StoredRelease) -> str:
+    release = stored.release
+    if release.ecosystem is Ecosystem.PYPI:
+        return f"pypi:{release.name}=={release.version}"
+    return f"npm:{release.name}@{release.version}"
+
+
+def render_releases(
+    releases: Sequence[StoredRelease], fmt: str = "text", *, now: float, total: int | None = None
+) -> str:
+    more = 0 if total is None else max(0, total - len(releases))
+    if fmt == "json":
+        return json.dumps(
+            {
+                "releases": [
+                    {
+                        "id": r.id,
+                        "ecosystem": r.release.ecosystem.value,
+                        "package": r.release.name,
+                        "version": r.release.version,
+                        "state": r.state.value,
+                        "attempts": r.attempts,
+                        "baseline": r.baseline,
+                        "last_error": r.last_error,
+                        "next_attempt_at": iso(r.next_attempt_at),
+                        "created_at": iso(r.created_at),
+                        "updated_at": iso(r.updated_at),
+                    }
+                    for r in releases
+                ],
+                "not_shown": more,
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    lines = []
+    for r in releases:
+        extra = ", baseline" if r.baseline else ""
+        due = ""
+        if r.state is ReleaseState.PENDING:
+            wait = (r.next_attempt_at or 0.0) - now
+            due = f", next try in {span(wait)}" if wait > 0 else ", due now"
+        error = f" — {_one_line(r.last_error)}" if r.last_error else ""
+        lines.append(
+            f"#{r.id} {release_ref(r)}: {r.state.value} (attempts {r.attempts}{extra}, "
+            f"updated {ago(r.updated_at, now)}{due}){error}"
+        )
+    if not releases:
+        lines.append("(none)")
+    if more:
+        lines.append(f"... and {more} more (raise --limit)")
+    if any(r.state is ReleaseState.FAILED for r in releases):
+        lines.append("retry with: watcher releases retry --config FILE (ID... | --all-failed)")
+    return "\n".join(lines)
+
+
+def render_retry(result: RetryResult) -> str:
+    lines = [f"retrying #{r.id} {release_ref(r)}" for r in result.retried]
+    return "\n".join(lines) if lines else "nothing to retry"
+
+
+# -- watcher runbook / test-alert -----------------------------------------------------------------
+
+
+def render_runbook(book: StoredRunbook, fmt: str = "text") -> str:
+    if fmt == "json":
+        return json.dumps(
+            {
+                "ecosystem": book.ecosystem.value,
+                "package": book.name,
+                "version": book.version,
+                "source": book.source,
+                "incident": None
+                if book.state is None
+                else {
+                    "state": book.state,
+                    "owner": book.owner,
+                    "opened_at": iso(book.opened_at),
+                    "resolution": book.resolution,
+                },
+                "steps": [{"text": s.text, "command": s.command, "url": s.url} for s in book.steps],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    ref = (
+        f"{book.name}=={book.version}"
+        if book.ecosystem is Ecosystem.PYPI
+        else f"{book.name}@{book.version}"
+    )
+    origin = "as paged" if book.source == "incident" else "rebuilt now from the stored findings"
+    lines = [f"Runbook for {book.ecosystem.value} {ref} ({origin})"]
+    if book.state is not None:
+        what = f"incident {book.state}, owner {book.owner}, opened {iso(book.opened_at)}"
+        if book.resolution:
+            what += f", resolved: {book.resolution}"
+        lines.append(what)
+    for number, step in enumerate(book.steps, 1):
+        lines.append(f"{number}. {step.text}")
+        if step.command:
+            lines += [f"     $ {line}" for line in step.command.splitlines()]
+        if step.url:
+            lines.append(f"     {step.url}")
+    return "\n".join(lines)
+
+
+def render_outcome(outcome: ChannelOutcome) -> str:
+    """One `watcher test-alert` line: the channel, what it answered and, on failure, why."""
+    result = outcome.result
+    status = f" (HTTP {result.status})" if result.status is not None else ""
+    reason = f": {result.reason}" if result.reason and not result.ok else ""
+    return f"{outcome.channel}: {result.outcome.value}{status}{reason}"

@@ -1,0 +1,112 @@
+"""`watcher scan`: one release (local files or registry targets) scanned once and reported."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from watcher.cli.context import EXIT_CLEAN, EXIT_FINDINGS, load_config
+from watcher.cli.render import render_json, render_sarif, render_text
+from watcher.model import Ecosystem, Release, Report, Severity
+from watcher.scanning.archive import ArchiveLimits
+from watcher.scanning.checks.base import ScanOptions
+from watcher.scanning.scan import ScanRequest, scan_release
+
+if TYPE_CHECKING:
+    from watcher.config import Config
+
+log = structlog.get_logger("watcher.cli.scan")
+
+
+def scan_command(args: argparse.Namespace) -> int:
+    config = load_config(args.config) if args.config else None
+    options = config.scan_options() if config else ScanOptions()
+    verify = args.verify or (config is not None and config.verify.enabled)
+    options = dataclasses.replace(options, keep_credentials=verify)
+    limits = config.archive_limits() if config else ArchiveLimits()
+    with tempfile.TemporaryDirectory(prefix="watcher-scan-") as workdir:
+        targets, baselines, ecosystem, prefix, releases = _scan_files(args, Path(workdir), config)
+        report = scan_release(
+            [ScanRequest(p, ecosystem, options=options, limits=limits) for p in targets],
+            [ScanRequest(p, ecosystem, options=options, limits=limits) for p in baselines],
+            prefix_paths=prefix,
+            releases=releases,
+        )
+    if verify:
+        asyncio.run(_verify(report, config))
+    _print_report(report, args.format)
+    threshold = Severity(args.fail_on)
+    failing = [f for f in report.findings if f.severity.at_least(threshold)]
+    log.info(
+        "scan_finished",
+        stage="scan",
+        ecosystem=report.target.ecosystem,
+        package=report.target.name,
+        version=report.target.version,
+        findings=len(report.findings),
+        failing=len(failing),
+        duration_s=round(report.elapsed_s, 3),
+    )
+    return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def _scan_files(
+    args: argparse.Namespace, workdir: Path, config: Config | None
+) -> tuple[list[Path], list[Path], Ecosystem | None, bool, tuple[Release, Release] | None]:
+    """Local files to scan: as given, or downloaded when a registry is involved; with the
+    registry's (target, baseline) releases when both came from it."""
+    registry_targets = ("npm:", "pypi:")
+    baseline: str | None = args.baseline
+    if not args.target.startswith(registry_targets) and (
+        baseline is None
+        or baseline == "none"
+        or not baseline.startswith((*registry_targets, "auto"))
+    ):
+        given = [] if baseline in (None, "none") else [Path(baseline)]
+        return [Path(args.target)], given, None, False, None
+    from watcher.scanning.targets import Registries, resolve  # noqa: PLC0415 - aiohttp only when needed
+
+    registries = (
+        Registries(
+            npm_url=config.registries.npm.url,
+            pypi_url=config.registries.pypi.url,
+            npm_scopes=config.registries.npm.scope_settings(),
+        )
+        if config
+        else Registries()
+    )
+    files = asyncio.run(resolve(args.target, baseline, workdir, registries))
+    return files.targets, files.baselines, files.ecosystem, files.from_registry, files.releases
+
+
+async def _verify(report: Report, config: Config | None) -> None:
+    """Liveness of the credentials found, each asked of its own provider (watcher.verify)."""
+    from watcher.ecosystems.config_sources import resolve_npm_registries  # noqa: PLC0415
+    from watcher.verify.engine import CredentialVerifier  # noqa: PLC0415 - aiohttp, botocore
+    from watcher.verify.model import VerifySettings  # noqa: PLC0415
+
+    settings = config.verify.settings() if config else VerifySettings()
+    registry_url = None
+    if report.target.ecosystem == Ecosystem.NPM.value:
+        npm = config.registries.npm if config else None
+        registries = resolve_npm_registries(
+            npm.url if npm else None, npm.scope_settings() if npm else None
+        )
+        registry_url = registries.for_package(report.target.name or "").url
+    await CredentialVerifier(settings).verify_report(report, registry_url)
+
+
+def _print_report(report: Report, fmt: str) -> None:
+    if fmt == "json":
+        sys.stdout.write(render_json(report) + "\n")
+    elif fmt == "sarif":
+        sys.stdout.write(render_sarif(report) + "\n")
+    else:
+        sys.stdout.write(render_text(report, color=sys.stdout.isatty()))
