@@ -129,49 +129,67 @@ def _add_queue_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     """`watcher outbox [requeue]` and `watcher releases [retry]`. `--config` is accepted before
     or after the action; the action's copy defaults to SUPPRESS so it never overwrites a value
     given before it."""
-    outbox = sub.add_parser(
+    outbox = _queue_parser(
+        sub,
         "outbox",
-        help="pages waiting per channel, disabled channels and dead letters; `requeue` puts dead "
+        "pages waiting per channel, disabled channels and dead letters; `requeue` puts dead "
         "letters back (safe while the service runs)",
     )
-    outbox.add_argument("--config", type=Path, help="service configuration")
-    outbox.add_argument("--format", choices=["text", "json"], default="text")
-    outbox_actions = outbox.add_subparsers(dest="action")
-    requeue = outbox_actions.add_parser(
+    requeue = _action_parser(
+        outbox,
         "requeue",
-        help="dead letters back to pending (attempts reset, order kept per channel); "
+        "dead letters back to pending (attempts reset, order kept per channel); "
         "--channel also enables a channel its endpoint disabled",
-        description="Exit 0 when something was requeued or enabled, 1 when nothing matched, "
-        "2 on a usage or configuration error.",
+        matched="something was requeued or enabled",
+        ids="dead letter ids",
     )
-    requeue.add_argument("--config", type=Path, default=argparse.SUPPRESS)
-    requeue.add_argument("ids", nargs="*", type=_item_id, metavar="ID", help="dead letter ids")
     requeue.add_argument("--all", action="store_true", help="every dead letter and channel")
     requeue.add_argument("--channel", metavar="NAME", help="one channel (e.g. team/webhook)")
 
-    releases = sub.add_parser(
+    releases = _queue_parser(
+        sub,
         "releases",
-        help="releases not yet scanned (failed, pending, scanning); `retry` puts failed ones "
+        "releases not yet scanned (failed, pending, scanning); `retry` puts failed ones "
         "back in the scan queue (safe while the service runs)",
     )
-    releases.add_argument("--config", type=Path, help="service configuration")
-    releases.add_argument("--format", choices=["text", "json"], default="text")
     releases.add_argument(
         "--state",
         choices=["failed", "pending", "scanning"],
         help="only releases in this state (default: all three)",
     )
     releases.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
-    release_actions = releases.add_subparsers(dest="action")
-    retry = release_actions.add_parser(
+    retry = _action_parser(
+        releases,
         "retry",
-        help="failed releases back to pending (attempts reset, due now)",
-        description="Exit 0 when something was retried, 1 when nothing matched, 2 on a usage or "
+        "failed releases back to pending (attempts reset, due now)",
+        matched="something was retried",
+        ids="release ids",
+    )
+    retry.add_argument("--all-failed", action="store_true", help="every failed release")
+
+
+def _queue_parser(
+    sub: argparse._SubParsersAction[_Parser], name: str, help_text: str
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text)
+    parser.add_argument("--config", type=Path, help="service configuration")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+    return parser
+
+
+def _action_parser(
+    queue: argparse.ArgumentParser, name: str, help_text: str, *, matched: str, ids: str
+) -> argparse.ArgumentParser:
+    actions = queue.add_subparsers(dest="action")
+    action = actions.add_parser(
+        name,
+        help=help_text,
+        description=f"Exit 0 when {matched}, 1 when nothing matched, 2 on a usage or "
         "configuration error.",
     )
-    retry.add_argument("--config", type=Path, default=argparse.SUPPRESS)
-    retry.add_argument("ids", nargs="*", type=_item_id, metavar="ID", help="release ids")
-    retry.add_argument("--all-failed", action="store_true", help="every failed release")
+    action.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    action.add_argument("ids", nargs="*", type=_item_id, metavar="ID", help=ids)
+    return action
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -397,18 +397,7 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float) -> str:
                     {"feed": c.feed, "cursor": c.cursor, "updated_at": c.updated_at}
                     for c in summary.cursors
                 ],
-                "last_releases": [
-                    {
-                        "ecosystem": r.release.ecosystem.value,
-                        "package": r.release.name,
-                        "version": r.release.version,
-                        "state": r.state.value,
-                        "attempts": r.attempts,
-                        "baseline": r.baseline,
-                        "last_error": r.last_error,
-                    }
-                    for r in summary.last_releases
-                ],
+                "last_releases": [_release_dict(r) for r in summary.last_releases],
                 "open_incidents": [
                     {
                         "dedup_key": i.dedup_key,
@@ -477,6 +466,18 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float) -> str:
             f"{recheck:.0f}s; now: watcher outbox requeue --channel {d.channel}): {d.reason}"
         )
     return "\n".join(lines)
+
+
+def _release_dict(r: StoredRelease) -> dict[str, object]:
+    return {
+        "ecosystem": r.release.ecosystem.value,
+        "package": r.release.name,
+        "version": r.release.version,
+        "state": r.state.value,
+        "attempts": r.attempts,
+        "baseline": r.baseline,
+        "last_error": r.last_error,
+    }
 
 
 # -- watcher outbox / releases --------------------------------------------------------------------
@@ -619,13 +620,7 @@ def render_releases(
                 "releases": [
                     {
                         "id": r.id,
-                        "ecosystem": r.release.ecosystem.value,
-                        "package": r.release.name,
-                        "version": r.release.version,
-                        "state": r.state.value,
-                        "attempts": r.attempts,
-                        "baseline": r.baseline,
-                        "last_error": r.last_error,
+                        **_release_dict(r),
                         "next_attempt_at": iso(r.next_attempt_at),
                         "created_at": iso(r.created_at),
                         "updated_at": iso(r.updated_at),

@@ -13,10 +13,11 @@ import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -42,6 +43,15 @@ def check_http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http(s) URL, got {value!r}")
     return value
+
+
+def _optional_url(value: str | None) -> str | None:
+    # empty counts as unset, so `${VAR:-}` can leave an optional URL out
+    return check_http_url(value) if value else None
+
+
+Url = Annotated[str, AfterValidator(check_http_url)]
+OptionalUrl = Annotated[str | None, AfterValidator(_optional_url)]
 
 
 def mask_url(url: str) -> str:
@@ -91,17 +101,11 @@ class ServerConfig(_Model):
 
 class RegistryConfig(_Model):
     # null: use what the machine's npm / pip are set to (their config files and environment).
-    url: str | None = None
+    url: OptionalUrl = None
     # set to follow a changes feed (npm CouchDB-style _changes, PyPI changelog); null = poll each package
-    changes_url: str | None = None
+    changes_url: OptionalUrl = None
     poll_interval: Duration = 30.0
     timeout: Duration = 30.0
-
-    @field_validator("url", "changes_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        # empty counts as unset, so `${VAR:-}` can leave an optional URL out
-        return check_http_url(value) if value else None
 
     @property
     def mode(self) -> Literal["changes", "poll"]:
@@ -118,14 +122,9 @@ _SCOPE_NAME = re.compile(r"@[a-z0-9][a-z0-9._~-]*")
 class NpmScopeConfig(_Model):
     """One npm scope served by its own registry (GitHub Packages, Artifactory, Verdaccio)."""
 
-    url: str
+    url: Url
     # null: the machine's .npmrc credential for this registry (`//host/path/:_authToken=`)
     token: SecretStr | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_http_url(value)
 
     @field_validator("token")
     @classmethod
@@ -227,7 +226,7 @@ class PackageConfig(_Model):
 
 class PagerDutyConfig(_Model):
     routing_key: SecretStr
-    url: str | None = None  # Events API v2 endpoint override (e.g. the EU service region)
+    url: OptionalUrl = None  # Events API v2 endpoint override (e.g. the EU service region)
 
     @field_validator("routing_key")
     @classmethod
@@ -235,12 +234,6 @@ class PagerDutyConfig(_Model):
         if not value.get_secret_value().strip():
             raise ValueError("expected a non-empty routing key")
         return value
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        # empty counts as unset, so `${VAR:-}` can leave an optional URL out
-        return check_http_url(value) if value else None
 
 
 class SlackConfig(_Model):
@@ -258,15 +251,10 @@ class SlackConfig(_Model):
 
 
 class WebhookConfig(_Model):
-    url: str
+    url: Url
     # Standard Webhooks signing secret, `whsec_<base64>` or raw text
     secret: SecretStr
     timeout: Duration = 10.0
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_http_url(value)
 
     @field_validator("secret")
     @classmethod

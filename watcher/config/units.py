@@ -1,4 +1,5 @@
-"""Durations and byte sizes as the configuration writes them (`1h30m`, `256MiB`), both ways."""
+"""Durations and byte sizes as the configuration writes them (`1h30m`, `256MiB`), both ways
+(`format_duration` lives with the other duration forms in `watcher.timefmt`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,17 @@ from datetime import timedelta
 from typing import Annotated
 
 from pydantic import BeforeValidator
+
+from watcher.timefmt import format_duration
+
+__all__ = [
+    "ByteSize",
+    "Duration",
+    "format_duration",
+    "format_size",
+    "parse_duration",
+    "parse_size",
+]
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -36,21 +48,6 @@ def parse_duration(value: object) -> float:
     if not seconds > 0:
         raise ValueError(f"expected a positive duration ({_DURATION_HINT}), got {value!r}")
     return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse of `parse_duration` for display: 90 → `1m30s`, 0.5 → `500ms`."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = int(seconds)
-    if whole != seconds:
-        return f"{seconds:g}s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, whole = divmod(whole, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
 
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?", re.IGNORECASE)
