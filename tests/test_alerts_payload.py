@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from watcher.alerts.payload import (
     event_data,
     first_action,
-    human_duration,
     incident_dict,
     resolution_line,
     summary_line,
@@ -24,6 +23,7 @@ from watcher.model import (
     RunbookStep,
     Severity,
 )
+from watcher.timefmt import human_duration
 
 NOW = datetime(2026, 3, 31, 2, 0, tzinfo=UTC)
 PUBLISHED = NOW - timedelta(hours=1)

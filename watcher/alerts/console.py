@@ -17,13 +17,13 @@ from watcher.alerts.payload import (
     TEST_MARK,
     describe_finding,
     first_action,
-    iso,
     package_ref,
     resolution_line,
     sorted_findings,
     summary_line,
 )
 from watcher.model import AlertEvent, EventType
+from watcher.timefmt import iso
 
 log = structlog.get_logger(__name__)
 

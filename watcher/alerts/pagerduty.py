@@ -26,12 +26,12 @@ import structlog
 from watcher.alerts.base import DeliveryResult, HttpChannel, HttpReply, classify_http
 from watcher.alerts.payload import (
     event_data,
-    iso,
     summary_line,
     truncate,
     worst_finding,
 )
 from watcher.model import AlertEvent, EventType, Severity
+from watcher.timefmt import iso
 
 log = structlog.get_logger(__name__)
 

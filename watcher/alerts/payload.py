@@ -7,21 +7,12 @@ purpose, so nothing a check stored there (sizes, counts, a redacted match) can g
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 from watcher.model import AlertEvent, EventType, Finding, Incident, RunbookStep
+from watcher.timefmt import human_duration, iso
 
 TEST_MARK = "[TEST]"
-
-
-def iso(moment: datetime | None) -> str | None:
-    """UTC ISO 8601 with a `Z`, seconds precision: what every channel shows."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def step_dict(step: RunbookStep) -> dict[str, Any]:
@@ -109,21 +100,6 @@ def time_to_contain(incident: Incident) -> float | None:
         return None
     start = incident.published_at or incident.opened_at
     return max(0.0, (incident.resolved_at - start).total_seconds())
-
-
-def human_duration(seconds: float) -> str:
-    """3h12m, 45m, 20s: the form a page shows durations in."""
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s" if minutes < 10 else f"{minutes}m"
-    return f"{secs}s"
 
 
 def resolution_line(incident: Incident) -> str:

@@ -18,7 +18,6 @@ from watcher.alerts.payload import (
     TEST_MARK,
     describe_finding,
     first_action,
-    iso,
     package_ref,
     resolution_line,
     rule_counts,
@@ -28,6 +27,7 @@ from watcher.alerts.payload import (
 )
 from watcher.model import AlertEvent, EventType, Finding, Incident, RunbookStep, Severity
 from watcher.retry_after import parse_retry_after
+from watcher.timefmt import iso
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000

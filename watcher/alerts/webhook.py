@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 import aiohttp
 
 from watcher.alerts.base import DeliveryResult, HttpChannel, HttpReply, classify_http
-from watcher.alerts.payload import event_data, iso
+from watcher.alerts.payload import event_data
 from watcher.model import AlertEvent
+from watcher.timefmt import iso
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the spec's serialization prefix, not a secret
 
