@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,14 +18,6 @@ def now_or(now: float | None) -> float:
 
 def to_json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
-
-
-def epoch(value: datetime | None) -> float | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # a naive time from a registry is UTC
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
 
 
 def artifacts_json(artifacts: Iterable[Artifact]) -> str:

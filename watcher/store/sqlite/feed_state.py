@@ -6,9 +6,10 @@ import orjson
 
 from watcher.model import Ecosystem
 from watcher.store.sqlite.base import Repository
-from watcher.store.sqlite.codec import epoch, now_or, to_json
+from watcher.store.sqlite.codec import now_or, to_json
 from watcher.store.sqlite.connection import Db
 from watcher.store.types import Cursor, PackageState, Removal, SeenRemoval
+from watcher.timefmt import epoch
 
 
 class FeedStateRepository(Repository):

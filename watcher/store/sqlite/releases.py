@@ -8,12 +8,11 @@ lands in one transaction with its findings, manifest, incident and pages (`mark_
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 
 from watcher.model import Ecosystem, Finding, Manifest, Release
 from watcher.store.sqlite import feed_state, incidents, manifests
 from watcher.store.sqlite.base import Repository
-from watcher.store.sqlite.codec import artifacts_json, artifacts_of, epoch, now_or
+from watcher.store.sqlite.codec import artifacts_json, artifacts_of, now_or
 from watcher.store.sqlite.connection import Db, Row, fetch
 from watcher.store.types import (
     Claimant,
@@ -28,6 +27,7 @@ from watcher.store.types import (
     StoreError,
     Topic,
 )
+from watcher.timefmt import epoch, from_epoch
 
 RELEASE_COLUMNS = (
     "id, ecosystem, name, version, published_at, artifacts, baseline, feed, state, attempts, "
@@ -301,7 +301,7 @@ def release_of(row: Row) -> StoredRelease:
             ecosystem=Ecosystem(row["ecosystem"]),
             name=row["name"],
             version=row["version"],
-            published_at=None if published is None else datetime.fromtimestamp(published, UTC),
+            published_at=from_epoch(published),
             artifacts=artifacts_of(row["artifacts"]),
         ),
         state=ReleaseState(row["state"]),
