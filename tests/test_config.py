@@ -371,7 +371,8 @@ def test_scan_settings_map_to_archive_limits_and_scan_options() -> None:
         + """
 policy: {internal_domains: [corp.example]}
 scan:
-  limits: {max_member_bytes: 1MiB, max_total_bytes: 8MiB, max_members: 10, max_ratio: 50}
+  limits: {max_member_bytes: 1MiB, max_total_bytes: 8MiB, max_members: 10, max_ratio: 50,
+           max_nesting: 1}
   size_anomaly: {growth_factor: 4, growth_floor: 1MiB}
 """,
         env={},
@@ -379,7 +380,7 @@ scan:
     limits = config.archive_limits()
     assert isinstance(limits, ArchiveLimits)
     assert (limits.max_member_bytes, limits.max_total_bytes) == (1024**2, 8 * 1024**2)
-    assert (limits.max_members, limits.max_ratio) == (10, 50.0)
+    assert (limits.max_members, limits.max_ratio, limits.max_nesting) == (10, 50.0, 1)
     assert limits.ratio_floor_bytes == ArchiveLimits().ratio_floor_bytes  # untouched default
     options = config.scan_options()
     assert isinstance(options, ScanOptions)

@@ -132,13 +132,18 @@ class MemberKind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One archive entry as the reader saw it. `data` is None when the content was not read."""
+    """One archive entry as the reader saw it. `data` is None when the content was not read.
+
+    `size` is what was read (0 when the content was not); what the archive's header claimed is
+    `declared_size`, evidence only, clamped to a signed 64-bit integer (a zip64 or base-256 tar
+    header can claim more than any writer can represent)."""
 
     path: str
     kind: MemberKind
     size: int
     data: bytes | bytearray | None = None  # a bytearray when read from a tar (filled in place)
     link_target: str | None = None
+    declared_size: int = 0
 
 
 @dataclass(slots=True)

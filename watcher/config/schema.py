@@ -343,6 +343,7 @@ class ArchiveLimitsConfig(_Model):
     max_total_bytes: ByteSize = _ARCHIVE_DEFAULTS.max_total_bytes
     max_members: int = Field(default=_ARCHIVE_DEFAULTS.max_members, gt=0)
     max_ratio: float = Field(default=_ARCHIVE_DEFAULTS.max_ratio, gt=1)
+    max_nesting: int = Field(default=_ARCHIVE_DEFAULTS.max_nesting, ge=0)
 
 
 class SizeAnomalyConfig(_Model):
@@ -526,6 +527,7 @@ class Config(_Model):
             max_total_bytes=limits.max_total_bytes,
             max_members=limits.max_members,
             max_ratio=limits.max_ratio,
+            max_nesting=limits.max_nesting,
         )
 
     def scan_options(self) -> ScanOptions:

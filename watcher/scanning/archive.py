@@ -10,20 +10,27 @@ from __future__ import annotations
 
 import bz2
 import hashlib
+import io
 import lzma
 import stat
 import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import IO, Protocol, cast
 
 from watcher.errors import ArchiveError
 from watcher.model import Category, Finding, Member, MemberKind, Severity
-from watcher.scanning.tarstream import ChunkReader, TarEntry, TarFormatError, entries
+from watcher.scanning.tarstream import (
+    ChunkReader,
+    TarEntry,
+    TarFormatError,
+    entries,
+    looks_like_tar,
+)
 
 _inflate: ModuleType
 try:  # ISA-L's inflate is about twice zlib's speed, same bytes; zlib where no wheel exists
@@ -53,6 +60,27 @@ class ArchiveLimits:
     max_members: int = 100_000
     max_ratio: float = 200.0  # uncompressed / compressed
     ratio_floor_bytes: int = 16 * _MiB  # the ratio is enforced once this much was inflated
+    max_nesting: int = 3  # archives inside archives are opened this many levels deep
+
+
+@dataclass(slots=True)
+class _Tree:
+    """What one archive and every archive nested in it share: the outer limits apply to the whole
+    tree (members, inflated bytes, ratio to the outer file's size)."""
+
+    compressed: int  # bytes of the outer archive file
+    members: int = 0
+    inflated: int = 0
+    stopped: bool = False  # a tree-wide limit was hit: every layer stops
+    nested_packages: list[NestedPackage] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NestedPackage:
+    """A nested archive that is itself a package (an earlier `npm pack`, a wheel, an sdist)."""
+
+    path: str  # of the nested archive, through the layers
+    ecosystem: str  # "npm" or "pypi"
 
 
 # What zipfile raises on damaged input: a bad header can claim an unknown zip version or
@@ -123,10 +151,11 @@ def _new_decompressor(kind: str) -> _Decompressor:
 class _BoundedInflater:
     """Chunks of decompressed bytes that refuse to inflate past the limits."""
 
-    def __init__(self, raw: IO[bytes], kind: str, limits: ArchiveLimits) -> None:
+    def __init__(self, raw: IO[bytes], kind: str, limits: ArchiveLimits, tree: _Tree) -> None:
         self._raw = raw
         self._kind = kind
         self._limits = limits
+        self._tree = tree
         self._decomp: _Decompressor | None = _new_decompressor(kind) if kind != "tar" else None
         self.compressed_in = 0
         self.inflated_out = 0
@@ -180,8 +209,11 @@ class _BoundedInflater:
 
     def _account(self, produced: int) -> None:
         self.inflated_out += produced
+        tree = self._tree
+        tree.inflated += produced
         limits = self._limits
-        if self.inflated_out > limits.max_total_bytes:
+        if tree.inflated > limits.max_total_bytes:
+            tree.stopped = True
             raise _LimitExceeded(
                 "archive-size-limit",
                 f"archive inflates past the limit of {limits.max_total_bytes:,} bytes; "
@@ -196,6 +228,15 @@ class _BoundedInflater:
                 f"compression ratio above {limits.max_ratio:g}:1 "
                 f"({self.inflated_out:,} bytes from {self.compressed_in:,}); reading stopped",
             )
+        if tree.inflated > limits.ratio_floor_bytes and tree.inflated > limits.max_ratio * max(
+            tree.compressed, 1
+        ):
+            tree.stopped = True
+            raise _LimitExceeded(
+                "archive-compression-bomb",
+                f"archives nested in this one inflate to {tree.inflated:,} bytes, above "
+                f"{limits.max_ratio:g}:1 of the outer {tree.compressed:,}; reading stopped",
+            )
 
 
 def detect_format(path: Path) -> str:
@@ -209,6 +250,14 @@ def detect_format(path: Path) -> str:
         raise ArchiveError(f"{path}: is a directory, not an archive") from None
     except OSError as exc:
         raise ArchiveError(f"{path}: cannot read ({exc.strerror})") from None
+    found = sniff_format(head)
+    if found is None:
+        raise ArchiveError(f"{path}: not a tar, tar.gz, tgz, zip or wheel archive")
+    return found
+
+
+def sniff_format(head: bytes | bytearray) -> str | None:
+    """`gzip`, `bz2`, `xz`, `tar` or `zip` from the first bytes; None for anything else."""
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
     if head.startswith(b"BZh"):
@@ -219,10 +268,52 @@ def detect_format(path: Path) -> str:
         return "zip"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
-    raise ArchiveError(f"{path}: not a tar, tar.gz, tgz, zip or wheel archive")
+    return None
 
 
-def _anomaly(rule: str, severity: Severity, path: str, message: str, key: str = "") -> Finding:
+def _nested_format(data: bytes | bytearray) -> str | None:
+    """Stricter than `sniff_format`: a binary that happens to start with `BZh` is not opened."""
+    found = sniff_format(data[:512])
+    if found == "gzip" and data[2:3] != b"\x08":
+        return None
+    if found == "bz2" and not (data[3:4].isdigit() and data[4:10] == b"1AY&SY"):
+        return None
+    if found == "zip" and len(data) < 22:
+        return None
+    return found
+
+
+_COMPRESSED_SUFFIXES = (".gz", ".tgz", ".bz2", ".xz", ".z")
+
+
+def _inner_name(outer: str) -> str:
+    """What a compressed single file holds: `cli.js.map.gz` → `cli.js.map`."""
+    leaf = outer.rsplit("/", 1)[-1].rsplit("!", 1)[-1]
+    lowered = leaf.lower()
+    for suffix in _COMPRESSED_SUFFIXES:
+        if lowered.endswith(suffix) and len(leaf) > len(suffix):
+            return leaf[: -len(suffix)] + (".tar" if suffix == ".tgz" else "")
+    return leaf
+
+
+MAX_DECLARED_SIZE = 2**63 - 1
+
+
+def declared_size(value: int) -> int:
+    """A size an archive header claims, as evidence: never negative, never past what a signed
+    64-bit integer (JSON readers, SARIF, SQLite) holds."""
+    return min(max(int(value), 0), MAX_DECLARED_SIZE)
+
+
+def _anomaly(
+    rule: str,
+    severity: Severity,
+    path: str,
+    message: str,
+    *,
+    key: str = "",
+    evidence: dict[str, object] | None = None,
+) -> Finding:
     return Finding(
         rule=rule,
         category=Category.ARCHIVE_ANOMALY,
@@ -230,6 +321,7 @@ def _anomaly(rule: str, severity: Severity, path: str, message: str, key: str = 
         path=path,
         message=message,
         key=key,
+        evidence=dict(evidence or {}),
     )
 
 
@@ -249,8 +341,11 @@ def _normalise(name: str) -> str:
 
 
 class ArchiveReader:
-    """Iterate an archive's members once. Anomalies collect in `anomalies`; byte counts in
-    `bytes_read` (uncompressed) for the report."""
+    """Iterate an archive's members once, and the members of archives nested in it (their paths
+    joined with `!`: `package/acme-1.2.2.tgz!package/.env`), up to `limits.max_nesting` levels.
+    Anomalies collect in `anomalies`; byte counts in `bytes_read` (inflated, all layers) for the
+    report. A nested archive is read from the bytes its outer layer already inflated: each byte is
+    inflated once per layer it is in, never re-read."""
 
     def __init__(self, path: Path, limits: ArchiveLimits | None = None) -> None:
         self.path = path
@@ -260,36 +355,97 @@ class ArchiveReader:
         self.bytes_read = 0
         self.sha256 = ""  # of the archive file; known once `members()` is exhausted
         self._seen: set[str] = set()
-        self._count = 0
+        self._prefix = ""  # `outer!` for a nested layer
+        self._depth = 0
+        self._data: bytes | bytearray | None = None  # a nested layer's bytes
+        self._tree = _Tree(compressed=_file_size(path))
+
+    @property
+    def nested_packages(self) -> list[NestedPackage]:
+        return self._tree.nested_packages
+
+    def _nested(self, member: Member, fmt: str) -> ArchiveReader:
+        layer = object.__new__(ArchiveReader)
+        layer.path = self.path
+        layer.limits = self.limits
+        layer.format = fmt
+        layer.anomalies = self.anomalies
+        layer.bytes_read = 0
+        layer.sha256 = ""
+        layer._seen = set()
+        layer._prefix = member.path + "!"
+        layer._depth = self._depth + 1
+        layer._data = member.data
+        layer._tree = self._tree
+        return layer
+
+    def _open(self) -> IO[bytes]:
+        if self._data is not None:
+            return io.BytesIO(self._data)
+        return self.path.open("rb")
 
     def members(self) -> Iterator[Member]:
-        if self.format == "zip":
-            yield from self._zip_members()
-        else:
-            yield from self._tar_members()
+        layer = self._zip_members() if self.format == "zip" else self._tar_members()
+        for member in layer:
+            yield member
+            if member.kind is MemberKind.FILE and member.data is not None:
+                fmt = _nested_format(member.data)
+                if fmt is not None:
+                    yield from self._open_nested(member, fmt)
+            if self._tree.stopped:
+                break
+        if self._depth == 0:
+            self.bytes_read = self._tree.inflated
+
+    def _open_nested(self, member: Member, fmt: str) -> Iterator[Member]:
+        if self._depth >= self.limits.max_nesting:
+            self.anomalies.append(
+                _anomaly(
+                    "archive-nesting-limit",
+                    Severity.LOW,
+                    member.path,
+                    f"an archive nested more than {self.limits.max_nesting} levels deep; "
+                    "it was not opened",
+                )
+            )
+            return
+        layer = self._nested(member, fmt)
+        npm = pypi = False
+        for inner in layer.members():
+            name = inner.path[len(layer._prefix) :]
+            if "!" not in name:
+                npm = npm or name == "package/package.json"
+                pypi = pypi or _is_python_metadata(name)
+            yield inner
+        if npm or pypi:
+            self._tree.nested_packages.append(NestedPackage(member.path, "npm" if npm else "pypi"))
 
     # -- shared checks ---------------------------------------------------------------------------
 
-    def _admit(self, name: str) -> bool:
-        """Record per-name anomalies; False once the member-count limit stops the read."""
-        self._count += 1
-        if self._count > self.limits.max_members:
+    def _admit(self, name: str) -> str | None:
+        """Record per-name anomalies; the member's path through the layers, or None once the
+        member-count limit stops the read."""
+        tree = self._tree
+        tree.members += 1
+        path = self._prefix + name
+        if tree.members > self.limits.max_members:
+            tree.stopped = True
             self.anomalies.append(
                 _anomaly(
                     "archive-too-many-members",
                     Severity.HIGH,
-                    name,
+                    path,
                     f"more than {self.limits.max_members:,} members; reading stopped",
                 )
             )
-            return False
+            return None
         reason = _unsafe_path_reason(name)
         if reason:
             self.anomalies.append(
                 _anomaly(
                     "archive-path-traversal",
                     Severity.HIGH,
-                    name,
+                    path,
                     f"member name has an {reason}: an extractor may write outside its target",
                 )
             )
@@ -298,12 +454,12 @@ class ArchiveReader:
                 _anomaly(
                     "archive-duplicate-member",
                     Severity.MEDIUM,
-                    name,
+                    path,
                     "the same name appears twice: installers may take either copy",
                 )
             )
         self._seen.add(name)
-        return True
+        return path
 
     def _too_large(self, name: str, size: int) -> bool:
         if size <= self.limits.max_member_bytes:
@@ -313,8 +469,9 @@ class ArchiveReader:
                 "archive-member-too-large",
                 Severity.MEDIUM,
                 name,
-                f"member of {size:,} bytes exceeds the {self.limits.max_member_bytes:,}-byte "
-                "limit; its content was not scanned",
+                f"member declared as {declared_size(size):,} bytes exceeds the "
+                f"{self.limits.max_member_bytes:,}-byte limit; its content was not scanned",
+                evidence={"declared_size": declared_size(size)},
             )
         )
         return True
@@ -333,16 +490,22 @@ class ArchiveReader:
     # -- tar -------------------------------------------------------------------------------------
 
     def _tar_members(self) -> Iterator[Member]:
-        with self.path.open("rb") as raw:
-            inflater = _BoundedInflater(raw, self.format, self.limits)
-            last = self.path.name
+        with self._open() as raw:
+            inflater = _BoundedInflater(raw, self.format, self.limits, self._tree)
+            last = self._prefix + (self.path.name if not self._prefix else "")
+            reader = ChunkReader(inflater.next_chunk)
             try:
-                for entry, content in entries(ChunkReader(inflater.next_chunk)):
+                if self._depth and self.format != "tar" and not looks_like_tar(reader.peek(512)):
+                    # a compressed single file (`cli.js.map.gz`): one member, its content
+                    yield from self._single_file(reader)
+                    return
+                for entry, content in entries(reader):
                     name = _normalise(entry.name)
-                    last = name
-                    if not self._admit(name):
+                    path = self._admit(name)
+                    if path is None:
                         break
-                    yield self._tar_member(entry, content, name)
+                    last = path
+                    yield self._tar_member(entry, content, path)
             except _LimitExceeded as exc:
                 self.anomalies.append(_anomaly(exc.rule, Severity.HIGH, last, str(exc)))
             except _TAR_ERRORS as exc:
@@ -354,18 +517,33 @@ class ArchiveReader:
                     self._corrupt(EOFError("empty archive"), last)
             finally:
                 self.bytes_read = inflater.inflated_out
-                inflater.drain()
-                self.sha256 = inflater.raw_sha256.hexdigest()
+                if self._depth == 0:
+                    inflater.drain()
+                    self.sha256 = inflater.raw_sha256.hexdigest()
+
+    def _single_file(self, reader: ChunkReader) -> Iterator[Member]:
+        name = _inner_name(self._prefix[:-1])
+        path = self._admit(name)
+        if path is None:
+            return
+        limit = self.limits.max_member_bytes
+        data = reader.read(limit + 1)
+        if len(data) > limit:
+            self._too_large(path, len(data))
+            yield Member(path, MemberKind.FILE, 0)
+            return
+        yield Member(path, MemberKind.FILE, len(data), data, declared_size=len(data))
 
     def _tar_member(self, entry: TarEntry, content: ChunkReader, name: str) -> Member:
         if entry.isreg():
+            declared = declared_size(entry.size)
             if self._too_large(name, entry.size):
-                return Member(name, MemberKind.FILE, entry.size)
+                return Member(name, MemberKind.FILE, 0, declared_size=declared)
             # a bytearray of the member's own size, filled once: no further copy is made
             data = content.read(entry.size)
             if len(data) < entry.size:
                 raise EOFError(f"{name}: member data ends early")
-            return Member(name, MemberKind.FILE, entry.size, data)
+            return Member(name, MemberKind.FILE, len(data), data, declared_size=declared)
         if entry.isdir():
             return Member(name, MemberKind.DIRECTORY, 0)
         if entry.issym() or entry.islnk():
@@ -382,7 +560,7 @@ class ArchiveReader:
                 )
             )
             return Member(name, MemberKind.DEVICE, 0)
-        return Member(name, MemberKind.OTHER, entry.size)
+        return Member(name, MemberKind.OTHER, 0, declared_size=declared_size(entry.size))
 
     def _link_anomaly(self, name: str, kind: MemberKind, target: str) -> None:
         escapes = _unsafe_path_reason(target) is not None
@@ -403,39 +581,60 @@ class ArchiveReader:
 
     def _zip_members(self) -> Iterator[Member]:
         # A zip is read by random access (central directory first); hash the file on its own.
-        with self.path.open("rb") as handle:
-            self.sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        where = self._prefix[:-1] if self._prefix else self.path.name
+        if self._depth == 0:
+            with self.path.open("rb") as handle:
+                self.sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
         try:
-            archive = zipfile.ZipFile(self.path)
+            archive = zipfile.ZipFile(self._open())
         except _ZIP_ERRORS as exc:
-            self._corrupt(exc, self.path.name)
+            self._corrupt(exc, where)
             return
+        tree = self._tree
+        limits = self.limits
         with archive:
             infos = archive.infolist()
-            overlapping = self._zip_overlaps(infos)
-            declared_total = 0
+            overlapping = self._zip_overlaps(infos, where)
             for info in infos:
-                name = _normalise(info.filename)
-                if not self._admit(name):
+                path = self._admit(_normalise(info.filename))
+                if path is None:
                     return
-                member = self._zip_member(archive, info, name, overlapping)
+                member = self._zip_member(archive, info, path, overlapping)
                 if member.data is not None:
-                    declared_total += len(member.data)
-                    self.bytes_read = declared_total
-                    if declared_total > self.limits.max_total_bytes:
+                    self.bytes_read += len(member.data)
+                    tree.inflated += len(member.data)
+                    if tree.inflated > limits.max_total_bytes:
+                        tree.stopped = True
                         self.anomalies.append(
                             _anomaly(
                                 "archive-size-limit",
                                 Severity.HIGH,
-                                name,
+                                path,
                                 f"archive inflates past the limit of "
-                                f"{self.limits.max_total_bytes:,} bytes; reading stopped",
+                                f"{limits.max_total_bytes:,} bytes; reading stopped",
+                            )
+                        )
+                        return
+                    if (
+                        self._depth
+                        and tree.inflated > limits.ratio_floor_bytes
+                        and (tree.inflated > limits.max_ratio * max(tree.compressed, 1))
+                    ):
+                        tree.stopped = True
+                        self.anomalies.append(
+                            _anomaly(
+                                "archive-compression-bomb",
+                                Severity.HIGH,
+                                path,
+                                f"archives nested in this one inflate to {tree.inflated:,} "
+                                f"bytes, above {limits.max_ratio:g}:1 of the outer "
+                                f"{tree.compressed:,}; reading stopped",
                             )
                         )
                         return
                 yield member
 
-    def _zip_overlaps(self, infos: list[zipfile.ZipInfo]) -> set[int]:
+    def _zip_overlaps(self, infos: list[zipfile.ZipInfo], where: str) -> set[int]:
         """Entries whose compressed data overlaps another's: the trick of non-recursive zip bombs."""
         spans = sorted((info.header_offset, id(info), info) for info in infos)
         bad: set[int] = set()
@@ -452,7 +651,7 @@ class ArchiveReader:
                 _anomaly(
                     "archive-compression-bomb",
                     Severity.HIGH,
-                    self.path.name,
+                    where,
                     f"{len(bad)} zip entries overlap others' data (a zip-bomb construction); "
                     "they were not read",
                 )
@@ -470,22 +669,26 @@ class ArchiveReader:
             text = target.decode("utf-8", "replace")
             self._link_anomaly(name, MemberKind.SYMLINK, text)
             return Member(name, MemberKind.SYMLINK, 0, link_target=text)
+        declared = declared_size(info.file_size)
+        unread = Member(name, MemberKind.FILE, 0, declared_size=declared)
         if id(info) in overlapping:
-            return Member(name, MemberKind.FILE, info.file_size)
+            return unread
         if self._too_large(name, info.file_size):
-            return Member(name, MemberKind.FILE, info.file_size)
+            return unread
         limits = self.limits
-        ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size > limits.ratio_floor_bytes and ratio > limits.max_ratio:
+        ratio = declared / max(declared_size(info.compress_size), 1)
+        if declared > limits.ratio_floor_bytes and ratio > limits.max_ratio:
             self.anomalies.append(
                 _anomaly(
                     "archive-compression-bomb",
                     Severity.HIGH,
                     name,
-                    f"compression ratio {ratio:,.0f}:1 above {limits.max_ratio:g}:1; not read",
+                    f"declared compression ratio {ratio:,.0f}:1 above {limits.max_ratio:g}:1; "
+                    "not read",
+                    evidence={"declared_size": declared},
                 )
             )
-            return Member(name, MemberKind.FILE, info.file_size)
+            return unread
         if info.flag_bits & 0x1:
             self.anomalies.append(
                 _anomaly(
@@ -495,9 +698,11 @@ class ArchiveReader:
                     "encrypted zip entry: its content cannot be scanned",
                 )
             )
-            return Member(name, MemberKind.FILE, info.file_size)
+            return unread
         data = self._zip_read(archive, info, name, limits.max_member_bytes)
-        return Member(name, MemberKind.FILE, info.file_size, data)
+        if data is None:
+            return unread
+        return Member(name, MemberKind.FILE, len(data), data, declared_size=declared)
 
     def _zip_read(
         self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limit: int
@@ -508,3 +713,18 @@ class ArchiveReader:
         except _ZIP_ERRORS as exc:
             self._corrupt(exc, name)
             return None
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _is_python_metadata(name: str) -> bool:
+    """An sdist's `<name>-<version>/PKG-INFO` or a wheel's `<name>.dist-info/METADATA`."""
+    parts = name.split("/")
+    return len(parts) == 2 and (
+        parts[1] == "PKG-INFO" or (parts[1] == "METADATA" and parts[0].endswith(".dist-info"))
+    )

@@ -41,6 +41,7 @@ from watcher.scanning.checks.sourcemap import (
     looks_like_source_map,
     parse_source_map,
 )
+from watcher.scanning.checks.unexpected import nested_package_findings
 from watcher.scanning.needles import NeedleIndex
 
 _BINARY_SNIFF = 8192
@@ -117,6 +118,7 @@ def scan_artifact(request: ScanRequest) -> Report:
     for check in checks:
         findings.extend(check.finish(ctx))
     findings.extend(reader.anomalies)
+    findings.extend(nested_package_findings(reader.nested_packages, findings))
     _identify_from_filename(request.path.name, ctx)
 
     manifest = Manifest(
@@ -329,7 +331,7 @@ def _identify(member: Member, ctx: ScanContext) -> None:
     """Learn the package's identity from its own metadata: npm's root package.json or a PKG-INFO /
     METADATA file."""
     parts = member.path.split("/")
-    if member.data is None or len(parts) != 2:
+    if member.data is None or len(parts) != 2 or "!" in member.path:  # not a nested archive's
         return
     leaf = parts[1]
     if leaf == "package.json" and ctx.ecosystem in (None, Ecosystem.NPM):

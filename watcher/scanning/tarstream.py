@@ -70,6 +70,12 @@ class ChunkReader:
         self._pos = 0
         return bool(data)
 
+    def peek(self, size: int) -> bytes:
+        """Up to `size` bytes from the current chunk without consuming them (what a chunk holds:
+        the first chunk of a stream is far larger than a header)."""
+        self._fill()
+        return bytes(self._chunk[self._pos : self._pos + size])
+
     def read(self, size: int) -> bytearray:
         """Up to `size` bytes (fewer only at the end of the stream), copied once."""
         out = bytearray(size)
@@ -151,6 +157,19 @@ def entries(reader: ChunkReader) -> Iterator[tuple[TarEntry, ChunkReader]]:
             if remaining > 0 and reader.skip(remaining) < remaining:
                 raise TarFormatError(f"{name}: member data ends early")
             _skip_padding(reader, size)
+
+
+def looks_like_tar(head: bytes) -> bool:
+    """The first block is a tar header (ustar magic, or a v7 header whose checksum holds)."""
+    if len(head) < BLOCK:
+        return False
+    if head[257:262] == b"ustar":
+        return True
+    try:
+        _parse(bytearray(head[:BLOCK]))
+    except TarFormatError:
+        return False
+    return any(head[:100])
 
 
 def _skip_padding(reader: ChunkReader, size: int) -> None:

@@ -8,6 +8,7 @@ import re
 from collections import defaultdict
 
 from watcher.model import Category, Finding, Manifest, Severity
+from watcher.scanning.archive import NestedPackage
 from watcher.scanning.checks.base import ComparisonCheck, ScanOptions
 
 # (kind, pattern on the path, severity). First match wins.
@@ -78,3 +79,25 @@ class UnexpectedContentCheck(ComparisonCheck):
 def _kind(path: str) -> str | None:
     found = classify(path)
     return found[0] if found else None
+
+
+def nested_package_findings(nested: list[NestedPackage], findings: list[Finding]) -> list[Finding]:
+    """`nested-package-archive`: a package tarball (or wheel, sdist) of this or another package
+    inside the artifact — most often an earlier `npm pack` left in the package root. Medium; high
+    when something inside it was found."""
+    out: list[Finding] = []
+    for package in nested:
+        inside = package.path + "!"
+        carried = sum(1 for f in findings if f.path.startswith(inside))
+        out.append(
+            Finding(
+                rule="nested-package-archive",
+                category=Category.UNEXPECTED_CONTENT,
+                severity=Severity.HIGH if carried else Severity.MEDIUM,
+                path=package.path,
+                message=f"a {package.ecosystem} package archive ships inside this one"
+                + (f", carrying {carried:,} findings" if carried else ""),
+                evidence={"ecosystem": package.ecosystem, "findings_inside": carried},
+            )
+        )
+    return out
