@@ -12,8 +12,10 @@ import bz2
 import hashlib
 import io
 import lzma
+import re
 import stat
 import struct
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -334,6 +336,15 @@ def _unsafe_path_reason(name: str) -> str | None:
     return None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_MAX_NAME_DEPTH = 64
+_MAX_NAME_BYTES = 1024
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= 80 else name[:80] + "…")
+
+
 def _normalise(name: str) -> str:
     while name.startswith("./"):
         name = name[2:]
@@ -449,6 +460,8 @@ class ArchiveReader:
                     f"member name has an {reason}: an extractor may write outside its target",
                 )
             )
+        else:
+            self._hiding_name(name, path)
         if name in self._seen:
             self.anomalies.append(
                 _anomaly(
@@ -460,6 +473,56 @@ class ArchiveReader:
             )
         self._seen.add(name)
         return path
+
+    def _hiding_name(self, name: str, path: str) -> None:
+        """Names that hide what they are: `archive-name-traversal-lookalike` (medium) when the name
+        normalises (NFKC, backslashes as separators) to a traversal, `archive-name-control-chars`
+        (medium) for control characters or line breaks, `archive-name-too-deep` (low) past
+        `_MAX_NAME_DEPTH` directory levels, `archive-name-too-long` (low) past 1,024 bytes."""
+        lookalike = unicodedata.normalize("NFKC", name).replace("\\", "/")
+        if lookalike != name and _unsafe_path_reason(lookalike):
+            self.anomalies.append(
+                _anomaly(
+                    "archive-name-traversal-lookalike",
+                    Severity.MEDIUM,
+                    path,
+                    "member name normalises to a parent-directory or absolute path "
+                    f"({_shown(lookalike)}): a tool that normalises names may write outside "
+                    "its target",
+                )
+            )
+        if _CONTROL.search(name):
+            self.anomalies.append(
+                _anomaly(
+                    "archive-name-control-chars",
+                    Severity.MEDIUM,
+                    path,
+                    "member name has control characters or line breaks: listings and logs show "
+                    "something other than what is there",
+                )
+            )
+        depth = name.count("/")
+        if depth > _MAX_NAME_DEPTH:
+            self.anomalies.append(
+                _anomaly(
+                    "archive-name-too-deep",
+                    Severity.LOW,
+                    path,
+                    f"member name {depth:,} directory levels deep (limit {_MAX_NAME_DEPTH})",
+                    evidence={"depth": depth},
+                )
+            )
+        length = len(name.encode("utf-8", "surrogateescape"))
+        if length > _MAX_NAME_BYTES:
+            self.anomalies.append(
+                _anomaly(
+                    "archive-name-too-long",
+                    Severity.LOW,
+                    path,
+                    f"member name of {length:,} bytes (limit {_MAX_NAME_BYTES:,})",
+                    evidence={"name_bytes": length},
+                )
+            )
 
     def _too_large(self, name: str, size: int) -> bool:
         if size <= self.limits.max_member_bytes:

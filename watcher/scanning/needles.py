@@ -37,9 +37,12 @@ class NeedleIndex:
         if chosen == "hyperscan":
             if _hs is None:
                 raise ValueError("the hyperscan engine is not installed")
-            self._find: Callable[[str], Hits] = _HyperscanEngine(self.needles).find
+            engine_hs = _HyperscanEngine(self.needles)
+            self._find: Callable[[str], Hits] = engine_hs.find
+            self._find_bytes: Callable[[bytes | bytearray], Hits] | None = engine_hs.find_bytes
         elif chosen == "re":
             self._find = _RegexEngine(self.needles).find
+            self._find_bytes = None
         else:
             raise ValueError(f"unknown engine {chosen!r}")
         self.engine = chosen
@@ -47,6 +50,12 @@ class NeedleIndex:
     def find(self, text: str) -> Hits:
         """{needle: [start offsets]} for the needles that occur; offsets index `text` (characters)."""
         return self._find(text)
+
+    def find_bytes(self, data: bytes | bytearray) -> Hits:
+        """The same over raw bytes (a binary's content), for ASCII needles; offsets index `data`."""
+        if self._find_bytes is not None:
+            return self._find_bytes(data)
+        return self._find(bytes(data).decode("latin-1"))  # one character per byte
 
 
 class _HyperscanEngine:
@@ -77,17 +86,20 @@ class _HyperscanEngine:
 
     def find(self, text: str) -> Hits:
         data = text.encode("utf-8", "surrogatepass")
+        hits = self.find_bytes(data)
+        if len(data) != len(text) and hits:
+            hits = _to_char_offsets(data, hits)
+        return hits
+
+    def find_bytes(self, data: bytes | bytearray) -> Hits:
         found: list[list[int]] = [[] for _ in self._needles]
         lengths = self._lengths
 
         def on_match(ident: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
             found[ident].append(end - lengths[ident])
 
-        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch())
-        hits = {self._needles[i]: starts for i, starts in enumerate(found) if starts}
-        if len(data) != len(text) and hits:
-            hits = _to_char_offsets(data, hits)
-        return hits
+        self._db.scan(bytes(data), match_event_handler=on_match, scratch=self._scratch())
+        return {self._needles[i]: starts for i, starts in enumerate(found) if starts}
 
 
 def _to_char_offsets(data: bytes, hits: Hits) -> Hits:

@@ -13,9 +13,12 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote
 
+import brotli
 import orjson
 
 from watcher.model import (
@@ -31,7 +34,7 @@ from watcher.model import (
     fingerprint,
     stable_path,
 )
-from watcher.scanning.archive import ArchiveLimits, ArchiveReader
+from watcher.scanning.archive import ArchiveLimits, ArchiveReader, sniff_format
 from watcher.scanning.checks import comparison_checks, default_checks
 from watcher.scanning.checks.base import Check, ScanContext, ScanOptions, SourceMapDoc, TextDoc
 from watcher.scanning.checks.provenance import compare_provenance
@@ -39,12 +42,13 @@ from watcher.scanning.checks.secrets import SecretCheck
 from watcher.scanning.checks.sourcemap import (
     find_inline_maps,
     looks_like_source_map,
+    map_urls,
     parse_source_map,
 )
 from watcher.scanning.checks.unexpected import nested_package_findings
+from watcher.scanning.extract import decode_text, pyc_strings, runs_at
 from watcher.scanning.needles import NeedleIndex
 
-_BINARY_SNIFF = 8192
 _BINARY_SUFFIXES = frozenset(
     [
         ".png",
@@ -200,8 +204,14 @@ def scan_release(
     if len(jobs) == 1:
         reports = [scan_artifact(jobs[0])]
     else:
-        with ProcessPoolExecutor(max_workers=min(2, len(jobs))) as pool:
-            reports = list(pool.map(scan_artifact, jobs))
+        # This process scans the first target while one worker takes the rest: two busy
+        # processes on two cores, and no idle parent holding memory.
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            futures = [pool.submit(scan_artifact, job) for job in jobs[1:]]
+            reports = [scan_artifact(jobs[0])]
+            for job, future in zip(jobs[1:], futures, strict=True):
+                # a job the worker has not started yet is run here instead
+                reports.append(scan_artifact(job) if future.cancel() else future.result())
     target = _merge(reports[: len(targets)], prefix_paths)
     base = _merge(reports[len(targets) :], prefix_paths) if baselines else None
     report = compare_with_baseline(
@@ -273,22 +283,63 @@ class _ContentScanner:
         self._embedded: dict[tuple[str, int, int], list[Finding]] = {}
         # One pass over each text finds every check's needles (secret keywords, `://`, home paths).
         self._needles = _needle_index(tuple(checks))
+        self._binary_needles = _needle_index(tuple(checks), binary=True)
+        self._referenced_maps: set[str] = set()
 
     def member(self, member: Member) -> Iterable[Finding]:
+        """The one dispatch every member's content goes through (nested archives' members too):
+        source map, text in any encoding, .pyc constants, or a binary's printable runs."""
         data = member.data
         assert data is not None
         path = member.path
-        if looks_like_source_map(path, data):
-            smap = parse_source_map(data, path, inline=False)
+        if looks_like_source_map(path, data) or path in self._referenced_maps:
+            smap = parse_source_map(_maybe_brotli(path, data), path, inline=False)
             if smap is not None:
                 yield from self._source_map(smap)
                 return
-        if _is_binary(path, data):
+        suffix = PurePosixPath(path).suffix.lower()
+        if suffix in _PYC_SUFFIXES:
+            constants = pyc_strings(data)
+            if constants is not None:
+                text = "\n".join(constants.strings)
+                yield from self._text(
+                    TextDoc(path=path, text=text, member_path=path, origin="pyc-strings")
+                )
+                return
+        decoded = None if suffix in _BINARY_SUFFIXES else decode_text(data)
+        if decoded is None:
+            yield from self._binary(path, data)
             return
-        text = data.decode("utf-8", "replace")
-        yield from self._text(TextDoc(path=path, text=text, member_path=path))
+        text, encoding = decoded
+        yield from self._text(TextDoc(path=path, text=text, member_path=path, origin=encoding))
+        self._note_map_references(path, text)
         for smap in find_inline_maps(text, path):
             yield from self._source_map(smap)
+
+    def _binary(self, path: str, data: bytes | bytearray) -> Iterable[Finding]:
+        """Printable runs around the binary needles, for the checks that read them."""
+        if self._binary_needles is None or sniff_format(data[:512]) is not None:
+            return  # a nested archive's compressed bytes: its members are scanned instead
+        hits = self._binary_needles.find_bytes(data)
+        if not hits:
+            return
+        runs = runs_at(data, [offset for offsets in hits.values() for offset in offsets])
+        if not runs:
+            return
+        doc = TextDoc(path=path, text="\n".join(runs), member_path=path, origin="binary-strings")
+        for check in self._checks:
+            if check.reads_binary_strings:
+                yield from self._tagged(check.text(doc, self._ctx), doc)
+
+    def _note_map_references(self, path: str, text: str) -> None:
+        """`//# sourceMappingURL=<name>`: that member is read as a map whatever it is called (a
+        member that comes later in the archive; npm packs a file before its `.map`)."""
+        tail = text[-_MAP_URL_TAIL:]
+        if "sourceMappingURL=" not in tail:
+            return
+        for url in map_urls(tail):
+            if not url.startswith(("data:", "http:", "https:", "//")):
+                self._referenced_maps.add(_resolve(path, url))
 
     def _source_map(self, smap: SourceMapDoc) -> Iterable[Finding]:
         for check in self._checks:
@@ -313,18 +364,65 @@ class _ContentScanner:
         if self._needles is not None:
             doc.hits = self._needles.find(doc.text)
         for check in self._checks:
-            yield from check.text(doc, self._ctx)
+            yield from self._tagged(check.text(doc, self._ctx), doc)
+
+    @staticmethod
+    def _tagged(findings: Iterable[Finding], doc: TextDoc) -> Iterable[Finding]:
+        """Findings in text that was not UTF-8 say how it was read (`evidence.text_origin`)."""
+        if doc.origin == "utf-8":
+            yield from findings
+            return
+        for finding in findings:
+            finding.evidence.setdefault("text_origin", doc.origin)
+            yield finding
 
 
-def _needle_index(checks: tuple[Check, ...]) -> NeedleIndex | None:
-    needles = {needle for check in checks for needle in check.needles()}
-    return NeedleIndex(needles) if needles else None
+def _needle_index(checks: tuple[Check, ...], *, binary: bool = False) -> NeedleIndex | None:
+    needles = frozenset(
+        needle
+        for check in checks
+        for needle in (check.binary_needles() if binary else check.needles())
+    )
+    return _compiled(needles) if needles else None
 
 
-def _is_binary(path: str, data: bytes | bytearray) -> bool:
-    if PurePosixPath(path).suffix.lower() in _BINARY_SUFFIXES:
-        return True
-    return b"\x00" in data[:_BINARY_SNIFF]
+_PYC_SUFFIXES = frozenset([".pyc", ".pyo"])
+_MAP_URL_TAIL = 4096
+
+
+def _resolve(path: str, url: str) -> str:
+    """A sourceMappingURL relative to the file that names it."""
+    base = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+    parts: list[str] = []
+    for part in (base + unquote(url.split("?", 1)[0].split("#", 1)[0])).split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts)
+
+
+def _maybe_brotli(path: str, data: bytes | bytearray) -> bytes | bytearray:
+    """Brotli has no magic bytes: a `.br` member (or one a sourceMappingURL named) that does not
+    parse as JSON is tried as brotli, bounded."""
+    if data[:1] in (b"{", b" ", b"\n", b"\r", b"\t") or not path.endswith(".br"):
+        return data
+    try:
+        inflater = brotli.Decompressor()
+        out = inflater.process(bytes(data), output_buffer_limit=_MAX_BROTLI_MAP)
+    except (brotli.error, TypeError):
+        return data
+    return out if inflater.is_finished() else data
+
+
+_MAX_BROTLI_MAP = 256 * 1024 * 1024
+
+
+@cache
+def _compiled(needles: frozenset[str]) -> NeedleIndex:
+    """Compiled once per process per needle set (the index is immutable)."""
+    return NeedleIndex(needles)
 
 
 def _identify(member: Member, ctx: ScanContext) -> None:

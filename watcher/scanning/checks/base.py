@@ -40,6 +40,9 @@ class TextDoc:
     # Where each check's needles (`Check.needles`) occur, found by the scanner in one pass for all
     # checks; None when the doc was built outside a scan (a check then searches on its own).
     hits: Hits | None = None
+    # how the text was obtained: `utf-8`, `utf-16-le` / `utf-16-be` / `utf-16`, `latin-1`,
+    # `pyc-strings` (a .pyc's string constants), `binary-strings` (printable runs of a binary)
+    origin: str = "utf-8"
 
 
 @dataclass(slots=True)
@@ -65,9 +68,17 @@ class Check:
     """Base of every check; override the hooks you need. Hooks return findings (or yield them)."""
 
     category: ClassVar[Category]
+    # Whether `text` also gets the printable runs of binaries (`TextDoc.origin` "binary-strings");
+    # only checks whose rules cannot fire by chance on machine code should say yes.
+    reads_binary_strings: ClassVar[bool] = False
 
     def needles(self) -> Iterable[str]:
         """Literal strings whose offsets this check wants in `TextDoc.hits`."""
+        return ()
+
+    def binary_needles(self) -> Iterable[str]:
+        """Literals (ASCII) that make the scanner cut a binary's printable run around them for
+        this check (`reads_binary_strings`)."""
         return ()
 
     def member(self, member: Member, ctx: ScanContext) -> Iterable[Finding]:

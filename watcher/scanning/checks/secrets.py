@@ -35,10 +35,30 @@ from watcher.model import Category, Credential, Finding, Severity
 from watcher.redact import redact
 from watcher.scanning.checks.base import Check, ScanContext, TextDoc
 from watcher.scanning.checks.locations import location_evidence, location_of
-from watcher.scanning.checks.secrets_decode import decoded_texts
+from watcher.scanning.checks.secrets_decode import PREFIXES, decoded_texts
 from watcher.scanning.needles import Hits, NeedleIndex
 
 RULES_FILE = Path(__file__).with_name("secrets.toml")
+
+# Rules whose match carries a checksum or a fixed, distinctive prefix: the only ones run over the
+# printable strings of binaries, where anything keyed on a word (`password`) fires on noise.
+BINARY_RULE_IDS = frozenset(
+    [
+        "aws-access-key-id",
+        "npm-access-token",
+        "pypi-api-token",
+        "github-token",
+        "github-fine-grained-pat",
+        "gitlab-token",
+        "slack-token",
+        "slack-webhook-url",
+        "stripe-live-secret-key",
+        "sendgrid-api-key",
+        "anthropic-api-key",
+        "google-api-key",
+        "private-key",
+    ]
+)
 
 # Past this many matches of one rule in one document the rest are counted, not reported: a generated
 # file full of tokens is one problem, not thousands of pages.
@@ -217,6 +237,13 @@ class RuleSet:
     @property
     def keywords(self) -> tuple[str, ...]:
         return self._index.needles
+
+    def subset(self, ids: Iterable[str]) -> RuleSet:
+        """The rules named, in their order, with the same allowlist and engine."""
+        wanted = set(ids)
+        return RuleSet(
+            [rule for rule in self.rules if rule.id in wanted], self.allowlist, engine=self.engine
+        )
 
     def scan(self, text: str, path: str = "", hits: Hits | None = None) -> list[SecretMatch]:
         """Every credential in `text`, at most one per stretch of text (the earlier rule wins);
@@ -444,6 +471,11 @@ def _parse_rule(table: dict[str, Any]) -> SecretRule:
 
 
 @cache
+def _binary_rules(rules: RuleSet) -> RuleSet:
+    return rules.subset(BINARY_RULE_IDS)
+
+
+@cache
 def default_rules() -> RuleSet:
     """The shipped rule set, compiled once per process (it is immutable)."""
     return load_rules()
@@ -454,21 +486,33 @@ def default_rules() -> RuleSet:
 
 class SecretCheck(Check):
     category = Category.SECRET
+    reads_binary_strings = True
 
     def __init__(self, rules: RuleSet | None = None) -> None:
         self._rules = rules if rules is not None else default_rules()
         # raw values of verifiable credentials, kept only when ScanOptions.keep_credentials says so
         self.credentials: list[Credential] = []
+        self._binary_rules = _binary_rules(self._rules)
 
     def needles(self) -> Iterable[str]:
-        return self._rules.keywords
+        return (*self._rules.keywords, *PREFIXES)
+
+    def binary_needles(self) -> Iterable[str]:
+        return self._binary_rules.keywords
 
     def text(self, doc: TextDoc, ctx: ScanContext) -> Iterable[Finding]:
+        if doc.origin == "binary-strings":
+            # printable runs of a binary: checksummed and fixed-prefix rules only, decoded never
+            return [
+                self._finding(match, doc.path, doc.text.count("\n", 0, match.start) + 1)
+                for match in self._binary_rules.scan(doc.text, doc.path)
+                if match.valid
+            ]
         found: list[tuple[SecretMatch, int, str | None]] = [
             (match, match.start, None) for match in self._scan(doc.text, doc.path, doc.hits)
         ]
         # one encoding deep (base64 blobs, JWT payloads), reported at the blob's line
-        for decoded in decoded_texts(doc.text):
+        for decoded in decoded_texts(doc.text, doc.hits):
             found.extend(
                 (match, decoded.start, decoded.encoding)
                 for match in self._scan(decoded.text, doc.path)

@@ -35,18 +35,25 @@ class DecodedText:
     encoding: str  # "base64" or "jwt-payload"
 
 
-def decoded_texts(text: str) -> Iterator[DecodedText]:
-    """Each decodable blob's text, in no particular order, within the bounds above."""
+PREFIXES = _PREFIXES
+
+
+def decoded_texts(text: str, hits: dict[str, list[int]] | None = None) -> Iterator[DecodedText]:
+    """Each decodable blob's text, in no particular order, within the bounds above. `hits`: where
+    the prefixes occur, when the scanner's one pass already found them (else `str.find`)."""
     blobs = 0
     budget = MAX_DECODED_BYTES
     seen_ends: set[int] = set()
     for prefix in _PREFIXES:
-        pos = text.find(prefix)
-        while pos != -1 and blobs < MAX_BLOBS and budget > 0:
+        after = 0
+        for pos in _occurrences(text, prefix, hits):
+            if blobs >= MAX_BLOBS or budget <= 0:
+                return
+            if pos < after:
+                continue
             match = _BLOB.match(text, pos, pos + MAX_BLOB_CHARS)
             starts_blob = pos == 0 or text[pos - 1] not in _B64_CHARS
             if match is None or not starts_blob or match.end() in seen_ends:
-                pos = text.find(prefix, pos + 1)
                 continue
             seen_ends.add(match.end())
             blobs += 1
@@ -56,7 +63,17 @@ def decoded_texts(text: str) -> Iterator[DecodedText]:
                 budget -= len(decoded.text)
                 if budget >= 0:
                     yield decoded
-            pos = text.find(prefix, match.end())
+            after = match.end()
+
+
+def _occurrences(text: str, prefix: str, hits: dict[str, list[int]] | None) -> Iterator[int]:
+    if hits is not None:
+        yield from hits.get(prefix, ())
+        return
+    pos = text.find(prefix)
+    while pos != -1:
+        yield pos
+        pos = text.find(prefix, pos + 1)
 
 
 def _decode(text: str, match: re.Match[str]) -> tuple[DecodedText | None, int]:
@@ -77,10 +94,17 @@ def _decode(text: str, match: re.Match[str]) -> tuple[DecodedText | None, int]:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None, end
-    printable = sum(ch.isprintable() or ch in "\n\r\t" for ch in decoded)
-    if not decoded or printable < _MIN_PRINTABLE * len(decoded):
+    if not decoded or not _mostly_printable(decoded):
         return None, end
     return DecodedText(match.start(), decoded, encoding), end
+
+
+def _mostly_printable(decoded: str) -> bool:
+    # all printable (the usual case) is one C-speed call; only mixed text is counted per character
+    if decoded.replace("\n", " ").replace("\r", " ").replace("\t", " ").isprintable():
+        return True
+    printable = sum(ch.isprintable() or ch in "\n\r\t" for ch in decoded)
+    return printable >= _MIN_PRINTABLE * len(decoded)
 
 
 def _b64decode(blob: str) -> bytes | None:

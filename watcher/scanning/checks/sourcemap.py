@@ -42,11 +42,14 @@ _MAX_INLINE_MAP_CHARS = 256 * 1024 * 1024
 
 
 def looks_like_source_map(path: str, data: bytes | bytearray) -> bool:
-    if path.endswith(".map"):
+    if path.endswith((".map", ".map.br")):
         return True
     # Some builds ship maps under other names (.js.map.json, .map.txt): sniff the JSON keys.
     head = data[:512]
-    return head.lstrip()[:1] == b"{" and b'"mappings"' in data[:4096] and b'"version"' in head
+    if head.lstrip()[:1] != b"{" or b'"version"' not in head:
+        return False
+    # bundlers write `mappings` before or after a long `sourcesContent`
+    return b'"mappings"' in data[:4096] or b'"sources"' in head
 
 
 def parse_source_map(
@@ -91,6 +94,11 @@ def _collect(
         for section in sections:
             if isinstance(section, dict) and isinstance(section.get("map"), dict):
                 _collect(section["map"], sources, contents, depth + 1)
+
+
+def map_urls(text: str) -> list[str]:
+    """Every `sourceMappingURL=` value in the text."""
+    return [match.group(1) for match in _SOURCE_MAPPING_URL.finditer(text)]
 
 
 def find_inline_maps(text: str, path: str) -> list[SourceMapDoc]:
