@@ -725,7 +725,7 @@ class ArchiveReader:
         self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, overlapping: set[int]
     ) -> Member:
         mode = info.external_attr >> 16
-        if info.is_dir():
+        if info.filename.endswith("/"):  # not is_dir(): a name cut at a NUL can be empty
             return Member(name, MemberKind.DIRECTORY, 0)
         if stat.S_ISLNK(mode):
             target = self._zip_read(archive, info, name, 4096) or b""
