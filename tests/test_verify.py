@@ -4,6 +4,7 @@ documented answers. Every credential is built at test time (fakecreds.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import random
@@ -39,6 +40,8 @@ from watcher.scanning.checks.base import ScanOptions
 from watcher.scanning.scan import ScanRequest, scan_artifact, scan_release
 from watcher.verify.engine import CredentialVerifier
 from watcher.verify.model import Verdict, VerifySettings
+from watcher.verify.providers import PROVIDERS as PROVIDER_TABLE
+from watcher.verify.providers import Probe
 
 
 def _value(provider: str, rng: random.Random) -> tuple[str, str | None]:
@@ -457,3 +460,21 @@ async def test_a_403_means_live_only_where_the_provider_documents_it(
     standin.fault(provider, status=403)
     (outcome,) = await _verifier(standin).verify([_credential(provider, "403")])
     assert (outcome.verdict, outcome.detail) == (verdict, "HTTP 403")
+
+
+async def test_a_verifier_that_breaks_leaves_the_credential_unverified(
+    standin: ProviderStandin,
+) -> None:
+    """A bug in one provider's verifier must not fail the scan, nor quote the request."""
+
+    def broken(cred: Credential, base: str) -> Probe:
+        raise ValueError(f"cannot build for {cred.value}")
+
+    providers = dict(PROVIDER_TABLE)
+    providers["github"] = dataclasses.replace(PROVIDER_TABLE["github"], build=broken)
+    settings = VerifySettings(urls=standin.urls(), insecure_loopback=True)
+    cred = _credential("github", "broken")
+    with capture_logs() as logs:
+        (outcome,) = await CredentialVerifier(settings, providers=providers).verify([cred])
+    assert (outcome.verdict, outcome.detail) == (Verdict.UNVERIFIED, "verifier error (ValueError)")
+    assert cred.value not in repr(logs)

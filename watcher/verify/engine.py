@@ -108,18 +108,21 @@ class CredentialVerifier:
         refusal = self._refuse(base)
         if refusal:
             return self._done(cred, Verdict.UNVERIFIED, refusal)
-        probe = provider.build(cred, base)
-        if probe is None:
-            return self._done(cred, Verdict.UNVERIFIED, "not verifiable from the artifact alone")
-        async with self._throttlers[provider.name]:
-            try:
-                status, headers, body = await _send(session, probe)
-            except TimeoutError:
-                return self._done(cred, Verdict.UNVERIFIED, "timeout")
-            except aiohttp.ClientError as exc:
+        try:
+            probe = provider.build(cred, base)
+            if probe is None:
                 return self._done(
-                    cred, Verdict.UNVERIFIED, f"connection failed ({type(exc).__name__})"
+                    cred, Verdict.UNVERIFIED, "not verifiable from the artifact alone"
                 )
+            async with self._throttlers[provider.name]:
+                status, headers, body = await _send(session, probe)
+        except TimeoutError:
+            return self._done(cred, Verdict.UNVERIFIED, "timeout")
+        except aiohttp.ClientError as exc:
+            return self._done(cred, Verdict.UNVERIFIED, f"connection failed ({type(exc).__name__})")
+        except Exception as exc:  # a verifier's bug must not fail the scan
+            # the type only: a message could quote the request
+            return self._done(cred, Verdict.UNVERIFIED, f"verifier error ({type(exc).__name__})")
         if status == 429:
             after = headers.get("Retry-After")
             detail = "rate limited" + (f" (Retry-After {after}s)" if after else "")
