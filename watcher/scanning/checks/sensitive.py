@@ -14,6 +14,7 @@ from importlib import resources
 from watcher.model import Category, Finding, Member, MemberKind, Severity
 from watcher.scanning.checks.base import Check, ScanContext
 from watcher.scanning.checks.locations import location_evidence, location_of
+from watcher.scanning.checks.recognise import recognise
 
 _CONTENT_WINDOW = 1024 * 1024
 
@@ -88,6 +89,12 @@ def load_rules() -> _RuleSet:
     )
 
 
+def rule_by_id(rule_id: str | None) -> SensitiveRule | None:
+    if rule_id is None:
+        return None
+    return next((rule for rule in load_rules().rules if rule.id == rule_id), None)
+
+
 def match_rule(path: str) -> SensitiveRule | None:
     ruleset = load_rules()
     basename = path.rsplit("/", 1)[-1]
@@ -108,11 +115,18 @@ class SensitiveFileCheck(Check):
     def member(self, member: Member, ctx: ScanContext) -> Iterable[Finding]:
         if member.kind is not MemberKind.FILE:
             return
-        rule = match_rule(member.path)
-        if rule is None:
-            return
+        by_name = match_rule(member.path)
+        if by_name is not None:
+            yield self._finding(member, by_name, by_content=False)
+        if member.data is not None:
+            # by what it holds, whatever its name (a kubeconfig called `config.bak`)
+            by_content = rule_by_id(recognise(member.data))
+            if by_content is not None and by_content is not by_name:
+                yield self._finding(member, by_content, by_content=True)
+
+    def _finding(self, member: Member, rule: SensitiveRule, *, by_content: bool) -> Finding:
         severity = rule.severity
-        message = f"{rule.description} shipped"
+        message = f"{rule.description} shipped" + (" (recognised by content)" if by_content else "")
         confirmed = False
         if (
             rule.content is not None
@@ -123,10 +137,12 @@ class SensitiveFileCheck(Check):
             severity = rule.content_severity or severity
             message = f"{rule.description} shipped, and it holds credentials or data"
         evidence: dict[str, object] = {"size": member.size, "content_confirmed": confirmed}
+        if by_content:
+            evidence["recognised_by"] = "content"
         location = location_of(member.path)
         evidence.update(location_evidence(location))
         if location is not None and rule.test_severity is not None:
             # a fixture key, a sample database: seen, flagged, not paged
             severity = min(severity, rule.test_severity, key=lambda s: s.rank)
             message += f" (in the package's {location.value})"
-        yield self.finding(rule.id, severity, member.path, message, evidence=evidence)
+        return self.finding(rule.id, severity, member.path, message, evidence=evidence)
