@@ -202,6 +202,9 @@ class Manifest:
 
     files: dict[str, ManifestEntry] = field(default_factory=dict)  # stable path -> entry
     fingerprints: dict[str, Severity] = field(default_factory=dict)  # fingerprint -> severity
+    # digests of the first-party sources embedded in the release's source maps: a map whose
+    # sources the baseline already embedded is not new, whatever its path
+    sources: set[str] = field(default_factory=set)
 
     @property
     def total_bytes(self) -> int:

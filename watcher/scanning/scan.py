@@ -40,6 +40,7 @@ from watcher.scanning.checks.base import Check, ScanContext, ScanOptions, Source
 from watcher.scanning.checks.provenance import compare_provenance
 from watcher.scanning.checks.secrets import SecretCheck
 from watcher.scanning.checks.sourcemap import (
+    SOURCE_DIGESTS,
     find_inline_maps,
     looks_like_source_map,
     map_urls,
@@ -126,7 +127,8 @@ def scan_artifact(request: ScanRequest) -> Report:
     _identify_from_filename(request.path.name, ctx)
 
     manifest = Manifest(
-        files={stable_path(path, ctx.version): entry for path, entry in raw_files.items()}
+        files={stable_path(path, ctx.version): entry for path, entry in raw_files.items()},
+        sources={d for f in findings for d in f.evidence.get(SOURCE_DIGESTS, ())},
     )
     findings = _fingerprint(findings, ctx.version)
     manifest.fingerprints = {f.fingerprint: f.severity for f in findings}
@@ -172,6 +174,12 @@ def compare_with_baseline(
         findings = _fingerprint(findings, report.target.version)
     for finding in findings:
         finding.new = baseline is None or finding.fingerprint not in baseline.fingerprints
+        digests = finding.evidence.pop(SOURCE_DIGESTS, None)
+        if digests is not None and baseline is not None and baseline.sources:
+            # a map is new when it embeds sources the baseline did not, whatever its path
+            fresh = sum(1 for digest in set(digests) if digest not in baseline.sources)
+            finding.evidence["first_party_files_new"] = fresh
+            finding.new = fresh > 0
         if finding.new and finding.severity_if_new is not None:
             finding.severity = finding.severity_if_new
     report.manifest.fingerprints = {f.fingerprint: f.severity for f in findings}
@@ -241,6 +249,7 @@ def _merge(reports: list[Report], prefix_paths: bool) -> Report:
     version = next((r.target.version for r in reports if r.target.version), None)
     findings: list[Finding] = []
     files: dict[str, ManifestEntry] = {}
+    sources: set[str] = set()
     for report in reports:
         prefix = stable_path(report.target.filename, version) + "/" if prefix_paths else ""
         for finding in report.findings:
@@ -248,6 +257,7 @@ def _merge(reports: list[Report], prefix_paths: bool) -> Report:
                 finding.path = f"{report.target.filename}/{finding.path}"
             findings.append(finding)
         files.update({prefix + path: entry for path, entry in report.manifest.files.items()})
+        sources.update(report.manifest.sources)
     findings = _fingerprint(findings, version)
     summary = ArtifactSummary(
         ecosystem=next((r.target.ecosystem for r in reports if r.target.ecosystem), None),
@@ -261,7 +271,11 @@ def _merge(reports: list[Report], prefix_paths: bool) -> Report:
     return Report(
         target=summary,
         findings=findings,
-        manifest=Manifest(files=files, fingerprints={f.fingerprint: f.severity for f in findings}),
+        manifest=Manifest(
+            files=files,
+            fingerprints={f.fingerprint: f.severity for f in findings},
+            sources=sources,
+        ),
         bytes_read=sum(r.bytes_read for r in reports),
         credentials=[c for r in reports for c in r.credentials],
     )

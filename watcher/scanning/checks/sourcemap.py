@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import posixpath
 import re
 from collections.abc import Iterable
@@ -169,6 +170,15 @@ class _EmbeddedMap:
     inline: bool
     sources_total: int
     embedded: list[tuple[str, int]]  # (source path, lines) of every source with content
+    digests: list[str]  # aligned with `embedded`: `source_digest` of each content
+
+
+SOURCE_DIGESTS = "_source_digests"
+
+
+def source_digest(content: str) -> str:
+    """A short content digest of one embedded source (64 bits: enough to tell files apart)."""
+    return hashlib.blake2b(content.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 class SourceMapCheck(Check):
@@ -189,13 +199,19 @@ class SourceMapCheck(Check):
 
     def source_map(self, smap: SourceMapDoc, ctx: ScanContext) -> Iterable[Finding]:
         yield from self._internal_sources(smap, ctx)
-        embedded = [
-            (_joined(smap.source_root, source), content.count("\n") + 1)
-            for source, content in zip(smap.sources, smap.contents, strict=False)
-            if content
-        ]
+        embedded: list[tuple[str, int]] = []
+        digests: list[str] = []
+        for source, content in zip(smap.sources, smap.contents, strict=False):
+            if content:
+                joined = _joined(smap.source_root, source)
+                embedded.append((joined, content.count("\n") + 1))
+                # only what can be first-party is digested (the own npm scope is known later)
+                maybe_own = is_first_party(joined) or "node_modules/@" in joined
+                digests.append(source_digest(content) if maybe_own else "")
         if embedded:
-            self._embedded.append(_EmbeddedMap(smap.path, smap.inline, len(smap.sources), embedded))
+            self._embedded.append(
+                _EmbeddedMap(smap.path, smap.inline, len(smap.sources), embedded, digests)
+            )
         else:
             # Only paths and mappings: harmless on its own, and packages ship hundreds. One
             # summary finding, not one per map.
@@ -219,10 +235,14 @@ class SourceMapCheck(Check):
     def _judge(self, smap: _EmbeddedMap, scope: str | None) -> Finding:
         kind = "inline source map" if smap.inline else "source map"
         rule_suffix = "-inline" if smap.inline else ""
-        own = [(s, lines) for s, lines in smap.embedded if is_first_party(s, scope)]
+        own = [
+            (s, lines, digest)
+            for (s, lines), digest in zip(smap.embedded, smap.digests, strict=True)
+            if is_first_party(s, scope)
+        ]
         # The package's own files shipped beside the map (axios ships lib/ and a map of it):
         # embedding them discloses nothing the package does not already publish.
-        first_party = [(s, n) for s, n in own if not _is_shipped(s, smap.path, self._shipped)]
+        first_party = [(s, n, d) for s, n, d in own if not _is_shipped(s, smap.path, self._shipped)]
         if own and not first_party:
             return self.finding(
                 "sourcemap-embedded-shipped-sources" + rule_suffix,
@@ -246,7 +266,7 @@ class SourceMapCheck(Check):
                     "sources_total": smap.sources_total,
                 },
             )
-        lines = sum(count for _, count in first_party)
+        lines = sum(count for _, count, _ in first_party)
         return self.finding(
             "sourcemap-embedded-sources" + rule_suffix,
             Severity.HIGH,
@@ -259,7 +279,9 @@ class SourceMapCheck(Check):
                 "first_party_files_shipped": len(own) - len(first_party),
                 "third_party_files": len(smap.embedded) - len(own),
                 "sources_total": smap.sources_total,
-                "examples": [source for source, _ in first_party[:10]],
+                "examples": [source for source, _, _ in first_party[:10]],
+                # newness follows these (compare_with_baseline), then they are dropped
+                SOURCE_DIGESTS: [digest for _, _, digest in first_party],
             },
         )
 

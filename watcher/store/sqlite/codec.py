@@ -48,6 +48,7 @@ def encode_manifest(manifest: Manifest) -> bytes:
     data = {
         "files": {path: [e.size, e.sha256] for path, e in manifest.files.items()},
         "fingerprints": {fp: sev.value for fp, sev in manifest.fingerprints.items()},
+        "sources": sorted(manifest.sources),
     }
     return zlib.compress(orjson.dumps(data), 6)
 
@@ -57,4 +58,5 @@ def decode_manifest(blob: bytes) -> Manifest:
     return Manifest(
         files={path: ManifestEntry(size, sha) for path, (size, sha) in data["files"].items()},
         fingerprints={fp: Severity(sev) for fp, sev in data["fingerprints"].items()},
+        sources=set(data.get("sources", ())),  # absent from manifests stored before it was kept
     )
