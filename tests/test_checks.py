@@ -467,6 +467,27 @@ def test_report_identity_and_manifest(tmp_path: Path) -> None:
         ("package/dist/index.js", None),
         ("pkg/contest/latest.py", None),
         ("package/lib/attestation.js", None),
+        # layouts of popular projects across ecosystems
+        ("package/e2e/login.ts", "tests"),
+        ("package/cypress/support/commands.js", "tests"),
+        ("go-mod/internal/store/testdata/creds.json", "tests"),
+        ("go-mod/internal/store/store_test.go", "tests"),
+        ("perl-lib/t/basic.t", "tests"),
+        ("lib/src/it/java/acme/ClientIT.java", "tests"),
+        ("lib/src/main/java/acme/ClientTest.java", "tests"),
+        ("Acme.Client.Tests/Settings.json", "tests"),
+        ("acme/tests.py", "tests"),
+        ("acme/api_tests.py", "tests"),
+        ("gem/spec/client_spec.rb", "tests"),
+        ("package/src/__mocks__/fs.js", "tests"),
+        ("package/src/__snapshots__/a.snap", "tests"),
+        ("package/src/testutils/keys.ts", "tests"),
+        ("package/vendor/old.tgz!package/test/key.pem", "tests"),
+        ("package/src/features/auth/token.ts", None),  # React feature folders are app code
+        ("package/locales/it/messages.json", None),  # a locale, not Maven's src/it
+        ("lib/src/main/java/acme/Latest.java", None),
+        ("lib/src/main/java/acme/Edit.java", None),
+        ("package/api-specs/openapi.yaml", None),
     ],
 )
 def test_location_of_paths(path: str, location: str | None) -> None:

@@ -34,7 +34,11 @@ from typing import Any
 from watcher.model import Category, Credential, Finding, Severity
 from watcher.redact import redact
 from watcher.scanning.checks.base import Check, ScanContext, TextDoc
-from watcher.scanning.checks.locations import location_evidence, location_of
+from watcher.scanning.checks.locations import (
+    is_production_config,
+    location_evidence,
+    location_of,
+)
 from watcher.scanning.checks.secrets_decode import PREFIXES, decoded_texts
 from watcher.scanning.needles import Hits, NeedleIndex
 
@@ -483,6 +487,14 @@ def default_rules() -> RuleSet:
 
 # -- the check -----------------------------------------------------------------------------------
 
+# A generic secret whose key names a signing secret (JWT, session, cookie, framework secret keys),
+# found in a production configuration file, is high.
+_SIGNING_RULES = frozenset(["generic-secret", "generic-secret-unquoted"])
+_SIGNING_KEY = re.compile(
+    r"(?i)(?:jwt|session|cookie|signing|hmac|csrf|token)[\w.-]{0,20}(?:secret|key)"
+    r"|secret[_-]?key(?:[_-]?base)?|app[_-]?key|secret[_-]?token"
+)
+
 
 class SecretCheck(Check):
     category = Category.SECRET
@@ -522,6 +534,7 @@ class SecretCheck(Check):
         findings: list[Finding] = []
         last_by_rule: dict[str, Finding] = {}
         line, line_offset = 1, 0
+        production = is_production_config(doc.path)
         for match, offset, encoding in found:  # in text order: count lines incrementally
             line += doc.text.count("\n", line_offset, offset)
             line_offset = offset
@@ -531,7 +544,12 @@ class SecretCheck(Check):
                 extra = last_by_rule[rule.id].evidence
                 extra["matches_not_reported"] = extra.get("matches_not_reported", 0) + 1
                 continue
-            finding = self._finding(match, doc.path, line, encoding)
+            signing = (
+                rule.id in _SIGNING_RULES
+                and production
+                and _SIGNING_KEY.search(doc.text, max(0, offset - _KEY_WINDOW), offset) is not None
+            )
+            finding = self._finding(match, doc.path, line, encoding, signing=signing)
             last_by_rule[rule.id] = finding
             findings.append(finding)
             if ctx.options.keep_credentials and rule.verify and match.valid and encoding is None:
@@ -558,7 +576,13 @@ class SecretCheck(Check):
         ]
 
     def _finding(
-        self, match: SecretMatch, path: str, line: int, encoding: str | None = None
+        self,
+        match: SecretMatch,
+        path: str,
+        line: int,
+        encoding: str | None = None,
+        *,
+        signing: bool = False,
     ) -> Finding:
         rule = match.rule
         redacted = match.redacted
@@ -578,6 +602,11 @@ class SecretCheck(Check):
                 severity = Severity.LOW
                 noun = rule.description.split(" (", 1)[0]
                 message = f"shape of {noun}, checksum invalid: probably a test value: {redacted}"
+        if signing:
+            # a JWT/session/cookie signing key of the production deployment: sessions and tokens
+            # can be forged with it
+            severity = max(severity, Severity.HIGH, key=lambda s: s.rank)
+            evidence["signing_secret_in_production_config"] = True
         location = location_of(path)
         evidence.update(location_evidence(location))
         if location is not None and rule.test_severity is not None:
