@@ -146,6 +146,8 @@ class Receiver:
             answer = self._accept(captured)
         if answer.delay:
             await asyncio.sleep(answer.delay)
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=answer.status)  # the sender is gone: never answered
         captured.answered = answer.status
         return web.Response(
             status=answer.status,

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.receivers import Receiver, Scripted, webhook_receiver
 from watcher import metrics
@@ -147,6 +148,34 @@ async def test_pages_leave_in_order_signed_and_are_removed_once_accepted(
     hook.assert_valid()  # verified by the reference standardwebhooks library
     assert versions(hook) == ["1.0.1", "1.0.2", "1.0.3"]
     assert len(set(ids(hook))) == 3
+
+
+async def test_each_page_is_logged_once_per_channel(store: Store, hook: Receiver) -> None:
+    out = io.StringIO()
+    channels: dict[str, Channel] = {
+        "team/webhook": WebhookChannel("team/webhook", hook.url, SECRET),
+        "team/console": ConsoleChannel("team/console", out),
+    }
+    await queue(store, "3.0.1", list(channels))
+    with capture_logs() as logs:
+        running = Running(Outbox(store, channels, FAST))
+        try:
+            await hook.wait_for(1)
+            await until(lambda: _empty(store, "team/console"))
+            await until(lambda: _empty(store, "team/webhook"))
+        finally:
+            await running.close()
+            await channels["team/webhook"].close()
+    delivered = [e for e in logs if e["event"] == "page_delivered"]
+    assert sorted(e["channel"] for e in delivered) == ["team/console", "team/webhook"]
+    console = next(e for e in delivered if e["channel"] == "team/console")
+    assert {k: console[k] for k in ("event_type", "dedup_key", "severity", "owner")} == {
+        "event_type": "incident.opened",
+        "dedup_key": "watcher/npm/demo/3.0.1",
+        "severity": "critical",
+        "owner": "team",
+    }
+    assert console["first_action"] == "Deprecate the release → npm deprecate demo@1 x"
 
 
 async def _empty(store: Store, channel: str) -> bool:

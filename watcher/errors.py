@@ -23,3 +23,8 @@ class IntegrityError(RegistryError):
 
 class DeliveryError(WatcherError):
     """A channel refused a page."""
+
+
+class ServiceFailed(WatcherError):
+    """`watcher run` stopped because something failed, not because it was asked to: the message
+    is the first cause. The CLI exits non-zero so a supervisor restarts it."""

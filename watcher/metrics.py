@@ -4,7 +4,11 @@ package version or secret is ever a label value."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from watcher.model import Category, Ecosystem, Severity
 
 # --- registry HTTP (watcher.ecosystems.http) -------------------------------------------------------
 REGISTRY_REQUESTS = Counter(
@@ -75,6 +79,11 @@ FEED_NEWEST_LAG = Gauge(
     "Now minus the publish time of the newest release the feeds have seen.",
     ["ecosystem"],
 )
+PACKAGES_NOT_FOUND = Gauge(
+    "watcher_packages_not_found",
+    "Watched package names the registry says do not exist (a typo, or not published yet).",
+    ["ecosystem"],
+)
 FEED_CURSOR_AGE = Gauge(
     "watcher_feed_cursor_age_seconds",
     "Seconds since the feed's cursor last advanced (poll feeds: since their last complete sweep).",
@@ -136,7 +145,7 @@ TIME_TO_CONTAIN = Histogram(
     "watcher_time_to_contain_seconds",
     "Seconds from a bad release's publish (else its page) to the registry no longer serving it.",
     ["ecosystem"],
-    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 604800),
+    buckets=(5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 604800),
 )
 MITIGATIONS = Counter(
     "watcher_mitigations_total",
@@ -187,3 +196,55 @@ VERIFICATIONS = Counter(
     "(live / revoked / unverified).",
     ["provider", "verdict"],
 )
+
+# --- every label value a counter can take, so each series exists at 0 from the start -------------
+# (a counter first seen at 1 hides its first event from increase() and rate())
+FEED_POLL_OUTCOMES = ("ok", "error")
+FEED_EVENT_KINDS = ("release", "baseline", "removed", "unpublished")
+PACKAGE_TOUCH_RESULTS = ("changed", "unchanged", "not_modified", "missing", "stale")
+DELIVERY_OUTCOMES = ("delivered", "retry", "failed", "disable", "dead")
+MITIGATION_KINDS = ("deprecated", "dist-tag-moved", "yanked")
+CONTAINMENT_RESULTS = ("open", "contained", "error")
+
+
+def start_at_zero(
+    ecosystems: Iterable[Ecosystem],
+    feeds: Iterable[tuple[Ecosystem, str]],
+    channels: Iterable[str],
+) -> None:
+    """Create every series the service can increment (watched ecosystems, its feeds, its
+    channels × each label value), at 0, when the service starts."""
+    for eco in {e.value for e in ecosystems}:
+        for counter in (
+            REGISTRY_REQUESTS,
+            REGISTRY_RETRIES,
+            REGISTRY_BYTES,
+            REGISTRY_NOT_MODIFIED,
+            FEED_STALE_RETRIES,
+            SCAN_BYTES,
+            SCAN_FAILURES,
+            SCAN_RETRIES,
+            INCIDENTS_OPENED,
+            INCIDENTS_RESOLVED,
+        ):
+            counter.labels(eco)
+        for category in Category:
+            for severity in Severity:
+                FINDINGS.labels(eco, category.value, severity.value)
+        for result in PACKAGE_TOUCH_RESULTS:
+            FEED_PACKAGE_TOUCHES.labels(eco, result)
+        for kind in MITIGATION_KINDS:
+            MITIGATIONS.labels(eco, kind)
+        for result in CONTAINMENT_RESULTS:
+            CONTAINMENT_CHECKS.labels(eco, result)
+        TIME_TO_CONTAIN.labels(eco)
+        PACKAGES_NOT_FOUND.labels(eco)
+    for eco_, feed in feeds:
+        for outcome in FEED_POLL_OUTCOMES:
+            FEED_POLLS.labels(eco_.value, feed, outcome)
+        for kind in FEED_EVENT_KINDS:
+            FEED_EVENTS.labels(eco_.value, feed, kind)
+        FEED_CURSOR_RESETS.labels(eco_.value, feed)
+    for channel in channels:
+        for outcome in DELIVERY_OUTCOMES:
+            DELIVERIES.labels(channel, outcome)

@@ -112,7 +112,9 @@ class ServiceProcess:
     def stderr_path(self) -> Path:
         return self.workdir / "service.err"
 
-    def start(self) -> None:
+    def start(self, *, own_group: bool = False) -> None:
+        """`own_group`: in a new session, so a test can signal its whole process group the way
+        a terminal's Ctrl-C does."""
         self.starts += 1
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:
@@ -122,6 +124,7 @@ class ServiceProcess:
                 stdout=out,
                 stderr=err,
                 env=env,
+                start_new_session=own_group,
             )
 
     def stdout(self) -> str:

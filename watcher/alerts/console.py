@@ -1,4 +1,4 @@
-"""Console channel: a readable multi-line page on stdout plus one structured `page_delivered` event.
+"""Console channel: a readable multi-line page on stdout (the outbox logs its `page_delivered`).
 
 The embedded default: works on a fresh machine with no secrets. The top line says the one action
 for the first five minutes.
@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 import sys
 from typing import TextIO
-
-import structlog
 
 from watcher.alerts.base import DeliveryResult
 from watcher.alerts.payload import (
@@ -24,8 +22,6 @@ from watcher.alerts.payload import (
 )
 from watcher.model import AlertEvent, EventType
 from watcher.timefmt import iso
-
-log = structlog.get_logger(__name__)
 
 _RULE = "─" * 72
 
@@ -46,22 +42,7 @@ class ConsoleChannel:
             stream.flush()
         except (OSError, ValueError) as exc:  # closed or broken stdout: try again later
             return DeliveryResult.retry(f"stdout unavailable: {type(exc).__name__}")
-        incident = event.incident
-        log.info(
-            "page_delivered",
-            channel=self.name,
-            event_type=event.type.value,
-            event_id=event.event_id,
-            dedup_key=incident.dedup_key,
-            ecosystem=incident.ecosystem.value,
-            package=incident.name,
-            version=incident.version,
-            owner=incident.owner,
-            severity=incident.worst().value,
-            findings=len(incident.findings),
-            first_action=first_action(incident),
-            test=incident.test,
-        )
+        # the outbox logs `page_delivered` once for every channel, this one included
         return DeliveryResult.delivered()
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ import structlog
 
 from watcher import metrics
 from watcher.alerts.base import Channel, DeliveryResult, Outcome
+from watcher.alerts.payload import first_action
 from watcher.model import (
     AlertEvent,
     Category,
@@ -298,12 +299,20 @@ class Outbox:
                 metrics.PUBLISH_TO_PAGE.labels(
                     event.incident.ecosystem.value, channel.name
                 ).observe(latency)
-            bound.info(
+            incident = event.incident
+            bound.info(  # the one log line per page and channel
                 "page_delivered",
                 stage="deliver",
-                ecosystem=event.incident.ecosystem.value,
-                package=event.incident.name,
-                version=event.incident.version,
+                event_type=event.type.value,
+                event_id=event.event_id,
+                ecosystem=incident.ecosystem.value,
+                package=incident.name,
+                version=incident.version,
+                owner=incident.owner,
+                severity=incident.worst().value,
+                findings=len(incident.findings),
+                first_action=first_action(incident),
+                test=incident.test,
                 status=result.status,
                 duration_s=round(duration, 3),
             )

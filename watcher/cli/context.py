@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1  # findings at or above --fail-on, or a command that did not do what was asked
 EXIT_USAGE = 2
+EXIT_STATE_DAMAGED = 3  # `watcher run`: restore the state file; restarting will not help
 
 _T = TypeVar("_T")
 

@@ -1,6 +1,6 @@
 """Entry points only: the argument parser, dispatch to the command modules, and the mapping of
-errors to exit codes (0 clean, 1 findings at or above --fail-on / a failed command, 2 usage or
-unreadable input)."""
+errors to exit codes (0 clean, 1 findings at or above --fail-on / a failed command or service, 2
+usage or unreadable input, 3 `watcher run` on a damaged state file)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from watcher.cli.context import EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, load_config
+from watcher.cli.context import (
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    EXIT_STATE_DAMAGED,
+    EXIT_USAGE,
+    load_config,
+)
 from watcher.errors import WatcherError
 from watcher.model import Severity
 from watcher.service.logs import configure_logging
@@ -243,10 +249,17 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 def _run(config_path: Path, log_format: str | None) -> int:
     config = load_config(config_path)
     configure_logging(log_format or config.log.format, config.log.level)  # type: ignore[arg-type]
-    try:
-        from watcher.service.daemon import Service  # noqa: PLC0415
+    from watcher.errors import ServiceFailed  # noqa: PLC0415
+    from watcher.service.daemon import Service  # noqa: PLC0415
+    from watcher.store.types import StateDamaged  # noqa: PLC0415
 
+    try:
         asyncio.run(Service(config).run())
+    except ServiceFailed:  # already the last log line (`service_stopped` with its error)
+        return EXIT_FINDINGS
+    except StateDamaged as exc:
+        print(f"watcher: {exc}", file=sys.stderr)
+        return EXIT_STATE_DAMAGED
     except OSError as exc:  # the listen address is taken, the state directory is not writable
         print(f"watcher: {exc}", file=sys.stderr)
         return EXIT_FINDINGS

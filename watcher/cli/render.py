@@ -389,14 +389,18 @@ def _sarif_artifact(summary: ArtifactSummary) -> dict[str, Any]:
 
 
 def render_status(summary: StatusSummary, fmt: str, *, now: float) -> str:
+    from watcher.feeds.coverage import split_cursors  # noqa: PLC0415 - only for status
+
     counts = summary.counts
+    cursors, not_found = split_cursors(summary.cursors)
     if fmt == "json":
         return json.dumps(
             {
                 "cursors": [
                     {"feed": c.feed, "cursor": c.cursor, "updated_at": c.updated_at}
-                    for c in summary.cursors
+                    for c in cursors
                 ],
+                "not_found_on_the_registry": dict(not_found),
                 "last_releases": [_release_dict(r) for r in summary.last_releases],
                 "open_incidents": [
                     {
@@ -424,11 +428,8 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float) -> str:
             indent=2,
         )
     lines = ["cursors:"]
-    lines += [
-        f"  {c.feed}: {c.cursor} (updated {seconds_ago(c.updated_at, now)})"
-        for c in summary.cursors
-    ]
-    if not summary.cursors:
+    lines += [f"  {c.feed}: {c.cursor} (updated {seconds_ago(c.updated_at, now)})" for c in cursors]
+    if not cursors:
         lines.append("  (none: poll feeds keep per-package state)")
     lines.append("last release per package:")
     for r in summary.last_releases:
@@ -440,6 +441,11 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float) -> str:
         )
     if not summary.last_releases:
         lines.append("  (none yet)")
+    if not_found:
+        # watched, but the registry has no such package: a typo, or not published yet
+        lines.append("not found on the registry:")
+        for eco, names in sorted(not_found.items()):
+            lines += [f"  {eco:<4} {name} (watched; check the name in packages:)" for name in names]
     lines.append(f"open incidents: {len(summary.open_incidents)}")
     for i in summary.open_incidents:
         lines.append(

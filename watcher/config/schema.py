@@ -364,6 +364,8 @@ class ScanConfig(_Model):
     max_download_bytes: ByteSize = 2 * 1024**3
     limits: ArchiveLimitsConfig = ArchiveLimitsConfig()
     size_anomaly: SizeAnomalyConfig = SizeAnomalyConfig()
+    # downloads in progress; null: `watcher-scratch` beside the state file (cleaned on start)
+    scratch_dir: Path | None = None
 
 
 class VerifyProviderConfig(_Model):
@@ -519,6 +521,11 @@ class Config(_Model):
         return self
 
     # -- what the rest of the service asks for ------------------------------------------------
+
+    def scratch_root(self) -> Path:
+        """Where the service downloads: its own directory, so a start cleans only what its own
+        earlier runs left."""
+        return self.scan.scratch_dir or self.store.path.parent / "watcher-scratch"
 
     def archive_limits(self) -> ArchiveLimits:
         limits = self.scan.limits

@@ -38,6 +38,7 @@ from watcher.feeds.base import (
     record_iteration,
     sleep_or_stop,
 )
+from watcher.feeds.coverage import NotFound
 from watcher.model import Ecosystem, Release
 
 log = structlog.get_logger(__name__)
@@ -234,11 +235,14 @@ class PackageTracker:
         sink: EventSink,
         *,
         stale_retry: StaleRetry | None = None,
+        not_found: NotFound | None = None,
     ) -> None:
         self.source = source
         self.store = store
         self.sink = sink
         self.stale_retry = stale_retry or StaleRetry()
+        # watched names the registry does not know (typos, not yet published)
+        self.not_found = not_found or NotFound(source.ecosystem, store)
         self._locks: dict[str, asyncio.Lock] = {}
 
     @property
@@ -312,6 +316,9 @@ class PackageTracker:
             metrics.FEED_PACKAGE_TOUCHES.labels(eco.value, "stale").inc()
             return TouchResult(name, "stale", (), fetched.generation)
 
+        # never seen with a version and the registry does not know it: no coverage at all
+        absent = isinstance(fetched, Missing) and (state is None or not state.versions)
+        await self.not_found.seen(name, missing=absent)
         now = datetime.now(UTC)
         events, new_state = diff_package(
             eco, name, state, fetched, feed=feed, now=now, new_since=new_since

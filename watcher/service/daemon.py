@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing.util
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import structlog
@@ -40,7 +42,7 @@ from watcher.ecosystems.npm.poll import NpmPackageSource, npm_poll_feed, npm_rec
 from watcher.ecosystems.pypi.changelog import PypiChangelogFeed, XmlRpcJournal
 from watcher.ecosystems.pypi.client import PypiClient, normalize
 from watcher.ecosystems.pypi.poll import PypiPackageSource, pypi_poll_feed, pypi_reconcile_feed
-from watcher.errors import ConfigError
+from watcher.errors import ConfigError, ServiceFailed, WatcherError
 from watcher.feeds.base import (
     BaselineSeen,
     Feed,
@@ -52,6 +54,7 @@ from watcher.feeds.reconcile import PackageTracker, watched_names
 from watcher.feeds.sink import record_events
 from watcher.model import Ecosystem
 from watcher.service.containment import ContainmentWatcher
+from watcher.service.scratch import Scratch
 from watcher.service.server import (
     FeedHealth,
     HttpServer,
@@ -93,6 +96,7 @@ class _Sink:
 class _Feeds:
     primary: list[Feed] = field(default_factory=list)  # what /readyz looks at
     backstop: list[Feed] = field(default_factory=list)  # slow reconcile loops
+    trackers: list[PackageTracker] = field(default_factory=list)  # one per ecosystem
 
     @property
     def all(self) -> list[Feed]:
@@ -110,6 +114,7 @@ class Service:
         self._feeds = _Feeds()
         self._npm_off_default: frozenset[str] = frozenset()  # scopes on another npm registry
         self.http_port: int | None = None
+        self._failure: str | None = None  # the first unexpected failure, for the exit
 
     def stop(self) -> None:
         self._stop.set()
@@ -117,23 +122,41 @@ class Service:
     # -- the run ---------------------------------------------------------------------------------
 
     async def run(self, *, install_signals: bool = True) -> None:
+        """Serve until stopped. Raises ServiceFailed (its cause logged last, in
+        `service_stopped`) when a task failed instead of a stop being asked for; StateDamaged
+        when the state file fails its integrity check."""
         config = self.config
         loop = asyncio.get_running_loop()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            await self._run()
+        finally:
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        if self._failure is not None:
+            log.error("service_stopped", error=self._failure, store=str(config.store.path))
+            raise ServiceFailed(self._failure)
+        log.info("service_stopped")
 
-        store = await open_store(config.store)
+    async def _run(self) -> None:
+        config = self.config
+        store = await open_store(config.store, check_integrity=True)
         self._store_open = True
         metrics.STORE_UP.set(1)
         http: RegistryHttp | None = None
         session: aiohttp.ClientSession | None = None
         channels: list[Channel] = []
         server: HttpServer | None = None
+        scratch: Scratch | None = None
+        workers: ScanWorkers | None = None
         try:
             requeued = await store.requeue_scanning()
             if requeued:
                 log.warning("scans_resumed", count=requeued, reason="left scanning by a crash")
+            scratch = await asyncio.to_thread(Scratch.open, config.scratch_root())
             http, downloaders, urls, clients = self._registries()
             sink = _Sink(store)
             self._feeds = self._build_feeds(http, store, sink, clients)
@@ -153,6 +176,7 @@ class Service:
                 registry_urls=urls,
                 registry_for=_registry_for(clients, urls),
                 on_page=outbox.wake,
+                scratch=scratch.path,
             )
             # wake-ups come from the store: whoever queued the work, in this process or not
             store.notifications.subscribe(Topic.RELEASES, workers.wake)
@@ -163,6 +187,13 @@ class Service:
                 else None
             )
 
+            for tracker in self._feeds.trackers:
+                await tracker.not_found.reset()
+            metrics.start_at_zero(
+                clients,
+                [(feed.ecosystem, feed.name) for feed in self._feeds.all],
+                [channel.name for channel in channels],
+            )
             server = HttpServer(
                 build_app(self._readiness, before_scrape=self._scrape_hook(store, outbox, sink)),
                 config.server.host,
@@ -171,23 +202,34 @@ class Service:
             await server.start()
             self.http_port = server.port
             await workers.start()
+            # the pool's socket directory (pymp-*) is outside the scratch root (socket paths
+            # are short); recorded there so the next start removes it after a kill -9
+            scratch.own(Path(multiprocessing.util.get_temp_dir()))
             await self._serve(store, workers, outbox, containment)
+        except Exception as exc:
+            if self.http_port is None and isinstance(exc, WatcherError | OSError):
+                raise  # a start-up error (configuration, address in use): the CLI says it
+            if self._failure is None:  # the store or a bug, while starting, serving or draining
+                self._failure = _cause(exc)
+                log.error("service_failed", error=self._failure)
         finally:
-            if server is not None:
-                await server.stop()
-            for channel in channels:
-                await channel.close()
-            if session is not None:
-                await session.close()
-            if http is not None:
-                await http.close()
+            # every step runs even when one before it failed (a full disk fails several): the
+            # process must end, never hang on a resource left open
             self._store_open = False
             metrics.STORE_UP.set(0)
-            await store.close()
-            if install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
-            log.info("service_stopped")
+            if workers is not None:
+                await _quietly("scan_pool", workers.close_pool)
+            if server is not None:
+                await _quietly("http_server", server.stop)
+            for channel in channels:
+                await _quietly(f"channel:{channel.name}", channel.close)
+            if session is not None:
+                await _quietly("http_session", session.close)
+            if http is not None:
+                await _quietly("registry_http", http.close)
+            await _quietly("store", store.close)
+            if scratch is not None:
+                await _quietly("scratch", lambda: asyncio.to_thread(scratch.close))
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("service_stopping", signal=sig.name)
@@ -220,12 +262,12 @@ class Service:
         stop_wait = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stop_wait, *everything], return_when="FIRST_COMPLETED")
         for task in done:
-            if task is not stop_wait and not task.cancelled() and task.exception() is not None:
-                log.error(
-                    "task_crashed",
-                    task=task.get_name(),
-                    error=f"{type(task.exception()).__name__}: {task.exception()}",
-                )
+            if task is stop_wait or task.cancelled() or task.exception() is None:
+                continue
+            cause = _cause(task.exception())  # type: ignore[arg-type]
+            log.error("task_crashed", task=task.get_name(), error=cause)
+            if self._failure is None:
+                self._failure = f"task {task.get_name()} crashed: {cause}"
         stop_wait.cancel()
 
         # 1. nothing new comes in
@@ -312,6 +354,7 @@ class Service:
             names = [p.name for p in self.config.packages_for(eco)]
             if isinstance(client, NpmClient):
                 tracker = PackageTracker(NpmPackageSource(client), store, sink)
+                feeds.trackers.append(tracker)
                 watchlist = Watchlist.of(names)
                 if reg.changes_url:
                     # the changes feed follows the default registry; scopes elsewhere are polled
@@ -341,6 +384,7 @@ class Service:
                     )
             else:
                 tracker = PackageTracker(PypiPackageSource(client), store, sink)
+                feeds.trackers.append(tracker)
                 watchlist = Watchlist.of(normalize(n) if "*" not in n else n for n in names)
                 if reg.changes_url:
                     feeds.primary.append(
@@ -431,6 +475,21 @@ def _registry_for(
         return urls.get(ecosystem)
 
     return lookup
+
+
+def _cause(exc: BaseException) -> str:
+    """`Type: message` of the error itself, out of any TaskGroup's exception group."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _quietly(what: str, step: Callable[[], Awaitable[object]]) -> None:
+    """One shutdown step; its failure is logged and the next step still runs."""
+    try:
+        await step()
+    except Exception as exc:
+        log.warning("shutdown_step_failed", step=what, error=_cause(exc))
 
 
 async def _finish(tasks: Sequence[asyncio.Task[None]], wait: float) -> None:

@@ -17,6 +17,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -108,7 +109,10 @@ def _warm() -> int:
 
 def _exit_with(service_pid: int) -> None:
     """Pool worker initializer: a worker blocked on its queue never notices that the service was
-    killed (`kill -9` runs no clean-up), so a watchdog thread ends it once the service is gone."""
+    killed (`kill -9` runs no clean-up), so a watchdog thread ends it once the service is gone.
+    Ctrl-C reaches the whole process group: workers ignore SIGINT and leave shutdown to the
+    service (else each prints a KeyboardInterrupt traceback from its queue wait)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while True:
@@ -162,6 +166,7 @@ class ScanWorkers:
         # the registry serving one package (npm scopes may live elsewhere); else registry_urls
         registry_for: Callable[[Ecosystem, str], str | None] | None = None,
         on_page: Callable[[], None] = lambda: None,
+        scratch: Path | None = None,  # where downloads go (the service's scratch directory)
         idle_poll: float = 1.0,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -178,6 +183,7 @@ class ScanWorkers:
             CredentialVerifier(config.verify.settings()) if config.verify.enabled else None
         )
         self.idle_poll = idle_poll
+        self.scratch = scratch
         self._rand = rand
         self._wake = asyncio.Event()
         self._active: dict[int, asyncio.Task[None]] = {}
@@ -272,6 +278,12 @@ class ScanWorkers:
             log.warning("scans_requeued", count=requeued)
         return requeued
 
+    async def close_pool(self) -> None:
+        """End the pool if `drain` did not (the service failed before draining)."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.shutdown, wait=False, cancel_futures=True)
+
     # -- one release ---------------------------------------------------------------------------
 
     async def _process(self, stored: StoredRelease) -> None:
@@ -317,7 +329,7 @@ class ScanWorkers:
         downloader = self.downloaders.get(eco)
         if downloader is None:
             raise RuntimeError(f"no registry configured for {eco.value}")
-        workdir = Path(tempfile.mkdtemp(prefix="watcher-scan-"))
+        workdir = Path(tempfile.mkdtemp(prefix="watcher-scan-", dir=self.scratch))
         try:
             fetched, paths = await asyncio.wait_for(
                 downloader.fetch(release, workdir, max_bytes=self.config.scan.max_download_bytes),

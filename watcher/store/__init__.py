@@ -21,15 +21,25 @@ class StoreSettings(Protocol):
 
 
 async def open_store(
-    settings: StoreSettings | str | Path, *, synchronous: Literal["full", "normal"] | None = None
+    settings: StoreSettings | str | Path,
+    *,
+    synchronous: Literal["full", "normal"] | None = None,
+    check_integrity: bool = False,
 ) -> Store:
     """Open the configured store, creating it and bringing its schema up to date. A bare path
-    opens the embedded store there (what the operator commands and tests use)."""
+    opens the embedded store there (what the operator commands and tests use).
+    `check_integrity` (the service, at start): a damaged state raises StateDamaged."""
     from watcher.store.sqlite.store import SqliteStore  # noqa: PLC0415 - the chosen engine only
 
     if isinstance(settings, str | Path):
-        return await SqliteStore.open(settings, synchronous=synchronous or "full")
-    return await SqliteStore.open(settings.path, synchronous=synchronous or settings.synchronous)
+        return await SqliteStore.open(
+            settings, synchronous=synchronous or "full", check_integrity=check_integrity
+        )
+    return await SqliteStore.open(
+        settings.path,
+        synchronous=synchronous or settings.synchronous,
+        check_integrity=check_integrity,
+    )
 
 
 __all__ = ["Store", "StoreSettings", "open_store"]

@@ -20,6 +20,11 @@ class StoreError(WatcherError):
     """The state cannot be used (newer schema, unknown release id, not a database)."""
 
 
+class StateDamaged(StoreError):
+    """The state file failed SQLite's integrity check: restore it from a backup, never start
+    afresh over it (that would re-baseline every package and forget open incidents)."""
+
+
 class ClaimLost(StoreError):
     """A result was written for a release whose claim is no longer the writer's (its lease
     expired and another owner took it): the other owner's result counts, this one is dropped."""

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from watcher.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
-from watcher.store.types import StoreError
+from watcher.store.types import StateDamaged, StoreError
 
 Row = aiosqlite.Row
 Db = aiosqlite.Connection
@@ -32,9 +32,15 @@ class Connection:
 
     @classmethod
     async def open(
-        cls, path: str | Path, *, synchronous: Literal["full", "normal"] = "full"
+        cls,
+        path: str | Path,
+        *,
+        synchronous: Literal["full", "normal"] = "full",
+        check_integrity: bool = False,
     ) -> Connection:
-        """Open (creating if needed) and bring the schema up to date."""
+        """Open (creating if needed) and bring the schema up to date. `check_integrity` runs
+        SQLite's `quick_check` first (the service does, at start): a damaged file raises
+        StateDamaged instead of being migrated or written to."""
         if synchronous not in ("full", "normal"):
             raise ValueError(f"synchronous: expected 'full' or 'normal', got {synchronous!r}")
         path = Path(path)
@@ -49,11 +55,16 @@ class Connection:
                 raise StoreError(f"{path}: cannot switch the state file to WAL mode")
             await db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             await db.execute("PRAGMA foreign_keys = ON")
+            if check_integrity:
+                await _quick_check(db, path)
             conn = cls(db, path)
             await conn._migrate()
+        except StoreError:
+            await db.close()
+            raise
         except aiosqlite.DatabaseError as exc:
             await db.close()
-            raise StoreError(f"{path}: not a usable state file: {exc}") from None
+            raise StateDamaged(f"{path}: not a usable state file: {exc}; {_RESTORE}") from None
         except BaseException:
             await db.close()
             raise
@@ -61,9 +72,13 @@ class Connection:
 
     async def close(self) -> None:
         async with self.lock:
-            # a clean close folds the WAL back so the file can be copied on its own
-            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            await self.db.close()
+            try:
+                # a clean close folds the WAL back so the file can be copied on its own
+                await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                # even when the checkpoint failed (disk full): a connection left open keeps
+                # aiosqlite's worker thread alive and the process would never exit
+                await self.db.close()
 
     async def schema_version(self) -> int:
         async with self.lock:
@@ -110,6 +125,25 @@ class Connection:
     async def read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         async with self.lock:
             return list(await self.db.execute_fetchall(sql, params))
+
+
+_RESTORE = (
+    "stopping rather than starting afresh over it: restore the newest backup "
+    "(docs/operations.md#damaged-state-file)"
+)
+
+
+async def _quick_check(db: Db, path: Path) -> None:
+    """SQLite's structural check (pages, b-trees, records; not index contents): linear in the
+    file's size, a second or two for a large state file."""
+    try:
+        rows = [str(r[0]) for r in await db.execute_fetchall("PRAGMA quick_check(5)")]
+    except aiosqlite.DatabaseError as exc:
+        rows = [str(exc)]
+    if rows != ["ok"]:
+        raise StateDamaged(
+            f"{path}: the state file is damaged (SQLite quick_check: {'; '.join(rows)}); {_RESTORE}"
+        )
 
 
 async def fetch(db: Db, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:

@@ -39,10 +39,17 @@ class SqliteStore(
 
     @classmethod
     async def open(
-        cls, path: str | Path, *, synchronous: Literal["full", "normal"] = "full"
+        cls,
+        path: str | Path,
+        *,
+        synchronous: Literal["full", "normal"] = "full",
+        check_integrity: bool = False,
     ) -> SqliteStore:
-        """Open (creating if needed) and bring the schema up to date."""
-        return cls(await Connection.open(path, synchronous=synchronous))
+        """Open (creating if needed) and bring the schema up to date (after SQLite's
+        `quick_check` with `check_integrity`: StateDamaged when it fails)."""
+        return cls(
+            await Connection.open(path, synchronous=synchronous, check_integrity=check_integrity)
+        )
 
     @property
     def path(self) -> Path:

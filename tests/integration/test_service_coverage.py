@@ -1,0 +1,82 @@
+"""A watched name the registry does not know (a typo, not published yet) is not silent: one
+warning per name, `watcher_packages_not_found{ecosystem}`, `watcher status` lists it under
+`not found on the registry`; once the name is published it is picked up and leaves the list."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from npm_servers import Verdaccio
+from pypi_servers import PypiServer
+from service_harness import ServiceProcess, publish, start_config, unique, until, wait_release
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def status(service: ServiceProcess) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "watcher.cli", "status", "--config", str(service.config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=service.workdir,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def gauge(service: ServiceProcess, ecosystem: str) -> float | None:
+    _, text = service.get("/metrics")
+    prefix = f'watcher_packages_not_found{{ecosystem="{ecosystem}"}} '
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.removeprefix(prefix))
+    return None
+
+
+def warnings(service: ServiceProcess, name: str) -> int:
+    return sum(
+        1 for e in service.logs() if e["event"] == "package_not_found" and e["package"] == name
+    )
+
+
+async def test_a_watched_name_the_registry_does_not_know_is_reported_until_it_appears(
+    verdaccio: Verdaccio, pypiserver: PypiServer, tmp_path: Path
+) -> None:
+    real, typo = unique("svc-cover"), unique("svc-typo")
+    missing_project = unique("svc-noproject")
+    await publish(verdaccio, real, "1.0.0")
+    service = start_config(
+        tmp_path,
+        npm_url=verdaccio.url,
+        packages=[real, typo],
+        pypi_url=pypiserver.url + "/simple/",
+        pypi_packages=[missing_project],
+    )
+    service.start()
+    try:
+        await service.wait_ready()
+        await wait_release(tmp_path / "state.db", real, "1.0.0")
+        await until(lambda: gauge(service, "npm") == 1.0 and gauge(service, "pypi") == 1.0)
+        text = await asyncio.to_thread(status, service)
+        section = text.split("not found on the registry:\n", 1)[1]
+        assert f"npm  {typo}" in section and f"pypi {missing_project}" in section, text
+        assert real not in section
+        await asyncio.sleep(2.5)  # two more polls: still one warning per name
+        assert warnings(service, typo) == 1
+        assert warnings(service, missing_project) == 1
+
+        await publish(verdaccio, typo, "0.1.0")  # its first publish
+        await wait_release(tmp_path / "state.db", typo, "0.1.0")
+        await until(lambda: gauge(service, "npm") == 0.0)
+        text = await asyncio.to_thread(status, service)
+        assert (
+            typo not in text.split("not found on the registry:", 1)[-1].split("open incidents")[0]
+        )
+        assert f"pypi {missing_project}" in text
+    finally:
+        service.ensure_stopped()
