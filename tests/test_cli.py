@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from tests.builders import npm_tarball
+from watcher.cli.main import build_parser
 
 
 def watcher(*args: str) -> subprocess.CompletedProcess[str]:
@@ -75,3 +77,18 @@ def test_unreadable_input_is_one_line_and_exit_two(tmp_path: Path) -> None:
 def test_usage_errors_exit_two() -> None:
     assert watcher("scan").returncode == 2
     assert watcher("scan", "x.tgz", "--format", "xml").returncode == 2
+
+
+def test_the_readme_tour_commands_run_as_written() -> None:
+    """Every command the README's tour shows parses, and those that read the state file name
+    the configuration they need (there is no default path)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    tour = readme.split("## A five-minute tour", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"`(watcher [^`]+)`", tour)
+    assert len(commands) >= 6, commands
+    parser = build_parser()
+    for command in commands:
+        argv = command.split()[1:]
+        args = parser.parse_args(argv)
+        if args.command not in ("scan", "check-config"):
+            assert getattr(args, "config", None) is not None, f"{command}: needs --config FILE"

@@ -227,6 +227,35 @@ def test_duplicate_yaml_keys_are_errors() -> None:
         parse_config(MINIMAL + "owners: {other: {console: true}}\n", env={})
 
 
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "watcher.yaml"
+    path.write_text(
+        "packages:\n  - {ecosystem: npm, name: a, owner: t\nowners: {t: {console: true}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    message = str(info.value)
+    assert message.startswith(f"{path}:3:7: not valid YAML: expected ',' or '}}', but got ':'")
+    assert "line 2, column 5" in message, "where the unclosed mapping began"
+    assert "<unicode string>" not in message
+
+
+@pytest.mark.parametrize("value", ['"yes"', '"true"', "1", '"on"'])
+def test_a_boolean_key_takes_only_true_or_false(value: str) -> None:
+    text = MINIMAL.replace(
+        "{console: true}", "{console: true}\ncontainment: {enabled: " + value + "}"
+    )
+    text = text.replace("demo: {console: true}", f"demo: {{console: {value}}}")
+    assert errors_of(text) == [
+        f"owners.demo.console: expected a valid boolean, got {value.strip(chr(34))!r}"
+        if value.startswith('"')
+        else f"owners.demo.console: expected a valid boolean, got {value}",
+        f"containment.enabled: expected a valid boolean, got {value.strip(chr(34))!r}"
+        if value.startswith('"')
+        else f"containment.enabled: expected a valid boolean, got {value}",
+    ]
+
+
 def test_invalid_yaml_and_non_mapping_top_level() -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_config("packages: [", env={})

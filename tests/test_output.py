@@ -392,7 +392,33 @@ def test_text_shows_identities_locations_and_evidence_hint(every_severity_report
     assert lines[1].startswith("baseline: npm acme-app@3.0.0")
     assert "package/config dir/100%/.env:2" in text
     assert "first_party_files=1,906" in text
-    assert "examples=a.ts, b.ts, c.ts +1" in text
+    assert "examples=a.ts, b.ts, c.ts, d.ts" in text
+
+
+def test_text_prints_long_evidence_whole_and_wrapped() -> None:
+    revoke = (
+        "Deactivate and delete the access key in IAM (aws iam update-access-key --status "
+        "Inactive, then aws iam delete-access-key), review CloudTrail for its use and issue a "
+        "new key."
+    )
+    examples = [f"src/components/very/deeply/nested/module-{n:02d}/index.tsx" for n in range(12)]
+    findings = [
+        _finding(
+            "aws-access-key",
+            Category.SECRET,
+            Severity.CRITICAL,
+            "package/.env",
+            evidence={"revoke": revoke, "examples": examples},
+        )
+    ]
+    report = Report(target=_summary("acme-app", "3.1.0"), findings=findings, manifest=Manifest())
+    text = render_text(report)
+    assert "…" not in text, "nothing is cut"
+    assert f"revoke={revoke}" in " ".join(text.split()), "the revocation route is whole"
+    for path in examples[:10]:
+        assert path in text, f"{path} is printed whole, on one line"
+    assert "+2" in text
+    assert max(len(line) for line in text.splitlines()) <= 100, "wrapped at 100 columns"
 
 
 def test_text_new_marker_only_on_new_findings(report: Report) -> None:

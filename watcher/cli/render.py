@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+import textwrap
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -72,9 +73,8 @@ _ANSI = {
     Severity.INFO: "\x1b[2m",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_HINT_MAX = 120
-_HINT_ITEM_MAX = 40
-_HINT_LIST_ITEMS = 3
+_WIDTH = 100  # text report lines are wrapped here, never cut
+_HINT_LIST_ITEMS = 10  # what the checks keep as examples; a longer list says +N
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS  # evidence may be keyed by numbers
 
 
@@ -169,27 +169,36 @@ def _finding_lines(finding: Finding, has_baseline: bool, paint: _Paint) -> list[
     head = f"  {paint(marker, _BOLD) if marker.strip() else marker}{finding.rule}  {location}"
     detail = f"      {_clean(finding.message)}"
     hint = evidence_hint(finding.evidence)
-    if hint:
-        detail += f"  [{hint}]"
-    return [head, detail]
+    if hint and len(detail) + len(hint) + 4 <= _WIDTH:
+        return [head, f"{detail}  [{hint}]"]
+    if not hint:
+        return [head, detail]
+    # whole values (a revocation route, every example path), wrapped between words only
+    wrapped = textwrap.wrap(
+        f"[{hint}]",
+        width=_WIDTH,
+        initial_indent="        ",
+        subsequent_indent="         ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return [head, detail, *wrapped]
 
 
 def evidence_hint(evidence: dict[str, Any]) -> str:
-    """A one-line taste of the evidence: scalars as key=value, lists shortened, nested data skipped."""
+    """The evidence on one logical line: scalars as key=value, lists as their items (up to ten,
+    then +N), nested data skipped. Values are never cut: the text report wraps them."""
     parts: list[str] = []
     for key, value in evidence.items():
         if isinstance(value, bool | int | float):
             parts.append(f"{key}={_number(value)}")
         elif isinstance(value, str) and value:
-            parts.append(f"{key}={_shorten(value)}")
+            parts.append(f"{key}={value}")
         elif isinstance(value, list | tuple) and value:
-            shown = ", ".join(_shorten(str(item)) for item in value[:_HINT_LIST_ITEMS])
+            shown = ", ".join(str(item) for item in value[:_HINT_LIST_ITEMS])
             more = len(value) - _HINT_LIST_ITEMS
             parts.append(f"{key}={shown}" + (f" +{more}" if more > 0 else ""))
-    hint = "; ".join(parts)
-    if len(hint) > _HINT_MAX:
-        hint = hint[: _HINT_MAX - 1] + "…"
-    return _clean(hint)
+    return _clean("; ".join(parts))
 
 
 def _identity(summary: ArtifactSummary) -> str:
@@ -209,10 +218,6 @@ def _number(value: bool | float) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:g}"
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= _HINT_ITEM_MAX else text[: _HINT_ITEM_MAX - 1] + "…"
 
 
 def _size(count: int) -> str:

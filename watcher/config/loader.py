@@ -191,12 +191,26 @@ def _describe_error(error: Mapping[str, Any]) -> Iterator[str]:
     yield f"{path}: {message}, got {_show(error.get('input'), secret)}"
 
 
+def _yaml_problem(source: str, exc: yaml.MarkedYAMLError) -> str:
+    """`FILE:LINE:COLUMN: not valid YAML: problem (context at line L, column C)`: the file the
+    operator edits, not PyYAML's "<unicode string>"."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+    text = f"{where}: not valid YAML: {exc.problem or exc.context or 'syntax error'}"
+    if exc.context and exc.problem and exc.context_mark is not None:
+        at = exc.context_mark
+        text += f" ({exc.context} at line {at.line + 1}, column {at.column + 1})"
+    return text
+
+
 def parse_config(
     text: str, *, source: str = "<config>", env: Mapping[str, str] | None = None
 ) -> Config:
     """Validate a YAML document into a `Config`, or raise ConfigError listing every problem."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError(_yaml_problem(source, exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
     if data is None:

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -277,7 +278,7 @@ class OwnerConfig(_Model):
     pagerduty: PagerDutyConfig | None = None
     slack: SlackConfig | None = None
     webhook: WebhookConfig | None = None
-    console: bool = False
+    console: StrictBool = False
 
     @model_validator(mode="after")
     def _some_channel(self) -> OwnerConfig:
@@ -298,7 +299,7 @@ def channel_id(owner: str, kind: str) -> str:
 
 
 class ContainmentConfig(_Model):
-    enabled: bool = True
+    enabled: StrictBool = True
     check_interval: Duration = 60.0
 
 
@@ -381,12 +382,12 @@ class VerifyConfig(_Model):
     """Opt-in liveness checks of found credentials (watcher.verify): one read-only call to the
     credential's own provider, at its URL here or its documented public API."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     timeout: Duration = Field(default=5.0, gt=0)
     rate: float = Field(default=5.0, gt=0)  # calls per second per provider at most
     providers: dict[str, VerifyProviderConfig] = Field(default_factory=dict)
     # tests only: http:// to a loopback address (a local stand-in) is allowed; no other host ever
-    insecure_loopback: bool = False
+    insecure_loopback: StrictBool = False
 
     @model_validator(mode="after")
     def _known_and_tls(self) -> VerifyConfig:
