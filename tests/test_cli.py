@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests import fakecreds
 from tests.builders import npm_tarball
 from watcher.cli.main import build_parser
 
@@ -92,3 +97,28 @@ def test_the_readme_tour_commands_run_as_written() -> None:
         args = parser.parse_args(argv)
         if args.command not in ("scan", "check-config"):
             assert getattr(args, "config", None) is not None, f"{command}: needs --config FILE"
+
+
+def test_the_readme_trial_secret_pages_and_copied_samples_do_not(tmp_path: Path) -> None:
+    """What the README's tour promises: a key pair made with ssh-keygen is a critical finding;
+    AWS's documented example key and a GitHub token with a bad checksum do not page."""
+    if shutil.which("ssh-keygen") is None:
+        pytest.skip("ssh-keygen is not installed")
+    key = tmp_path / "deploy_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "trial", "-f", str(key)], check=True
+    )
+    sample = "AKIA" + "IOSFODNN7" + "EXAMPLE"  # AWS's documented example, split as in fakecreds
+    bad_token = fakecreds.github_token(random.Random(7), valid=False)
+    tarball = npm_tarball(
+        tmp_path / "trial.tgz",
+        {
+            "deploy_key": key.read_bytes(),
+            "lib/config.js": f'const id = "{sample}";\nconst gh = "{bad_token}";\n',
+        },
+    )
+    done = watcher("scan", str(tarball), "--format", "json")
+    findings = {(f["rule"], f["severity"]) for f in json.loads(done.stdout)["findings"]}
+    assert ("private-key", "critical") in findings
+    assert ("github-token", "low") in findings, "a bad checksum is reported low, below page_at"
+    assert not any(rule.startswith("aws") for rule, _ in findings), findings
