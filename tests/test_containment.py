@@ -17,13 +17,21 @@ import pytest
 from aiohttp import web
 
 from watcher import metrics
-from watcher.alerts.outbox import decode_event, encode_event
 from watcher.config import Config, parse_config
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.ecosystems.npm.client import NpmClient, parse_packument
 from watcher.ecosystems.pypi.client import PypiClient, parse_page
 from watcher.incidents.lifecycle import event_id_for
-from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
+from watcher.model import (
+    AlertEvent,
+    Category,
+    Ecosystem,
+    EventType,
+    Finding,
+    Incident,
+    IncidentState,
+    Severity,
+)
 from watcher.service.containment import (
     FILES_DELETED,
     PROJECT_DELETED,
@@ -35,7 +43,7 @@ from watcher.service.containment import (
 )
 from watcher.store import open_store
 from watcher.store.api import Store
-from watcher.store.types import Delivery, IncidentState, NewIncident, OutboxEvent
+from watcher.store.types import Delivery
 
 SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")
 
@@ -329,19 +337,18 @@ async def open_incident(
     event = AlertEvent(
         EventType.OPENED, page_incident, event_id_for(page_incident.dedup_key, EventType.OPENED)
     )
-    payload = encode_event(event)
     stored, created = await store.open_incident_with_outbox(
-        NewIncident(ecosystem, name, version, "platform", Severity.HIGH, payload["incident"]),
-        [Delivery("platform/console", OutboxEvent.OPENED, payload)],
+        page_incident, [Delivery("platform/console", event)]
     )
-    assert created
+    assert created and stored.id is not None
     return stored.id
 
 
-async def outbox_events(store: Store, channel: str) -> list[tuple[OutboxEvent, dict[str, Any]]]:
+async def outbox_events(store: Store, channel: str) -> list[tuple[EventType | None, AlertEvent]]:
     out = []
     while (item := await store.outbox_head(channel)) is not None:
-        out.append((item.event, item.payload))
+        assert item.event is not None, item.unreadable
+        out.append((item.event_type, item.event))
         await store.mark_delivered(item.id)
     return out
 
@@ -382,10 +389,10 @@ async def test_npm_watcher_posts_each_update_once_and_resolves_only_when_the_fil
         assert pages == [1, 1]
         for channel in ("platform/slack", "platform/webhook", "platform/console"):
             queued = await outbox_events(store, channel)
-            assert [e for e, _ in queued] == [OutboxEvent.UPDATE, OutboxEvent.UPDATE]
-            ids = {p["event_id"] for _, p in queued}
+            assert [e for e, _ in queued] == [EventType.UPDATED, EventType.UPDATED]
+            ids = {p.event_id for _, p in queued}
             assert len(ids) == 2, "each update has its own event id (receivers dedup on it)"
-            assert all(decode_event(p).type is EventType.UPDATED for _, p in queued)
+            assert all(p.type is EventType.UPDATED for _, p in queued)
 
         # again, and after a restart: nothing is posted twice
         (third,) = await watcher.check_once()
@@ -416,9 +423,8 @@ async def test_npm_watcher_posts_each_update_once_and_resolves_only_when_the_fil
         took = metrics.TIME_TO_CONTAIN.labels("npm")._sum.get() - before
         assert 2 * 3600 - 60 < took < 2 * 3600 + 60, "time to contain runs from publish"
         for channel in ("platform/slack", "platform/webhook", "platform/console"):
-            ((event, payload),) = await outbox_events(store, channel)
-            assert event is OutboxEvent.RESOLVED
-            resolved = decode_event(payload)
+            ((event, resolved),) = await outbox_events(store, channel)
+            assert event is EventType.RESOLVED
             assert resolved.type is EventType.RESOLVED
             assert resolved.event_id == event_id_for(stored.dedup_key, EventType.RESOLVED)
             assert resolved.incident.resolution == UNPUBLISHED
@@ -457,7 +463,7 @@ async def test_pypi_watcher_yank_then_delete(registry: FakeRegistry, tmp_path: P
         (deleted,) = await watcher.check_once()
         assert deleted.resolved and deleted.resolution == RELEASE_DELETED
         queued = await outbox_events(store, "platform/webhook")
-        assert [e for e, _ in queued] == [OutboxEvent.UPDATE, OutboxEvent.RESOLVED]
+        assert [e for e, _ in queued] == [EventType.UPDATED, EventType.RESOLVED]
 
         # a registry error is reported per incident and changes nothing
         await open_incident(store, Ecosystem.PYPI, "acme-sdk", "1.3.0", datetime.now(UTC))

@@ -20,7 +20,7 @@ from tests.receivers import Receiver, Scripted, webhook_receiver
 from watcher import metrics
 from watcher.alerts.base import Channel
 from watcher.alerts.console import ConsoleChannel
-from watcher.alerts.outbox import Outbox, decode_event, encode_event
+from watcher.alerts.outbox import Outbox
 from watcher.alerts.webhook import WebhookChannel
 from watcher.config import RetryPolicy
 from watcher.incidents.lifecycle import event_id_for
@@ -36,7 +36,7 @@ from watcher.model import (
 )
 from watcher.store import open_store
 from watcher.store.api import Store
-from watcher.store.types import Delivery, NewIncident, OutboxEvent
+from watcher.store.types import Delivery
 
 # fixtures run on the session loop (pyproject): the tests must share it with the receivers
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -74,10 +74,9 @@ def event(version: str, published: datetime | None = None) -> AlertEvent:
 
 
 async def queue(store: Store, version: str, channels: list[str]) -> None:
-    payload = encode_event(event(version, datetime.now(UTC) - timedelta(seconds=2)))
+    opening = event(version, datetime.now(UTC) - timedelta(seconds=2))
     await store.open_incident_with_outbox(
-        NewIncident(Ecosystem.NPM, "demo", version, "team", Severity.CRITICAL, payload["incident"]),
-        [Delivery(name, OutboxEvent.OPENED, payload) for name in channels],
+        opening.incident, [Delivery(name, opening) for name in channels]
     )
 
 
@@ -122,9 +121,12 @@ def versions(receiver: Receiver) -> list[str]:
     return [r.json()["data"]["version"] for r in receiver.requests if r.answered == 204]
 
 
-async def test_event_survives_the_store_round_trip() -> None:
+async def test_event_survives_the_store_round_trip(store: Store) -> None:
     original = event("1.0.1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
-    back = decode_event(encode_event(original))
+    await store.open_incident_with_outbox(original.incident, [Delivery("team/webhook", original)])
+    head = await store.outbox_head("team/webhook")
+    assert head is not None and head.event is not None
+    back = head.event
     assert back.event_id == original.event_id
     assert back.incident.dedup_key == "watcher/npm/demo/1.0.1"
     assert back.incident.published_at == original.incident.published_at
@@ -268,7 +270,7 @@ async def test_permanent_failure_is_a_dead_letter_with_its_reason(
         await running.close()
         await channel.close()
     dead = await store.dead_letters()
-    assert [d.payload["incident"]["version"] for d in dead] == ["5.0.0"]
+    assert [d.event.incident.version if d.event else None for d in dead] == ["5.0.0"]
     assert dead[0].last_error is not None and "400" in dead[0].last_error
     assert (await store.counts()).dead_letters == 1
     assert metrics.DELIVERIES.labels("team/webhook", "dead")._value.get() == before + 1

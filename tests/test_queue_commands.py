@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from tests.storekit import record_releases
-from watcher.model import Artifact, Ecosystem, Release, Severity
+from watcher.incidents.lifecycle import opened
+from watcher.model import AlertEvent, Artifact, Ecosystem, Incident, Release
 from watcher.store import open_store
 from watcher.store.api import Store
-from watcher.store.types import Delivery, NewIncident, OutboxEvent, ReleaseState
+from watcher.store.types import Delivery, ReleaseState
 
 WEBHOOK = "team/webhook"
 CONSOLE = "team/console"
@@ -60,12 +61,20 @@ def release(version: str) -> Release:
     )
 
 
-def payload(version: str, event: str = "opened") -> dict[str, object]:
-    return {
-        "type": event,
-        "event_id": f"watcher/npm/demo/{version}#{event}",
-        "incident": {"dedup_key": f"watcher/npm/demo/{version}"},
-    }
+def demo_incident(version: str) -> Incident:
+    return Incident(
+        dedup_key=f"watcher/npm/demo/{version}",
+        ecosystem=Ecosystem.NPM,
+        name="demo",
+        version=version,
+        owner="team",
+        opened_at=datetime(2026, 1, 2, 0, 5, tzinfo=UTC),
+        findings=[],
+    )
+
+
+def page(version: str) -> AlertEvent:
+    return opened(demo_incident(version))
 
 
 @dataclass
@@ -87,8 +96,8 @@ async def state(tmp_path: Path) -> State:
         for version in ("1.0.1", "1.0.2", "1.0.3"):
             ids = await store.enqueue(
                 [
-                    Delivery(WEBHOOK, OutboxEvent.OPENED, payload(version)),
-                    Delivery(CONSOLE, OutboxEvent.OPENED, payload(version)),
+                    Delivery(WEBHOOK, page(version)),
+                    Delivery(CONSOLE, page(version)),
                 ]
             )
             pages[version] = ids
@@ -230,8 +239,7 @@ async def test_requeueing_an_opened_page_of_a_resolved_incident_warns(tmp_path: 
 
     async def prepare(store: Store) -> int:
         incident, _ = await store.open_incident_with_outbox(
-            NewIncident(Ecosystem.NPM, "demo", "3.0.0", "team", Severity.CRITICAL, {}),
-            [Delivery(WEBHOOK, OutboxEvent.OPENED, payload("3.0.0"))],
+            demo_incident("3.0.0"), [Delivery(WEBHOOK, page("3.0.0"))]
         )
         head = await store.outbox_head(WEBHOOK)
         assert head is not None

@@ -85,7 +85,8 @@ _CRASHER = textwrap.dedent(
     from datetime import UTC, datetime
     from watcher.model import Artifact, Ecosystem, Release, Severity
     from watcher.store.sqlite.store import SqliteStore
-    from watcher.store.types import CursorWrite, Delivery, FeedBatch, NewIncident, OutboxEvent
+    from watcher.model import AlertEvent, EventType, Incident
+    from watcher.store.types import CursorWrite, Delivery, FeedBatch
     from watcher.store.types import SeenRelease
 
     path, what, stop_at = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -107,8 +108,12 @@ _CRASHER = textwrap.dedent(
             seen = [SeenRelease(r, "npm-changes") for r in releases]
             await store.record_batch(FeedBatch(seen, cursor=CursorWrite("npm-changes", "1000")))
         else:
-            incident = NewIncident(Ecosystem.NPM, "leaky", "1.0.1", "platform", Severity.CRITICAL, {"k": 1})
-            deliveries = [Delivery(c, OutboxEvent.OPENED, {"c": c}) for c in ("a", "b", "c")]
+            incident = Incident(
+                "watcher/npm/leaky/1.0.1", Ecosystem.NPM, "leaky", "1.0.1", "platform",
+                datetime.now(UTC), [],
+            )
+            page = AlertEvent(EventType.OPENED, incident, "watcher/npm/leaky/1.0.1#incident.opened")
+            deliveries = [Delivery(c, page) for c in ("a", "b", "c")]
             await store.open_incident_with_outbox(incident, deliveries)
         print("DONE", flush=True)
         time.sleep(120)

@@ -262,9 +262,16 @@ class RunbookStep:
 
 
 class EventType(StrEnum):
+    """What happened to an incident: the one event enum (channels, the outbox, the store)."""
+
     OPENED = "incident.opened"
-    UPDATED = "incident.updated"  # a mitigation that is not containment (deprecated, yanked…)
+    UPDATED = "incident.updated"  # new findings, or a mitigation that is not containment
     RESOLVED = "incident.resolved"
+
+
+class IncidentState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
 
 
 def incident_key(ecosystem: Ecosystem | str, name: str, version: str) -> str:
@@ -275,7 +282,8 @@ def incident_key(ecosystem: Ecosystem | str, name: str, version: str) -> str:
 
 @dataclass(slots=True)
 class Incident:
-    """What every channel gets for one bad release. Findings are already redacted."""
+    """One bad release's incident: what every channel gets, and what the store keeps. Findings
+    are already redacted. `id` and `release_id` are the store's (None until it is stored)."""
 
     dedup_key: str
     ecosystem: Ecosystem
@@ -290,6 +298,12 @@ class Incident:
     resolved_at: datetime | None = None
     resolution: str | None = None  # what contained it, in words
     test: bool = False  # `watcher test-alert`: clearly marked, never a real page
+    id: int | None = None
+    release_id: int | None = None
+
+    @property
+    def state(self) -> IncidentState:
+        return IncidentState.OPEN if self.resolved_at is None else IncidentState.RESOLVED
 
     @staticmethod
     def key_for(ecosystem: Ecosystem | str, name: str, version: str) -> str:
@@ -301,7 +315,8 @@ class Incident:
 
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
-    """One delivery to make: an incident's opening, update or resolution."""
+    """An incident's opening, update or resolution, with the incident as it was then: what each
+    channel is sent (the outbox keeps one delivery of it per channel)."""
 
     type: EventType
     incident: Incident

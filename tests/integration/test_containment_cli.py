@@ -19,12 +19,11 @@ from tests.receivers import (
     Scripted,
     all_receivers,
 )
-from watcher.alerts.outbox import encode_event
 from watcher.incidents.lifecycle import event_id_for
 from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
 from watcher.model import RunbookStep as Step
 from watcher.store import open_store
-from watcher.store.types import Delivery, NewIncident, OutboxEvent
+from watcher.store.types import Delivery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -172,17 +171,10 @@ async def seed(state: Path) -> None:
             Step("Check it is gone.", url="http://127.0.0.1:9/@acme%2fcli"),
         ],
     )
-    payload = encode_event(
-        AlertEvent(EventType.OPENED, page, event_id_for(page.dedup_key, EventType.OPENED))
-    )
+    event = AlertEvent(EventType.OPENED, page, event_id_for(page.dedup_key, EventType.OPENED))
     store = await open_store(state)
     try:
-        await store.open_incident_with_outbox(
-            NewIncident(
-                Ecosystem.NPM, "@acme/cli", "1.1.0", "platform", Severity.HIGH, payload["incident"]
-            ),
-            [Delivery("platform/console", OutboxEvent.OPENED, payload)],
-        )
+        await store.open_incident_with_outbox(page, [Delivery("platform/console", event)])
     finally:
         await store.close()
 

@@ -35,10 +35,9 @@ from watcher import cli
 from watcher.alerts.webhook import message_id
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.incidents.lifecycle import event_id_for
-from watcher.model import EventType, incident_key
+from watcher.model import EventType, Incident, IncidentState, incident_key
 from watcher.service.containment import UNPUBLISHED
 from watcher.store import open_store
-from watcher.store.types import Incident, IncidentState
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

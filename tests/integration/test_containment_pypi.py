@@ -13,16 +13,24 @@ from pathlib import Path
 import pytest
 from pypi_servers import Devpi, Warehouse, build_dists
 
-from watcher.alerts.outbox import encode_event
 from watcher.config import Config, parse_config
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.ecosystems.pypi.client import PypiClient
 from watcher.incidents.lifecycle import event_id_for
-from watcher.model import AlertEvent, Category, Ecosystem, EventType, Finding, Incident, Severity
+from watcher.model import (
+    AlertEvent,
+    Category,
+    Ecosystem,
+    EventType,
+    Finding,
+    Incident,
+    IncidentState,
+    Severity,
+)
 from watcher.service.containment import RELEASE_DELETED, ContainmentWatcher
 from watcher.store import open_store
 from watcher.store.api import Store
-from watcher.store.types import Delivery, IncidentState, NewIncident, OutboxEvent
+from watcher.store.types import Delivery
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -51,19 +59,14 @@ async def open_incident(store: Store, name: str, version: str) -> None:
             Finding("dotenv-file", Category.SENSITIVE_FILE, Severity.HIGH, ".env", "env file")
         ],
     )
-    payload = encode_event(
-        AlertEvent(EventType.OPENED, page, event_id_for(page.dedup_key, EventType.OPENED))
-    )
-    await store.open_incident_with_outbox(
-        NewIncident(Ecosystem.PYPI, name, version, "team", Severity.HIGH, payload["incident"]),
-        [Delivery("team/console", OutboxEvent.OPENED, payload)],
-    )
+    event = AlertEvent(EventType.OPENED, page, event_id_for(page.dedup_key, EventType.OPENED))
+    await store.open_incident_with_outbox(page, [Delivery("team/console", event)])
 
 
-async def drain(store: Store, channel: str) -> list[OutboxEvent]:
+async def drain(store: Store, channel: str) -> list[EventType | None]:
     events = []
     while (item := await store.outbox_head(channel)) is not None:
-        events.append(item.event)
+        events.append(item.event_type)
         await store.mark_delivered(item.id)
     return events
 
@@ -94,7 +97,7 @@ async def test_devpi_release_deleted_resolves(devpi: Devpi, store: Store, tmp_pa
     assert gone.resolved and gone.resolution == RELEASE_DELETED
     found = await store.get_incident(Incident.key_for("pypi", name, "1.1"))
     assert found is not None and found.state is IncidentState.RESOLVED
-    assert await drain(store, "team/console") == [OutboxEvent.OPENED, OutboxEvent.RESOLVED]
+    assert await drain(store, "team/console") == [EventType.OPENED, EventType.RESOLVED]
 
 
 async def test_yank_is_an_update_once_and_removal_resolves(
@@ -120,4 +123,4 @@ async def test_yank_is_an_update_once_and_removal_resolves(
     assert again.posted == ()
     assert removed.resolved and removed.resolution == RELEASE_DELETED
     events = await drain(store, "team/console")
-    assert events == [OutboxEvent.OPENED, OutboxEvent.UPDATE, OutboxEvent.RESOLVED]
+    assert events == [EventType.OPENED, EventType.UPDATED, EventType.RESOLVED]

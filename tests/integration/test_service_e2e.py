@@ -169,7 +169,8 @@ async def test_sigkill_mid_scan_and_mid_delivery_loses_nothing_and_pages_once(
         store = await open_store(state)
         try:
             head = await store.outbox_head("team/webhook")
-            assert head is not None and head.payload["incident"]["version"] == "1.0.2"
+            assert head is not None and head.event is not None
+            assert head.event.incident.version == "1.0.2"
         finally:
             await store.close()
 

@@ -133,7 +133,7 @@ async def test_devpi_poll_baseline_leak_page_and_late_wheels(
     async with await open_store(state) as store:
         [incident] = await store.open_incidents()
         assert incident.dedup_key == f"watcher/pypi/{name}/1.0.1"
-        assert len(incident.payload["findings"]) == len(update["data"]["findings"])
+        assert len(incident.findings) == len(update["data"]["findings"])
 
 
 async def test_changelog_mode_pages_for_watched_and_pattern_matched_projects(

@@ -5,16 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from watcher.model import (
+    AlertEvent,
     Artifact,
     Category,
     Ecosystem,
+    EventType,
     Finding,
+    Incident,
     Manifest,
     ManifestEntry,
     Release,
     Severity,
+    incident_key,
 )
-from watcher.store.types import Delivery, NewIncident, OutboxEvent
+from watcher.store.types import Delivery
 
 T0 = 1_800_000_000.0  # a fixed "now" so no test depends on the clock
 
@@ -58,16 +62,28 @@ def manifest(*paths: str, fp: str = "f" * 64) -> Manifest:
     )
 
 
-def incident(version: str = "1.0.1", owner: str = "platform") -> NewIncident:
-    return NewIncident(
-        ecosystem=Ecosystem.NPM,
-        name="@acme/cli",
+def incident(
+    version: str = "1.0.1",
+    owner: str = "platform",
+    *,
+    name: str = "@acme/cli",
+    eco: Ecosystem = Ecosystem.NPM,
+) -> Incident:
+    return Incident(
+        dedup_key=incident_key(eco, name, version),
+        ecosystem=eco,
+        name=name,
         version=version,
         owner=owner,
-        worst_severity=Severity.CRITICAL,
-        payload={"package": "@acme/cli", "version": version, "findings": [{"rule": "x"}]},
+        opened_at=datetime.fromtimestamp(T0, UTC),
+        findings=[finding("x")],
     )
 
 
-def pages(*channels: str, event: OutboxEvent = OutboxEvent.OPENED) -> list[Delivery]:
-    return [Delivery(channel=c, event=event, payload={"to": c}) for c in channels]
+def pages(
+    *channels: str, event: EventType = EventType.OPENED, of: Incident | None = None
+) -> list[Delivery]:
+    """One event of `of` (default: `incident()`), one delivery of it per channel."""
+    subject = of if of is not None else incident()
+    page = AlertEvent(event, subject, f"{subject.dedup_key}#{event.value}")
+    return [Delivery(channel=c, event=page) for c in channels]

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 from tests.store_contract.builders import T0, finding, incident, manifest, pages, rel
 from tests.storekit import record_releases
-from watcher.model import Ecosystem, Severity, incident_key
+from watcher.model import Ecosystem, EventType, IncidentState, Severity, incident_key
 from watcher.store.api import Store
-from watcher.store.types import (
-    IncidentState,
-    IncidentUpdate,
-    OutboxEvent,
-)
+from watcher.store.types import IncidentUpdate
 
 
 async def test_opening_an_incident_is_idempotent_on_its_dedup_key(store: Store) -> None:
@@ -30,8 +27,8 @@ async def test_opening_an_incident_is_idempotent_on_its_dedup_key(store: Store) 
     assert counts.outbox_depth == {"platform/console": 1, "platform/webhook": 1}
     assert counts.open_incidents == 1
     stored = await store.get_incident(first.dedup_key)
-    assert stored is not None and stored.payload["findings"] == [{"rule": "x"}]
-    assert stored.worst_severity is Severity.CRITICAL
+    assert stored is not None and [f.rule for f in stored.findings] == ["x"]
+    assert stored.worst() is Severity.CRITICAL and stored.id == first.id
 
 
 async def test_scan_result_and_its_incident_are_stored_together(store: Store) -> None:
@@ -64,19 +61,20 @@ async def test_resolving_queues_resolved_pages_once(store: Store) -> None:
     resolved, changed = await store.resolve_incident(
         opened.dedup_key,
         "unpublished",
-        pages("platform/webhook", event=OutboxEvent.RESOLVED),
+        pages("platform/webhook", event=EventType.RESOLVED),
         now=T0 + 90,
     )
     assert changed and resolved is not None
     assert resolved.state is IncidentState.RESOLVED and resolved.resolution == "unpublished"
-    assert resolved.resolved_at == T0 + 90
+    assert resolved.resolved_at == datetime.fromtimestamp(T0 + 90, UTC)
     _, changed_again = await store.resolve_incident(
-        opened.dedup_key, "unpublished", pages("platform/webhook", event=OutboxEvent.RESOLVED)
+        opened.dedup_key, "unpublished", pages("platform/webhook", event=EventType.RESOLVED)
     )
     assert not changed_again
     assert await store.resolve_incident("watcher/npm/none/1.0.0", "x") == (None, False)
     item = await store.next_outbox_item("platform/webhook", now=T0 + 90)
-    assert item is not None and item.event is OutboxEvent.RESOLVED and item.incident_id == opened.id
+    assert item is not None and item.event_type is EventType.RESOLVED
+    assert item.incident_id == opened.id
     assert (await store.counts(now=T0)).outbox_depth == {"platform/webhook": 1}
     assert await store.open_incidents() == []
 
@@ -85,7 +83,7 @@ async def test_oldest_open_incident_age_per_ecosystem(store: Store) -> None:
     assert (await store.counts(now=T0)).oldest_open_incident_age_s == {}
     await store.open_incident_with_outbox(incident("1.0.1"), [], now=T0)
     await store.open_incident_with_outbox(incident("1.0.2"), [], now=T0 + 50)
-    py = dataclasses.replace(incident("2.0.0"), ecosystem=Ecosystem.PYPI, name="acme-sdk")
+    py = incident("2.0.0", name="acme-sdk", eco=Ecosystem.PYPI)
     await store.open_incident_with_outbox(py, [], now=T0 + 80)
     counts = await store.counts(now=T0 + 100)
     assert counts.oldest_open_incident_age_s == {Ecosystem.NPM: 100, Ecosystem.PYPI: 20}
@@ -106,11 +104,9 @@ async def test_an_incident_update_applies_once_and_reopens_a_resolved_incident(
     assert opened is not None
     await store.resolve_incident(opened.dedup_key, "unpublished", now=T0 + 10)
     update = IncidentUpdate(
-        incident_id=opened.id,
+        dataclasses.replace(opened, findings=[finding("x"), finding("y")]),
         note_kind="findings-1",
         note="1 new finding",
-        worst_severity=Severity.CRITICAL,
-        payload={"findings": [{"rule": "x"}, {"rule": "y"}]},
     )
     await record_releases(store, [rel("@acme/cli", "1.0.1", "late.whl")], "f", "2", now=T0 + 20)
     [again] = await store.claim_pending(1, now=T0 + 20)
@@ -121,16 +117,16 @@ async def test_an_incident_update_applies_once_and_reopens_a_resolved_incident(
             [finding()],
             manifest("x"),
             update=update,
-            deliveries=pages("hook", event=OutboxEvent.UPDATE),
+            deliveries=pages("hook", event=EventType.UPDATED),
             now=T0 + 20,
         )
         assert applied is (attempt == 0)
         assert updated is not None and updated.state is IncidentState.OPEN
         assert updated.resolved_at is None and updated.resolution is None
-        assert updated.payload["findings"] == [{"rule": "x"}, {"rule": "y"}]
+        assert [f.rule for f in updated.findings] == ["x", "y"]
     assert await store.incident_notes(opened.id) == {"findings-1": "1 new finding"}
     events = []
     while (item := await store.next_outbox_item("hook", now=T0 + 30)) is not None:
-        events.append(item.event)
+        events.append(item.event_type)
         await store.mark_delivered(item.id)
-    assert events == [OutboxEvent.OPENED, OutboxEvent.UPDATE]
+    assert events == [EventType.OPENED, EventType.UPDATED]

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from tests.store_contract.builders import T0, incident, pages
+from watcher.model import EventType
 from watcher.store.api import Store
-from watcher.store.types import (
-    Delivery,
-    OutboxEvent,
-)
 
 
 async def test_outbox_delivers_in_order_per_channel_without_holding_up_others(store: Store) -> None:
     for version in ("1.0.1", "1.0.2", "1.0.3"):
-        await store.open_incident_with_outbox(incident(version), pages("hook", "console"), now=T0)
+        await store.open_incident_with_outbox(
+            incident(version), pages("hook", "console", of=incident(version)), now=T0
+        )
     assert await store.outbox_channels() == ["console", "hook"]
 
     head = await store.next_outbox_item("hook", now=T0)
-    assert head is not None and head.payload == {"to": "hook"} and head.event is OutboxEvent.OPENED
+    assert head is not None and head.channel == "hook" and head.event_type is EventType.OPENED
+    assert head.event is not None and head.event.incident.version == "1.0.1"
+    assert head.event_id == "watcher/npm/@acme/cli/1.0.1#incident.opened"
     # the webhook is down: its head waits, and nothing behind it overtakes
     await store.mark_retry(head.id, T0 + 30, "503 Service Unavailable")
     assert await store.next_outbox_item("hook", now=T0 + 10) is None
@@ -40,7 +43,9 @@ async def test_outbox_delivers_in_order_per_channel_without_holding_up_others(st
 
 async def test_dead_letters_keep_their_reason_and_are_counted(store: Store) -> None:
     opened, _ = await store.open_incident_with_outbox(incident(), pages("hook"), now=T0)
-    await store.open_incident_with_outbox(incident("1.0.2"), pages("hook"), now=T0 + 5)
+    await store.open_incident_with_outbox(
+        incident("1.0.2"), pages("hook", of=incident("1.0.2")), now=T0 + 5
+    )
     first = await store.next_outbox_item("hook", now=T0 + 5)
     assert first is not None
     counts = await store.counts(now=T0 + 100)
@@ -58,9 +63,8 @@ async def test_dead_letters_keep_their_reason_and_are_counted(store: Store) -> N
 
 
 async def test_test_alerts_are_queued_without_an_incident(store: Store) -> None:
-    [item_id] = await store.enqueue(
-        [Delivery("demo/console", OutboxEvent.TEST, {"test": True})], now=T0
-    )
+    test = dataclasses.replace(incident("0.0.0-test.1"), test=True)
+    [item_id] = await store.enqueue(pages("demo/console", of=test), now=T0)
     item = await store.next_outbox_item("demo/console", now=T0)
     assert item is not None and item.id == item_id and item.incident_id is None
-    assert item.event is OutboxEvent.TEST
+    assert item.event is not None and item.event.incident.test

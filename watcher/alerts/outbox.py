@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -29,14 +29,7 @@ from watcher import metrics
 from watcher.alerts.base import Channel, DeliveryResult, Outcome
 from watcher.alerts.payload import first_action
 from watcher.model import (
-    AlertEvent,
-    Category,
-    Ecosystem,
     EventType,
-    Finding,
-    Incident,
-    RunbookStep,
-    Severity,
 )
 from watcher.store.api import OutboxStore
 from watcher.store.types import OutboxItem
@@ -50,95 +43,6 @@ class RetryPolicyLike(Protocol):
     def delay(self, attempt: int, rand: float = 0.5) -> float: ...
 
     def exhausted(self, attempts: int, age_s: float) -> bool: ...
-
-
-# ------------------------------------------------------------------------ the stored payload
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()
-
-
-def _when(text: Any) -> datetime | None:
-    return datetime.fromisoformat(text) if isinstance(text, str) else None
-
-
-def encode_event(event: AlertEvent) -> dict[str, Any]:
-    """An AlertEvent as the outbox row's JSON payload (what `decode_event` reads back).
-    A finding's `evidence` is left out: channels never show it."""
-    incident = event.incident
-    return {
-        "type": event.type.value,
-        "event_id": event.event_id,
-        "message": event.message,
-        "incident": {
-            "dedup_key": incident.dedup_key,
-            "ecosystem": incident.ecosystem.value,
-            "name": incident.name,
-            "version": incident.version,
-            "owner": incident.owner,
-            "opened_at": _iso(incident.opened_at),
-            "published_at": _iso(incident.published_at),
-            "resolved_at": _iso(incident.resolved_at),
-            "resolution": incident.resolution,
-            "test": incident.test,
-            "links": dict(incident.links),
-            "runbook": [
-                {"text": s.text, "command": s.command, "url": s.url} for s in incident.runbook
-            ],
-            "findings": [
-                {
-                    "rule": f.rule,
-                    "category": f.category.value,
-                    "severity": f.severity.value,
-                    "path": f.path,
-                    "line": f.line,
-                    "message": f.message,
-                    "new": f.new,
-                    "fingerprint": f.fingerprint,
-                }
-                for f in incident.findings
-            ],
-        },
-    }
-
-
-def decode_event(payload: Mapping[str, Any]) -> AlertEvent:
-    data = payload["incident"]
-    opened = _when(data.get("opened_at")) or datetime.now(UTC)
-    incident = Incident(
-        dedup_key=data["dedup_key"],
-        ecosystem=Ecosystem(data["ecosystem"]),
-        name=data["name"],
-        version=data["version"],
-        owner=data["owner"],
-        opened_at=opened,
-        published_at=_when(data.get("published_at")),
-        resolved_at=_when(data.get("resolved_at")),
-        resolution=data.get("resolution"),
-        test=bool(data.get("test")),
-        links=dict(data.get("links") or {}),
-        runbook=[RunbookStep(s["text"], s.get("command"), s.get("url")) for s in data["runbook"]],
-        findings=[
-            Finding(
-                rule=f["rule"],
-                category=Category(f["category"]),
-                severity=Severity(f["severity"]),
-                path=f["path"],
-                message=f["message"],
-                line=f.get("line"),
-                new=bool(f.get("new", True)),
-                fingerprint=f.get("fingerprint", ""),
-            )
-            for f in data["findings"]
-        ],
-    )
-    return AlertEvent(
-        type=EventType(payload["type"]),
-        incident=incident,
-        event_id=payload["event_id"],
-        message=payload.get("message"),
-    )
 
 
 # ---------------------------------------------------------------------------------- the loop
@@ -271,13 +175,12 @@ class Outbox:
             channel=channel.name,
             outbox_id=item.id,
             attempt=item.attempts + 1,
-            dedup_key=item.payload.get("incident", {}).get("dedup_key"),
-            event=item.payload.get("type"),
+            dedup_key=item.dedup_key,
+            event=item.event_type.value if item.event_type is not None else None,
         )
-        try:
-            event = decode_event(item.payload)
-        except (KeyError, TypeError, ValueError) as exc:
-            await self.store.mark_dead(item.id, f"unreadable payload: {exc}")
+        event = item.event
+        if event is None:  # the stored event cannot be read back: never sendable
+            await self.store.mark_dead(item.id, f"unreadable payload: {item.unreadable}")
             metrics.DELIVERIES.labels(channel.name, "dead").inc()
             bound.error("page_dead", reason="unreadable payload")
             return

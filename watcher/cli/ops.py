@@ -21,7 +21,7 @@ from watcher.ecosystems.config_sources import resolve_npm_registries, resolve_py
 from watcher.ecosystems.npm.client import parse_npm_target
 from watcher.ecosystems.pypi.client import parse_target as parse_pypi_target
 from watcher.errors import ConfigError, RegistryError
-from watcher.incidents.lifecycle import IncidentLifecycle, opened, stored_incident, test_incident
+from watcher.incidents.lifecycle import IncidentLifecycle, opened, test_incident
 from watcher.model import Ecosystem, RunbookStep, incident_key
 from watcher.scanning.baseline import baseline_manifest
 from watcher.service.logs import configure_logging
@@ -106,11 +106,11 @@ async def stored_runbook(
     stored = await store.get_incident(incident_key(ecosystem, name, version))
     at = now or datetime.now(UTC)
     if stored is not None:
-        page = stored_incident(stored)
+        page = stored
         common: dict[str, Any] = {
             "state": stored.state.value,
             "owner": stored.owner,
-            "opened_at": stored.opened_at,
+            "opened_at": stored.opened_at.timestamp(),
             "resolution": stored.resolution,
         }
         if page.runbook and not fresh:

@@ -25,12 +25,11 @@ from watcher.cli.render import (
     render_requeue,
     render_retry,
 )
+from watcher.model import EventType, IncidentState
 from watcher.store.api import Store
 from watcher.store.types import (
     ChannelQueue,
     DisabledChannel,
-    IncidentState,
-    OutboxEvent,
     OutboxItem,
     ReleaseState,
     StoredRelease,
@@ -89,7 +88,7 @@ async def requeue(
     warnings = []
     for item in done.items:
         # an `opened` page after its incident was resolved re-opens it on the channel's side
-        if item.event is OutboxEvent.OPENED and item.dedup_key:
+        if item.event_type is EventType.OPENED and item.dedup_key:
             incident = await store.get_incident(item.dedup_key)
             if incident is not None and incident.state is IncidentState.RESOLVED:
                 warnings.append(

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import orjson
 
-from watcher.model import ArtifactSummary, Ecosystem, Finding, Report, Severity
+from watcher.model import ArtifactSummary, Ecosystem, EventType, Finding, Report, Severity
 from watcher.store.types import ReleaseState
 from watcher.timefmt import ago, iso, seconds_ago, span, until
 
@@ -411,8 +411,8 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float) -> str:
                     {
                         "dedup_key": i.dedup_key,
                         "owner": i.owner,
-                        "severity": i.worst_severity.value,
-                        "opened_at": i.opened_at,
+                        "severity": i.worst().value,
+                        "opened_at": i.opened_at.timestamp(),
                     }
                     for i in summary.open_incidents
                 ],
@@ -454,8 +454,8 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float) -> str:
     lines.append(f"open incidents: {len(summary.open_incidents)}")
     for i in summary.open_incidents:
         lines.append(
-            f"  {i.dedup_key} owner {i.owner}, {i.worst_severity.value}, "
-            f"opened {seconds_ago(i.opened_at, now)}"
+            f"  {i.dedup_key} owner {i.owner}, {i.worst().value}, "
+            f"opened {seconds_ago(i.opened_at.timestamp(), now)}"
         )
     states = ", ".join(f"{k.value} {v}" for k, v in counts.releases_by_state.items())
     lines.append(f"releases: {states}")
@@ -499,6 +499,19 @@ def _one_line(text: str | None, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+# The words the operator views have always named events by.
+_EVENT_WORDS = {
+    EventType.OPENED: "opened",
+    EventType.UPDATED: "update",
+    EventType.RESOLVED: "resolved",
+}
+
+
+def event_word(item: OutboxItem) -> str:
+    """How the queue views name a delivery's event (`unreadable`: its stored event is not one)."""
+    return "unreadable" if item.event_type is None else _EVENT_WORDS[item.event_type]
+
+
 def render_outbox(view: OutboxView, fmt: str = "text", *, now: float) -> str:
     queues = {q.channel: q for q in view.queues}
     disabled = {d.channel: d for d in view.disabled}
@@ -522,7 +535,7 @@ def render_outbox(view: OutboxView, fmt: str = "text", *, now: float) -> str:
     lines.append(f"dead letters: {len(view.dead)}")
     for item in view.dead:
         lines.append(
-            f"  #{item.id} {item.channel} {item.dedup_key or '(no incident)'} {item.event.value}"
+            f"  #{item.id} {item.channel} {item.dedup_key or '(no incident)'} {event_word(item)}"
             f" — dead {ago(item.dead_at, now)} ({iso(item.dead_at)}), attempts {item.attempts}:"
             f" {_one_line(item.last_error)}"
         )
@@ -595,7 +608,7 @@ def _dead_json(item: OutboxItem, now: float) -> dict[str, object]:
         "id": item.id,
         "channel": item.channel,
         "dedup_key": item.dedup_key,
-        "event": item.event.value,
+        "event": event_word(item),
         "reason": item.last_error,
         "attempts": item.attempts,
         "dead_at": iso(item.dead_at),
@@ -605,7 +618,7 @@ def _dead_json(item: OutboxItem, now: float) -> dict[str, object]:
 
 def render_requeue(result: RequeueResult) -> str:
     lines = [
-        f"requeued #{item.id} {item.channel} {item.dedup_key or '(no incident)'} {item.event.value}"
+        f"requeued #{item.id} {item.channel} {item.dedup_key or '(no incident)'} {event_word(item)}"
         for item in result.items
     ]
     lines += [f"enabled channel {name} (it tries its oldest page now)" for name in result.enabled]

@@ -19,12 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from typing import Any
 
 import structlog
 
 from watcher import metrics
-from watcher.alerts.outbox import decode_event, encode_event
 from watcher.alerts.payload import describe_finding, time_to_contain
 from watcher.config.schema import Config, channel_id
 from watcher.incidents.policy import decide
@@ -36,6 +34,7 @@ from watcher.model import (
     EventType,
     Finding,
     Incident,
+    IncidentState,
     Manifest,
     Release,
     Report,
@@ -44,15 +43,7 @@ from watcher.model import (
     incident_key,
 )
 from watcher.store.api import Store
-from watcher.store.types import (
-    Delivery,
-    IncidentState,
-    IncidentUpdate,
-    NewIncident,
-    OutboxEvent,
-    StoredIncident,
-    StoredRelease,
-)
+from watcher.store.types import Delivery, IncidentUpdate, StoredRelease
 
 log = structlog.get_logger(__name__)
 
@@ -96,13 +87,15 @@ def resolved(incident: Incident, message: str | None) -> AlertEvent:
     )
 
 
-def test_incident(owner: str, now: datetime) -> Incident:
+def test_incident(owner: str, now: datetime, ecosystem: Ecosystem | None = None) -> Incident:
     """A test incident no one can mistake for a page: `test` set (channels mark it [TEST]), an
-    info finding that says so, a one-step runbook, and a dedup key of its own each time."""
+    info finding that says so, a one-step runbook, and a dedup key of its own each time. It
+    concerns no registry; it names the first registered ecosystem unless told otherwise."""
     version = f"0.0.0-test.{int(now.timestamp())}"
+    eco = ecosystem if ecosystem is not None else next(iter(Ecosystem))
     return Incident(
-        dedup_key=incident_key(Ecosystem.NPM, TEST_PACKAGE, version),
-        ecosystem=Ecosystem.NPM,
+        dedup_key=incident_key(eco, TEST_PACKAGE, version),
+        ecosystem=eco,
         name=TEST_PACKAGE,
         version=version,
         owner=owner,
@@ -127,29 +120,6 @@ def test_incident(owner: str, now: datetime) -> Incident:
     )
 
 
-def stored_incident(stored: StoredIncident) -> Incident:
-    """The incident a stored row holds; a bare one from the row's columns when its content is
-    unreadable."""
-    try:
-        return decode_event(
-            {"type": EventType.OPENED.value, "event_id": "", "incident": stored.payload}
-        ).incident
-    except (KeyError, TypeError, ValueError):
-        return Incident(
-            dedup_key=stored.dedup_key,
-            ecosystem=stored.ecosystem,
-            name=stored.name,
-            version=stored.version,
-            owner=stored.owner,
-            opened_at=datetime.fromtimestamp(stored.opened_at, UTC),
-            findings=[],
-        )
-
-
-def _content(event: AlertEvent) -> dict[str, Any]:
-    return encode_event(event)["incident"]  # type: ignore[no-any-return]
-
-
 # ---------------------------------------------------------------------------------- lifecycle
 
 
@@ -158,7 +128,7 @@ class ScanOutcome:
     """What a scan's report did to incidents."""
 
     paged: bool  # an event was queued (an incident opened, or updated with new findings)
-    incident: Incident | None = None
+    incident: Incident | None = None  # the stored incident it opened or updated
 
 
 class IncidentLifecycle:
@@ -229,13 +199,7 @@ class IncidentLifecycle:
         return [channel_id(owner, kind) for kind in config.channel_kinds()]
 
     def _deliveries(self, event: AlertEvent, channels: Sequence[str]) -> list[Delivery]:
-        kind = {
-            EventType.OPENED: OutboxEvent.OPENED,
-            EventType.UPDATED: OutboxEvent.UPDATE,
-            EventType.RESOLVED: OutboxEvent.RESOLVED,
-        }[event.type]
-        payload = encode_event(event)
-        return [Delivery(channel, kind, payload) for channel in channels]
+        return [Delivery(channel, event) for channel in channels]
 
     # -- report → incident ----------------------------------------------------------------------
 
@@ -311,14 +275,15 @@ class IncidentLifecycle:
         """The scan's findings and manifest, the release done, and the incident it opens or
         updates with its deliveries: one store transaction."""
         page = self.assess(stored, report, baseline_version, baseline)
-        opening: NewIncident | None = None
+        opening: Incident | None = None
         update: IncidentUpdate | None = None
         deliveries: list[Delivery] = []
-        existing: StoredIncident | None = None
+        existing: Incident | None = None
         if page is not None:
             existing = await self.store.get_incident(page.dedup_key)
             if existing is None:
-                opening, deliveries = self._opening(stored, page)
+                opening = replace(page, release_id=stored.id)
+                deliveries = self._deliveries(opened(opening), self._channels(page.owner) or [])
             else:  # files added to the release after its page: only what is new pages again
                 update, deliveries = self._findings_added(existing, page, baseline_version)
         # Shielded: once the result is computed, a shutdown must not cut its transaction short.
@@ -335,14 +300,14 @@ class IncidentLifecycle:
         )
         channels = [d.channel for d in deliveries]
         bound = bound if bound is not None else log
-        if queued and opening is not None and page is not None:
-            metrics.INCIDENTS_OPENED.labels(page.ecosystem.value).inc()
+        if queued and opening is not None:
+            metrics.INCIDENTS_OPENED.labels(opening.ecosystem.value).inc()
             bound.warning(
                 "incident_opened",
                 stage="policy",
                 dedup_key=opening.dedup_key,
                 owner=opening.owner,
-                severity=opening.worst_severity.value,
+                severity=opening.worst().value,
                 channels=channels,
             )
             self.on_page()
@@ -352,43 +317,22 @@ class IncidentLifecycle:
                 stage="policy",
                 dedup_key=recorded.dedup_key,
                 owner=recorded.owner,
-                severity=update.worst_severity.value,
+                severity=update.incident.worst().value,
                 reason="new findings in files added to the release",
                 reopened=existing is not None and existing.state is IncidentState.RESOLVED,
                 channels=channels,
             )
             self.on_page()
-        return ScanOutcome(queued, page)
-
-    def _opening(
-        self, stored: StoredRelease, incident: Incident
-    ) -> tuple[NewIncident, list[Delivery]]:
-        event = opened(incident)
-        new = NewIncident(
-            ecosystem=incident.ecosystem,
-            name=incident.name,
-            version=incident.version,
-            owner=incident.owner,
-            worst_severity=incident.worst(),
-            payload=_content(event),
-            release_id=stored.id,
-        )
-        return new, self._deliveries(event, self._channels(incident.owner) or [])
+        return ScanOutcome(queued, recorded if queued else None)
 
     def _findings_added(
-        self, existing: StoredIncident, page: Incident, baseline_version: str | None
+        self, existing: Incident, page: Incident, baseline_version: str | None
     ) -> tuple[IncidentUpdate | None, list[Delivery]]:
         """The release was paged before and is scanned again because files were added to it
         (PyPI: a wheel uploaded after the sdist). Findings the incident already carries page
         nothing; new ones are posted as an update of the same incident (same dedup key, so
         PagerDuty adds it to the open alert), reopening it if it had been resolved."""
-        try:
-            before = decode_event(
-                {"type": EventType.OPENED.value, "event_id": "", "incident": existing.payload}
-            ).incident
-        except (KeyError, TypeError, ValueError):
-            return None, []
-        known = {f.fingerprint for f in before.findings}
+        known = {f.fingerprint for f in existing.findings}
         added = sorted(
             (f for f in page.findings if f.fingerprint not in known),
             key=lambda f: (-f.severity.rank, f.path, f.line or 0, f.rule),
@@ -396,8 +340,8 @@ class IncidentLifecycle:
         if not added:
             return None, []
         merged = replace(
-            before,
-            findings=[*before.findings, *added],
+            existing,
+            findings=[*existing.findings, *added],
             resolved_at=None,
             resolution=None,
         )
@@ -413,23 +357,16 @@ class IncidentLifecycle:
         )
         if existing.state is IncidentState.RESOLVED:
             message += "; the incident is open again"
-        event = updated(merged, kind, message)
-        update = IncidentUpdate(
-            incident_id=existing.id,
-            note_kind=kind,
-            note=message,
-            worst_severity=merged.worst(),
-            payload=_content(event),
-        )
+        update = IncidentUpdate(merged, kind, message)
         channels = self._channels(merged.owner)
         if channels is None:
             log.warning("no_owner_to_page", dedup_key=merged.dedup_key, owner=merged.owner)
             return update, []
-        return update, self._deliveries(event, channels)
+        return update, self._deliveries(updated(merged, kind, message), channels)
 
     # -- what the registry now serves ----------------------------------------------------------
 
-    def _owner_channels(self, incident: StoredIncident) -> list[str]:
+    def _owner_channels(self, incident: Incident) -> list[str]:
         channels = self._channels(incident.owner)
         if channels is None:
             log.warning(
@@ -441,12 +378,15 @@ class IncidentLifecycle:
             return []
         return channels
 
-    async def mitigated(self, incident: StoredIncident, kind: str, message: str) -> bool:
+    async def mitigated(self, incident: Incident, kind: str, message: str) -> bool:
         """A step that limits the damage without removing the artifact (deprecated, a dist-tag
         moved, yanked): one update per kind, recorded with the incident so it is posted once."""
-        event = updated(stored_incident(incident), kind, message)
+        event = updated(incident, kind, message)
         posted = await self.store.add_incident_note(
-            incident.id, kind, message, self._deliveries(event, self._owner_channels(incident))
+            stored_id(incident),
+            kind,
+            message,
+            self._deliveries(event, self._owner_channels(incident)),
         )
         if posted:
             metrics.MITIGATIONS.labels(incident.ecosystem.value, kind).inc()
@@ -461,14 +401,12 @@ class IncidentLifecycle:
             self.on_page()
         return posted
 
-    async def resolve(
-        self, incident: StoredIncident, resolution: str | None, detail: str | None
-    ) -> bool:
+    async def resolve(self, incident: Incident, resolution: str | None, detail: str | None) -> bool:
         """The artifact is no longer served: resolve the incident on every channel of its owner,
         with what contained it and the time to contain. False when it was already resolved."""
         now = self.clock()
         page = replace(
-            stored_incident(incident),
+            incident,
             resolved_at=datetime.fromtimestamp(now, UTC),
             resolution=resolution,
         )
@@ -497,3 +435,10 @@ class IncidentLifecycle:
         )
         self.on_page()
         return True
+
+
+def stored_id(incident: Incident) -> int:
+    """The store's id of an incident read from it (one that was never stored has none)."""
+    if incident.id is None:
+        raise ValueError(f"{incident.dedup_key}: not a stored incident")
+    return incident.id

@@ -35,10 +35,9 @@ from watcher.ecosystems.http import HttpStatusError, safe_url
 from watcher.ecosystems.npm.client import NpmClient, Packument, packument_url
 from watcher.ecosystems.pypi.client import ProjectPage, PypiClient
 from watcher.errors import RegistryError
-from watcher.incidents.lifecycle import IncidentLifecycle
-from watcher.model import Ecosystem
+from watcher.incidents.lifecycle import IncidentLifecycle, stored_id
+from watcher.model import Ecosystem, Incident
 from watcher.store.api import Store
-from watcher.store.types import StoredIncident
 
 log = structlog.get_logger(__name__)
 
@@ -227,7 +226,7 @@ class ContainmentWatcher:
         self.last_success = self.clock()
         return results
 
-    async def _check_guarded(self, incident: StoredIncident) -> CheckResult:
+    async def _check_guarded(self, incident: Incident) -> CheckResult:
         eco = incident.ecosystem.value
         try:
             result = await self._check(incident)
@@ -245,11 +244,11 @@ class ContainmentWatcher:
         metrics.CONTAINMENT_CHECKS.labels(eco, "contained" if result.contained else "open").inc()
         return result
 
-    async def _check(self, incident: StoredIncident) -> CheckResult:
+    async def _check(self, incident: Incident) -> CheckResult:
         client = self.clients.get(incident.ecosystem)
         if client is None:
             raise RegistryError(f"no {incident.ecosystem.value} registry configured")
-        notes = await self.store.incident_notes(incident.id)
+        notes = await self.store.incident_notes(stored_id(incident))
         if isinstance(client, NpmClient):
             assessment = await self._assess_npm(client, incident, notes)
         else:
@@ -267,7 +266,7 @@ class ContainmentWatcher:
         return CheckResult(incident.dedup_key, False, posted=tuple(posted))
 
     async def _assess_npm(
-        self, client: NpmClient, incident: StoredIncident, notes: Mapping[str, str]
+        self, client: NpmClient, incident: Incident, notes: Mapping[str, str]
     ) -> Assessment:
         fetched = await client.fetch_packument(incident.name)
         packument = None if fetched.missing else fetched.packument
@@ -280,7 +279,9 @@ class ContainmentWatcher:
                 # The yardstick for "dist-tag moved": what pointed at the version when we first
                 # looked (a restart keeps it).
                 await self.store.add_incident_note(
-                    incident.id, DIST_TAGS_NOTE, orjson.dumps(list(assessment.dist_tags)).decode()
+                    stored_id(incident),
+                    DIST_TAGS_NOTE,
+                    orjson.dumps(list(assessment.dist_tags)).decode(),
                 )
             return assessment
         url = await self._tarball_url(client, incident, packument)
@@ -297,7 +298,7 @@ class ContainmentWatcher:
         return assess_npm(packument, incident.name, incident.version, tarball_status=status)
 
     async def _tarball_url(
-        self, client: NpmClient, incident: StoredIncident, packument: Packument | None
+        self, client: NpmClient, incident: Incident, packument: Packument | None
     ) -> str:
         """The URL the release was downloaded from when the store has it, else npm's layout."""
         if incident.release_id is not None:
@@ -311,7 +312,7 @@ class ContainmentWatcher:
         base = incident.name.rsplit("/", 1)[-1]
         return f"{registry}{incident.name}/-/{base}-{incident.version}.tgz"
 
-    async def _assess_pypi(self, client: PypiClient, incident: StoredIncident) -> Assessment:
+    async def _assess_pypi(self, client: PypiClient, incident: Incident) -> Assessment:
         try:
             page = await client.project(incident.name)
         except HttpStatusError as exc:
@@ -320,10 +321,10 @@ class ContainmentWatcher:
             page = None
         return assess_pypi(page, incident.name, incident.version)
 
-    async def _resolve(self, incident: StoredIncident, assessment: Assessment) -> bool:
+    async def _resolve(self, incident: Incident, assessment: Assessment) -> bool:
         return await self.lifecycle.resolve(incident, assessment.resolution, assessment.detail)
 
-    async def _post_update(self, incident: StoredIncident, mitigation: Mitigation) -> bool:
+    async def _post_update(self, incident: Incident, mitigation: Mitigation) -> bool:
         return await self.lifecycle.mitigated(incident, mitigation.kind, mitigation.message)
 
 

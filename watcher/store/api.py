@@ -12,7 +12,9 @@ the embedded one-file store:
 - wake-ups are the store's `notifications`: an implementation tells subscribers that releases
   became pending or pages were queued, in this process (embedded) or across processes (a server
   database's notify), so no caller assumes the writer shares its process;
-- pages leave a channel in the order they were queued (`outbox_head`); only the head is tried.
+- pages leave a channel in the order they were queued (`outbox_head`); only the head is tried;
+- an incident is `watcher.model.Incident` (its `id` is the store's); the outbox keeps each event
+  of an incident once, as it was when it happened, and one delivery of it per channel.
 
 Every write that must not be half-done is one call: a feed step (`record_batch`), a scan result
 with its incident and pages (`mark_scanned`), an incident and its pages.
@@ -23,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
-from watcher.model import Ecosystem, Finding, Manifest
+from watcher.model import Ecosystem, Finding, Incident, Manifest
 from watcher.store.types import (
     ChannelQueue,
     Claimant,
@@ -31,10 +33,8 @@ from watcher.store.types import (
     Delivery,
     DisabledChannel,
     FeedBatch,
-    Incident,
     IncidentUpdate,
     Lease,
-    NewIncident,
     OutboxItem,
     PackageState,
     ReleaseState,
@@ -142,7 +142,7 @@ class ReleaseQueue(Protocol):
         findings: Sequence[Finding],
         manifest: Manifest,
         *,
-        incident: NewIncident | None = None,
+        incident: Incident | None = None,
         update: IncidentUpdate | None = None,
         deliveries: Sequence[Delivery] = (),
         owner: str | None = None,
@@ -192,7 +192,7 @@ class IncidentStore(Protocol):
     """Incidents (one per dedup key) and the notes recorded on them, each with its pages."""
 
     async def open_incident_with_outbox(
-        self, incident: NewIncident, deliveries: Sequence[Delivery], *, now: float | None = None
+        self, incident: Incident, deliveries: Sequence[Delivery], *, now: float | None = None
     ) -> tuple[Incident, bool]: ...
 
     async def resolve_incident(

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
 from watcher.errors import WatcherError
-from watcher.model import Ecosystem, Release, Severity, incident_key
+from watcher.model import AlertEvent, Ecosystem, EventType, Incident, Release
 
 
 class StoreError(WatcherError):
@@ -40,18 +40,6 @@ class ReleaseState(StrEnum):
     SCANNING = "scanning"
     SCANNED = "scanned"
     FAILED = "failed"
-
-
-class IncidentState(StrEnum):
-    OPEN = "open"
-    RESOLVED = "resolved"
-
-
-class OutboxEvent(StrEnum):
-    OPENED = "opened"
-    RESOLVED = "resolved"
-    UPDATE = "update"
-    TEST = "test"
 
 
 class Topic(StrEnum):
@@ -186,51 +174,21 @@ class Removal:
 
 
 @dataclass(frozen=True, slots=True)
-class NewIncident:
-    ecosystem: Ecosystem
-    name: str
-    version: str
-    owner: str
-    worst_severity: Severity
-    payload: dict[str, Any] = field(default_factory=dict)
-    release_id: int | None = None
-
-    @property
-    def dedup_key(self) -> str:
-        return incident_key(self.ecosystem, self.name, self.version)
-
-
-@dataclass(frozen=True, slots=True)
 class IncidentUpdate:
     """New findings for an incident already paged (files added to its release after the page):
-    its payload and worst severity are replaced, it is open again if it had been resolved, and the
-    update pages are queued, all once per `note_kind` (a rescan repeats nothing)."""
+    its content and worst severity are replaced by `incident`'s, it is open again if it had been
+    resolved, and the update pages are queued, all once per `note_kind` (a rescan repeats
+    nothing). `incident.id` names the stored incident."""
 
-    incident_id: int
+    incident: Incident
     note_kind: str
     note: str
-    worst_severity: Severity
-    payload: dict[str, Any] = field(default_factory=dict)
 
-
-@dataclass(frozen=True, slots=True)
-class Incident:
-    id: int
-    dedup_key: str
-    ecosystem: Ecosystem
-    name: str
-    version: str
-    owner: str
-    state: IncidentState
-    worst_severity: Severity
-    opened_at: float
-    resolved_at: float | None
-    resolution: str | None
-    payload: dict[str, Any]
-    release_id: int | None = None
-
-
-StoredIncident = Incident  # the name callers use beside watcher.model.Incident
+    @property
+    def incident_id(self) -> int:
+        if self.incident.id is None:
+            raise ValueError(f"{self.incident.dedup_key}: an update needs the stored incident")
+        return self.incident.id
 
 
 # ------------------------------------------------------------------------------------ outbox
@@ -238,31 +196,34 @@ StoredIncident = Incident  # the name callers use beside watcher.model.Incident
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One page to queue: which channel gets it and what it says."""
+    """One page to queue: an event of an incident, for one channel. The store keeps each event
+    once (its id, type, message and the incident as it was then) and one delivery of it per
+    channel."""
 
     channel: str
-    event: OutboxEvent
-    payload: dict[str, Any]
+    event: AlertEvent
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
+    """One delivery of an event to one channel, with its attempt state. `event` is what the
+    channel is sent (the incident as it was when the event happened); None when the stored event
+    cannot be read back (`unreadable` says why), which the outbox dead-letters."""
+
     id: int
     incident_id: int | None
     channel: str
-    event: OutboxEvent
-    payload: dict[str, Any]
+    event_id: str
+    event_type: EventType | None
+    dedup_key: str | None
+    event: AlertEvent | None
     attempts: int
     next_attempt_at: float
     last_error: str | None
     created_at: float
     state: Literal["pending", "dead"]
     dead_at: float | None = None
-
-    @property
-    def dedup_key(self) -> str | None:
-        incident = self.payload.get("incident")
-        return incident.get("dedup_key") if isinstance(incident, dict) else None
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

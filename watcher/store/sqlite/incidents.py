@@ -1,30 +1,30 @@
 """Incidents, one per dedup key, and the notes recorded on them (tables incidents,
-incident_notes). Each change that pages queues its pages in the same transaction."""
+incident_notes). Each change that pages queues its pages in the same transaction.
+
+A row keeps the incident's content (findings, runbook, links, times) in the JSON form of
+`watcher.store.incident_json`; its columns (state, resolution, worst severity, owner) are what
+queries use and win over the content when the two are read back together."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import orjson
 
-from watcher.model import Ecosystem, Severity
+from watcher.model import Ecosystem, Incident, IncidentState
+from watcher.store.incident_json import incident_content, incident_from_content
 from watcher.store.sqlite import outbox
 from watcher.store.sqlite.base import Repository
 from watcher.store.sqlite.codec import now_or, to_json
 from watcher.store.sqlite.connection import Db, Row, fetch
-from watcher.store.types import (
-    Delivery,
-    Incident,
-    IncidentState,
-    IncidentUpdate,
-    NewIncident,
-    Topic,
-)
+from watcher.store.types import Delivery, IncidentUpdate, Topic
 
 
 class IncidentRepository(Repository):
     async def open_incident_with_outbox(
-        self, incident: NewIncident, deliveries: Sequence[Delivery], *, now: float | None = None
+        self, incident: Incident, deliveries: Sequence[Delivery], *, now: float | None = None
     ) -> tuple[Incident, bool]:
         """Create the incident and queue its pages in one transaction. Idempotent on the dedup
         key: a second call for the same key changes nothing and returns (existing, False)."""
@@ -109,25 +109,38 @@ class IncidentRepository(Repository):
 
 
 def incident_of(row: Row) -> Incident:
-    return Incident(
+    """The stored incident: its content as recorded, with the row's own columns (id, state,
+    resolution) the truth over it. A row whose content cannot be read (a state file edited by
+    hand) still gives a bare incident from its columns."""
+    resolved_at = row["resolved_at"]
+    if row["state"] != IncidentState.RESOLVED:
+        resolved_at = None
+    elif resolved_at is None:  # resolved without a time: say when it was opened, not "open"
+        resolved_at = row["opened_at"]
+    try:
+        content = incident_from_content(orjson.loads(row["payload"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        content = Incident(
+            dedup_key=row["dedup_key"],
+            ecosystem=Ecosystem(row["ecosystem"]),
+            name=row["name"],
+            version=row["version"],
+            owner=row["owner"],
+            opened_at=datetime.fromtimestamp(row["opened_at"], UTC),
+            findings=[],
+        )
+    return replace(
+        content,
         id=row["id"],
-        dedup_key=row["dedup_key"],
-        ecosystem=Ecosystem(row["ecosystem"]),
-        name=row["name"],
-        version=row["version"],
-        owner=row["owner"],
-        state=IncidentState(row["state"]),
-        worst_severity=Severity(row["worst_severity"]),
-        opened_at=row["opened_at"],
-        resolved_at=row["resolved_at"],
-        resolution=row["resolution"],
-        payload=orjson.loads(row["payload"]),
         release_id=row["release_id"],
+        owner=row["owner"],
+        resolved_at=None if resolved_at is None else datetime.fromtimestamp(resolved_at, UTC),
+        resolution=row["resolution"] if resolved_at is not None else None,
     )
 
 
 async def open_incident(
-    db: Db, incident: NewIncident, deliveries: Sequence[Delivery], at: float
+    db: Db, incident: Incident, deliveries: Sequence[Delivery], at: float
 ) -> tuple[Incident, bool]:
     cursor = await db.execute(
         "INSERT INTO incidents (dedup_key, ecosystem, name, version, owner, release_id, state, "
@@ -140,9 +153,9 @@ async def open_incident(
             incident.version,
             incident.owner,
             incident.release_id,
-            Severity(incident.worst_severity).value,
+            incident.worst().value,
             at,
-            to_json(incident.payload),
+            to_json(incident_content(incident)),
         ),
     )
     created = cursor.rowcount == 1
@@ -156,10 +169,11 @@ async def open_incident(
 async def update_incident(
     db: Db, update: IncidentUpdate, deliveries: Sequence[Delivery], at: float
 ) -> tuple[Incident | None, bool]:
+    incident_id = update.incident_id
     cursor = await db.execute(
         "INSERT INTO incident_notes (incident_id, kind, detail, recorded_at) "
         "VALUES (?, ?, ?, ?) ON CONFLICT (incident_id, kind) DO NOTHING",
-        (update.incident_id, update.note_kind, update.note, at),
+        (incident_id, update.note_kind, update.note, at),
     )
     applied = cursor.rowcount == 1
     if applied:
@@ -167,8 +181,12 @@ async def update_incident(
         await db.execute(
             "UPDATE incidents SET payload = ?, worst_severity = ?, state = 'open', "
             "resolved_at = NULL, resolution = NULL WHERE id = ?",
-            (to_json(update.payload), Severity(update.worst_severity).value, update.incident_id),
+            (
+                to_json(incident_content(update.incident)),
+                update.incident.worst().value,
+                incident_id,
+            ),
         )
-        await outbox.enqueue_rows(db, update.incident_id, deliveries, at)
-    rows = await fetch(db, "SELECT * FROM incidents WHERE id = ?", (update.incident_id,))
+        await outbox.enqueue_rows(db, incident_id, deliveries, at)
+    rows = await fetch(db, "SELECT * FROM incidents WHERE id = ?", (incident_id,))
     return (incident_of(rows[0]) if rows else None), applied

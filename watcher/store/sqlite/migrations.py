@@ -151,5 +151,68 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             expires_at REAL NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # 6: the outbox holds deliveries of events, not incidents: each event of an incident is kept
+    # once (`incident_events`: its stable id, type, message and the incident as it was then) and
+    # the outbox has one delivery of it per channel with its attempt state. Queued pages of an
+    # older file become events (one per distinct page, its id the first of its deliveries) and
+    # deliveries that keep their ids, attempts and order; a page that was not JSON keeps its text
+    # and is dead-lettered as unreadable when its turn comes, as before.
+    (
+        """CREATE TABLE incident_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id TEXT NOT NULL,      -- stable: the receivers' idempotency key
+            type TEXT NOT NULL,          -- incident.opened | incident.updated | incident.resolved
+            incident_id INTEGER REFERENCES incidents (id),
+            dedup_key TEXT,
+            message TEXT,                -- what an update or a resolution says
+            incident TEXT NOT NULL,      -- the incident as it was when the event happened (JSON)
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX incident_events_by_incident ON incident_events (incident_id, id)",
+        """INSERT INTO incident_events
+            (id, event_id, type, incident_id, dedup_key, message, incident, created_at)
+        SELECT MIN(o.id),
+            CASE WHEN json_valid(o.payload)
+                THEN coalesce(json_extract(o.payload, '$.event_id'), '') ELSE '' END,
+            CASE WHEN json_valid(o.payload)
+                THEN coalesce(json_extract(o.payload, '$.type'), '') ELSE '' END,
+            (SELECT i.id FROM incidents AS i WHERE i.id = o.incident_id),
+            CASE WHEN json_valid(o.payload)
+                THEN json_extract(o.payload, '$.incident.dedup_key') END,
+            CASE WHEN json_valid(o.payload) THEN json_extract(o.payload, '$.message') END,
+            CASE WHEN json_valid(o.payload)
+                THEN coalesce(json_extract(o.payload, '$.incident'), 'null') ELSE o.payload END,
+            MIN(o.created_at)
+        FROM outbox AS o GROUP BY o.incident_id, o.payload""",
+        "ALTER TABLE outbox RENAME TO outbox_legacy",
+        "DROP INDEX outbox_by_channel",
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            event INTEGER NOT NULL REFERENCES incident_events (id),
+            channel TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'dead')),
+            dead_at REAL
+        )""",
+        """INSERT INTO outbox
+            (id, event, channel, attempts, next_attempt_at, last_error, created_at, state, dead_at)
+        SELECT o.id,
+            (SELECT MIN(p.id) FROM outbox_legacy AS p
+                WHERE p.incident_id IS o.incident_id AND p.payload = o.payload),
+            o.channel, o.attempts, o.next_attempt_at, o.last_error, o.created_at, o.state,
+            o.dead_at
+        FROM outbox_legacy AS o""",
+        # ids are never reused: the new table goes on from the old one's last id
+        "DELETE FROM sqlite_sequence WHERE name IN ('outbox', 'incident_events')",
+        """INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'outbox', seq FROM sqlite_sequence WHERE name = 'outbox_legacy'""",
+        """INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'incident_events', seq FROM sqlite_sequence WHERE name = 'outbox_legacy'""",
+        "DROP TABLE outbox_legacy",
+        "CREATE INDEX outbox_by_channel ON outbox (channel, state, id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,4 +1,10 @@
-"""The alert outbox (table outbox): pages per channel, delivered in the order they were queued.
+"""The alert outbox (tables incident_events, outbox): pages per channel, delivered in the order
+they were queued.
+
+An event of an incident (opened, updated, resolved) is recorded once in `incident_events`, with its
+stable id, its message and the incident as it was when it happened (what every channel renders,
+however late it is sent); the outbox holds one delivery of it per channel with its attempt state.
+Events stay after their deliveries are done: the incident's history of what was sent.
 
 Ids are AUTOINCREMENT, never reused, so per-channel order by id is delivery order; only a
 channel's head is tried, so later pages never overtake it. A page leaves the outbox only once the
@@ -10,17 +16,12 @@ from collections.abc import Sequence
 
 import orjson
 
+from watcher.model import AlertEvent, EventType
+from watcher.store.incident_json import event_from_parts, incident_content
 from watcher.store.sqlite.base import Repository
 from watcher.store.sqlite.codec import now_or, to_json
 from watcher.store.sqlite.connection import Db, Row, fetch
-from watcher.store.types import (
-    ChannelQueue,
-    Delivery,
-    OutboxEvent,
-    OutboxItem,
-    Requeued,
-    Topic,
-)
+from watcher.store.types import ChannelQueue, Delivery, OutboxItem, Requeued, Topic
 
 
 class OutboxRepository(Repository):
@@ -47,7 +48,7 @@ class OutboxRepository(Repository):
     async def outbox_head(self, channel: str) -> OutboxItem | None:
         """The oldest pending item of a channel, due or not: pages leave a channel in order."""
         rows = await self._conn.read(
-            "SELECT * FROM outbox WHERE channel = ? AND state = 'pending' ORDER BY id LIMIT 1",
+            f"{_ITEMS} WHERE o.channel = ? AND o.state = 'pending' ORDER BY o.id LIMIT 1",
             (channel,),
         )
         return outbox_item_of(rows[0]) if rows else None
@@ -87,7 +88,7 @@ class OutboxRepository(Repository):
 
     async def dead_letters(self, limit: int | None = 100) -> list[OutboxItem]:
         rows = await self._conn.read(
-            "SELECT * FROM outbox WHERE state = 'dead' ORDER BY id LIMIT ?",
+            f"{_ITEMS} WHERE o.state = 'dead' ORDER BY o.id LIMIT ?",
             (-1 if limit is None else limit,),
         )
         return [outbox_item_of(row) for row in rows]
@@ -145,10 +146,10 @@ class OutboxRepository(Repository):
                 db,
                 f"UPDATE outbox SET state = 'pending', attempts = 0, "  # noqa: S608 - placeholders
                 f"next_attempt_at = ?, created_at = ?, dead_at = NULL "
-                f"WHERE state = 'dead' AND ({where}) RETURNING *",
+                f"WHERE state = 'dead' AND ({where}) RETURNING id",
                 (at, at, *params),
             )
-            items = sorted((outbox_item_of(row) for row in rows), key=lambda i: i.id)
+            items = await _items_by_id(db, [row["id"] for row in rows])
             enabled: list[str] = []
             if everything or channel is not None:
                 gone = await fetch(
@@ -162,38 +163,81 @@ class OutboxRepository(Repository):
         return Requeued(items, enabled)
 
 
+_EVENT_TYPES = frozenset(t.value for t in EventType)
+
+# Every read of a delivery carries its event.
+_ITEMS = (
+    "SELECT o.id, o.channel, o.attempts, o.next_attempt_at, o.last_error, o.created_at, "
+    "o.state, o.dead_at, e.incident_id, e.event_id, e.type, e.dedup_key, e.message, e.incident "
+    "FROM outbox AS o JOIN incident_events AS e ON e.id = o.event"
+)
+
+
+async def _items_by_id(db: Db, ids: Sequence[int]) -> list[OutboxItem]:
+    if not ids:
+        return []
+    marks = ", ".join("?" for _ in ids)
+    rows = await fetch(db, f"{_ITEMS} WHERE o.id IN ({marks}) ORDER BY o.id", list(ids))
+    return [outbox_item_of(row) for row in rows]
+
+
 def outbox_item_of(row: Row) -> OutboxItem:
+    event: AlertEvent | None = None
+    unreadable: str | None = None
+    try:
+        event = event_from_parts(
+            row["type"], row["event_id"], row["message"], orjson.loads(row["incident"])
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        unreadable = f"{type(exc).__name__}: {exc}"[:300]
+    event_type = EventType(row["type"]) if row["type"] in _EVENT_TYPES else None
     return OutboxItem(
         id=row["id"],
         incident_id=row["incident_id"],
         channel=row["channel"],
-        event=OutboxEvent(row["event"]),
-        payload=orjson.loads(row["payload"]),
+        event_id=row["event_id"],
+        event_type=event_type,
+        dedup_key=row["dedup_key"],
+        event=event,
         attempts=row["attempts"],
         next_attempt_at=row["next_attempt_at"],
         last_error=row["last_error"],
         created_at=row["created_at"],
         state=row["state"],
         dead_at=row["dead_at"],
+        unreadable=unreadable,
     )
 
 
 async def enqueue_rows(
     db: Db, incident_id: int | None, deliveries: Sequence[Delivery], at: float
 ) -> list[int]:
+    """Each distinct event once (deliveries of one event share it), then one delivery per
+    channel, in the order given."""
+    events: dict[str, int] = {}
     ids = []
     for delivery in deliveries:
+        event = delivery.event
+        ref = events.get(event.event_id)
+        if ref is None:
+            cursor = await db.execute(
+                "INSERT INTO incident_events (event_id, type, incident_id, dedup_key, message, "
+                "incident, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.event_id,
+                    EventType(event.type).value,
+                    incident_id,
+                    event.incident.dedup_key,
+                    event.message,
+                    to_json(incident_content(event.incident)),
+                    at,
+                ),
+            )
+            assert cursor.lastrowid is not None
+            ref = events[event.event_id] = cursor.lastrowid
         cursor = await db.execute(
-            "INSERT INTO outbox (incident_id, channel, event, payload, next_attempt_at, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                incident_id,
-                delivery.channel,
-                OutboxEvent(delivery.event).value,
-                to_json(delivery.payload),
-                at,
-                at,
-            ),
+            "INSERT INTO outbox (event, channel, next_attempt_at, created_at) VALUES (?, ?, ?, ?)",
+            (ref, delivery.channel, at, at),
         )
         assert cursor.lastrowid is not None
         ids.append(cursor.lastrowid)

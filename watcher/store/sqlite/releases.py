@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from watcher.model import Ecosystem, Finding, Manifest, Release
+from watcher.model import Ecosystem, Finding, Incident, Manifest, Release
 from watcher.store.sqlite import feed_state, incidents, manifests
 from watcher.store.sqlite.base import Repository
 from watcher.store.sqlite.codec import artifacts_json, artifacts_of, now_or
@@ -19,9 +19,7 @@ from watcher.store.types import (
     ClaimLost,
     Delivery,
     FeedBatch,
-    Incident,
     IncidentUpdate,
-    NewIncident,
     ReleaseState,
     StoredRelease,
     StoreError,
@@ -193,7 +191,7 @@ class ReleaseRepository(Repository):
         findings: Sequence[Finding],
         manifest: Manifest,
         *,
-        incident: NewIncident | None = None,
+        incident: Incident | None = None,
         update: IncidentUpdate | None = None,
         deliveries: Sequence[Delivery] = (),
         owner: str | None = None,
