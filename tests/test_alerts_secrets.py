@@ -101,7 +101,9 @@ async def test_no_secret_value_reaches_any_channel(tmp_path: Path) -> None:
             )
         ),
     )
-    assert incident.runbook[0].text.startswith("Live credential: npm token in `package/.npmrc`")
+    assert incident.runbook[0].text.startswith(
+        "Exposed credential (not verified): npm token in `package/.npmrc`"
+    )
     events = [
         AlertEvent(EventType.OPENED, incident, "evt-1"),
         AlertEvent(EventType.UPDATED, incident, "evt-2", "deprecated on the registry"),

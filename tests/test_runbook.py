@@ -109,7 +109,7 @@ def pypi(findings: list[Finding], index: str | None = PYPI_INDEX) -> list:  # ty
             [SOURCEMAP, NPMRC],
             timedelta(hours=5),
             "npm token list\nnpm token revoke <token-id>",
-            "Live credential: npm token in `package/.npmrc`.",
+            "Exposed credential (not verified): npm token in `package/.npmrc`.",
         ),
         # an .npmrc without a token is not a credential
         (
@@ -260,10 +260,31 @@ def test_credential_routes(
     finding: Finding, what: str, command_part: str | None, confirm: bool
 ) -> None:
     step = npm([finding])[0]
-    assert step.text.startswith(f"Live credential: {what} in `{finding.path}`.")
+    assert step.text.startswith(f"Exposed credential (not verified): {what} in `{finding.path}`.")
     assert "compromised, whatever happens to the package" in step.text
     assert (command_part in step.command) if command_part else step.command is None
     assert ("confirm it was revoked" in step.text) is confirm
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "label"),
+    [
+        ((), "Exposed credential (not verified)"),
+        (("unverified",), "Exposed credential (not verified)"),
+        (("revoked",), "Exposed credential (the provider says it no longer works)"),
+        (("revoked", "live"), "Live credential (verified)"),
+    ],
+)
+def test_a_credential_is_called_live_only_when_verified(
+    verdicts: tuple[str, ...], label: str
+) -> None:
+    findings = [
+        f("aws-access-key-id", Category.SECRET, f"package/k{n}.js", verification={"verdict": v})
+        for n, v in enumerate(verdicts)
+    ] or [f("aws-access-key-id", Category.SECRET, "package/k.js")]
+    step = npm(findings)[0]
+    assert step.text.startswith(f"{label}: AWS access key in ")
+    assert ("Live" in step.text) is ("live" in verdicts)
 
 
 def test_npm_token_auto_revocation_is_an_npm_fact_only() -> None:
@@ -337,9 +358,11 @@ def test_every_shipped_secret_rule_names_a_route() -> None:
 def test_one_step_per_credential_type_listing_every_path() -> None:
     findings = [f("aws-access-key-id", Category.SECRET, f"package/f{i}.js") for i in range(7)]
     steps = npm(findings)
-    assert steps[0].text.startswith("Live credential: AWS access key in `package/f0.js`, ")
+    assert steps[0].text.startswith(
+        "Exposed credential (not verified): AWS access key in `package/f0.js`, "
+    )
     assert "and 2 more" in steps[0].text
-    assert not steps[1].text.startswith("Live credential")
+    assert not steps[1].text.startswith("Exposed credential")
 
 
 # -- PyPI ----------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Incident → ordered containment steps with the exact commands for this release.
 
-The first step is the one action for the first five minutes: a live credential is revoked first
+The first step is the one action for the first five minutes: an exposed credential is revoked first
 (a secret that reached a public registry is compromised whatever happens to the package), then the
 release is taken down the way its registry allows. The service holds no publish credentials: these
 are commands a person with 2FA runs. Registry addresses come from configuration, never from here.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -225,7 +225,8 @@ def route_for(finding: Finding) -> Route:
 
 
 def is_credential(finding: Finding) -> bool:
-    """A live credential: a secret-pattern match, or a sensitive file that holds credentials."""
+    """An exposed credential: a secret-pattern match, or a sensitive file that holds credentials
+    (whether it still works is watcher.verify's to say)."""
     if finding.category is Category.SECRET:
         return True
     if finding.category is not Category.SENSITIVE_FILE or finding.rule not in _RULE_ROUTES:
@@ -308,6 +309,17 @@ def _stolen_token_steps(inputs: RunbookInputs) -> list[RunbookStep]:
 class _CredentialGroup:
     paths: list[str]
     hint: RevokeHint | None = None
+    verdicts: set[str] = field(default_factory=set)  # watcher.verify's, where it ran
+
+
+def _credential_label(verdicts: set[str]) -> str:
+    """ "Live" only when the provider said so (watcher.verify); a match alone proves exposure,
+    not that the credential still works."""
+    if "live" in verdicts:
+        return "Live credential (verified)"
+    if verdicts == {"revoked"}:
+        return "Exposed credential (the provider says it no longer works)"
+    return "Exposed credential (not verified)"
 
 
 def _credential_steps(inputs: RunbookInputs, hints: Mapping[str, RevokeHint]) -> list[RunbookStep]:
@@ -320,13 +332,17 @@ def _credential_steps(inputs: RunbookInputs, hints: Mapping[str, RevokeHint]) ->
         group = groups.setdefault(route_for(finding), _CredentialGroup([]))
         if finding.path not in group.paths:
             group.paths.append(finding.path)
+        verification = finding.evidence.get("verification")
+        if isinstance(verification, dict):
+            group.verdicts.add(str(verification.get("verdict")))
         if group.hint is None:
             group.hint = hints.get(finding.rule) or _evidence_hint(finding)
     steps = []
     for route, group in groups.items():
         how = group.hint.text if group.hint else route.text
+        label = _credential_label(group.verdicts)
         text = (
-            f"Live credential: {route.what} in {_list_paths(group.paths)}. {how} A secret that "
+            f"{label}: {route.what} in {_list_paths(group.paths)}. {how} A secret that "
             "reached a public registry is compromised, whatever happens to the package."
         )
         if "*" in route.auto_revoked_in or inputs.ecosystem.value in route.auto_revoked_in:
