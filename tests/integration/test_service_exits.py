@@ -11,7 +11,6 @@ import fcntl
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 import pytest
 from npm_servers import Verdaccio
 from service_harness import ServiceProcess, publish, start_config, unique, until, wait_release
+
+from watcher.store.sqlite import files as state_file
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -96,8 +97,7 @@ async def test_a_full_disk_exits_non_zero_within_seconds_with_the_cause_last(
             await service.wait_ready()
             await wait_release(state, name, "1.0.0")
             # fold the WAL back into the file so the next write must grow it, then fill the disk
-            with sqlite3.connect(state) as db:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            state_file.query(state, "PRAGMA wal_checkpoint(TRUNCATE)")
             fill(disk)
             await publish(verdaccio, name, "1.0.1")
             started = time.monotonic()
