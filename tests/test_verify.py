@@ -8,6 +8,8 @@ import dataclasses
 import io
 import json
 import random
+import ssl
+import subprocess
 import sys
 import tarfile
 import time
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from structlog.testing import capture_logs
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -26,6 +29,7 @@ from provider_standins import PROVIDERS, ProviderStandin, provider_standin
 
 from watcher import metrics
 from watcher.config import load_config
+from watcher.config.plan import describe_plan
 from watcher.errors import ConfigError
 from watcher.model import (
     ArtifactSummary,
@@ -478,3 +482,75 @@ async def test_a_verifier_that_breaks_leaves_the_credential_unverified(
         (outcome,) = await CredentialVerifier(settings, providers=providers).verify([cred])
     assert (outcome.verdict, outcome.detail) == (Verdict.UNVERIFIED, "verifier error (ValueError)")
     assert cred.value not in repr(logs)
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no CA signed."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_https_certificates_are_checked_before_anything_is_sent(
+    self_signed: tuple[Path, Path],
+) -> None:
+    """A TLS stand-in with a self-signed certificate: the handshake fails, the credential is
+    never sent, the verdict is unverified."""
+    cert, key = self_signed
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response({"login": "x"})
+
+    app = web.Application()
+    app.router.add_get("/user", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        settings = VerifySettings(timeout=3.0, urls={"github": f"https://127.0.0.1:{port}"})
+        (outcome,) = await CredentialVerifier(settings).verify([_credential("github", "tls-ca")])
+    finally:
+        await runner.cleanup()
+    assert outcome.verdict is Verdict.UNVERIFIED
+    assert outcome.detail.startswith("connection failed")
+    assert seen == []
+
+
+def test_check_config_plan_says_whether_credentials_are_verified(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(_config_text({"gitlab": "https://gitlab.acme-corp.invalid"}, enabled=True))
+    plan = describe_plan(load_config(path))
+    assert "verify: found credentials are checked with their own providers" in plan
+    assert "gitlab https://gitlab.acme-corp.invalid" in plan
+    path.write_text(
+        "packages:\n  - {ecosystem: npm, name: x, owner: o}\nowners:\n  o: {console: true}\n"
+    )
+    assert "verify: disabled" in describe_plan(load_config(path))

@@ -152,6 +152,16 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
         )
     else:
         add("containment: disabled (incidents are resolved by hand)")
+    verify = config.verify
+    if verify.enabled:
+        urls = ", ".join(f"{n} {mask_url(p.url)}" for n, p in sorted(verify.providers.items()))
+        add(
+            "verify: found credentials are checked with their own providers "
+            f"(timeout {format_duration(verify.timeout)}, at most {verify.rate:g}/s per provider; "
+            f"{urls or 'their documented APIs'}; npm on the package's registry)"
+        )
+    else:
+        add("verify: disabled (found credentials are not checked with their providers)")
     add(
         f"shutdown grace period {format_duration(config.shutdown.grace_period)}; "
         f"log format {config.log.format}, level {config.log.level}"
