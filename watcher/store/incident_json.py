@@ -23,10 +23,12 @@ from watcher.model import (
     RunbookStep,
     Severity,
 )
+from watcher.timefmt import utc
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat()
+    """Full precision, with its offset: the stored form, not the shown one (`timefmt.iso`)."""
+    return None if moment is None else utc(moment).isoformat()
 
 
 def _when(text: Any) -> datetime | None:

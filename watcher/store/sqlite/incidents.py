@@ -20,6 +20,7 @@ from watcher.store.sqlite.base import Repository
 from watcher.store.sqlite.codec import now_or, to_json
 from watcher.store.sqlite.connection import Db, Row, fetch
 from watcher.store.types import Delivery, IncidentUpdate, Topic
+from watcher.timefmt import from_epoch
 
 
 class IncidentRepository(Repository):
@@ -134,7 +135,7 @@ def incident_of(row: Row) -> Incident:
         id=row["id"],
         release_id=row["release_id"],
         owner=row["owner"],
-        resolved_at=None if resolved_at is None else datetime.fromtimestamp(resolved_at, UTC),
+        resolved_at=from_epoch(resolved_at),
         resolution=row["resolution"] if resolved_at is not None else None,
     )
 
