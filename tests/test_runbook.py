@@ -335,7 +335,7 @@ def test_a_secret_rule_names_its_revocation_route_as_data(tmp_path: Path) -> Non
     )
     data = load_secret_rule_runbooks(rules)
     assert data["acme-deploy-key"].route == "github"
-    assert data["no-route"].route == "generic"
+    assert data["no-route"].route is None  # rotated the generic way
     # the route comes from the rule, not from a word of its id
     assert route_for(f("twilio-auth-token", Category.SECRET, "package/a.js")).what == "credentials"
     assert route_for(f("github-token", Category.SECRET, "package/a.js")).what == "GitHub token"
@@ -345,7 +345,7 @@ def test_a_secret_rule_names_its_revocation_route_as_data(tmp_path: Path) -> Non
 def test_an_unknown_route_in_the_rules_file_names_the_rule(tmp_path: Path) -> None:
     rules = tmp_path / "secrets.toml"
     rules.write_text('[[rules]]\nid = "acme-key"\ndescription = "x"\nroute = "githbu"\n')
-    with pytest.raises(ValueError, match="secret rule acme-key: unknown route 'githbu'"):
+    with pytest.raises(ValueError, match="rule acme-key: unknown route 'githbu'"):
         load_secret_rule_runbooks(rules)
 
 
@@ -353,6 +353,19 @@ def test_every_shipped_secret_rule_names_a_route() -> None:
     shipped = tomllib.loads(RULES_FILE.read_text(encoding="utf-8"))["rules"]
     assert shipped and all("route" in rule for rule in shipped), "secrets.toml: route per rule"
     assert set(load_secret_rule_runbooks()) == {rule["id"] for rule in shipped}
+
+
+def test_a_sensitive_file_rule_names_its_route_in_its_own_data() -> None:
+    sensitive = tomllib.loads(RULES_FILE.with_name("sensitive.toml").read_text(encoding="utf-8"))
+    routed = {rule["id"]: rule["route"] for rule in sensitive["rule"] if "route" in rule}
+    assert routed["npmrc-file"] == "npm" and routed["kubeconfig"] == "kubernetes"
+    assert "ssh-config" not in routed, "a file that holds no credential names no route"
+    npmrc = route_for(f("npmrc-file", Category.SENSITIVE_FILE, "package/.npmrc"))
+    assert npmrc.command == "npm token list\nnpm token revoke <token-id>"
+    ssh_config = f("ssh-config", Category.SENSITIVE_FILE, "package/.ssh/config")
+    assert not npm([ssh_config])[0].text.startswith("Exposed credential")
+    npmrc_file = f("npmrc-file", Category.SENSITIVE_FILE, "package/.npmrc", content_confirmed=True)
+    assert npm([npmrc_file])[0].text.startswith("Exposed credential")
 
 
 def test_one_step_per_credential_type_listing_every_path() -> None:

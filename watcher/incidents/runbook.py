@@ -29,6 +29,7 @@ OTP = "--otp=<code>"
 GOOD_PLACEHOLDER = "<last-good-version>"
 PYPI_WEB_PLACEHOLDER = "<pypi-web>"
 SECRETS_RULES = Path(__file__).parent.parent / "scanning" / "checks" / "secrets.toml"
+SENSITIVE_RULES = SECRETS_RULES.with_name("sensitive.toml")
 
 
 # -- credential routes ---------------------------------------------------------------------------
@@ -142,24 +143,6 @@ _ROUTES: dict[str, Route] = {
     ),
 }
 
-# The scanner's sensitive-file rules → route.
-_RULE_ROUTES: dict[str, str] = {
-    "npmrc-file": "npm",
-    "pypirc-file": "pypi",
-    "netrc-file": "git",
-    "git-credentials-file": "git",
-    "private-key-file": "ssh",
-    "key-material-file": "private-key",
-    "keystore-file": "private-key",
-    "terraform-state": "terraform",
-    "terraform-vars": "generic",
-    "kubeconfig": "kubernetes",
-    "cloud-credentials-file": "cloud",
-    "service-account-json": "gcp",
-    "dotenv-file": "generic",
-    "app-secrets-file": "generic",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class RevokeHint:
@@ -170,58 +153,63 @@ class RevokeHint:
 
 
 @dataclass(frozen=True, slots=True)
-class SecretRuleRunbook:
-    """What the runbook takes from one secret rule (checks/secrets.toml): its revoke sentence and
-    the name of its revocation route in `_ROUTES`."""
+class RuleRunbook:
+    """What the runbook takes from one scanner rule (checks/secrets.toml, checks/sensitive.toml):
+    its revoke sentence and the name of its revocation route in `_ROUTES` (None: the rule named
+    none; a secret is then rotated the generic way, a sensitive file holds no credential)."""
 
     hint: RevokeHint | None
-    route: str
+    route: str | None
 
 
-def load_secret_rule_runbooks(path: Path = SECRETS_RULES) -> dict[str, SecretRuleRunbook]:
-    """Per-rule runbook data from the secret rules file, keyed by rule id. A missing or unreadable
-    file gives none (the sensitive-file routes still apply); a rule naming an unknown route is a
-    ValueError naming the rule, so a typo in the data fails its test instead of paging "generic"."""
+def load_secret_rule_runbooks(path: Path = SECRETS_RULES) -> dict[str, RuleRunbook]:
+    """Per-rule runbook data from a rules file, keyed by rule id. A missing or unreadable file
+    gives none; a rule naming an unknown route is a ValueError naming the rule, so a typo in the
+    data fails its test instead of paging "generic"."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         log.debug("revoke_hints_unavailable", path=str(path), error=type(exc).__name__)
         return {}
-    rules: dict[str, SecretRuleRunbook] = {}
+    rules: dict[str, RuleRunbook] = {}
     for rule in [*data.get("rules", []), *data.get("rule", [])]:
         if not isinstance(rule, dict) or not isinstance(rule.get("id"), str):
             continue
-        rule_id, text, route = rule["id"], rule.get("revoke"), rule.get("route", "generic")
-        if route not in _ROUTES:
+        rule_id, text, route = rule["id"], rule.get("revoke"), rule.get("route")
+        if route is not None and route not in _ROUTES:
             known = ", ".join(sorted(_ROUTES))
-            raise ValueError(f"secret rule {rule_id}: unknown route {route!r} (routes: {known})")
+            raise ValueError(f"rule {rule_id}: unknown route {route!r} (routes: {known})")
         hint = None
         if isinstance(text, str) and text.strip():
             hint = RevokeHint(str(rule.get("description") or rule_id), text.strip())
-        rules[rule_id] = SecretRuleRunbook(hint, route)
+        rules[rule_id] = RuleRunbook(hint, route)
     return rules
 
 
 @cache
-def _shipped_rules() -> Mapping[str, SecretRuleRunbook]:
-    """The shipped rules file, read once per process (it does not change while we run)."""
-    return MappingProxyType(load_secret_rule_runbooks())
+def _shipped_rules() -> Mapping[str, RuleRunbook]:
+    """The shipped rule files, read once per process (they do not change while we run)."""
+    return MappingProxyType(
+        {**load_secret_rule_runbooks(SENSITIVE_RULES), **load_secret_rule_runbooks()}
+    )
 
 
 def load_revoke_hints(path: Path | None = None) -> dict[str, RevokeHint]:
-    """`revoke` sentences from the secret rules file (the shipped one by default), keyed by rule
+    """`revoke` sentences from the secret rules file (the shipped ones by default), keyed by rule
     id."""
     rules = _shipped_rules() if path is None else load_secret_rule_runbooks(path)
     return {rule_id: rule.hint for rule_id, rule in rules.items() if rule.hint is not None}
 
 
 def route_for(finding: Finding) -> Route:
-    """The rule's own route: a secret rule's `route` field, a sensitive-file rule's entry in
-    `_RULE_ROUTES`; anything else is rotated the generic way."""
-    if finding.rule in _RULE_ROUTES:
-        return _ROUTES[_RULE_ROUTES[finding.rule]]
-    secret = _shipped_rules().get(finding.rule)
-    return _ROUTES[secret.route if secret is not None else "generic"]
+    """The rule's own route (its `route` field); a rule without one is rotated the generic way."""
+    rule = _shipped_rules().get(finding.rule)
+    return _ROUTES[rule.route if rule is not None and rule.route else "generic"]
+
+
+def _names_a_route(finding: Finding) -> bool:
+    rule = _shipped_rules().get(finding.rule)
+    return rule is not None and rule.route is not None
 
 
 def is_credential(finding: Finding) -> bool:
@@ -229,7 +217,7 @@ def is_credential(finding: Finding) -> bool:
     (whether it still works is watcher.verify's to say)."""
     if finding.category is Category.SECRET:
         return True
-    if finding.category is not Category.SENSITIVE_FILE or finding.rule not in _RULE_ROUTES:
+    if finding.category is not Category.SENSITIVE_FILE or not _names_a_route(finding):
         return False
     return bool(finding.evidence.get("content_confirmed")) or finding.severity is Severity.CRITICAL
 
