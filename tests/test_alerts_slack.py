@@ -110,6 +110,11 @@ async def test_update_and_resolution_are_new_posts(slack: Receiver) -> None:
     upd, res = (r.json() for r in slack.requests)
     assert "UPDATE" in upd["blocks"][0]["text"]["text"]
     assert "stays open" in upd["blocks"][1]["text"]["text"]
+    assert upd["blocks"][2]["text"]["text"].startswith(
+        "Still open: @acme/cli@2.1.88 is still served"
+    )
+    assert len(upd["blocks"]) == 4, "an update is short: no findings or runbook again"
+    assert not any("Runbook" in str(b) for b in upd["blocks"])
     assert (
         res["text"]
         == ":white_check_mark: Resolved: @acme/cli@2.1.88 — version unpublished; contained 3h15m after publish"

@@ -15,6 +15,7 @@ from watcher.incidents.runbook import (
     build_runbook,
     load_revoke_hints,
     load_secret_rule_runbooks,
+    rotation_reminder,
     route_for,
 )
 from watcher.model import Category, Ecosystem, Finding, Severity
@@ -285,6 +286,24 @@ def test_a_credential_is_called_live_only_when_verified(
     step = npm(findings)[0]
     assert step.text.startswith(f"{label}: AWS access key in ")
     assert ("Live" in step.text) is ("live" in verdicts)
+
+
+def test_the_rotation_reminder_lists_each_credential_with_its_route() -> None:
+    findings = [
+        f("aws-access-key-id", Category.SECRET, "package/a.js"),
+        NPMRC,
+        SOURCEMAP,
+    ]
+    reminder = rotation_reminder(findings)
+    assert reminder is not None
+    head, *lines = reminder.splitlines()
+    assert "Rotate every credential it carried" in head
+    assert [line.split(" (", 1)[0] for line in lines] == [
+        "- aws-access-key-id at package/a.js",
+        "- npmrc-file at package/.npmrc",
+    ], "credentials only, each as its finding shows it"
+    assert "npm token revoke" in lines[1]
+    assert rotation_reminder([SOURCEMAP, GIT_DIR]) is None
 
 
 def test_npm_token_auto_revocation_is_an_npm_fact_only() -> None:

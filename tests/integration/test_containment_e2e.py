@@ -195,6 +195,10 @@ async def test_leak_paged_then_deprecate_updates_and_unpublish_resolves_everywhe
         data = resolved.json()["data"]
         assert data["resolution"] == UNPUBLISHED and data["time_to_contain_s"] > 0
         assert "HTTP 404" in (data["message"] or "")
+        # what containment did not undo: the leaked token still has to be revoked
+        assert "Rotate every credential it carried" in data["message"]
+        assert "npm token revoke" in data["message"], data["message"]
+        assert token not in data["message"]
         assert pd_actions(rx.pd)[-1] == ("resolve", key)
         slack_text = rx.slack.requests[-1].json()["text"]
         assert "Resolved" in slack_text and UNPUBLISHED in slack_text

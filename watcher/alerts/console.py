@@ -18,6 +18,7 @@ from watcher.alerts.payload import (
     package_ref,
     resolution_line,
     sorted_findings,
+    still_open_line,
     summary_line,
 )
 from watcher.model import AlertEvent, EventType
@@ -57,11 +58,16 @@ def render(event: AlertEvent) -> str:
         lines.append(f"{mark}{resolution_line(incident)}")
         if event.message:
             lines.append(event.message)
+    elif event.type is EventType.UPDATED:
+        # short: what changed and what is still open; the runbook was in the first page
+        note = event.message or "mitigation recorded"
+        lines.append(f"{mark}UPDATE on {package_ref(incident)}: {note} (incident stays open)")
+        lines.append(still_open_line(incident))
+        lines.append(
+            f"key {incident.dedup_key} · the runbook: watcher runbook {package_ref(incident)}"
+        )
     else:
         lines.append(f"{mark}FIRST (≤5 min): {first_action(incident)}")
-        if event.type is EventType.UPDATED:
-            note = event.message or "mitigation recorded"
-            lines.append(f"UPDATE on {package_ref(incident)}: {note} (incident stays open)")
         lines.append(summary_line(incident))
         lines.append(
             f"owner {incident.owner} · published {iso(incident.published_at) or 'unknown'} · "

@@ -77,6 +77,11 @@ def first_action(incident: Incident) -> str:
     return f"{step.text} → {tail}" if tail else step.text
 
 
+def still_open_line(incident: Incident) -> str:
+    """What an update leaves open: the release is still served; the next step to contain it."""
+    return f"Still open: {package_ref(incident)} is still served. Next: {first_action(incident)}"
+
+
 def summary_line(incident: Incident) -> str:
     """`[npm] name@1.2.3 — critical secret: … (path) (+3 more)`: a title naming the worst finding."""
     mark = f"{TEST_MARK} " if incident.test else ""

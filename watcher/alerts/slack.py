@@ -22,6 +22,7 @@ from watcher.alerts.payload import (
     resolution_line,
     rule_counts,
     sorted_findings,
+    still_open_line,
     summary_line,
     truncate,
 )
@@ -161,16 +162,24 @@ def _code(command: str) -> str:
     return "```" + command.replace("```", "'''") + "```"
 
 
+def _update_blocks(event: AlertEvent) -> list[dict[str, Any]]:
+    """An update is short: what changed and what is still open (the runbook was in the page)."""
+    incident = event.incident
+    note = event.message or "mitigation recorded"
+    return [
+        _header(f"{_EMOJI[incident.worst()]} {_title(incident, 'UPDATE: ')}"),
+        _section(f"*Update:* {note}. This is not containment: the incident stays open."),
+        _section(still_open_line(incident)),
+        _context(f"dedup `{incident.dedup_key}` · registry-watcher"),
+    ]
+
+
 def _page_blocks(event: AlertEvent, shown: int, step_limit: int) -> list[dict[str, Any]]:
     incident = event.incident
-    severity = incident.worst()
-    lead = "UPDATE: " if event.type is EventType.UPDATED else ""
-    blocks: list[dict[str, Any]] = [_header(f"{_EMOJI[severity]} {_title(incident, lead)}")]
     if event.type is EventType.UPDATED:
-        note = event.message or "mitigation recorded"
-        blocks.append(
-            _section(f"*Update:* {note}. This is not containment: the incident stays open.")
-        )
+        return _update_blocks(event)
+    severity = incident.worst()
+    blocks: list[dict[str, Any]] = [_header(f"{_EMOJI[severity]} {_title(incident)}")]
     blocks.append(_first_action_block(incident))
     blocks.append(
         {

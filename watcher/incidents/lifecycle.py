@@ -26,7 +26,7 @@ from watcher import metrics
 from watcher.alerts.payload import describe_finding, time_to_contain
 from watcher.config.schema import Config, channel_id
 from watcher.incidents.policy import decide
-from watcher.incidents.runbook import RunbookInputs, build_runbook
+from watcher.incidents.runbook import RunbookInputs, build_runbook, rotation_reminder
 from watcher.model import (
     AlertEvent,
     Category,
@@ -410,6 +410,9 @@ class IncidentLifecycle:
             resolved_at=datetime.fromtimestamp(now, UTC),
             resolution=resolution,
         )
+        reminder = rotation_reminder(incident.findings)
+        if reminder:
+            detail = f"{detail}\n{reminder}" if detail else reminder
         event = resolved(page, detail)
         _, done = await self.store.resolve_incident(
             incident.dedup_key,

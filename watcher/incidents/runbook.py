@@ -340,6 +340,34 @@ def _credential_steps(inputs: RunbookInputs, hints: Mapping[str, RevokeHint]) ->
     return steps
 
 
+def rotation_reminder(
+    findings: Sequence[Finding], hints: Mapping[str, RevokeHint] | None = None
+) -> str | None:
+    """What containment does not undo, for the resolved page: every credential the release
+    carried, as its finding shows it (redacted), with its revocation route. None when it
+    carried none."""
+    hints = load_revoke_hints() if hints is None else hints
+    lines: list[str] = []
+    for finding in findings:
+        if not is_credential(finding):
+            continue
+        route = route_for(finding)
+        hint = hints.get(finding.rule) or _evidence_hint(finding)
+        how = hint.text if hint else route.text
+        where = route.command or (
+            route.url.replace("{pypi}", PYPI_WEB_PLACEHOLDER) if route.url else None
+        )
+        line = f"- {finding.message} ({finding.path}): {how}"
+        lines.append(f"{line} → {'; '.join(where.splitlines())}" if where else line)
+    if not lines:
+        return None
+    head = (
+        "Still to do: the release is gone, but what it exposed is not. Rotate every credential "
+        "it carried:"
+    )
+    return "\n".join([head, *lines])
+
+
 def _evidence_hint(finding: Finding) -> RevokeHint | None:
     """The secret check copies its rule's `revoke` sentence into the finding's evidence."""
     hint = finding.evidence.get("revoke")
