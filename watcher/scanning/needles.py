@@ -58,47 +58,67 @@ class NeedleIndex:
         return self._find(bytes(data).decode("latin-1"))  # one character per byte
 
 
-class _HyperscanEngine:
-    """Block-mode scan of the text's UTF-8 bytes; byte offsets are mapped back to characters only
-    for text that is not ASCII (where the two differ)."""
+class _Database:
+    """One compiled hyperscan database of the needles in one encoding."""
 
-    def __init__(self, needles: tuple[str, ...]) -> None:
+    def __init__(self, encoded: list[bytes]) -> None:
         assert _hs is not None
-        self._needles = needles
-        self._encoded = [needle.encode("utf-8", "surrogatepass") for needle in needles]
-        self._lengths = [len(needle) for needle in self._encoded]
-        self._db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-        self._db.compile(
-            expressions=self._encoded,
-            ids=list(range(len(needles))),
-            elements=len(needles),
+        self.lengths = [len(needle) for needle in encoded]
+        self.db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        # every byte as a \xHH escape: the binding passes expressions as C strings, so a NUL
+        # (UTF-16 needles are full of them) must not appear raw
+        self.db.compile(
+            expressions=["".join(f"\\x{byte:02x}" for byte in n).encode() for n in encoded],
+            ids=list(range(len(encoded))),
+            elements=len(encoded),
             flags=0,  # report every end offset; a literal's start is end - length
-            literal=True,
         )
         # A scratch space serves one scan at a time: one per thread.
         self._local = threading.local()
 
-    def _scratch(self) -> Any:
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None:
-            scratch = self._local.scratch = _hs.Scratch(self._db)
-        return scratch
-
-    def find(self, text: str) -> Hits:
-        data = text.encode("utf-8", "surrogatepass")
-        hits = self.find_bytes(data)
-        if len(data) != len(text) and hits:
-            hits = _to_char_offsets(data, hits)
-        return hits
-
-    def find_bytes(self, data: bytes | bytearray) -> Hits:
-        found: list[list[int]] = [[] for _ in self._needles]
-        lengths = self._lengths
+    def scan(self, data: bytes) -> list[list[int]]:
+        found: list[list[int]] = [[] for _ in self.lengths]
+        lengths = self.lengths
 
         def on_match(ident: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
             found[ident].append(end - lengths[ident])
 
-        self._db.scan(bytes(data), match_event_handler=on_match, scratch=self._scratch())
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = _hs.Scratch(self.db)
+        self.db.scan(data, match_event_handler=on_match, scratch=scratch)
+        return found
+
+
+class _HyperscanEngine:
+    """Block-mode scans of the text's bytes. ASCII text is scanned as itself; other text as
+    UTF-16 (near a copy for CPython's 1- and 2-byte strings, and offsets are simply halved) with
+    the needles compiled in UTF-16 too; text with characters beyond the BMP as UTF-8, byte offsets
+    mapped back to characters."""
+
+    def __init__(self, needles: tuple[str, ...]) -> None:
+        self._needles = needles
+        self._utf8 = _Database([n.encode("utf-8", "surrogatepass") for n in needles])
+        self._utf16 = _Database([n.encode("utf-16-le", "surrogatepass") for n in needles])
+
+    def find(self, text: str) -> Hits:
+        if text.isascii():
+            return self.find_bytes(text.encode("ascii"))
+        wide = text.encode("utf-16-le", "surrogatepass")
+        if len(wide) == 2 * len(text):  # no surrogate pairs: two bytes per character
+            found = self._utf16.scan(wide)
+            # a match at an odd byte offset straddles two characters: not a match
+            return {
+                self._needles[i]: halved
+                for i, starts in enumerate(found)
+                if starts and (halved := [o // 2 for o in starts if not o % 2])
+            }
+        data = text.encode("utf-8", "surrogatepass")
+        hits = self.find_bytes(data)
+        return _to_char_offsets(data, hits) if hits else hits
+
+    def find_bytes(self, data: bytes | bytearray) -> Hits:
+        found = self._utf8.scan(bytes(data))
         return {self._needles[i]: starts for i, starts in enumerate(found) if starts}
 
 

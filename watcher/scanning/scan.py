@@ -309,6 +309,11 @@ class _ContentScanner:
         if looks_like_source_map(path, data) or path in self._referenced_maps:
             smap = parse_source_map(_maybe_brotli(path, data), path, inline=False)
             if smap is not None:
+                if isinstance(data, bytearray):
+                    # Nothing reads a map's raw bytes once parsed (digest, member checks and the
+                    # nested-archive sniff came first): release them before the sources are
+                    # searched, so a 60 MB map is not held twice.
+                    data.clear()
                 yield from self._source_map(smap)
                 return
         suffix = PurePosixPath(path).suffix.lower()

@@ -40,15 +40,23 @@ def recognise(data: bytes | bytearray) -> str | None:
         return "keystore-file"
     if b"\x00" in head[:1024]:
         return None  # other binaries: nothing below is binary
-    if _PUTTY.search(head) and _PUTTY_PRIVATE.search(head):
+    # each shape's regexes run only where its literal is present: a multi-line `^…` pattern over
+    # 256 KiB of minified code is slow, a `bytes.find` is not
+    if b"PuTTY-User-Key-File-" in head and _PUTTY.search(head) and _PUTTY_PRIVATE.search(head):
         return "private-key-file"
-    if all(pattern.search(head) for pattern in _KUBECONFIG):
+    if (
+        b"clusters:" in head
+        and b"users:" in head
+        and all(pattern.search(head) for pattern in _KUBECONFIG)
+    ):
         return "kubeconfig"
-    if _JWK_TYPE.search(head) and _JWK_PRIVATE.search(head):
+    if b'"kty"' in head and _JWK_TYPE.search(head) and _JWK_PRIVATE.search(head):
         return "jwk-private-key"
-    if _NPMRC.search(head):
+    npmrc = b"/:_auth" in head or b"/:_password" in head or b"/:username" in head
+    if npmrc and _NPMRC.search(head):
         return "npmrc-file"
-    if _PYPIRC_SECTION.search(head) and _PYPIRC_FIELD.search(head):
+    pypirc = b"pypi]" in head or b"[distutils]" in head
+    if pypirc and _PYPIRC_SECTION.search(head) and _PYPIRC_FIELD.search(head):
         return "pypirc-file"
     return None
 
