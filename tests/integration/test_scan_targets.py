@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from npm_servers import Verdaccio
-from pypi_servers import Devpi, build_sdist, build_wheel
+from pypi_servers import Devpi, PypiServer, build_sdist, build_wheel
 
 from tests import fakecreds
 from tests.builders import npm_tarball
@@ -116,6 +116,25 @@ def test_unknown_npm_target_is_a_clear_error(verdaccio: Verdaccio, tmp_path: Pat
     result = watcher(config, "npm:no-such-package-here@1.0.0")
     assert result.returncode == 2
     assert "does not exist" in result.stderr.strip().splitlines()[-1]
+
+
+def test_unknown_pypi_project_or_version_is_not_published(
+    pypiserver: PypiServer, tmp_path: Path
+) -> None:
+    """The same kind of message as npm's, not a raw "HTTP 404 for <url>"."""
+    config = config_file(tmp_path, pypi_url=pypiserver.url + "/simple/")
+    result = watcher(config, "pypi:no-such-project-here==1.0.0")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"watcher: pypi:no-such-project-here is not published on {pypiserver.url}/simple/"
+    ), last
+    out = tmp_path / "dists"
+    pypiserver.upload([build_sdist(out, "np-demo-known", "1.0.0")])
+    result = watcher(config, "pypi:np-demo-known==9.9.9")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "watcher: pypi:np-demo-known==9.9.9 is not published", last
 
 
 def test_pypi_target_scans_every_file_of_the_release(devpi: Devpi, tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ class ProjectPage:
         """The release with every file listed so far (files keep arriving for days)."""
         files = sorted(self.files_of(version), key=lambda f: f.filename)
         if not files and not any(_version_key(v) == _version_key(version) for v in self.versions):
-            raise RegistryError(f"pypi:{self.name}=={version} not found on the index")
+            raise RegistryError(f"pypi:{self.name}=={version} is not published")
         times = [f.upload_time for f in files if f.upload_time is not None]
         return Release(
             ecosystem=Ecosystem.PYPI,
@@ -606,7 +606,13 @@ async def fetch_for_scan(
     client_http = http or RegistryHttp()
     try:
         client = PypiClient(client_http, index)
-        page = await client.project(name)
+        try:
+            page = await client.project(name)
+        except HttpStatusError as exc:
+            if exc.status not in (404, 410):
+                raise
+            # as npm's "is not published": the index does not know the project at all
+            raise RegistryError(f"pypi:{name} is not published on {safe_url(index)}") from None
         assert page is not None
         target = await client.fetch_release(page, version, dest_dir / "target", max_bytes=max_bytes)
         base_version: str | None
