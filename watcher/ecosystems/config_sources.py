@@ -150,8 +150,8 @@ def _project_dir(cwd: Path) -> Path:
 
 
 def _npm_prefix(env: Mapping[str, str]) -> Path | None:
-    if env.get("npm_config_prefix"):
-        return Path(env["npm_config_prefix"])
+    if prefix := _env_lookup(env, "prefix"):
+        return Path(prefix)
     node = shutil.which("node", path=env.get("PATH"))
     return Path(node).resolve().parent.parent if node else None
 
@@ -159,11 +159,11 @@ def _npm_prefix(env: Mapping[str, str]) -> Path | None:
 def npmrc_files(env: Mapping[str, str], cwd: Path, home: Path) -> list[Path]:
     """The npmrc files npm reads, highest precedence first (project, user, global)."""
     files = [_project_dir(cwd) / ".npmrc"]
-    files.append(
-        Path(env["npm_config_userconfig"]) if env.get("npm_config_userconfig") else home / ".npmrc"
-    )
-    if env.get("npm_config_globalconfig"):
-        files.append(Path(env["npm_config_globalconfig"]))
+    # npm reads NPM_CONFIG_USERCONFIG as npm_config_userconfig (any case): the token too
+    userconfig = _env_lookup(env, "userconfig")
+    files.append(Path(userconfig) if userconfig else home / ".npmrc")
+    if globalconfig := _env_lookup(env, "globalconfig"):
+        files.append(Path(globalconfig))
     else:
         prefix = _npm_prefix(env)
         if prefix is not None:
