@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 _INTERNAL_TLDS = (".internal", ".corp", ".intranet", ".lan", ".home.arpa", ".localdomain")
@@ -66,14 +67,23 @@ def classify_host(url: str, internal_domains: tuple[str, ...]) -> InternalHost |
     host = host_of(url)
     if not host:
         return None
+    return _classify(host, internal_domains)
+
+
+@lru_cache(maxsize=8192)
+def _classify(host: str, internal_domains: tuple[str, ...]) -> InternalHost | None:
+    """Pure in its arguments; bundles name the same few hosts thousands of times."""
     for configured in internal_domains:
         domain = configured.lower().lstrip(".")
         if host == domain or host.endswith("." + domain):
             return InternalHost(HostKind.CONFIGURED, f"internal host {host} (under {domain})")
     if host.strip("[]") in _METADATA_HOSTS:
         return InternalHost(HostKind.WELL_KNOWN, f"cloud metadata endpoint {host}")
+    bare = host.strip("[]")
     try:
-        address = ipaddress.ip_address(host.strip("[]"))
+        if not (bare[:1].isdigit() or ":" in bare):
+            raise ValueError(bare)  # a name: skip ipaddress's parse
+        address = ipaddress.ip_address(bare)
     except ValueError:
         if host == "localhost.localdomain" or host.endswith(
             (".localhost", ".localhost.localdomain")
