@@ -18,10 +18,13 @@ bench/.data/.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 DATA = Path(__file__).parent / ".data"
@@ -41,36 +44,52 @@ def fetch(spec: str) -> Path:
     return DATA / out.stdout.strip().splitlines()[-1]
 
 
-def tree_rss_kib(pid: int) -> int:
-    """RSS of a process and all its descendants, from /proc."""
-    total = 0
+@dataclass
+class Run:
+    wall_s: float
+    cpu_s: float  # user + system of the process tree (children reaped by the command included)
+    rss_kib: int  # peak of the tree's summed RSS (pages shared after fork counted in each)
+    pss_kib: int  # peak of the tree's summed PSS (shared pages split: memory actually used)
+
+
+def tree_memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process and all its descendants, from /proc."""
+    rss = pss = 0
     stack = [pid]
     while stack:
         current = stack.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:
             continue
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
+                rss += int(line.split()[1])
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                pss += int(line.split()[1])
         stack.extend(int(child) for child in children)
-    return total
+    return rss, pss
 
 
-def timed(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak summed RSS (KiB) of the process tree, sampled every 10 ms."""
+def timed(cmd: list[str]) -> Run:
+    """Wall and CPU seconds and peak memory of the process tree, sampled every 10 ms."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
-        peak = 0
+        peak_rss = peak_pss = 0
         while proc.poll() is None:
-            peak = max(peak, tree_rss_kib(proc.pid))
+            rss, pss = tree_memory_kib(proc.pid)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             time.sleep(0.01)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{cmd} failed with {proc.returncode}")
-    return elapsed, peak
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(elapsed, cpu, peak_rss, peak_pss)
 
 
 def bench(subject: str, runs: int) -> None:
@@ -84,30 +103,40 @@ def bench(subject: str, runs: int) -> None:
     gzip_cmd = ["sh", "-c", f"gzip -dc '{target}' > /dev/null"]
 
     # interleaved, so load from elsewhere on the machine weighs on both sides alike
-    gzip_times: list[float] = []
-    scans: list[tuple[float, int]] = []
-    alone: list[tuple[float, int]] = []
+    gzips: list[Run] = []
+    scans: list[Run] = []
+    alone: list[Run] = []
     for _ in range(runs):
-        gzip_times.append(timed(gzip_cmd)[0])
+        gzips.append(timed(gzip_cmd))
         scans.append(timed(scan_cmd))
         alone.append(timed(alone_cmd))
 
-    gzip_s = statistics.median(gzip_times)
-    scan_s = statistics.median(t for t, _ in scans)
-    alone_s = statistics.median(t for t, _ in alone)
-    peak_mib = max(rss for _, rss in scans) / 1024
-    alone_mib = max(rss for _, rss in alone) / 1024
+    def median(runs_: list[Run], field: str) -> float:
+        return statistics.median(getattr(run, field) for run in runs_)
+
+    gzip_s, gzip_cpu = median(gzips, "wall_s"), median(gzips, "cpu_s")
+    scan_s, scan_cpu = median(scans, "wall_s"), median(scans, "cpu_s")
+    alone_s, alone_cpu = median(alone, "wall_s"), median(alone, "cpu_s")
     print(f"subject            {package}@{version} vs {baseline_version}")
     print(f"tarball            {target.stat().st_size / 1e6:.1f} MB")
-    print(f"gzip -dc           {gzip_s:.2f} s (median of {runs})")
+    print(f"gzip -dc           {gzip_s:.2f} s wall, {gzip_cpu:.2f} s CPU (medians of {runs})")
     print(
-        f"scan + baseline    {scan_s:.2f} s  ratio {scan_s / gzip_s:.2f}x (goal <= {RATIO_GOAL}x)"
+        f"scan + baseline    {scan_s:.2f} s wall  ratio {scan_s / gzip_s:.2f}x "
+        f"(goal <= {RATIO_GOAL}x); CPU {scan_cpu:.2f} s, {scan_cpu / gzip_cpu:.2f}x gzip's"
     )
-    print(f"scan alone         {alone_s:.2f} s  ratio {alone_s / gzip_s:.2f}x")
     print(
-        f"peak RSS, tree     {peak_mib:.0f} MiB with baseline, {alone_mib:.0f} MiB alone "
-        f"(processes summed; goal <= {RSS_GOAL_MIB} MiB)"
+        f"scan alone         {alone_s:.2f} s wall  ratio {alone_s / gzip_s:.2f}x; "
+        f"CPU {alone_cpu:.2f} s, {alone_cpu / gzip_cpu:.2f}x gzip's"
     )
+    for label, group in (("with baseline", scans), ("alone", alone)):
+        rss = max(run.rss_kib for run in group) / 1024
+        pss = max(run.pss_kib for run in group) / 1024
+        print(
+            f"peak memory, tree  {label:<13} RSS {rss:.0f} MiB, PSS {pss:.0f} MiB "
+            f"(goal <= {RSS_GOAL_MIB} MiB)"
+        )
+    load = os.getloadavg()[0]
+    print(f"load average       {load:.1f} at the end (2 cores; other work inflates wall time)")
     print()
 
 
