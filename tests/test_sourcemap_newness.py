@@ -66,10 +66,18 @@ def test_split_chunks_count_only_sources_the_baseline_did_not_carry(tmp_path: Pa
     assert by_path["package/dist/b.js.map"].evidence["first_party_files_new"] == 1
 
 
-def test_changed_source_content_is_new_under_the_same_path(tmp_path: Path) -> None:
+def test_an_edited_source_under_its_path_is_not_new_a_moved_and_edited_one_is(
+    tmp_path: Path,
+) -> None:
     baseline = release(tmp_path, "1.0.0.tgz", {"dist/main.js.map": SOURCES})
-    changed = {**SOURCES, "../src/mod0.ts": "export const v0 = 'changed';\n"}
-    target = release(tmp_path, "1.0.1.tgz", {"dist/main.js.map": changed})
+    # a version bump edits version.ts-like files every release: the same file, not a new one
+    edited = {**SOURCES, "../src/mod0.ts": "export const v0 = 'changed';\n"}
+    target = release(tmp_path, "1.0.1.tgz", {"dist/main.js.map": edited})
+    (finding,) = embedded(target, baseline)
+    assert finding.new is False
+    assert finding.evidence["first_party_files_new"] == 0
+    moved = {**SOURCES, "../src/elsewhere/mod9.ts": "export const v9 = 'new';\n"}
+    target = release(tmp_path, "1.0.2.tgz", {"dist/main.js.map": moved})
     (finding,) = embedded(target, baseline)
     assert finding.new is True
     assert finding.evidence["first_party_files_new"] == 1

@@ -128,7 +128,9 @@ def scan_artifact(request: ScanRequest) -> Report:
 
     manifest = Manifest(
         files={stable_path(path, ctx.version): entry for path, entry in raw_files.items()},
-        sources={d for f in findings for d in f.evidence.get(SOURCE_DIGESTS, ())},
+        sources={
+            key for f in findings for pair in f.evidence.get(SOURCE_DIGESTS, ()) for key in pair
+        },
     )
     findings = _fingerprint(findings, ctx.version)
     manifest.fingerprints = {f.fingerprint: f.severity for f in findings}
@@ -176,8 +178,13 @@ def compare_with_baseline(
         finding.new = baseline is None or finding.fingerprint not in baseline.fingerprints
         digests = finding.evidence.pop(SOURCE_DIGESTS, None)
         if digests is not None and baseline is not None and baseline.sources:
-            # a map is new when it embeds sources the baseline did not, whatever its path
-            fresh = sum(1 for digest in set(digests) if digest not in baseline.sources)
+            # a map is new when it embeds sources the baseline did not carry, by content or by
+            # source path (an edited file is the same file), whatever the map's own path
+            fresh = sum(
+                1
+                for digest, source in set(map(tuple, digests))
+                if digest not in baseline.sources and source not in baseline.sources
+            )
             finding.evidence["first_party_files_new"] = fresh
             finding.new = fresh > 0
         if finding.new and finding.severity_if_new is not None:

@@ -173,6 +173,7 @@ class _EmbeddedMap:
 
 
 SOURCE_DIGESTS = "_source_digests"
+SOURCE_PATH = "path:"  # how a source path is kept beside the content digests
 
 try:
     from isal.isal_zlib import crc32 as _crc32
@@ -288,7 +289,9 @@ class SourceMapCheck(Check):
                 "sources_total": smap.sources_total,
                 "examples": [source for source, _, _ in first_party[:10]],
                 # newness follows these (compare_with_baseline), then they are dropped
-                SOURCE_DIGESTS: [digest for _, _, digest in first_party],
+                # (content digest, source path) of each: a source the baseline carried under
+                # either is not new
+                SOURCE_DIGESTS: [(digest, SOURCE_PATH + s) for s, _, digest in first_party],
             },
         )
 
