@@ -77,3 +77,13 @@ def test_rule_sets_on_both_engines_find_the_same_credentials(rule_id: str) -> No
         ]
     assert by_engine["hyperscan"] == by_engine["re"]
     assert (rule_id, positive.secret) in by_engine["re"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=100, deadline=None)
+@given(needles=st.lists(st.text("abAB-_:/", min_size=1, max_size=4), min_size=1, max_size=6),
+       data=st.binary(max_size=200))  # fmt: skip
+def test_bytes_engines_match_bytes_find(engine: str, needles: list[str], data: bytes) -> None:
+    # a binary's content: byte offsets, ASCII needles
+    expected = naive(needles, data.decode("latin-1"))
+    assert NeedleIndex(needles, engine=engine).find_bytes(data) == expected
