@@ -794,7 +794,8 @@ def option_paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
         inner = [annotation, *getattr(annotation, "__args__", ())]
         for candidate in inner:
             if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                child = "[]." if path == "packages" or path == "policy.allow" else "."
+                # a list of entries (packages, policy.allow, canaries): documented as `[].`
+                child = "[]." if getattr(annotation, "__origin__", None) is tuple else "."
                 # a mapping of named entries (owners, npm scopes): documented as `.<name>.`
                 owner = ".<name>." if getattr(annotation, "__origin__", None) is dict else child
                 yield from option_paths(candidate, path + owner)
@@ -803,7 +804,7 @@ def option_paths(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
 
 def test_configuration_reference_lists_every_option() -> None:
     text = (DOCS / "configuration.md").read_text(encoding="utf-8")
-    documented = set(re.findall(r"`([a-z_]+(?:(?:\.|\[\]\.|\.<name>\.)[a-z_]+)*)`", text))
+    documented = set(re.findall(r"`([a-z_]+(?:(?:\.|\[\]\.|\.<name>\.)[a-z_0-9]+)*)`", text))
     missing = [path for path in option_paths(Config) if path not in documented]
     assert not missing, f"docs/configuration.md does not describe: {missing}"
 

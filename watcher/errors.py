@@ -28,3 +28,7 @@ class DeliveryError(WatcherError):
 class ServiceFailed(WatcherError):
     """`watcher run` stopped because something failed, not because it was asked to: the message
     is the first cause. The CLI exits non-zero so a supervisor restarts it."""
+
+
+class FingerprintError(WatcherError):
+    """A fingerprint index cannot be built or used (unreadable, wrong version, wrong key)."""

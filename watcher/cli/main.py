@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, help="service configuration (internal_domains, limits, verify)"
     )
     scan_parser.add_argument(
+        "--fingerprints",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="a private fingerprint index (`watcher fingerprint build`) to match every text, "
+        "map source and nested member against; repeatable, added to the configuration's",
+    )
+    scan_parser.add_argument(
         "--verify",
         action="store_true",
         help="ask each found credential's own provider whether it is live (one read-only call "
@@ -117,7 +125,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runbook_parser.add_argument("--format", choices=["text", "json"], default="text")
     _add_queue_parsers(sub)
+    _add_fingerprint_parser(sub)
     return parser
+
+
+def _add_fingerprint_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """`watcher fingerprint build|info`."""
+    parser = sub.add_parser(
+        "fingerprint",
+        help="index a private source tree (hashes only) so scans find its files in any release",
+    )
+    actions = parser.add_subparsers(dest="action", required=True)
+    build = actions.add_parser(
+        "build",
+        help="hash a private source tree into an index file",
+        description="The lines are hashed with a key: scan.fingerprint_key of --config, else "
+        "the environment variable --key-env (default WATCHER_FINGERPRINT_KEY). The index records only the "
+        "key's id.",
+    )
+    build.add_argument("dirs", nargs="+", metavar="DIR")
+    build.add_argument("--out", type=Path, required=True, metavar="FILE")
+    build.add_argument("--name", metavar="LABEL", help="the index's label (default: DIR's name)")
+    build.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="leave out files or directories matching this glob (name or relative path); "
+        "repeatable. node_modules, .git, virtualenvs and caches are always left out",
+    )
+    build.add_argument("--key-env", default="WATCHER_FINGERPRINT_KEY", metavar="NAME")
+    build.add_argument("--config", type=Path, help="take the key from this configuration")
+    build.add_argument(
+        "--no-winnow",
+        action="store_true",
+        help="line hashes only (smaller; reformatted code is then not found)",
+    )
+    info = actions.add_parser("info", help="what an index holds (counts, label, key id)")
+    info.add_argument("file", type=Path, metavar="FILE")
+    info.add_argument("--format", choices=["text", "json"], default="text")
 
 
 def _item_id(text: str) -> int:
@@ -234,6 +279,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from watcher.cli.ops import runbook_command  # noqa: PLC0415
 
         return runbook_command(args)
+    if args.command == "fingerprint":
+        from watcher.cli.fingerprint import fingerprint_command  # noqa: PLC0415
+
+        return fingerprint_command(args)
     if args.command == "outbox":
         from watcher.cli.queues import outbox_command  # noqa: PLC0415
 

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import orjson
 
 from watcher.model import ArtifactSummary, Ecosystem, EventType, Finding, Report, Severity
+from watcher.private.index import IndexHeader
 from watcher.store.types import ReleaseState
 from watcher.timefmt import ago, iso, seconds_ago, span, until
 
@@ -733,3 +734,26 @@ def render_outcome(outcome: ChannelOutcome) -> str:
     status = f" (HTTP {result.status})" if result.status is not None else ""
     reason = f": {result.reason}" if result.reason and not result.ok else ""
     return f"{outcome.channel}: {result.outcome.value}{status}{reason}"
+
+
+def render_fingerprint_info(path: object, header: IndexHeader, size: int, fmt: str) -> str:
+    """`watcher fingerprint info`: counts and parameters; an index holds nothing else."""
+    data = {"file": str(path), "bytes": size, **asdict(header)}
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=True)
+    params = header.params
+    winnow = f"k={params.winnow_k} tokens, window {params.winnow_w}" if params.winnow_k else "off"
+    return "\n".join(
+        [
+            f"{path}: fingerprint index, format version {header.version}",
+            f"  name:      {header.name}",
+            f"  key id:    {header.key_id}",
+            f"  created:   {header.created}",
+            f"  hash:      {header.hash}",
+            f"  files:     {header.files:,}",
+            f"  lines:     {header.lines:,} line hashes (lines of at least {params.line_floor} "
+            f"characters without whitespace, in at most {params.common_files} files)",
+            f"  winnowing: {header.winnow:,} fingerprints ({winnow})",
+            f"  size:      {size:,} bytes",
+        ]
+    )

@@ -17,6 +17,7 @@ from watcher.cli.render import render_json, render_sarif, render_text
 from watcher.model import Ecosystem, Release, Report, Severity
 from watcher.scanning.archive import ArchiveLimits
 from watcher.scanning.checks.base import ScanOptions
+from watcher.scanning.checks.private import matcher_for
 from watcher.scanning.scan import ScanRequest, scan_release
 
 if TYPE_CHECKING:
@@ -27,7 +28,15 @@ log = structlog.get_logger("watcher.cli.scan")
 
 def scan_command(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
-    options = config.scan_options() if config else ScanOptions()
+    options = config.scan_options(_owner(args.target, config)) if config else ScanOptions()
+    if args.fingerprints:
+        options = dataclasses.replace(
+            options,
+            fingerprints=(*options.fingerprints, *(str(p) for p in args.fingerprints)),
+            fingerprint_key=options.fingerprint_key
+            or (config.fingerprint_secret() if config else None),
+        )
+    matcher_for(options)  # a missing key or an unreadable index fails here, before any download
     verify = args.verify or (config is not None and config.verify.enabled)
     options = dataclasses.replace(options, keep_credentials=verify)
     limits = config.archive_limits() if config else ArchiveLimits()
@@ -55,6 +64,17 @@ def scan_command(args: argparse.Namespace) -> int:
         duration_s=round(report.elapsed_s, 3),
     )
     return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def _owner(target: str, config: Config) -> str | None:
+    """The owner of a registry target's package: its fingerprints and canaries apply too."""
+    if target.startswith("npm:"):
+        spec = target.removeprefix("npm:")
+        name = spec.rpartition("@")[0] if spec.rfind("@") > 0 else spec
+        return config.owner_of(Ecosystem.NPM, name)
+    if target.startswith("pypi:"):
+        return config.owner_of(Ecosystem.PYPI, target.removeprefix("pypi:").split("==")[0])
+    return None
 
 
 def _scan_files(

@@ -66,6 +66,28 @@ def _retry_line(policy: RetryPolicy) -> str:
     )
 
 
+def _private_lines(config: Config) -> list[str]:
+    """What the owners said is private: index files, canary ids (values never), internal names."""
+    lines = []
+    owned = [(f"owner {name}", o.fingerprints, o.canaries) for name, o in config.owners.items()]
+    for who, indexes, canaries in [("all packages", config.fingerprints, config.canaries), *owned]:
+        if indexes:
+            lines.append(
+                f"  private fingerprints ({who}): {', '.join(map(str, indexes))}; a file counts "
+                f"at {config.scan.fingerprint_threshold:.0%} of its distinctive lines; key "
+                f"{_HIDDEN}"
+            )
+        if canaries:
+            ids = ", ".join(c.id for c in canaries)
+            lines.append(f"  canaries ({who}): {ids} (values {_HIDDEN})")
+    for entry in config.internal_names:
+        lines.append(
+            f"  internal name {entry.ecosystem.value} {entry.pattern}: published on the public "
+            f"registry pages {entry.owner}"
+        )
+    return (["private (owners' statements):", *lines]) if lines else []
+
+
 def describe_plan(config: Config, *, today: date | None = None) -> str:
     """What the service will do with this configuration, secrets masked."""
     today = today or date.today()
@@ -127,6 +149,7 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
             f"  allow {rule.rule} in {rule.package} at {rule.path} until {rule.expires} "
             f"({status}): {rule.reason}"
         )
+    lines.extend(_private_lines(config))
     scan = config.scan
     limits = scan.limits
     add(

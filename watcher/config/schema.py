@@ -30,6 +30,8 @@ from pydantic import (
 from watcher.config.units import ByteSize, Duration
 from watcher.ecosystems.config_sources import NpmScopeSetting
 from watcher.model import Ecosystem, Severity
+from watcher.private.canaries import Canary
+from watcher.private.keys import KEY_ENV
 from watcher.scanning.archive import ArchiveLimits
 from watcher.scanning.checks.base import ScanOptions
 from watcher.verify.model import PROVIDER_NAMES, VerifySettings
@@ -273,12 +275,81 @@ class WebhookConfig(_Model):
 
 CHANNEL_KINDS = ("pagerduty", "slack", "webhook", "console")
 
+_MIN_CANARY = 8
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class CanaryConfig(_Model):
+    """A value planted in a private place: `{id, value}` (the value from `${ENV}`), or
+    `{id, prefix, sha256}` where only a literal prefix is kept and candidates are hashed."""
+
+    id: str = Field(min_length=1)
+    value: SecretStr | None = None
+    prefix: str | None = None
+    sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> CanaryConfig:
+        if self.value is not None:
+            if self.prefix is not None or self.sha256 is not None:
+                raise ValueError("expected either value, or prefix and sha256, not both")
+            if len(self.value.get_secret_value()) < _MIN_CANARY:
+                raise ValueError(
+                    f"value: expected at least {_MIN_CANARY} characters (value hidden)"
+                )
+        elif self.prefix is None or self.sha256 is None:
+            raise ValueError("expected a value, or a prefix and the sha256 of the whole value")
+        else:
+            if len(self.prefix) < _MIN_CANARY // 2 or any(c.isspace() for c in self.prefix):
+                raise ValueError(
+                    f"prefix: expected at least {_MIN_CANARY // 2} characters, no whitespace"
+                )
+            if not _SHA256.fullmatch(self.sha256):
+                raise ValueError("sha256: expected 64 hex digits")
+        return self
+
+    def canary(self) -> Canary:
+        if self.value is not None:
+            return Canary(self.id, value=self.value.get_secret_value())
+        return Canary(self.id, prefix=self.prefix, sha256=self.sha256)
+
+
+class InternalNameConfig(_Model):
+    """A name that exists only in the owner's private registry: its appearance on the public
+    registry's feed is a dependency-confusion or wrong-registry publish."""
+
+    ecosystem: Ecosystem
+    pattern: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _pattern(self) -> InternalNameConfig:
+        name = _NPM_NAME if self.ecosystem is Ecosystem.NPM else _PYPI_NAME
+        if not name.fullmatch(self.pattern):
+            raise ValueError(
+                f"pattern: expected a {self.ecosystem.value} package name or glob, "
+                f"got {self.pattern!r}"
+            )
+        return self
+
+    @property
+    def is_pattern(self) -> bool:
+        return any(ch in self.pattern for ch in "*?")
+
+    def matches(self, name: str) -> bool:
+        own = normalize_name(self.ecosystem, self.pattern)
+        other = normalize_name(self.ecosystem, name)
+        return fnmatch.fnmatchcase(other, own) if self.is_pattern else own == other
+
 
 class OwnerConfig(_Model):
     pagerduty: PagerDutyConfig | None = None
     slack: SlackConfig | None = None
     webhook: WebhookConfig | None = None
     console: StrictBool = False
+    # this owner's private fingerprint indexes and canaries, for this owner's packages
+    fingerprints: tuple[Path, ...] = ()
+    canaries: tuple[CanaryConfig, ...] = ()
 
     @model_validator(mode="after")
     def _some_channel(self) -> OwnerConfig:
@@ -367,6 +438,10 @@ class ScanConfig(_Model):
     size_anomaly: SizeAnomalyConfig = SizeAnomalyConfig()
     # downloads in progress; null: `watcher-scratch` beside the state file (cleaned on start)
     scratch_dir: Path | None = None
+    # a text counts as a private file when this share of its distinctive lines is there
+    fingerprint_threshold: float = Field(default=_SCAN_DEFAULTS.fingerprint_threshold, gt=0, le=1)
+    # the key fingerprint indexes are hashed with (null: the WATCHER_FINGERPRINT_KEY variable)
+    fingerprint_key: SecretStr | None = None
 
 
 class VerifyProviderConfig(_Model):
@@ -470,6 +545,10 @@ class Config(_Model):
     registries: RegistriesConfig = RegistriesConfig()
     packages: tuple[PackageConfig, ...] = Field(min_length=1)
     owners: dict[str, OwnerConfig] = Field(min_length=1)
+    # what the owners say is private: fingerprint indexes, canaries, internal package names
+    fingerprints: tuple[Path, ...] = ()
+    canaries: tuple[CanaryConfig, ...] = ()
+    internal_names: tuple[InternalNameConfig, ...] = ()
     containment: ContainmentConfig = ContainmentConfig()
     policy: PolicyConfig = PolicyConfig()
     scan: ScanConfig = ScanConfig()
@@ -517,9 +596,71 @@ class Config(_Model):
                         f"(registries.npm.scopes.{scope}), which the changes feed does not "
                         "cover: list its packages by name, they are polled"
                     )
+        problems.extend(self._private_problems())
         if problems:
             raise ValueError(MULTI_PROBLEMS + "\n".join(problems))
         return self
+
+    def _private_problems(self) -> list[str]:
+        """Indexes readable and keyed with the configured key; canary ids unique; internal
+        names' owners defined."""
+        from watcher.errors import FingerprintError  # noqa: PLC0415
+        from watcher.private.index import read_header  # noqa: PLC0415
+        from watcher.private.keys import FingerprintKey  # noqa: PLC0415
+
+        problems = []
+        places = [(f"fingerprints[{i}]", p) for i, p in enumerate(self.fingerprints)] + [
+            (f"owners.{name}.fingerprints[{i}]", p)
+            for name, owner in self.owners.items()
+            for i, p in enumerate(owner.fingerprints)
+        ]
+        key_id = None
+        if places:
+            secret = self.fingerprint_secret()
+            if secret is None:
+                problems.append(
+                    f"scan.fingerprint_key: fingerprint indexes are configured but no key is "
+                    f"set (set it, or the {KEY_ENV} environment variable)"
+                )
+            else:
+                try:
+                    key_id = FingerprintKey(secret).id
+                except FingerprintError as exc:
+                    problems.append(f"scan.fingerprint_key: {exc}")
+        for where, path in places:
+            try:
+                header = read_header(path)
+            except FingerprintError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            if key_id is not None and header.key_id != key_id:
+                problems.append(
+                    f"{where}: {path} was built with key id {header.key_id}; the configured "
+                    f"key has id {key_id}"
+                )
+        canary_lists = [("canaries", self.canaries)] + [
+            (f"owners.{name}.canaries", owner.canaries) for name, owner in self.owners.items()
+        ]
+        seen: set[str] = set()
+        for where, canaries in canary_lists:
+            for i, canary in enumerate(canaries):
+                if canary.id in seen:
+                    problems.append(f"{where}[{i}].id: canary id {canary.id!r} is used twice")
+                seen.add(canary.id)
+        for i, entry in enumerate(self.internal_names):
+            if entry.owner not in self.owners:
+                known = ", ".join(sorted(self.owners))
+                problems.append(
+                    f"internal_names[{i}].owner: unknown owner {entry.owner!r} (owners defined: "
+                    f"{known})"
+                )
+        return problems
+
+    def fingerprint_secret(self) -> str | None:
+        """The fingerprint key's secret: scan.fingerprint_key, else the environment variable."""
+        if self.scan.fingerprint_key is not None and self.scan.fingerprint_key.get_secret_value():
+            return self.scan.fingerprint_key.get_secret_value()
+        return os.environ.get(KEY_ENV) or None
 
     # -- what the rest of the service asks for ------------------------------------------------
 
@@ -538,9 +679,17 @@ class Config(_Model):
             max_nesting=limits.max_nesting,
         )
 
-    def scan_options(self) -> ScanOptions:
+    def scan_options(self, owner: str | None = None) -> ScanOptions:
+        """The checks' options; with `owner`, that owner's fingerprints and canaries too."""
         size = self.scan.size_anomaly
+        own = self.owners.get(owner) if owner else None
+        fingerprints = (*self.fingerprints, *(own.fingerprints if own else ()))
+        canaries = (*self.canaries, *(own.canaries if own else ()))
         return ScanOptions(
+            fingerprints=tuple(str(p) for p in fingerprints),
+            fingerprint_key=self.fingerprint_secret() if fingerprints else None,
+            fingerprint_threshold=self.scan.fingerprint_threshold,
+            canaries=tuple(c.canary() for c in canaries),
             internal_domains=tuple(self.policy.internal_domains),
             size_growth_factor=size.growth_factor,
             size_growth_floor_bytes=size.growth_floor,

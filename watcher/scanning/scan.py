@@ -107,7 +107,7 @@ def scan_artifact(request: ScanRequest) -> Report:
         version=request.version,
         options=request.options,
     )
-    checks = default_checks()
+    checks = default_checks(request.options)
     content = _ContentScanner(checks, ctx)
     findings: list[Finding] = []
     raw_files: dict[str, ManifestEntry] = {}
@@ -122,6 +122,8 @@ def scan_artifact(request: ScanRequest) -> Report:
             findings.extend(content.member(member))
     for check in checks:
         findings.extend(check.finish(ctx))
+    for check in checks:
+        check.revise(findings, ctx)
     findings.extend(reader.anomalies)
     findings.extend(nested_package_findings(reader.nested_packages, findings))
     _identify_from_filename(request.path.name, ctx)

@@ -372,7 +372,9 @@ class ScanWorkers:
         return None if stored is None else (release, stored.release)
 
     async def _scan(self, release: Release, paths: list[Path]) -> Report:
-        options, limits = self.config.scan_options(), self.config.archive_limits()
+        # the package's owner's fingerprints and canaries apply beside the top-level ones
+        owner = self.config.owner_of(release.ecosystem, release.name)
+        options, limits = self.config.scan_options(owner), self.config.archive_limits()
         requests = [
             ScanRequest(
                 path,

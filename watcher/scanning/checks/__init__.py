@@ -1,9 +1,11 @@
 """One module per finding category. `default_checks` builds a fresh set per scan (checks may keep
 per-scan state), `comparison_checks` those that compare two releases' manifests."""
 
-from watcher.scanning.checks.base import Check, ComparisonCheck
+from watcher.scanning.checks.base import Check, ComparisonCheck, ScanOptions
+from watcher.scanning.checks.canaries import CanaryCheck
 from watcher.scanning.checks.hooks import InstallHookCheck
 from watcher.scanning.checks.internal import InternalReferenceCheck
+from watcher.scanning.checks.private import PrivateSourceCheck, matcher_for
 from watcher.scanning.checks.secrets import SecretCheck
 from watcher.scanning.checks.sensitive import SensitiveFileCheck
 from watcher.scanning.checks.size import SizeAnomalyCheck
@@ -12,8 +14,8 @@ from watcher.scanning.checks.unexpected import UnexpectedContentCheck
 from watcher.scanning.checks.vcs import VcsMetadataCheck
 
 
-def default_checks() -> list[Check]:
-    return [
+def default_checks(options: ScanOptions | None = None) -> list[Check]:
+    checks: list[Check] = [
         SourceMapCheck(),
         SecretCheck(),
         SensitiveFileCheck(),
@@ -21,6 +23,14 @@ def default_checks() -> list[Check]:
         InstallHookCheck(),
         InternalReferenceCheck(),
     ]
+    if options is not None:
+        # the owner's own context: what is private, what was planted
+        matcher = matcher_for(options)
+        if matcher is not None:
+            checks.append(PrivateSourceCheck(matcher))
+        if options.canaries:
+            checks.append(CanaryCheck(options.canaries))
+    return checks
 
 
 def comparison_checks() -> list[ComparisonCheck]:

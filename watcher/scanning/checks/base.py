@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from watcher.model import Category, Ecosystem, Finding, Manifest, Member, Severity
+from watcher.private.canaries import Canary
 from watcher.scanning.needles import Hits
 
 
@@ -24,6 +25,13 @@ class ScanOptions:
     # liveness verification asked for: the secret check keeps the raw values of credentials a
     # provider can verify, in memory, on `Report.credentials` (watcher.verify)
     keep_credentials: bool = False
+    # private-source: fingerprint index files, the key they are hashed with, and the share of a
+    # private file's distinctive lines that makes a text count as that file
+    fingerprints: tuple[str, ...] = ()
+    fingerprint_key: str | None = field(default=None, repr=False)
+    fingerprint_threshold: float = 0.5
+    # canary-found: values planted by the owner (matched in the needle pass)
+    canaries: tuple[Canary, ...] = ()
 
 
 @dataclass(slots=True)
@@ -92,6 +100,10 @@ class Check:
 
     def finish(self, ctx: ScanContext) -> Iterable[Finding]:
         return ()
+
+    def revise(self, findings: list[Finding], ctx: ScanContext) -> None:
+        """Once every check has finished: adjust other checks' findings in place (the owner's
+        fingerprints overrule the source-map heuristic)."""
 
     def finding(
         self,

@@ -1,0 +1,190 @@
+"""The fingerprint index (`watcher fingerprint build / info`): versioned, keyed, hashes only;
+compact; built from a private tree at test time; used by `watcher scan --fingerprints` and the
+configuration's `fingerprints:`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.builders import npm_tarball
+from tests.privatetree import build_private_tree
+from watcher.config import load_config
+from watcher.errors import FingerprintError
+from watcher.private.build import build_index
+from watcher.private.index import MAGIC, read_header, read_index
+from watcher.private.keys import KEY_ENV, FingerprintKey
+
+KEY = "cli-fingerprint-key-" + "z" * 16
+
+
+def watcher(*args: str, key: str | None = KEY) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    if key is not None:
+        env[KEY_ENV] = key
+    return subprocess.run(
+        [sys.executable, "-m", "watcher.cli", "--log-format", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+
+
+def test_build_and_info_hold_hashes_only(tmp_path: Path) -> None:
+    tree = build_private_tree(tmp_path / "tree", files=8)
+    (tmp_path / "tree/generated").mkdir()
+    (tmp_path / "tree/generated/big.ts").write_text(next(iter(tree.values())))
+    (tmp_path / "tree/logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
+    out = tmp_path / "acme.wfp"
+    built = watcher(
+        "fingerprint", "build", str(tmp_path / "tree"), "--out", str(out), "--name", "acme",
+        "--exclude", "generated",
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert "8 files" in built.stdout and "key id" in built.stdout
+    data = out.read_bytes()
+    assert data.startswith(MAGIC)
+    for text in tree.values():  # no line of the tree, no identifier, no file name
+        for line in text.splitlines():
+            if "computeShare" in line:
+                assert line.strip().encode() not in data
+    assert b"module0" not in data and b"billing/" not in data and b"computeShare" not in data
+    assert KEY.encode() not in data
+
+    info = watcher("fingerprint", "info", str(out), "--format", "json", key=None)
+    assert info.returncode == 0, info.stderr
+    meta = json.loads(info.stdout)
+    assert meta["version"] == 1 and meta["name"] == "acme" and meta["files"] == 8
+    assert meta["key_id"] == FingerprintKey(KEY).id
+    assert meta["lines"] > 300 and meta["winnow"] > 0
+    text = watcher("fingerprint", "info", str(out), key=None)
+    assert "format version 1" in text.stdout and FingerprintKey(KEY).id in text.stdout
+
+
+def test_common_lines_are_left_out(tmp_path: Path) -> None:
+    build_private_tree(tmp_path / "tree", files=10)
+    key = FingerprintKey(KEY)
+    result = build_index([tmp_path / "tree"], tmp_path / "i.wfp", key)
+    index = read_index(tmp_path / "i.wfp")
+    licence_line = key.line_hasher()(
+        b"*LicensedundertheMITLicense.SeeLICENSEintheprojectrootforlicenseinformation."
+    )
+    react = key.line_hasher()(b'import{useState,useEffect}from"react";')
+    assert licence_line not in index.lines and react not in index.lines
+    assert result.common_lines >= 4
+    assert result.header.params.common_files == 4
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    no_key = watcher("fingerprint", "build", str(tmp_path / "empty"), "--out", "x", key=None)
+    assert no_key.returncode == 2 and KEY_ENV in no_key.stderr
+    short = watcher("fingerprint", "build", str(tmp_path / "empty"), "--out", "x", key="short")
+    assert short.returncode == 2 and "at least 16" in short.stderr and "short" not in short.stderr
+    empty = watcher("fingerprint", "build", str(tmp_path / "empty"), "--out", str(tmp_path / "x"))
+    assert empty.returncode == 2 and "no text files" in empty.stderr
+    junk = tmp_path / "junk.wfp"
+    junk.write_bytes(b"hello")
+    assert "not a fingerprint index" in watcher("fingerprint", "info", str(junk)).stderr
+    build_private_tree(tmp_path / "tree", files=3)
+    good = tmp_path / "good.wfp"
+    build_index([tmp_path / "tree"], good, FingerprintKey(KEY))
+    newer = tmp_path / "newer.wfp"
+    newer.write_bytes(good.read_bytes().replace(b'"version":1', b'"version":9'))
+    with pytest.raises(FingerprintError, match="version 9"):
+        read_header(newer)
+    cut = tmp_path / "cut.wfp"
+    cut.write_bytes(good.read_bytes()[:-5])
+    with pytest.raises(FingerprintError, match="truncated or corrupt"):
+        read_index(cut)
+
+
+def test_index_of_a_large_tree_stays_compact(tmp_path: Path) -> None:
+    """About 20k lines: the index costs well under 60 bytes a line (a 500k-line tree in a few MB;
+    bench/fingerprint_bench.py prints the full-size figure)."""
+    build_private_tree(tmp_path / "tree", files=300)
+    result = build_index([tmp_path / "tree"], tmp_path / "i.wfp", FingerprintKey(KEY))
+    lines = sum(len(p.read_text().splitlines()) for p in (tmp_path / "tree/src").rglob("*.ts"))
+    assert lines > 20_000
+    assert result.size < 40 * lines
+
+
+def test_scan_with_fingerprints_from_the_command_line_and_the_config(tmp_path: Path) -> None:
+    tree = build_private_tree(tmp_path / "tree", files=5)
+    index = tmp_path / "acme.wfp"
+    assert (
+        watcher("fingerprint", "build", str(tmp_path / "tree"), "--out", str(index)).returncode == 0
+    )
+    pkg = npm_tarball(
+        tmp_path / "p.tgz", {"dist/x.js": next(iter(tree.values()))}, name="@acme/web"
+    )
+    clean = watcher("scan", str(pkg), "--format", "json")
+    assert clean.returncode == 0
+    hit = watcher("scan", str(pkg), "--format", "json", "--fingerprints", str(index))
+    assert hit.returncode == 1, hit.stderr
+    rules = [f["rule"] for f in json.loads(hit.stdout)["findings"]]
+    assert rules == ["private-source"]
+
+    config = tmp_path / "watcher.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            packages: [{{ecosystem: npm, name: "@acme/web", owner: web}}]
+            owners: {{web: {{console: true}}}}
+            fingerprints: [{index}]
+            scan: {{fingerprint_threshold: 0.9}}
+            """
+        )
+    )
+    via_config = watcher("scan", str(pkg), "--format", "json", "--config", str(config))
+    assert via_config.returncode == 1, via_config.stderr
+    assert "private-source" in via_config.stdout
+    wrong = watcher("scan", str(pkg), "--fingerprints", str(index), key="another-key-" + "q" * 20)
+    assert wrong.returncode == 2 and "built with key id" in wrong.stderr
+
+
+def test_config_fingerprints_top_level_and_per_owner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_private_tree(tmp_path / "tree", files=3)
+    shared, own = tmp_path / "shared.wfp", tmp_path / "own.wfp"
+    build_index([tmp_path / "tree"], shared, FingerprintKey(KEY))
+    build_index([tmp_path / "tree"], own, FingerprintKey(KEY), name="own")
+    config = tmp_path / "watcher.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            packages:
+              - {{ecosystem: npm, name: "@acme/web", owner: web}}
+              - {{ecosystem: npm, name: other, owner: ops}}
+            owners:
+              web: {{console: true, fingerprints: [{own}]}}
+              ops: {{console: true}}
+            fingerprints: [{shared}]
+            scan: {{fingerprint_key: "${{FP_KEY}}"}}
+            """
+        )
+    )
+    monkeypatch.setenv("FP_KEY", KEY)
+    loaded = load_config(config)
+    assert loaded.scan_options("web").fingerprints == (str(shared), str(own))
+    assert loaded.scan_options("ops").fingerprints == (str(shared),)
+    assert loaded.scan_options("web").fingerprint_key == KEY
+    assert KEY not in repr(loaded.scan_options("web"))
+    assert loaded.scan_options().fingerprint_threshold == 0.5
+
+    monkeypatch.setenv("FP_KEY", "a-different-key-" + "w" * 16)
+    with pytest.raises(Exception, match=r"fingerprints\[0\]: .* built with key id"):
+        load_config(config)
+    config.write_text(config.read_text().replace(str(shared), str(tmp_path / "missing.wfp")))
+    monkeypatch.setenv("FP_KEY", KEY)
+    with pytest.raises(Exception, match=r"fingerprints\[0\]: .*cannot read fingerprint index"):
+        load_config(config)
