@@ -51,6 +51,7 @@ GIT_DIR = f("vcs-git-directory", Category.VCS_METADATA, "package/.git/config", S
 def npm(
     findings: list[Finding], published_ago: timedelta | None = timedelta(hours=5), **kw: object
 ) -> list:  # type: ignore[type-arg]
+    public = kw.pop("public", None)
     inputs = RunbookInputs(
         Ecosystem.NPM,
         kw.pop("name", "@acme/cli"),  # type: ignore[arg-type]
@@ -61,13 +62,23 @@ def npm(
         NPM_REGISTRY,
         kw.pop("dist_tags", ["latest"]),  # type: ignore[arg-type]
         kw.pop("previous_good", "2.1.87"),  # type: ignore[arg-type]
+        registry_public=public,  # type: ignore[arg-type]
     )
     return build_runbook(inputs, revoke_hints=kw.pop("hints", {}))  # type: ignore[arg-type]
 
 
-def pypi(findings: list[Finding], index: str | None = PYPI_INDEX) -> list:  # type: ignore[type-arg]
+def pypi(
+    findings: list[Finding], index: str | None = PYPI_INDEX, warehouse: bool | None = None
+) -> list:  # type: ignore[type-arg]
     inputs = RunbookInputs(
-        Ecosystem.PYPI, "Acme_SDK", "1.4.0", findings, NOW, NOW - timedelta(days=3), index
+        Ecosystem.PYPI,
+        "Acme_SDK",
+        "1.4.0",
+        findings,
+        NOW,
+        NOW - timedelta(days=3),
+        index,
+        index_warehouse=warehouse,
     )
     return build_runbook(inputs, revoke_hints={})
 
@@ -168,6 +179,27 @@ def test_npm_verification_uses_the_configured_registry() -> None:
     assert "curl -sI http://127.0.0.1:4873/@acme/cli/-/cli-2.1.88.tgz" in verify.command
     [plain] = [s for s in npm([SOURCEMAP], name="left-pad") if s.text.startswith("Verify")]
     assert "http://127.0.0.1:4873/left-pad/-/left-pad-2.1.88.tgz" in plain.command
+
+
+@pytest.mark.parametrize("published_ago", [timedelta(hours=5), timedelta(days=10), None])
+def test_a_private_registry_is_named_on_every_npm_command_and_has_no_public_steps(
+    published_ago: timedelta | None,
+) -> None:
+    steps = npm([SOURCEMAP, NPMRC], published_ago, public=False)
+    commands = [line for s in steps if s.command for line in s.command.splitlines()]
+    npm_lines = [line for line in commands if line.startswith("npm ") or "&& npm " in line]
+    assert npm_lines and all(f"--registry {NPM_REGISTRY}" in line for line in npm_lines), npm_lines
+    text = " ".join(f"{s.text} {s.command or ''} {s.url or ''}" for s in steps)
+    for public_only in ("jsdelivr", "unpkg", "window closes", "npm support", "downloads last week"):
+        assert public_only not in text, public_only
+    assert steps[1].text.startswith("Unpublish @acme/cli@2.1.88 now from"), "after the credential"
+
+
+def test_the_public_registry_keeps_its_policy_and_mirror_steps() -> None:
+    for public in (True, None):
+        steps = npm([SOURCEMAP], public=public)
+        text = " ".join(f"{s.text} {s.command or ''}" for s in steps)
+        assert "jsdelivr" in text and "72-hour window" in text and "--registry" not in text
 
 
 def test_npm_copies_and_recurrence() -> None:
@@ -398,6 +430,17 @@ def test_one_step_per_credential_type_listing_every_path() -> None:
 
 
 # -- PyPI ----------------------------------------------------------------------------------------
+
+
+def test_an_index_that_is_not_warehouse_gets_no_manage_links_and_a_real_check() -> None:
+    provenance = f("provenance-publisher-changed", Category.PROVENANCE, "-", message="x")
+    steps = pypi([SOURCEMAP, provenance], warehouse=False)
+    text = " ".join(f"{s.text} {s.command or ''} {s.url or ''}" for s in steps)
+    assert "/manage/" not in text and "expect 404" not in text and "/json" not in text
+    (verify,) = [s for s in steps if s.text.startswith("Verify")]
+    assert verify.command is not None
+    assert verify.command.startswith(f"curl -s {PYPI_INDEX}acme-sdk/ | grep -cE ")
+    assert r"[-_]1\.4\.0(-|\.tar|\.zip|\.whl)" in verify.command
 
 
 def test_pypi_delete_is_the_containment_and_yank_is_not() -> None:

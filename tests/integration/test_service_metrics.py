@@ -5,6 +5,7 @@ event), time to contain has buckets down to 5 s, and each page is logged once pe
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,12 @@ async def test_counters_start_at_zero_and_each_page_is_logged_once(
 
         await publish(verdaccio, name, "1.0.1", leaky_files("m"))
         await receiver.wait_for(1, within=30)
+        # a private registry: every npm command of the runbook names it, no public-CDN steps
+        runbook = receiver.requests[0].json()["data"]["runbook"]
+        lines = [ln for step in runbook for ln in (step["command"] or "").splitlines()]
+        npm_lines = [ln for ln in lines if ln.startswith("npm ")]
+        assert npm_lines and all(f"--registry {verdaccio.url}" in ln for ln in npm_lines), lines
+        assert "jsdelivr" not in json.dumps(runbook) and "unpkg" not in json.dumps(runbook)
         await wait_release(tmp_path / "state.db", name, "1.0.1")
 
         def delivered() -> list[str]:

@@ -21,7 +21,7 @@ from watcher.alerts.payload import (
     still_open_line,
     summary_line,
 )
-from watcher.model import AlertEvent, EventType
+from watcher.model import AlertEvent, EventType, Incident
 from watcher.timefmt import iso
 
 _RULE = "─" * 72
@@ -63,16 +63,15 @@ def render(event: AlertEvent) -> str:
         note = event.message or "mitigation recorded"
         lines.append(f"{mark}UPDATE on {package_ref(incident)}: {note} (incident stays open)")
         lines.append(still_open_line(incident))
-        lines.append(
-            f"key {incident.dedup_key} · the runbook: watcher runbook {package_ref(incident)}"
-        )
+        lines.append(summary_line(incident))
+        lines.append(_owner_line(incident))
+        lines.append("Findings:")
+        lines += [f"  - {describe_finding(f)}" for f in sorted_findings(incident)]
+        lines.append(f"The runbook was in the first page: watcher runbook {package_ref(incident)}")
     else:
         lines.append(f"{mark}FIRST (≤5 min): {first_action(incident)}")
         lines.append(summary_line(incident))
-        lines.append(
-            f"owner {incident.owner} · published {iso(incident.published_at) or 'unknown'} · "
-            f"paged {iso(incident.opened_at)} · key {incident.dedup_key}"
-        )
+        lines.append(_owner_line(incident))
         lines.append("Findings:")
         lines += [f"  - {describe_finding(f)}" for f in sorted_findings(incident)]
         lines.append("Runbook:")
@@ -86,6 +85,13 @@ def render(event: AlertEvent) -> str:
             lines.append(f"{label}: {url}")
     lines.append(_RULE)
     return "\n".join(lines) + "\n"
+
+
+def _owner_line(incident: Incident) -> str:
+    return (
+        f"owner {incident.owner} · published {iso(incident.published_at) or 'unknown'} · "
+        f"paged {iso(incident.opened_at)} · key {incident.dedup_key}"
+    )
 
 
 def shell_lines(command: str) -> list[str]:

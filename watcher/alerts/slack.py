@@ -170,6 +170,7 @@ def _update_blocks(event: AlertEvent) -> list[dict[str, Any]]:
         _header(f"{_EMOJI[incident.worst()]} {_title(incident, 'UPDATE: ')}"),
         _section(f"*Update:* {note}. This is not containment: the incident stays open."),
         _section(still_open_line(incident)),
+        *_finding_blocks(sorted_findings(incident), MAX_FINDINGS_SHOWN),
         _context(f"dedup `{incident.dedup_key}` · registry-watcher"),
     ]
 

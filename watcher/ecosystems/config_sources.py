@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
+import functools
 import importlib
 import json
 import os
@@ -19,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +190,7 @@ def nerf_dart(url: str) -> str:
     return f"//{parts.netloc}{path}"
 
 
-def _npm_cli_registry(env: Mapping[str, str]) -> str | None:
+def _npm_cli_registry(env: Mapping[str, str], cwd: str | None = None) -> str | None:
     npm = shutil.which("npm", path=env.get("PATH"))
     if npm is None:
         return None
@@ -200,11 +202,46 @@ def _npm_cli_registry(env: Mapping[str, str]) -> str | None:
             timeout=20,
             env=dict(env),
             check=False,
+            cwd=cwd,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
     value = done.stdout.strip()
     return value if done.returncode == 0 and value.startswith(("http://", "https://")) else None
+
+
+@functools.cache
+def npm_builtin_registry() -> str | None:
+    """The registry npm uses when nothing configures one (its public default), asked of the
+    machine's npm with every setting set aside: no address is written down here. None without
+    npm. Asked once per process."""
+    with tempfile.TemporaryDirectory(prefix="watcher-npm-default-") as empty:
+        user, top = Path(empty, "user"), Path(empty, "global")
+        user.write_text("")
+        top.write_text("")
+        env = {k: v for k, v in os.environ.items() if not k.lower().startswith("npm_config_")}
+        env.update(HOME=empty, npm_config_userconfig=str(user), npm_config_globalconfig=str(top))
+        return _npm_cli_registry(env, cwd=empty)
+
+
+def is_warehouse_index(url: str) -> bool | None:
+    """True when `url` is the Simple API of pip's own default index or its test sibling (the
+    Warehouse deployments, with management pages and a JSON API); False for any other index
+    (devpi, pypiserver, Artifactory, a mirror); None when pip cannot say."""
+    try:
+        from pip._internal.models.index import PyPI, TestPyPI  # noqa: PLC0415 - pip's own
+    except ImportError:
+        return None
+    wanted = _with_slash(url).lower()
+    return any(_with_slash(index.simple_url).lower() == wanted for index in (PyPI, TestPyPI))
+
+
+def is_public_npm_registry(url: str) -> bool | None:
+    """True when `url` is npm's own default registry; None when npm cannot say."""
+    builtin = npm_builtin_registry()
+    if builtin is None:
+        return None
+    return _with_slash(url).lower() == _with_slash(builtin).lower()
 
 
 def package_scope(name: str) -> str | None:

@@ -25,6 +25,7 @@ import structlog
 from watcher import metrics
 from watcher.alerts.payload import describe_finding, time_to_contain
 from watcher.config.schema import Config, channel_id
+from watcher.ecosystems.config_sources import is_public_npm_registry, is_warehouse_index
 from watcher.incidents.policy import decide
 from watcher.incidents.runbook import RunbookInputs, build_runbook, rotation_reminder
 from watcher.model import (
@@ -163,6 +164,12 @@ class IncidentLifecycle:
         previous_good: str | None,
         now: datetime,
     ) -> list[RunbookStep]:
+        url = self.registry_for(ecosystem, name) if self.registry_for else None
+        public = warehouse = None
+        if url is not None and ecosystem is Ecosystem.NPM:
+            public = is_public_npm_registry(url)  # asked of npm once; the service warms it
+        elif url is not None:
+            warehouse = is_warehouse_index(url)
         return build_runbook(
             RunbookInputs(
                 ecosystem=ecosystem,
@@ -171,8 +178,10 @@ class IncidentLifecycle:
                 findings=findings,
                 now=now,
                 published_at=published_at,
-                registry_url=self.registry_for(ecosystem, name) if self.registry_for else None,
+                registry_url=url,
                 previous_good=previous_good,
+                registry_public=public,
+                index_warehouse=warehouse,
             )
         )
 

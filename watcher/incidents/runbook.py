@@ -238,6 +238,12 @@ class RunbookInputs:
     # dist-tags that point at the bad version (npm), None when not known
     dist_tags: Sequence[str] | None = None
     previous_good: str | None = None
+    # npm: False for a private registry (not npm's own default): every npm command names it with
+    # --registry, and the public registry's policies and CDN mirrors are left out. None: unknown
+    registry_public: bool | None = None
+    # PyPI: False for an index that is not Warehouse (devpi, pypiserver, a mirror): no links to
+    # management pages it lacks; its Simple API file list says whether the files are gone
+    index_warehouse: bool | None = None
 
 
 def build_runbook(
@@ -248,6 +254,9 @@ def build_runbook(
     steps = _stolen_token_steps(inputs) + _credential_steps(inputs, hints)
     if inputs.ecosystem is Ecosystem.NPM:
         steps += _npm_steps(inputs)
+        if inputs.registry_public is False and inputs.registry_url:
+            url = inputs.registry_url
+            steps = [_with_registry(step, url) for step in steps]
     else:
         steps += _pypi_steps(inputs)
     return steps
@@ -274,6 +283,14 @@ def _stolen_token_steps(inputs: RunbookInputs) -> list[RunbookStep]:
                 "npm token list\nnpm token revoke <token-id>\n"
                 "npm profile get   # two-factor auth: auth-and-writes\n"
                 f"npm owner ls {inputs.name}",
+            )
+        ]
+    if inputs.index_warehouse is False:  # no management pages there: no links to them
+        return [
+            RunbookStep(
+                f"Treat the publishing credential as stolen: {why}. Revoke the upload "
+                "credentials this index accepts for the project (its users' passwords or "
+                "tokens) and review who may upload; then contain the release below."
             )
         ]
     web = _pypi_web(inputs)
@@ -399,6 +416,58 @@ def _left(delta: timedelta) -> str:
 
 
 def _npm_steps(inputs: RunbookInputs) -> list[RunbookStep]:
+    if inputs.registry_public is False and inputs.registry_url:
+        return _npm_private_steps(inputs)
+    return _npm_public_steps(inputs)
+
+
+def _with_registry(step: RunbookStep, url: str) -> RunbookStep:
+    """Every `npm …` line names the registry: without it npm would ask its default one."""
+    if not step.command:
+        return step
+    lines = []
+    for line in step.command.splitlines():
+        named = line
+        if line.startswith("npm ") and "--registry" not in line:
+            command, sep, comment = line.partition("   #")
+            named = f"{command.rstrip()} --registry {url}" + (f"   #{comment}" if sep else "")
+        lines.append(named)
+    return RunbookStep(step.text, "\n".join(lines), step.url)
+
+
+def _npm_private_steps(inputs: RunbookInputs) -> list[RunbookStep]:
+    """A private registry (Verdaccio, Artifactory, GitHub Packages...): its own unpublish rules,
+    no public policy window, no public CDN mirrors."""
+    ref = f"{inputs.name}@{inputs.version}"
+    good = inputs.previous_good or GOOD_PLACEHOLDER
+    steps = [
+        RunbookStep(
+            f"Unpublish {ref} now from {inputs.registry_url} (this registry's own rules apply: "
+            "npm's public 72-hour policy does not). If it refuses, deprecate it and ask its "
+            "administrators to remove the version.",
+            f"npm unpublish {ref} {OTP}",
+        )
+    ]
+    steps += _dist_tag_steps(inputs, good, unpublishing=True)
+    steps.append(_npm_verify(inputs))
+    steps.append(
+        RunbookStep(
+            f"Ship the fix as a new version (for example the next patch after {inputs.version})."
+        )
+    )
+    steps.append(
+        RunbookStep(
+            "Copies you cannot recall: proxies and caches in front of this registry (uplinks, "
+            "CI and build caches, developers' npm caches) keep the tarballs they fetched. Treat "
+            "anything the release carried (embedded sources included) as disclosed."
+        )
+    )
+    steps.append(_npm_prevent(inputs))
+    steps.append(_ci_gate(inputs))
+    return steps
+
+
+def _npm_public_steps(inputs: RunbookInputs) -> list[RunbookStep]:
     ref = f"{inputs.name}@{inputs.version}"
     good = inputs.previous_good or GOOD_PLACEHOLDER
     unpublish = f"npm unpublish {ref} {OTP}"
@@ -621,6 +690,43 @@ def _pypi_project(name: str) -> str:
 
 
 def _pypi_steps(inputs: RunbookInputs) -> list[RunbookStep]:
+    if inputs.index_warehouse is False and inputs.registry_url:
+        return _pypi_other_index_steps(inputs, inputs.registry_url)
+    return _pypi_warehouse_steps(inputs)
+
+
+def _pypi_other_index_steps(inputs: RunbookInputs, index: str) -> list[RunbookStep]:
+    """An index that is not Warehouse: delete the way it allows; check its Simple API."""
+    project = _pypi_project(inputs.name)
+    page = f"{index.rstrip('/')}/{project}/"
+    version = re.escape(inputs.version)
+    return [
+        RunbookStep(
+            f"Delete release {inputs.version} of {inputs.name} (its files) from {index} the way "
+            "this index allows: devpi `devpi remove <name>==<version>`, pypiserver: remove the "
+            "files from its package directory, Artifactory / Nexus: delete the artifacts. A yank "
+            "(PEP 592) is not containment: the files stay downloadable.",
+            f"devpi remove {inputs.name}=={inputs.version}   # devpi; other indexes: see above",
+        ),
+        RunbookStep(
+            "Verify with what the index serves: its Simple API page for the project must no "
+            "longer list the release's files (the count is 0 once they are gone).",
+            f"curl -s {page} | grep -cE '[-_]{version}(-|\\.tar|\\.zip|\\.whl)'   # 0 once deleted",
+        ),
+        RunbookStep(
+            f"Ship the fix as a new version (for example {inputs.version}.post1 or the next patch)."
+        ),
+        RunbookStep(
+            "Copies you cannot recall: mirrors and caches of this index (devpi replicas, "
+            "Artifactory and Nexus caches, CI caches) keep the files they fetched. Treat "
+            "anything the release carried as disclosed."
+        ),
+        _pypi_prevent(inputs),
+        _ci_gate(inputs),
+    ]
+
+
+def _pypi_warehouse_steps(inputs: RunbookInputs) -> list[RunbookStep]:
     web = _pypi_web(inputs)
     project = _pypi_project(inputs.name)
     release_page = f"{web}/manage/project/{project}/release/{inputs.version}/"

@@ -32,6 +32,7 @@ from watcher.alerts.outbox import Outbox
 from watcher.config import Config, RegistryConfig, channel_id
 from watcher.ecosystems.config_sources import (
     NpmRegistries,
+    npm_builtin_registry,
     resolve_npm_registries,
     resolve_pypi_index,
 )
@@ -158,6 +159,8 @@ class Service:
                 log.warning("scans_resumed", count=requeued, reason="left scanning by a crash")
             scratch = await asyncio.to_thread(Scratch.open, config.scratch_root())
             http, downloaders, urls, clients = self._registries()
+            if Ecosystem.NPM in clients:  # runbooks ask whether a registry is npm's own default
+                await asyncio.to_thread(npm_builtin_registry)
             sink = _Sink(store)
             self._feeds = self._build_feeds(http, store, sink, clients)
             session = aiohttp.ClientSession()
