@@ -82,8 +82,8 @@ def _private_lines(config: Config) -> list[str]:
             lines.append(f"  canaries ({who}): {ids} (values {_HIDDEN})")
     for entry in config.internal_names:
         lines.append(
-            f"  internal name {entry.ecosystem.value} {entry.pattern}: published on the public "
-            f"registry pages {entry.owner}"
+            f"  internal name {entry.ecosystem.value} {entry.pattern} (owner {entry.owner}): "
+            "validated only; the public feeds are not yet checked for it"
         )
     return (["private (owners' statements):", *lines]) if lines else []
 
