@@ -248,3 +248,18 @@ def start_at_zero(
     for channel in channels:
         for outcome in DELIVERY_OUTCOMES:
             DELIVERIES.labels(channel, outcome)
+
+
+AUTO_CONTAINMENT_ACTIONS = ("dist_tag", "deprecate", "unpublish", "github_revoke")
+AUTO_CONTAINMENT_OUTCOMES = ("done", "failed", "dry_run", "skipped")
+AUTO_CONTAINMENT = Counter(
+    "watcher_auto_containment_total",
+    "Automatic containment actions by outcome (done, failed, dry_run, skipped), each counted once.",
+    ["ecosystem", "action", "outcome"],
+)
+PUBLISH_TO_CONTAINED = Histogram(
+    "watcher_publish_to_contained_seconds",
+    "Seconds from a bad release's publish to automatic containment taking it off its dist-tags.",
+    ["ecosystem"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 900, 3600),
+)

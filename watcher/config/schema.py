@@ -206,6 +206,7 @@ class PackageConfig(_Model):
     ecosystem: Ecosystem
     name: str = Field(min_length=1)
     owner: str = Field(min_length=1)
+    auto_contain: StrictBool = True  # false: automatic containment never acts on this package
 
     @model_validator(mode="after")
     def _name(self) -> PackageConfig:
@@ -369,9 +370,41 @@ def channel_id(owner: str, kind: str) -> str:
     return f"{owner}/{kind}"
 
 
+class AutoNpmConfig(_Model):
+    """The write credential and what automatic containment may do on npm."""
+
+    token: SecretStr | None = None  # for the default registry (a granular token with write access)
+    scope_tokens: dict[str, SecretStr] = {}  # "@scope" → the token of that scope's own registry
+    dist_tag: StrictBool = True  # move dist-tags off the bad version to the previous good one
+    deprecate: StrictBool = True  # deprecate the bad version, naming the incident
+    unpublish: StrictBool = False  # only when set, and only inside npm's 72-hour window
+
+    @field_validator("scope_tokens")
+    @classmethod
+    def _scopes(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for scope in value:
+            if not re.fullmatch(r"@[a-z0-9][a-z0-9._~-]*", scope):
+                raise ValueError(f"expected scope names like '@acme', got {scope!r}")
+        return value
+
+
+class AutoContainmentConfig(_Model):
+    """`containment.auto`: act for the owner on a bad release, audited and reversible."""
+
+    at: Severity = Severity.CRITICAL  # the lowest severity whose finding triggers it
+    within: Duration = 72 * 3600.0  # only for releases younger than this
+    npm: AutoNpmConfig = AutoNpmConfig()
+    max_per_hour: int = Field(default=10, ge=1)  # actions per package per hour
+    dry_run: StrictBool = False  # record and page what it would do, change nothing
+    github_revoke: StrictBool = False  # report leaked GitHub tokens to GitHub for revocation
+    github_api_url: OptionalUrl = None  # GitHub Enterprise Server's API base
+    github_token: SecretStr | None = None  # GHES only: its revocation endpoint is authenticated
+
+
 class ContainmentConfig(_Model):
     enabled: StrictBool = True
     check_interval: Duration = 60.0
+    auto: AutoContainmentConfig | None = None  # absent: no automatic action
 
 
 class AllowRule(_Model):

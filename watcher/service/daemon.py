@@ -30,6 +30,7 @@ from watcher.alerts import build_channels
 from watcher.alerts.base import Channel
 from watcher.alerts.outbox import Outbox
 from watcher.config import Config, RegistryConfig, channel_id
+from watcher.ecosystems.actions import ContainmentActions, NoWriteApi
 from watcher.ecosystems.config_sources import (
     NpmRegistries,
     npm_builtin_registry,
@@ -40,6 +41,7 @@ from watcher.ecosystems.http import HttpSettings, RegistryHttp, safe_url
 from watcher.ecosystems.npm.changes import NpmChangesFeed
 from watcher.ecosystems.npm.client import NpmClient
 from watcher.ecosystems.npm.poll import NpmPackageSource, npm_poll_feed, npm_reconcile_feed
+from watcher.ecosystems.npm.writes import NpmActions
 from watcher.ecosystems.pypi.changelog import PypiChangelogFeed, XmlRpcJournal
 from watcher.ecosystems.pypi.client import PypiClient, normalize
 from watcher.ecosystems.pypi.poll import PypiPackageSource, pypi_poll_feed, pypi_reconcile_feed
@@ -54,6 +56,7 @@ from watcher.feeds.base import (
 from watcher.feeds.reconcile import PackageTracker, watched_names
 from watcher.feeds.sink import record_events
 from watcher.model import Ecosystem
+from watcher.service.autocontain import AutoContainment
 from watcher.service.containment import ContainmentWatcher
 from watcher.service.scratch import Scratch
 from watcher.service.server import (
@@ -189,6 +192,9 @@ class Service:
                 if config.containment.enabled
                 else None
             )
+            auto = _auto_containment(store, config, clients, outbox.wake)
+            if auto is not None:  # a queued page may be a new incident: plan its jobs now
+                store.notifications.subscribe(Topic.OUTBOX, auto.wake)
 
             for tracker in self._feeds.trackers:
                 await tracker.not_found.reset()
@@ -208,7 +214,7 @@ class Service:
             # the pool's socket directory (pymp-*) is outside the scratch root (socket paths
             # are short); recorded there so the next start removes it after a kill -9
             scratch.own(Path(multiprocessing.util.get_temp_dir()))
-            await self._serve(store, workers, outbox, containment)
+            await self._serve(store, workers, outbox, containment, auto)
         except Exception as exc:
             if self.http_port is None and isinstance(exc, WatcherError | OSError):
                 raise  # a start-up error (configuration, address in use): the CLI says it
@@ -244,6 +250,7 @@ class Service:
         workers: ScanWorkers,
         outbox: Outbox,
         containment: ContainmentWatcher | None = None,
+        auto: AutoContainment | None = None,
     ) -> None:
         feeds_stop, work_stop, outbox_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
         feed_tasks = [
@@ -252,6 +259,8 @@ class Service:
         ]
         if containment is not None:  # re-reads the registry like a feed; stops with them
             feed_tasks.append(asyncio.create_task(containment.run(feeds_stop), name="containment"))
+        if auto is not None:
+            feed_tasks.append(asyncio.create_task(auto.run(feeds_stop), name="auto-containment"))
         work_task = asyncio.create_task(workers.run(work_stop), name="scan-workers")
         outbox_task = asyncio.create_task(outbox.run(outbox_stop), name="outbox")
         everything = [*feed_tasks, work_task, outbox_task]
@@ -505,3 +514,30 @@ async def _finish(tasks: Sequence[asyncio.Task[None]], wait: float) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+def _auto_containment(
+    store: Store,
+    config: Config,
+    clients: Mapping[Ecosystem, NpmClient | PypiClient],
+    on_page: Callable[[], None],
+) -> AutoContainment | None:
+    """`containment.auto` when it is set and containment is enabled (false turns it off too):
+    npm writes go to each package's own registry with its write token; PyPI has no write API."""
+    auto = config.containment.auto
+    if auto is None or not config.containment.enabled:
+        return None
+    actions: dict[Ecosystem, ContainmentActions] = {}
+    npm = clients.get(Ecosystem.NPM)
+    if isinstance(npm, NpmClient):
+        actions[Ecosystem.NPM] = NpmActions(
+            npm.registry_url,
+            npm.scopes,
+            auto.npm.token.get_secret_value() if auto.npm.token else None,
+            {s: t.get_secret_value() for s, t in auto.npm.scope_tokens.items()},
+        )
+    if Ecosystem.PYPI in clients:
+        actions[Ecosystem.PYPI] = NoWriteApi(
+            "PyPI has no API for yank or delete (web UI only, with re-authentication)"
+        )
+    return AutoContainment(store, config, clients, actions, on_page=on_page)

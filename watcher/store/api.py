@@ -29,12 +29,15 @@ from watcher.model import Ecosystem, Finding, Incident, Manifest
 from watcher.store.types import (
     ChannelQueue,
     Claimant,
+    ContainmentJob,
     Cursor,
     Delivery,
     DisabledChannel,
     FeedBatch,
     IncidentUpdate,
+    JobState,
     Lease,
+    NewJob,
     OutboxItem,
     PackageState,
     ReleaseState,
@@ -292,6 +295,47 @@ class LeaseStore(Protocol):
 
 
 @runtime_checkable
+class ContainmentJobStore(Protocol):
+    """Automatic containment actions of incidents: durable jobs, each done at most once."""
+
+    async def add_containment_jobs(
+        self,
+        incident_id: int,
+        ecosystem: Ecosystem,
+        name: str,
+        jobs: Sequence[NewJob],
+        *,
+        now: float | None = None,
+    ) -> list[ContainmentJob]:
+        """Add the jobs the incident does not have yet (same action + target: kept as it is);
+        returns every job of the incident, oldest first."""
+        ...
+
+    async def containment_jobs(self, incident_id: int) -> list[ContainmentJob]: ...
+
+    async def due_containment_jobs(
+        self, *, now: float | None = None, limit: int = 100
+    ) -> list[ContainmentJob]: ...
+
+    async def next_containment_job_at(self) -> float | None: ...
+
+    async def finish_containment_job(
+        self, job_id: int, state: JobState, detail: str, *, now: float | None = None
+    ) -> bool:
+        """Record the final outcome (not pending); False when the job already had one."""
+        ...
+
+    async def retry_containment_job(self, job_id: int, next_attempt_at: float, error: str) -> int:
+        """A failed attempt, tried again at `next_attempt_at`; returns the attempts so far
+        (0 when the job is no longer pending)."""
+        ...
+
+    async def containment_actions_since(
+        self, ecosystem: Ecosystem, name: str, since: float
+    ) -> int: ...
+
+
+@runtime_checkable
 class StatusStore(Protocol):
     """Counts for the metrics and the summary `watcher status` prints."""
 
@@ -309,6 +353,7 @@ class Store(
     OutboxStore,
     LeaseStore,
     StatusStore,
+    ContainmentJobStore,
     Protocol,
 ):
     """Every concern, as `open_store` returns it; `close()` when done (or `async with`)."""

@@ -280,3 +280,40 @@ class StatusSummary:
     open_incidents: list[Incident]
     counts: StoreCounts
     disabled_channels: list[DisabledChannel] = field(default_factory=list)
+
+
+class JobState(StrEnum):
+    """Where an automatic containment job is: pending until it has an outcome, which is final."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    DRY_RUN = "dry_run"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """An automatic containment action to do once (`action` + `target` are its identity within
+    the incident: a second enqueue of the same pair changes nothing)."""
+
+    action: str  # dist_tag | deprecate | unpublish | github_revoke (and their undo_ forms)
+    target: str  # what it acts on: the dist-tag, the version, the credential's digest
+    params: dict[str, str] = field(default_factory=dict)  # e.g. {"from": "1.0.1", "to": "1.0.0"}
+
+
+@dataclass(frozen=True, slots=True)
+class ContainmentJob:
+    id: int
+    incident_id: int
+    ecosystem: Ecosystem
+    name: str
+    action: str
+    target: str
+    params: dict[str, str]
+    state: JobState
+    attempts: int
+    next_attempt_at: float
+    detail: str | None  # the outcome in words (or the last error while pending)
+    created_at: float
+    finished_at: float | None

@@ -214,5 +214,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP TABLE outbox_legacy",
         "CREATE INDEX outbox_by_channel ON outbox (channel, state, id)",
     ),
+    # 7: automatic containment jobs, durable like the outbox: one row per action and target of an
+    # incident (done once), pending until its outcome is recorded.
+    (
+        """CREATE TABLE containment_jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            incident_id INTEGER NOT NULL REFERENCES incidents (id),
+            ecosystem TEXT NOT NULL,
+            name TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            params TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'done', 'failed', 'dry_run', 'skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            detail TEXT,
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            UNIQUE (incident_id, action, target)
+        )""",
+        "CREATE INDEX containment_jobs_due ON containment_jobs (state, next_attempt_at)",
+        "CREATE INDEX containment_jobs_by_package ON containment_jobs (ecosystem, name, finished_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,6 +13,7 @@ from typing import Literal
 from watcher.store.notify import LocalNotifications
 from watcher.store.sqlite.channels import ChannelRepository
 from watcher.store.sqlite.connection import Connection
+from watcher.store.sqlite.containment_jobs import ContainmentJobRepository
 from watcher.store.sqlite.feed_state import FeedStateRepository
 from watcher.store.sqlite.incidents import IncidentRepository
 from watcher.store.sqlite.leases import LeaseRepository
@@ -31,6 +32,7 @@ class SqliteStore(
     ChannelRepository,
     LeaseRepository,
     StatusRepository,
+    ContainmentJobRepository,
 ):
     """Every concern over one connection; `await store.close()` when done (or `async with`)."""
 

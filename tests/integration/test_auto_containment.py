@@ -1,0 +1,177 @@
+"""Automatic containment end to end: `watcher run` as a real subprocess against a real Verdaccio,
+paging real loopback receivers.
+
+A leaky release that became `latest` is moved off `latest` and deprecated by the watcher within
+10 s of publish, with one update saying so and no second "mitigation" for its own changes; dry run
+changes nothing and says what it would have done; a token without rights gives one clear update
+with the manual commands and no retry storm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from npm_servers import Verdaccio
+from servers_common import free_port
+from service_harness import ServiceProcess, wait_release, webhook_secret
+from test_containment_e2e import leak, of_type, until, write_config
+
+from tests import fakecreds
+from tests.receivers import Receivers, all_receivers
+from watcher.model import incident_key
+from watcher.store import open_store
+from watcher.store.types import JobState
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[Receivers]:
+    async with all_receivers(webhook_secret()) as found:
+        yield found
+
+
+def with_auto(config: Path, auto: str) -> Path:
+    text = config.read_text().replace(
+        "containment: {check_interval: 500ms}\n",
+        f"containment:\n  check_interval: 500ms\n  auto: {auto}\n",
+    )
+    config.write_text(text)
+    return config
+
+
+async def jobs_of(state: Path, key: str) -> list[tuple[str, str, JobState, str | None]]:
+    store = await open_store(state)
+    try:
+        incident = await store.get_incident(key)
+        if incident is None or incident.id is None:
+            return []
+        return [
+            (j.action, j.target, j.state, j.detail)
+            for j in await store.containment_jobs(incident.id)
+        ]
+    finally:
+        await store.close()
+
+
+async def _start(
+    verdaccio: Verdaccio, rx: Receivers, tmp_path: Path, auto: str
+) -> tuple[ServiceProcess, str, Path]:
+    name = f"auto-{free_port()}"
+    port = free_port()
+    config = with_auto(write_config(tmp_path, port, verdaccio.url, name, rx), auto)
+    await asyncio.to_thread(verdaccio.publish, name, "1.0.0")
+    service = ServiceProcess(config, port, tmp_path)
+    service.start()
+    await service.wait_ready()
+    await wait_release(tmp_path / "state.db", name, "1.0.0")
+    return service, name, config
+
+
+async def test_leaky_latest_is_moved_back_and_deprecated_within_10s_with_one_update(
+    verdaccio: Verdaccio, receivers: Receivers, tmp_path: Path
+) -> None:
+    rx = receivers
+    auto = json.dumps({"npm": {"token": verdaccio.token}})
+    service, name, _ = await _start(verdaccio, rx, tmp_path, auto)
+    try:
+        published = time.monotonic()
+        await asyncio.to_thread(
+            verdaccio.publish, name, "1.1.0", leak(fakecreds.npm_token(random.Random(9)))
+        )
+        assert verdaccio.packument(name)["dist-tags"]["latest"] == "1.1.0"
+
+        def contained() -> bool:
+            doc = verdaccio.packument(name)
+            return doc["dist-tags"]["latest"] == "1.0.0" and bool(
+                doc["versions"]["1.1.0"].get("deprecated")
+            )
+
+        await until(contained, "latest back on 1.0.0 and 1.1.0 deprecated", 10)
+        took = time.monotonic() - published
+        assert took < 10, took
+        doc = verdaccio.packument(name)
+        key = incident_key("npm", name, "1.1.0")
+        assert key in doc["versions"]["1.1.0"]["deprecated"]
+        assert "use 1.0.0" in doc["versions"]["1.1.0"]["deprecated"]
+
+        await until(lambda: len(of_type(rx.hook, "incident.updated")) == 1, "the update", 20)
+        (update,) = of_type(rx.hook, "incident.updated")
+        message = update.json()["data"]["message"]
+        assert "auto-contained: latest 1.1.0 → 1.0.0, 1.1.0 deprecated" in message, message
+        assert "s after publish" in message and "rotate every credential" in message
+        assert f"npm unpublish {name}@1.1.0" in message
+        jobs = await jobs_of(tmp_path / "state.db", key)
+        assert [(a, t, s) for a, t, s, _ in jobs] == [
+            ("dist_tag", "latest", JobState.DONE),
+            ("deprecate", "1.1.0", JobState.DONE),
+        ]
+        # several containment checks later: the watcher's own changes are no second mitigation
+        await asyncio.sleep(2.0)
+        assert len(of_type(rx.hook, "incident.opened")) == 1
+        assert len(of_type(rx.hook, "incident.updated")) == 1
+        metrics = service.get("/metrics")[1]
+        assert (
+            'watcher_auto_containment_total{action="dist_tag",ecosystem="npm",outcome="done"} 1.0'
+            in metrics
+        )
+        assert 'watcher_publish_to_contained_seconds_count{ecosystem="npm"} 1.0' in metrics
+    finally:
+        service.terminate()
+
+
+async def test_dry_run_changes_nothing_and_says_what_it_would_do(
+    verdaccio: Verdaccio, receivers: Receivers, tmp_path: Path
+) -> None:
+    rx = receivers
+    auto = json.dumps({"dry_run": True, "npm": {"token": verdaccio.token}})
+    service, name, _ = await _start(verdaccio, rx, tmp_path, auto)
+    try:
+        await asyncio.to_thread(
+            verdaccio.publish, name, "1.1.0", leak(fakecreds.npm_token(random.Random(10)))
+        )
+        await until(lambda: len(of_type(rx.hook, "incident.updated")) == 1, "the update", 30)
+        message = of_type(rx.hook, "incident.updated")[0].json()["data"]["message"]
+        assert "dry run, nothing changed" in message, message
+        assert "move latest 1.1.0 → 1.0.0" in message and "deprecate 1.1.0" in message
+        doc = verdaccio.packument(name)
+        assert doc["dist-tags"]["latest"] == "1.1.0"
+        assert not doc["versions"]["1.1.0"].get("deprecated")
+    finally:
+        service.terminate()
+
+
+async def test_a_token_without_rights_pages_clearly_once_and_does_not_retry(
+    verdaccio: Verdaccio, receivers: Receivers, tmp_path: Path
+) -> None:
+    rx = receivers
+    bogus = fakecreds.npm_token(random.Random(11))  # format-valid, belongs to nobody
+    auto = json.dumps({"npm": {"token": bogus}})
+    service, name, _ = await _start(verdaccio, rx, tmp_path, auto)
+    try:
+        await asyncio.to_thread(
+            verdaccio.publish, name, "1.1.0", leak(fakecreds.npm_token(random.Random(12)))
+        )
+        await until(lambda: len(of_type(rx.hook, "incident.updated")) == 1, "the update", 30)
+        message = of_type(rx.hook, "incident.updated")[0].json()["data"]["message"]
+        assert "auto-containment failed: dist_tag latest: HTTP 40" in message, message
+        assert f"run: npm dist-tag add {name}@1.0.0 latest" in message
+        assert f"run: npm deprecate {name}@1.1.0" in message
+        assert bogus not in message
+        key = incident_key("npm", name, "1.1.0")
+        jobs = await jobs_of(tmp_path / "state.db", key)
+        assert [s for _, _, s, _ in jobs] == [JobState.FAILED, JobState.FAILED]
+        await asyncio.sleep(2.0)
+        assert len(of_type(rx.hook, "incident.updated")) == 1  # no storm of pages
+        retries = [e for e in service.logs() if e.get("event") == "auto_containment_retry"]
+        assert retries == []
+        assert verdaccio.packument(name)["dist-tags"]["latest"] == "1.1.0"
+        assert bogus not in service.stdout()
+    finally:
+        service.terminate()

@@ -1,0 +1,395 @@
+"""Automatic containment (`containment.auto`): act for the owner on a bad release, as durable jobs.
+
+For each open incident whose worst finding reaches `auto.at`, the planner reads the packument
+once and adds the jobs to the store in one call: every dist-tag on the bad version (`latest`
+first) back to the greatest earlier version that is not itself in an open incident, then the
+deprecation. The runner does the due jobs through the ecosystem's `ContainmentActions`; each
+outcome is recorded once (`finish_containment_job`), a transient failure is put off with backoff,
+a final one (no rights, 2FA, no API) pages as such with the exact manual command. When every job
+of an incident has its outcome, one update says what was done and what still needs a human.
+
+A kill -9 between two jobs leaves the second pending: the next start does it. Each write checks
+the registry first (a dist-tag already moved, a version already deprecated), so a job that ran but
+was not recorded is recorded without changing anything again.
+
+Changes the watcher made itself are noted on the incident before the write (`deprecated`,
+`dist-tag-moved`), so the containment watcher never posts them as a second mitigation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC
+
+import structlog
+
+from watcher import metrics
+from watcher.config import Config
+from watcher.config.schema import AutoContainmentConfig
+from watcher.ecosystems.actions import ActionResult, ContainmentActions
+from watcher.ecosystems.npm.client import NpmClient, Packument
+from watcher.ecosystems.versions import is_prerelease, version_key
+from watcher.incidents.lifecycle import IncidentLifecycle, stored_id
+from watcher.model import Ecosystem, Incident
+from watcher.store.api import Store
+from watcher.store.types import ContainmentJob, JobState, NewJob
+
+log = structlog.get_logger(__name__)
+
+PLANNED_NOTE = "auto-containment"  # the plan in words, once per incident (never posted alone)
+REPORTED_KIND = "auto-contained"  # the one update that reports every outcome
+MAX_ATTEMPTS = 6
+BACKOFF_MAX = 60.0
+# the containment watcher's mitigation kinds a job's own change would otherwise trigger
+OWN_CHANGE = {"dist_tag": "dist-tag-moved", "deprecate": "deprecated"}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    jobs: tuple[NewJob, ...]
+    note: str  # what was decided and why (also when nothing is done)
+
+
+def deprecation_message(incident: Incident, good: str | None) -> str:
+    use = f"; use {good}" if good else ""
+    return (
+        f"registry-watcher incident {incident.dedup_key}: this release leaked sensitive files{use}"
+    )
+
+
+def previous_good(packument: Packument, bad: str, open_versions: set[str]) -> str | None:
+    """The greatest version published before `bad`'s version order that is not itself in an
+    open incident, not deprecated, and not a pre-release (what `latest` may fall back to)."""
+    bad_key = version_key(Ecosystem.NPM, bad)
+    if bad_key is None:
+        return None
+    best: tuple[object, str] | None = None
+    for version, info in packument.versions.items():
+        key = version_key(Ecosystem.NPM, version)
+        if key is None or not key < bad_key or version in open_versions or info.deprecated:
+            continue
+        if is_prerelease(Ecosystem.NPM, version):
+            continue
+        if best is None or key > best[0]:
+            best = (key, version)
+    return best[1] if best else None
+
+
+def plan_npm(
+    incident: Incident,
+    packument: Packument,
+    auto: AutoContainmentConfig,
+    open_versions: set[str],
+) -> Plan:
+    bad = incident.version
+    name = incident.name
+    if bad not in packument.versions:
+        return Plan((), f"{name}@{bad} is no longer listed: nothing to contain")
+    tags = sorted(
+        (t for t, v in packument.dist_tags.items() if v == bad), key=lambda t: (t != "latest", t)
+    )
+    good = previous_good(packument, bad, open_versions)
+    jobs: list[NewJob] = []
+    notes: list[str] = []
+    if auto.npm.dist_tag and tags:
+        if good is None:
+            notes.append(
+                f"no earlier good version of {name} to move {', '.join(tags)} to: "
+                "the dist-tags stay on the bad version"
+            )
+        else:
+            for tag in tags:
+                jobs.append(
+                    NewJob(
+                        "dist_tag",
+                        tag,
+                        {
+                            "from": bad,
+                            "to": good,
+                            "manual": f"npm dist-tag add {name}@{good} {tag}",
+                        },
+                    )
+                )
+    if auto.npm.deprecate:
+        message = deprecation_message(incident, good)
+        jobs.append(
+            NewJob(
+                "deprecate",
+                bad,
+                {"message": message, "manual": f'npm deprecate {name}@{bad} "{message}"'},
+            )
+        )
+    if auto.npm.unpublish:
+        notes.append("unpublish is not done automatically by this version: run it by hand")
+    return Plan(tuple(jobs), "; ".join(notes))
+
+
+def describe(
+    jobs: Sequence[ContainmentJob], incident: Incident, note: str, took: float | None
+) -> str:
+    """The update page: what was done, what failed (with the command), what needs a human."""
+    done = [j for j in jobs if j.state is JobState.DONE]
+    dry = [j for j in jobs if j.state is JobState.DRY_RUN]
+    failed = [j for j in jobs if j.state in (JobState.FAILED, JobState.SKIPPED)]
+    parts: list[str] = []
+    if done:
+        what = ", ".join(j.detail or j.action for j in done)
+        when = f", {took:.1f} s after publish" if took is not None else ""
+        parts.append(f"auto-contained: {what}{when}")
+    if dry:
+        parts.append(
+            "dry run, nothing changed; would have: " + ", ".join(j.detail or "" for j in dry)
+        )
+    for job in failed:
+        manual = job.params.get("manual")
+        verb = "failed" if job.state is JobState.FAILED else "skipped"
+        parts.append(
+            f"auto-containment {verb}: {job.action} {job.target}: {job.detail}"
+            + (f"; run: {manual}" if manual else "")
+        )
+    if note:
+        parts.append(note)
+    parts.append(
+        "still needs a human: rotate every credential the release carried"
+        + (
+            f"; unpublish if wanted: npm unpublish {incident.name}@{incident.version}"
+            if incident.ecosystem is Ecosystem.NPM
+            else ""
+        )
+    )
+    return "\n".join(parts)
+
+
+class AutoContainment:
+    """Plans jobs for new incidents and runs due jobs; `wake()` after pages were queued."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        clients: Mapping[Ecosystem, object],
+        actions: Mapping[Ecosystem, ContainmentActions],
+        *,
+        on_page: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+        poll: float = 1.0,
+    ) -> None:
+        assert config.containment.auto is not None
+        self.store = store
+        self.config = config
+        self.auto: AutoContainmentConfig = config.containment.auto
+        self.clients = clients
+        self.actions = actions
+        self.clock = clock
+        self.poll = poll
+        self.name = "auto-containment"
+        self.last_success: float | None = None
+        self.lifecycle = IncidentLifecycle(store, config, on_page=on_page, clock=clock)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.step()
+            except Exception as exc:  # the store or a bug: keep going, say it loudly
+                log.error("auto_containment_failed", error=f"{type(exc).__name__}: {exc}")
+            waiter = asyncio.ensure_future(self._wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED),
+                    timeout=self._delay(),
+                )
+            waiter.cancel()
+            stopper.cancel()
+        for actions in self.actions.values():
+            await actions.close()
+
+    def _delay(self) -> float:
+        return self.poll
+
+    async def step(self) -> None:
+        incidents = await self.store.open_incidents()
+        for incident in incidents:
+            await self._plan(incident, incidents)
+        for job in await self.store.due_containment_jobs(now=self.clock()):
+            await self._perform(job)
+        for incident in incidents:
+            await self._report(incident)
+        self.last_success = self.clock()
+
+    # -- planning ------------------------------------------------------------------------------
+
+    def _opted_out(self, incident: Incident) -> bool:
+        packages = [
+            p for p in self.config.packages_for(incident.ecosystem) if p.matches(incident.name)
+        ]
+        packages.sort(key=lambda p: (p.is_pattern, -len(p.name)))
+        return bool(packages) and not packages[0].auto_contain
+
+    async def _plan(self, incident: Incident, incidents: Sequence[Incident]) -> None:
+        if incident.test or incident.id is None:
+            return
+        notes = await self.store.incident_notes(stored_id(incident))
+        if PLANNED_NOTE in notes:
+            return
+        why_not = self._not_eligible(incident)
+        if why_not is not None:
+            await self.store.add_incident_note(stored_id(incident), PLANNED_NOTE, why_not)
+            log.info("auto_containment_not_eligible", dedup_key=incident.dedup_key, reason=why_not)
+            return
+        client = self.clients.get(incident.ecosystem)
+        if incident.ecosystem is Ecosystem.NPM and isinstance(client, NpmClient):
+            fetched = await client.fetch_packument(incident.name)
+            if fetched.missing or fetched.packument is None:
+                plan = Plan((), f"{incident.name} is not on the registry: nothing to contain")
+            else:
+                open_versions = {
+                    i.version
+                    for i in incidents
+                    if i.ecosystem is incident.ecosystem and i.name == incident.name
+                }
+                plan = plan_npm(incident, fetched.packument, self.auto, open_versions)
+        else:
+            plan = Plan(
+                (),
+                f"{incident.ecosystem.value} has no API for yank or delete: "
+                "nothing is done automatically, follow the runbook",
+            )
+        await self.store.add_containment_jobs(
+            stored_id(incident), incident.ecosystem, incident.name, plan.jobs, now=self.clock()
+        )
+        await self.store.add_incident_note(
+            stored_id(incident), PLANNED_NOTE, plan.note or "planned"
+        )
+        log.info(
+            "auto_containment_planned",
+            dedup_key=incident.dedup_key,
+            jobs=[f"{j.action}:{j.target}" for j in plan.jobs],
+            note=plan.note,
+            dry_run=self.auto.dry_run,
+        )
+
+    def _not_eligible(self, incident: Incident) -> str | None:
+        if incident.worst().rank < self.auto.at.rank:
+            return f"below containment.auto.at ({self.auto.at.value}): no automatic action"
+        if self._opted_out(incident):
+            return "auto_contain: false for this package: no automatic action"
+        published = incident.published_at
+        if published is not None:
+            age = self.clock() - published.timestamp()
+            if age > self.auto.within:
+                return (
+                    f"published {age / 3600:.1f} h ago, older than containment.auto.within: "
+                    "no automatic action"
+                )
+        return None
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def _perform(self, job: ContainmentJob) -> None:
+        eco = job.ecosystem.value
+        incident = await self._incident_of(job)
+        now = self.clock()
+        if self.auto.dry_run:
+            what = _would(job)
+            await self._finish(job, JobState.DRY_RUN, what, eco)
+            return
+        recent = await self.store.containment_actions_since(job.ecosystem, job.name, now - 3600)
+        if recent >= self.auto.max_per_hour:
+            await self._finish(
+                job,
+                JobState.SKIPPED,
+                f"containment.auto.max_per_hour ({self.auto.max_per_hour}) reached for {job.name}",
+                eco,
+            )
+            return
+        actions = self.actions.get(job.ecosystem)
+        if actions is None:
+            await self._finish(job, JobState.SKIPPED, f"no {eco} registry writer configured", eco)
+            return
+        if incident is not None and job.action in OWN_CHANGE:
+            # before the write: the containment watcher must see it as ours, not a mitigation
+            await self.store.add_incident_note(
+                stored_id(incident), OWN_CHANGE[job.action], f"by registry-watcher ({job.action})"
+            )
+        result: ActionResult = await actions.perform(job)
+        if result.done:
+            await self._finish(job, JobState.DONE, result.detail, eco)
+            if job.action == "dist_tag" and job.target == "latest" and incident is not None:
+                took = _since_publish(incident, self.clock())
+                if took is not None:
+                    metrics.PUBLISH_TO_CONTAINED.labels(eco).observe(took)
+            return
+        if result.retry and job.attempts + 1 < MAX_ATTEMPTS:
+            delay = min(BACKOFF_MAX, 2.0**job.attempts)
+            await self.store.retry_containment_job(job.id, self.clock() + delay, result.detail)
+            log.warning(
+                "auto_containment_retry",
+                action=job.action,
+                package=job.name,
+                target=job.target,
+                attempt=job.attempts + 1,
+                reason=result.detail,
+                retry_in_s=delay,
+            )
+            return
+        await self._finish(job, JobState.FAILED, result.detail, eco)
+
+    async def _finish(self, job: ContainmentJob, state: JobState, detail: str, eco: str) -> None:
+        if await self.store.finish_containment_job(job.id, state, detail, now=self.clock()):
+            metrics.AUTO_CONTAINMENT.labels(eco, job.action, state.value).inc()
+            log.info(
+                "auto_containment_action",
+                ecosystem=eco,
+                package=job.name,
+                action=job.action,
+                target=job.target,
+                outcome=state.value,
+                detail=detail,
+            )
+
+    async def _incident_of(self, job: ContainmentJob) -> Incident | None:
+        for incident in await self.store.open_incidents():
+            if incident.id == job.incident_id:
+                return incident
+        return None
+
+    async def _report(self, incident: Incident) -> None:
+        if incident.id is None:
+            return
+        notes = await self.store.incident_notes(incident.id)
+        if REPORTED_KIND in notes or PLANNED_NOTE not in notes:
+            return
+        jobs = await self.store.containment_jobs(incident.id)
+        if any(j.state is JobState.PENDING for j in jobs):
+            return
+        note = notes[PLANNED_NOTE]
+        if not jobs and not note.startswith(("no earlier", "unpublish")) and "no API" not in note:
+            return  # not eligible: nothing to say beyond the page
+        took = _since_publish(incident, self.clock())
+        message = describe(jobs, incident, "" if note == "planned" else note, took)
+        await self.lifecycle.mitigated(incident, REPORTED_KIND, message)
+
+
+def _would(job: ContainmentJob) -> str:
+    if job.action == "dist_tag":
+        return f"move {job.target} {job.params.get('from')} → {job.params.get('to')}"
+    if job.action == "deprecate":
+        return f"deprecate {job.target}"
+    return f"{job.action} {job.target}"
+
+
+def _since_publish(incident: Incident, now: float) -> float | None:
+    start = incident.published_at or incident.opened_at
+    if start is None:
+        return None
+    return max(0.0, now - start.astimezone(UTC).timestamp())
