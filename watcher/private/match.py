@@ -51,7 +51,6 @@ class Matcher:
         self._indexes = tuple(indexes)
         self._key = key
         self._threshold = threshold
-        self._line_hash = key.line_hasher()
         self._winnow_hash = key.winnow_hasher()
         self._floor = min(i.header.params.line_floor for i in indexes) if indexes else 0
 
@@ -71,19 +70,22 @@ class Matcher:
                 pending.append(index)
         if not pending:
             return found
-        lines = normalise.distinct_lines(squeezed, self._floor)
-        line_hash = self._line_hash
-        hashed = [(len(line), line_hash(line)) for line in lines]
+        lines = list(normalise.distinct_lines(squeezed, self._floor))
+        digests = self._key.hash_lines(lines)
         grams: dict[tuple[int, int], set[bytes]] = {}
         for index in pending:
             floor = index.header.params.line_floor
-            table = index.lines
-            votes: Counter[int] = Counter()
-            for length, digest in hashed:
-                if length >= floor:
-                    numbers = table.get(digest)
-                    if numbers is not None:
-                        votes.update(numbers)
+            table = index.lines.get
+            votes: dict[int, int] = {}
+            if floor == self._floor:
+                chosen: list[bytes] = digests
+            else:
+                chosen = [d for d, line in zip(digests, lines, strict=True) if len(line) >= floor]
+            for digest in chosen:
+                numbers = table(digest)
+                if numbers is not None:
+                    for number in numbers:
+                        votes[number] = votes.get(number, 0) + 1
             shared: Counter[int] | None = None
             for number, count in votes.items():
                 total = index.line_counts[number]
