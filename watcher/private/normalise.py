@@ -21,6 +21,7 @@ WINNOW_W = 32  # k-grams per window: any shared run of 39 tokens (three statemen
 
 _WHITESPACE = b" \t\r\x0b\x0c"
 _TOKEN = re.compile(rb"[A-Za-z_$][\w$]*|\d[\w.]*|[^\s\w]")
+_BLANK_LINES = re.compile(rb"\n{2,}")
 _QUOTES = bytes.maketrans(b"'`", b'""')  # quote style is a formatter's choice
 
 
@@ -39,7 +40,7 @@ def distinct_lines(squeezed_data: bytes, floor: int = LINE_FLOOR) -> set[bytes]:
 
 def whole(squeezed_data: bytes) -> bytes:
     """What the whole-file hash covers: blank lines and trailing newlines do not count."""
-    return b"\n".join(line for line in squeezed_data.split(b"\n") if line)
+    return _BLANK_LINES.sub(b"\n", squeezed_data).strip(b"\n")
 
 
 def winnow(data: bytes, hasher: Hasher, k: int = WINNOW_K, w: int = WINNOW_W) -> set[bytes]:
