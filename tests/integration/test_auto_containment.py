@@ -16,11 +16,13 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp import web
 from npm_servers import Verdaccio
 from servers_common import free_port
 from service_harness import ServiceProcess, wait_release, webhook_secret
-from test_containment_e2e import leak, of_type, until, write_config
+from test_containment_e2e import leak, of_type, run_cli, until, write_config
 
 from tests import fakecreds
 from tests.receivers import Receivers, all_receivers
@@ -79,7 +81,7 @@ async def test_leaky_latest_is_moved_back_and_deprecated_within_10s_with_one_upd
 ) -> None:
     rx = receivers
     auto = json.dumps({"npm": {"token": verdaccio.token}})
-    service, name, _ = await _start(verdaccio, rx, tmp_path, auto)
+    service, name, config = await _start(verdaccio, rx, tmp_path, auto)
     try:
         published = time.monotonic()
         await asyncio.to_thread(
@@ -122,6 +124,28 @@ async def test_leaky_latest_is_moved_back_and_deprecated_within_10s_with_one_upd
             in metrics
         )
         assert 'watcher_publish_to_contained_seconds_count{ecosystem="npm"} 1.0' in metrics
+
+        # undo: the dist-tag back where it was, the deprecation removed, one update saying so
+        code, printed = await asyncio.to_thread(
+            run_cli, "contain", "--undo", f"{name}@1.1.0", "--config", str(config)
+        )
+        assert code == 0, printed
+        assert "undone: dist_tag latest: latest 1.0.0 → 1.1.0" in printed, printed
+        assert "undone: deprecate 1.1.0: 1.1.0 deprecation removed" in printed
+        doc = verdaccio.packument(name)
+        assert doc["dist-tags"]["latest"] == "1.1.0"
+        assert not doc["versions"]["1.1.0"].get("deprecated")
+        await until(lambda: len(of_type(rx.hook, "incident.updated")) == 2, "the undo update", 20)
+        undone = of_type(rx.hook, "incident.updated")[1].json()["data"]["message"]
+        assert undone.startswith("automatic containment undone by an operator"), undone
+        # a second undo finds nothing left to do and changes nothing
+        code, printed = await asyncio.to_thread(
+            run_cli, "contain", "--undo", key, "--config", str(config)
+        )
+        assert code == 0 and printed.count("undone:") == 2, printed
+        await asyncio.sleep(1.5)  # the service neither re-contains nor posts the undo as news
+        assert verdaccio.packument(name)["dist-tags"]["latest"] == "1.1.0"
+        assert len(of_type(rx.hook, "incident.updated")) == 2
     finally:
         service.terminate()
 
@@ -175,3 +199,110 @@ async def test_a_token_without_rights_pages_clearly_once_and_does_not_retry(
         assert bogus not in service.stdout()
     finally:
         service.terminate()
+
+
+class WriteGate:
+    """A loopback proxy in front of Verdaccio that forwards everything, except that while
+    `blocked` the deprecation (a PUT of the packument) answers 503; counts the writes it saw."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.blocked = True
+        self.writes: list[tuple[str, int]] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        path = request.rel_url.path
+        if request.method == "PUT" and "/-/" not in path and self.blocked:
+            self.writes.append((f"PUT {path}", 503))
+            return web.Response(status=503, text="injected failure")
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() in KEEP}
+        async with self._session.request(
+            request.method, self.upstream + request.rel_url.path_qs, data=body, headers=headers
+        ) as upstream:
+            data = await upstream.read()
+            status = upstream.status
+            ctype = upstream.headers.get("content-type", "application/json")
+        if request.method == "PUT":
+            self.writes.append((f"PUT {path}", status))
+        return web.Response(status=status, body=data, headers={"content-type": ctype})
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+
+KEEP = ("accept", "authorization", "content-type", "if-none-match")
+
+
+async def test_kill_9_between_the_dist_tag_move_and_the_deprecation_completes_once(
+    verdaccio: Verdaccio, receivers: Receivers, tmp_path: Path
+) -> None:
+    rx = receivers
+    gate = WriteGate(verdaccio.url)
+    await gate.start()
+    name = f"auto-kill-{free_port()}"
+    port = free_port()
+    auto = json.dumps({"npm": {"token": verdaccio.token}})
+    config = with_auto(write_config(tmp_path, port, gate.url, name, rx), auto)
+    state = tmp_path / "state.db"
+    key = incident_key("npm", name, "1.1.0")
+    await asyncio.to_thread(verdaccio.publish, name, "1.0.0")
+    service = ServiceProcess(config, port, tmp_path)
+    service.start()
+    try:
+        await service.wait_ready()
+        await wait_release(state, name, "1.0.0")
+        await asyncio.to_thread(
+            verdaccio.publish, name, "1.1.0", leak(fakecreds.npm_token(random.Random(13)))
+        )
+        await until(
+            lambda: verdaccio.packument(name)["dist-tags"]["latest"] == "1.0.0", "latest moved", 20
+        )
+        await until(lambda: any(s == 503 for _, s in gate.writes), "a refused deprecation", 20)
+        service.kill()  # SIGKILL: the deprecation job is left pending, mid-backoff
+        jobs = await jobs_of(state, key)
+        assert [(a, s) for a, _, s, _ in jobs] == [
+            ("dist_tag", JobState.DONE),
+            ("deprecate", JobState.PENDING),
+        ]
+        assert of_type(rx.hook, "incident.updated") == []  # no outcome posted half-way
+
+        gate.blocked = False
+        service = ServiceProcess(config, port, tmp_path)
+        service.start()
+        await service.wait_ready()
+        await until(
+            lambda: bool(verdaccio.packument(name)["versions"]["1.1.0"].get("deprecated")),
+            "the deprecation after restart",
+            30,
+        )
+        await until(lambda: len(of_type(rx.hook, "incident.updated")) == 1, "the update", 20)
+        await asyncio.sleep(1.5)
+        tag_moves = [w for w in gate.writes if "/dist-tags/" in w[0]]
+        deprecations = [w for w in gate.writes if "/-/" not in w[0] and w[1] < 300]
+        assert len(tag_moves) == 1 and len(deprecations) == 1, gate.writes
+        jobs = await jobs_of(state, key)
+        assert [s for _, _, s, _ in jobs] == [JobState.DONE, JobState.DONE]
+        message = of_type(rx.hook, "incident.updated")[0].json()["data"]["message"]
+        assert "auto-contained: latest 1.1.0 → 1.0.0, 1.1.0 deprecated" in message, message
+        assert len(of_type(rx.hook, "incident.updated")) == 1
+    finally:
+        service.ensure_stopped()
+        await gate.close()

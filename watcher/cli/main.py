@@ -124,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         "of printing it as it was paged",
     )
     runbook_parser.add_argument("--format", choices=["text", "json"], default="text")
+    contain_parser = sub.add_parser(
+        "contain",
+        help="reverse what automatic containment did to an incident",
+        description="--undo INCIDENT|NAME@VERSION: restore the dist-tags it moved and remove the "
+        "deprecation it added (exit 0 all undone, 1 otherwise).",
+    )
+    contain_parser.add_argument("--undo", required=True, metavar="INCIDENT|NAME@VERSION")
+    contain_parser.add_argument("--config", type=Path, required=True)
     _add_queue_parsers(sub)
     _add_fingerprint_parser(sub)
     return parser
@@ -279,6 +287,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from watcher.cli.ops import runbook_command  # noqa: PLC0415
 
         return runbook_command(args)
+    if args.command == "contain":
+        from watcher.cli.contain import contain_command  # noqa: PLC0415
+
+        return contain_command(args)
     if args.command == "fingerprint":
         from watcher.cli.fingerprint import fingerprint_command  # noqa: PLC0415
 

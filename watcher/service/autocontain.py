@@ -32,6 +32,7 @@ from watcher.config import Config
 from watcher.config.schema import AutoContainmentConfig
 from watcher.ecosystems.actions import ActionResult, ContainmentActions
 from watcher.ecosystems.npm.client import NpmClient, Packument
+from watcher.ecosystems.npm.writes import NpmActions
 from watcher.ecosystems.versions import is_prerelease, version_key
 from watcher.incidents.lifecycle import IncidentLifecycle, stored_id
 from watcher.model import Ecosystem, Incident
@@ -42,6 +43,8 @@ log = structlog.get_logger(__name__)
 
 PLANNED_NOTE = "auto-containment"  # the plan in words, once per incident (never posted alone)
 REPORTED_KIND = "auto-contained"  # the one update that reports every outcome
+UNDONE_KIND = "auto-containment-undone"  # the update `watcher contain --undo` posts
+UNDO = "undo_"
 MAX_ATTEMPTS = 6
 BACKOFF_MAX = 60.0
 # the containment watcher's mitigation kinds a job's own change would otherwise trigger
@@ -221,6 +224,8 @@ class AutoContainment:
         for incident in incidents:
             await self._plan(incident, incidents)
         for job in await self.store.due_containment_jobs(now=self.clock()):
+            if job.action.startswith(UNDO):
+                continue  # `watcher contain --undo` does these itself, and says how they went
             await self._perform(job)
         for incident in incidents:
             await self._report(incident)
@@ -393,3 +398,106 @@ def _since_publish(incident: Incident, now: float) -> float | None:
     if start is None:
         return None
     return max(0.0, now - start.astimezone(UTC).timestamp())
+
+
+# ------------------------------------------------------------------------------------ undo
+
+
+def undo_jobs(incident: Incident, jobs: Sequence[ContainmentJob]) -> list[NewJob]:
+    """What reverses each action that was done: a dist-tag back where it was, the deprecation
+    removed. Actions that were not done (failed, dry run, skipped) have nothing to undo."""
+    out: list[NewJob] = []
+    for job in jobs:
+        if job.state is not JobState.DONE:
+            continue
+        if job.action == "dist_tag" and "from" in job.params and "to" in job.params:
+            was, now = job.params["from"], job.params["to"]
+            out.append(
+                NewJob(
+                    "undo_dist_tag",
+                    job.target,
+                    {
+                        "from": now,
+                        "to": was,
+                        "manual": f"npm dist-tag add {incident.name}@{was} {job.target}",
+                    },
+                )
+            )
+        elif job.action == "deprecate":
+            out.append(
+                NewJob(
+                    "undo_deprecate",
+                    job.target,
+                    {"message": "", "manual": f'npm deprecate {incident.name}@{job.target} ""'},
+                )
+            )
+    # the deprecation first: a dist-tag put back on a still-deprecated version would warn anyway
+    return sorted(out, key=lambda j: j.action != "undo_deprecate")
+
+
+async def undo(
+    store: Store,
+    config: Config,
+    incident: Incident,
+    actions: Mapping[Ecosystem, ContainmentActions],
+    *,
+    clock: Callable[[], float] = time.time,
+    on_page: Callable[[], None] = lambda: None,
+) -> list[ContainmentJob]:
+    """Reverse what automatic containment did to `incident` (each undo a job too, done once),
+    post one update saying so, and return the undo jobs with their outcomes."""
+    iid = stored_id(incident)
+    planned = undo_jobs(incident, await store.containment_jobs(iid))
+    await store.add_containment_jobs(iid, incident.ecosystem, incident.name, planned, now=clock())
+    writer = actions.get(incident.ecosystem)
+    for job in await store.containment_jobs(iid):
+        if not job.action.startswith(UNDO) or job.state is not JobState.PENDING:
+            continue
+        if writer is None:
+            await store.finish_containment_job(
+                job.id,
+                JobState.FAILED,
+                f"no {incident.ecosystem.value} registry writer",
+                now=clock(),
+            )
+            continue
+        result = await writer.perform(job)
+        await store.finish_containment_job(
+            job.id, JobState.DONE if result.done else JobState.FAILED, result.detail, now=clock()
+        )
+        log.info(
+            "auto_containment_undo",
+            package=incident.name,
+            action=job.action,
+            target=job.target,
+            outcome="done" if result.done else "failed",
+            detail=result.detail,
+        )
+    undone = [j for j in await store.containment_jobs(iid) if j.action.startswith(UNDO)]
+    if undone and all(j.state is not JobState.PENDING for j in undone):
+        ok = [j.detail or j.action for j in undone if j.state is JobState.DONE]
+        bad = [
+            f"{j.action} {j.target}: {j.detail}; run: {j.params.get('manual')}"
+            for j in undone
+            if j.state is not JobState.DONE
+        ]
+        message = "automatic containment undone by an operator: " + (", ".join(ok) or "nothing")
+        if bad:
+            message += "\nnot undone: " + "; ".join(bad)
+        lifecycle = IncidentLifecycle(store, config, on_page=on_page, clock=clock)
+        await lifecycle.mitigated(incident, UNDONE_KIND, message)
+    return undone
+
+
+def npm_actions(
+    config: Config, default_registry: str, scope_registries: Mapping[str, str]
+) -> NpmActions:
+    auto = config.containment.auto
+    token = auto.npm.token if auto is not None else None
+    scopes = auto.npm.scope_tokens if auto is not None else {}
+    return NpmActions(
+        default_registry,
+        scope_registries,
+        token.get_secret_value() if token else None,
+        {s: t.get_secret_value() for s, t in scopes.items()},
+    )

@@ -41,7 +41,6 @@ from watcher.ecosystems.http import HttpSettings, RegistryHttp, safe_url
 from watcher.ecosystems.npm.changes import NpmChangesFeed
 from watcher.ecosystems.npm.client import NpmClient
 from watcher.ecosystems.npm.poll import NpmPackageSource, npm_poll_feed, npm_reconcile_feed
-from watcher.ecosystems.npm.writes import NpmActions
 from watcher.ecosystems.pypi.changelog import PypiChangelogFeed, XmlRpcJournal
 from watcher.ecosystems.pypi.client import PypiClient, normalize
 from watcher.ecosystems.pypi.poll import PypiPackageSource, pypi_poll_feed, pypi_reconcile_feed
@@ -56,7 +55,7 @@ from watcher.feeds.base import (
 from watcher.feeds.reconcile import PackageTracker, watched_names
 from watcher.feeds.sink import record_events
 from watcher.model import Ecosystem
-from watcher.service.autocontain import AutoContainment
+from watcher.service.autocontain import AutoContainment, npm_actions
 from watcher.service.containment import ContainmentWatcher
 from watcher.service.scratch import Scratch
 from watcher.service.server import (
@@ -530,12 +529,7 @@ def _auto_containment(
     actions: dict[Ecosystem, ContainmentActions] = {}
     npm = clients.get(Ecosystem.NPM)
     if isinstance(npm, NpmClient):
-        actions[Ecosystem.NPM] = NpmActions(
-            npm.registry_url,
-            npm.scopes,
-            auto.npm.token.get_secret_value() if auto.npm.token else None,
-            {s: t.get_secret_value() for s, t in auto.npm.scope_tokens.items()},
-        )
+        actions[Ecosystem.NPM] = npm_actions(config, npm.registry_url, npm.scopes)
     if Ecosystem.PYPI in clients:
         actions[Ecosystem.PYPI] = NoWriteApi(
             "PyPI has no API for yank or delete (web UI only, with re-authentication)"

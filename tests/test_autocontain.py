@@ -1,0 +1,116 @@
+"""Automatic containment's decisions: which dist-tags move where, what is deprecated, what the
+safeguards refuse, and what the update says (pure functions over parsed packuments; the writes
+and the job model run against Verdaccio in tests/integration/test_auto_containment.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.store_contract.builders import incident
+from watcher.config.schema import AutoContainmentConfig, AutoNpmConfig
+from watcher.ecosystems.npm.client import parse_packument
+from watcher.model import Ecosystem
+from watcher.service.autocontain import describe, plan_npm, previous_good, undo_jobs
+from watcher.store.types import ContainmentJob, JobState
+
+AUTO = AutoContainmentConfig()
+
+
+def doc(versions: dict[str, dict[str, Any]], tags: dict[str, str]) -> Any:
+    return parse_packument(
+        {
+            "name": "@acme/cli",
+            "dist-tags": tags,
+            "versions": {
+                v: {
+                    "name": "@acme/cli",
+                    "version": v,
+                    "dist": {"tarball": f"http://r/{v}.tgz"},
+                    **extra,
+                }
+                for v, extra in versions.items()
+            },
+        }
+    )
+
+
+def test_every_tag_on_the_bad_version_moves_latest_first_to_the_previous_good_one() -> None:
+    packument = doc(
+        {"0.9.0": {}, "1.0.0": {}, "1.0.1-rc.1": {}, "1.0.1": {}, "2.0.0": {}},
+        {"latest": "1.0.1", "beta": "1.0.1", "next": "2.0.0"},
+    )
+    plan = plan_npm(incident("1.0.1"), packument, AUTO, {"1.0.1"})
+    assert [(j.action, j.target, j.params.get("to")) for j in plan.jobs] == [
+        ("dist_tag", "latest", "1.0.0"),
+        ("dist_tag", "beta", "1.0.0"),
+        ("deprecate", "1.0.1", None),
+    ]
+    assert plan.jobs[0].params["manual"] == "npm dist-tag add @acme/cli@1.0.0 latest"
+    assert "watcher/npm/@acme/cli/1.0.1" in plan.jobs[2].params["message"]
+
+
+def test_an_earlier_version_in_an_open_incident_or_deprecated_is_not_good() -> None:
+    packument = doc(
+        {"0.8.0": {}, "0.9.0": {"deprecated": "old"}, "1.0.0": {}, "1.0.1": {}},
+        {"latest": "1.0.1"},
+    )
+    assert previous_good(packument, "1.0.1", {"1.0.0", "1.0.1"}) == "0.8.0"
+    assert previous_good(packument, "0.8.0", set()) is None
+
+
+def test_no_earlier_good_version_moves_nothing_and_says_so() -> None:
+    packument = doc({"1.0.0": {}}, {"latest": "1.0.0"})
+    plan = plan_npm(incident("1.0.0"), packument, AUTO, {"1.0.0"})
+    assert [j.action for j in plan.jobs] == ["deprecate"]
+    assert "no earlier good version" in plan.note
+
+
+def test_switches_turn_actions_off() -> None:
+    packument = doc({"1.0.0": {}, "1.0.1": {}}, {"latest": "1.0.1"})
+    auto = AutoContainmentConfig(npm=AutoNpmConfig(dist_tag=False, deprecate=False, unpublish=True))
+    plan = plan_npm(incident("1.0.1"), packument, auto, set())
+    assert plan.jobs == () and "unpublish" in plan.note
+
+
+def _job(action: str, target: str, state: JobState, detail: str, **params: str) -> ContainmentJob:
+    return ContainmentJob(
+        1, 1, Ecosystem.NPM, "@acme/cli", action, target, params, state, 1, 0.0, detail, 0.0, 1.0
+    )
+
+
+def test_the_update_says_what_was_done_what_failed_and_what_needs_a_human() -> None:
+    jobs = [
+        _job(
+            "dist_tag",
+            "latest",
+            JobState.DONE,
+            "latest 1.0.1 → 1.0.0",
+            **{"from": "1.0.1", "to": "1.0.0"},
+        ),
+        _job(
+            "deprecate",
+            "1.0.1",
+            JobState.FAILED,
+            "HTTP 403: forbidden",
+            manual='npm deprecate @acme/cli@1.0.1 "x"',
+        ),
+    ]
+    text = describe(jobs, incident("1.0.1"), "", 4.24)
+    assert "auto-contained: latest 1.0.1 → 1.0.0, 4.2 s after publish" in text
+    assert (
+        "auto-containment failed: deprecate 1.0.1: HTTP 403: forbidden; run: npm deprecate" in text
+    )
+    assert "rotate every credential" in text and "npm unpublish @acme/cli@1.0.1" in text
+
+
+def test_undo_reverses_only_what_was_done_deprecation_first() -> None:
+    jobs = [
+        _job("dist_tag", "latest", JobState.DONE, "moved", **{"from": "1.0.1", "to": "1.0.0"}),
+        _job("deprecate", "1.0.1", JobState.DONE, "deprecated"),
+        _job("dist_tag", "beta", JobState.FAILED, "403", **{"from": "1.0.1", "to": "1.0.0"}),
+    ]
+    undo = undo_jobs(incident("1.0.1"), jobs)
+    assert [(j.action, j.target, j.params.get("to")) for j in undo] == [
+        ("undo_deprecate", "1.0.1", None),
+        ("undo_dist_tag", "latest", "1.0.1"),
+    ]

@@ -1,0 +1,78 @@
+"""`watcher contain --undo INCIDENT|NAME@VERSION`: reverse what automatic containment did.
+
+Restores every dist-tag it moved and removes the deprecation it added, each as a job in the
+state file (done once; a second run finishes what a first one left), and posts one update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from watcher.cli.context import EXIT_CLEAN, EXIT_FINDINGS, has_state, load_config, with_store
+from watcher.cli.ops import parse_release_spec
+from watcher.config import Config
+from watcher.ecosystems.actions import ContainmentActions, NoWriteApi
+from watcher.ecosystems.config_sources import resolve_npm_registries
+from watcher.errors import RegistryError
+from watcher.model import Ecosystem, Incident, incident_key
+from watcher.service.autocontain import npm_actions, undo
+from watcher.service.logs import configure_logging
+from watcher.store.api import Store
+from watcher.store.types import ContainmentJob, JobState
+
+
+async def _find(store: Store, spec: str) -> Incident | None:
+    found = await store.get_incident(spec)
+    if found is not None:
+        return found
+    try:
+        ecosystem, name, version = parse_release_spec(spec)
+    except (RegistryError, ValueError):
+        return None
+    return await store.get_incident(incident_key(ecosystem, name, version))
+
+
+def _actions(config: Config, ecosystem: Ecosystem) -> dict[Ecosystem, ContainmentActions]:
+    if ecosystem is Ecosystem.NPM:
+        npm = resolve_npm_registries(
+            config.registries.npm.url, config.registries.npm.scope_settings()
+        )
+        return {Ecosystem.NPM: npm_actions(config, npm.default.url, npm.scope_urls())}
+    return {ecosystem: NoWriteApi(f"{ecosystem.value} has no API for automatic containment")}
+
+
+async def _undo(
+    store: Store, config: Config, spec: str
+) -> tuple[Incident | None, list[ContainmentJob]]:
+    incident = await _find(store, spec)
+    if incident is None:
+        return None, []
+    actions = _actions(config, incident.ecosystem)
+    try:
+        return incident, await undo(store, config, incident, actions)
+    finally:
+        for writer in actions.values():
+            await writer.close()
+
+
+def contain_command(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    configure_logging(args.log_format or config.log.format, config.log.level)
+    if not has_state(config):
+        return EXIT_FINDINGS
+    incident, jobs = asyncio.run(with_store(config, lambda store: _undo(store, config, args.undo)))
+    if incident is None:
+        print(f"watcher: no incident for {args.undo} in {config.store.path}", file=sys.stderr)
+        return EXIT_FINDINGS
+    if not jobs:
+        print(f"{incident.dedup_key}: automatic containment changed nothing to undo")
+        return EXIT_CLEAN
+    for job in jobs:
+        mark = "undone" if job.state is JobState.DONE else "NOT undone"
+        line = f"{mark}: {job.action.removeprefix('undo_')} {job.target}: {job.detail}"
+        if job.state is not JobState.DONE and job.params.get("manual"):
+            line += f" (run: {job.params['manual']})"
+        print(line)
+    return EXIT_CLEAN if all(j.state is JobState.DONE for j in jobs) else EXIT_FINDINGS
