@@ -31,6 +31,7 @@ bench: venv
 	$(BIN)/python bench/secrets_bench.py
 	$(BIN)/python bench/feed_bench.py
 	$(BIN)/python bench/service_bench.py
+	$(BIN)/python bench/contain_bench.py
 	$(BIN)/python bench/fingerprint_bench.py
 
 # promtool for tests/test_deploy.py: Debian's prometheus package unpacked into .cache/ (nothing is
