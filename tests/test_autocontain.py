@@ -4,13 +4,21 @@ and the job model run against Verdaccio in tests/integration/test_auto_containme
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.store_contract.builders import incident
+from watcher.config import Config, load_config
 from watcher.config.schema import AutoContainmentConfig, AutoNpmConfig
-from watcher.ecosystems.npm.client import parse_packument
+from watcher.ecosystems.http import RegistryHttp
+from watcher.ecosystems.npm.client import NpmClient, parse_packument
+from watcher.errors import ConfigError
 from watcher.model import Ecosystem
 from watcher.service.autocontain import describe, plan_npm, previous_good, undo_jobs
+from watcher.service.daemon import _auto_containment
+from watcher.store import open_store
 from watcher.store.types import ContainmentJob, JobState
 
 AUTO = AutoContainmentConfig()
@@ -114,3 +122,37 @@ def test_undo_reverses_only_what_was_done_deprecation_first() -> None:
         ("undo_deprecate", "1.0.1", None),
         ("undo_dist_tag", "latest", "1.0.1"),
     ]
+
+
+def _config(tmp_path: Path, containment: str) -> Config:
+    path = tmp_path / "watcher.yaml"
+    path.write_text(
+        "registries: {npm: {url: 'http://127.0.0.1:9/'}}\n"
+        "packages: [{ecosystem: npm, name: x, owner: team}]\n"
+        "owners: {team: {console: true}}\n"
+        f"containment: {containment}\n"
+    )
+    return load_config(path)
+
+
+async def test_containment_enabled_false_turns_automatic_actions_off_too(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "state.db")
+    try:
+        async with RegistryHttp() as http:
+            clients = {Ecosystem.NPM: NpmClient(http, "http://127.0.0.1:9/")}
+            off = _config(tmp_path, "{enabled: false, auto: {dry_run: true}}")
+            assert _auto_containment(store, off, clients, lambda: None) is None
+            absent = _config(tmp_path, "{enabled: true}")
+            assert _auto_containment(store, absent, clients, lambda: None) is None
+            on = _config(tmp_path, "{auto: {dry_run: true}}")
+            runner = _auto_containment(store, on, clients, lambda: None)
+            assert runner is not None and runner.auto.dry_run
+            for writer in runner.actions.values():
+                await writer.close()
+    finally:
+        await store.close()
+
+
+def test_scope_tokens_need_scope_names(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="@acme"):
+        _config(tmp_path, "{auto: {npm: {scope_tokens: {acme: t}}}}")
