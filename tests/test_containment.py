@@ -20,7 +20,16 @@ from watcher import metrics
 from watcher.config import Config, parse_config
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.ecosystems.npm.client import NpmClient, parse_packument
+from watcher.ecosystems.npm.containment import UNPUBLISHED, assess_npm
+from watcher.ecosystems.npm.unit import NpmRegistry
 from watcher.ecosystems.pypi.client import PypiClient, parse_page
+from watcher.ecosystems.pypi.containment import (
+    FILES_DELETED,
+    PROJECT_DELETED,
+    RELEASE_DELETED,
+    assess_pypi,
+)
+from watcher.ecosystems.pypi.unit import PypiRegistry
 from watcher.incidents.lifecycle import event_id_for
 from watcher.model import (
     AlertEvent,
@@ -32,15 +41,7 @@ from watcher.model import (
     IncidentState,
     Severity,
 )
-from watcher.service.containment import (
-    FILES_DELETED,
-    PROJECT_DELETED,
-    RELEASE_DELETED,
-    UNPUBLISHED,
-    ContainmentWatcher,
-    assess_npm,
-    assess_pypi,
-)
+from watcher.service.containment import ContainmentWatcher
 from watcher.store import open_store
 from watcher.store.api import Store
 from watcher.store.types import Delivery
@@ -371,7 +372,11 @@ async def test_npm_watcher_posts_each_update_once_and_resolves_only_when_the_fil
         incident_id = await open_incident(store, Ecosystem.NPM, NAME, "1.1.0", published)
         await outbox_events(store, "platform/console")  # the opening page went out
         pages: list[int] = []
-        clients = {Ecosystem.NPM: NpmClient(http, config.registries.npm.url or "")}
+        clients = {
+            Ecosystem.NPM: NpmRegistry(
+                NpmClient(http, config.registries.npm.url or ""), frozenset()
+            )
+        }
         watcher = ContainmentWatcher(store, config, clients, on_page=lambda: pages.append(1))
         assert watcher.interval == 1.0
 
@@ -449,7 +454,7 @@ async def test_pypi_watcher_yank_then_delete(registry: FakeRegistry, tmp_path: P
         await open_incident(
             store, Ecosystem.PYPI, "acme-sdk", "1.2.0", datetime.now(UTC) - timedelta(minutes=5)
         )
-        clients = {Ecosystem.PYPI: PypiClient(http, f"{registry.url}/simple/")}
+        clients = {Ecosystem.PYPI: PypiRegistry(PypiClient(http, f"{registry.url}/simple/"))}
         watcher = ContainmentWatcher(store, config, clients)
         assert [r.contained for r in await watcher.check_once()] == [False]
 

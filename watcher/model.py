@@ -9,10 +9,49 @@ from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any
 
+_ECOSYSTEM_NAME = re.compile(r"[a-z][a-z0-9-]*")
 
-class Ecosystem(StrEnum):
-    NPM = "npm"
-    PYPI = "pypi"
+
+_INTERNED: dict[str, Ecosystem] = {}  # name → its one Ecosystem object (written once per name)
+
+
+class _Named:
+    """`Ecosystem.NPM` and the like: the built-in units' names as class attributes (for tests and the units)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type[Ecosystem]) -> Ecosystem:
+        return owner(self.name)
+
+
+class Ecosystem(str):
+    """An ecosystem's registered name ("npm", "pypi", or one a plugin registers): the key every
+    stage carries. What a name means (registry, feeds, versions, runbook) is its unit's business
+    under `watcher.ecosystems`; this type only says "a well-formed ecosystem name"."""
+
+    __slots__ = ()
+
+    NPM = _Named("npm")
+    PYPI = _Named("pypi")
+
+    def __new__(cls, value: object) -> Ecosystem:
+        if isinstance(value, Ecosystem):
+            return value
+        if not isinstance(value, str) or not _ECOSYSTEM_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is not an ecosystem name")
+        # one object per name (as an enum member was), so `is` holds wherever it is still used
+        known = _INTERNED.get(value)
+        if known is None:
+            known = _INTERNED.setdefault(value, super().__new__(cls, value))
+        return known
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"Ecosystem({self.value!r})"
 
 
 class Severity(StrEnum):

@@ -34,9 +34,9 @@ from tests.receivers import (
 from watcher import cli
 from watcher.alerts.webhook import message_id
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
+from watcher.ecosystems.npm.containment import UNPUBLISHED
 from watcher.incidents.lifecycle import event_id_for
 from watcher.model import EventType, Incident, IncidentState, incident_key
-from watcher.service.containment import UNPUBLISHED
 from watcher.store import open_store
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

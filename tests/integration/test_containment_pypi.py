@@ -16,6 +16,8 @@ from pypi_servers import Devpi, Warehouse, build_dists
 from watcher.config import Config, parse_config
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.ecosystems.pypi.client import PypiClient
+from watcher.ecosystems.pypi.containment import RELEASE_DELETED
+from watcher.ecosystems.pypi.unit import PypiRegistry
 from watcher.incidents.lifecycle import event_id_for
 from watcher.model import (
     AlertEvent,
@@ -27,7 +29,7 @@ from watcher.model import (
     IncidentState,
     Severity,
 )
-from watcher.service.containment import RELEASE_DELETED, ContainmentWatcher
+from watcher.service.containment import ContainmentWatcher
 from watcher.store import open_store
 from watcher.store.api import Store
 from watcher.store.types import Delivery
@@ -88,7 +90,7 @@ async def test_devpi_release_deleted_resolves(devpi: Devpi, store: Store, tmp_pa
         watcher = ContainmentWatcher(
             store,
             config(devpi.simple_url, name),
-            {Ecosystem.PYPI: PypiClient(http, devpi.simple_url)},
+            {Ecosystem.PYPI: PypiRegistry(PypiClient(http, devpi.simple_url))},
         )
         (still,) = await watcher.check_once()
         assert not still.contained and still.error is None
@@ -112,7 +114,7 @@ async def test_yank_is_an_update_once_and_removal_resolves(
         watcher = ContainmentWatcher(
             store,
             config(warehouse.simple_url, name),
-            {Ecosystem.PYPI: PypiClient(http, warehouse.simple_url)},
+            {Ecosystem.PYPI: PypiRegistry(PypiClient(http, warehouse.simple_url))},
         )
         warehouse.yank(name, "1.1", "leaked .env")
         (yanked,) = await watcher.check_once()

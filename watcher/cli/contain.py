@@ -15,6 +15,7 @@ from watcher.cli.ops import parse_release_spec
 from watcher.config import Config
 from watcher.ecosystems.actions import ContainmentActions, NoWriteApi
 from watcher.ecosystems.config_sources import resolve_npm_registries
+from watcher.ecosystems.npm.config import NpmRegistryConfig
 from watcher.errors import RegistryError
 from watcher.model import Ecosystem, Incident, incident_key
 from watcher.service.autocontain import npm_actions, undo
@@ -35,10 +36,11 @@ async def _find(store: Store, spec: str) -> Incident | None:
 
 
 def _actions(config: Config, ecosystem: Ecosystem) -> dict[Ecosystem, ContainmentActions]:
+    # write actions are not yet asked of the ecosystem units (auto-containment is npm's only)
     if ecosystem is Ecosystem.NPM:
-        npm = resolve_npm_registries(
-            config.registries.npm.url, config.registries.npm.scope_settings()
-        )
+        section = config.registries.for_ecosystem(ecosystem)
+        assert isinstance(section, NpmRegistryConfig)
+        npm = resolve_npm_registries(section.url, section.scope_settings())
         return {Ecosystem.NPM: npm_actions(config, npm.default.url, npm.scope_urls())}
     return {ecosystem: NoWriteApi(f"{ecosystem.value} has no API for automatic containment")}
 

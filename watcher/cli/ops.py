@@ -12,18 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from watcher import ecosystems
 from watcher.alerts import build_channels
 from watcher.alerts.base import DeliveryResult
 from watcher.cli.context import EXIT_CLEAN, EXIT_FINDINGS, has_state, load_config, with_store
 from watcher.cli.render import render_outcome, render_runbook
 from watcher.config import Config
-from watcher.ecosystems.config_sources import resolve_npm_registries, resolve_pypi_index
-from watcher.ecosystems.npm.client import parse_npm_target
-from watcher.ecosystems.pypi.client import parse_target as parse_pypi_target
 from watcher.errors import ConfigError, RegistryError
 from watcher.incidents.lifecycle import IncidentLifecycle, opened, test_incident
 from watcher.model import Ecosystem, RunbookStep, incident_key
 from watcher.scanning.baseline import baseline_manifest
+from watcher.scanning.targets import bare_ref_ecosystem, registry_unit
 from watcher.service.logs import configure_logging
 from watcher.store.api import Store
 
@@ -59,12 +58,11 @@ async def send_test_alert(
 
 
 def parse_release_spec(spec: str) -> tuple[Ecosystem, str, str]:
-    """`npm:NAME@VERSION`, `NAME@VERSION` (npm), `pypi:NAME==VERSION` or `NAME==VERSION` (PyPI)."""
-    if spec.startswith("pypi:") or ("==" in spec and not spec.startswith("npm:")):
-        name, version = parse_pypi_target(spec)
-        return Ecosystem.PYPI, name, version
-    name, version = parse_npm_target(spec)
-    return Ecosystem.NPM, name, version
+    """`<ecosystem>:<ref>` (`npm:NAME@VERSION`, `pypi:NAME==VERSION`), or a bare ref that only
+    one ecosystem's form fits (`NAME==VERSION` is PyPI's, `NAME@VERSION` npm's)."""
+    unit = registry_unit(spec) or ecosystems.get(bare_ref_ecosystem(spec))
+    name, version = unit.parse_ref(spec)
+    return unit.name, name, version
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +80,8 @@ class StoredRunbook:
 
 def _registry_url(config: Config, ecosystem: Ecosystem, name: str) -> str | None:
     try:
-        if ecosystem is Ecosystem.NPM:
-            npm = config.registries.npm
-            return resolve_npm_registries(npm.url, npm.scope_settings()).for_package(name).url
-        return resolve_pypi_index(config.registries.pypi.url).url
+        unit = ecosystems.get(ecosystem)
+        return unit.resolve(config.registries.for_ecosystem(ecosystem)).registry_for(name)
     except (ConfigError, RegistryError):
         return None  # the runbook names a placeholder instead
 

@@ -22,7 +22,8 @@ from urllib.parse import quote
 
 import orjson
 
-from watcher.model import ArtifactSummary, Ecosystem, EventType, Finding, Report, Severity
+from watcher import ecosystems
+from watcher.model import ArtifactSummary, EventType, Finding, Report, Severity
 from watcher.private.index import IndexHeader
 from watcher.store.types import ReleaseState
 from watcher.timefmt import ago, iso, seconds_ago, span, until
@@ -630,9 +631,8 @@ def render_requeue(result: RequeueResult) -> str:
 
 def release_ref(stored: StoredRelease) -> str:
     release = stored.release
-    if release.ecosystem is Ecosystem.PYPI:
-        return f"pypi:{release.name}=={release.version}"
-    return f"npm:{release.name}@{release.version}"
+    ref = ecosystems.get(release.ecosystem).ref(release.name, release.version)
+    return f"{release.ecosystem.value}:{ref}"
 
 
 def render_releases(
@@ -707,11 +707,7 @@ def render_runbook(book: StoredRunbook, fmt: str = "text") -> str:
             indent=2,
             ensure_ascii=False,
         )
-    ref = (
-        f"{book.name}=={book.version}"
-        if book.ecosystem is Ecosystem.PYPI
-        else f"{book.name}@{book.version}"
-    )
+    ref = ecosystems.get(book.ecosystem).ref(book.name, book.version)
     origin = "as paged" if book.source == "incident" else "rebuilt now from the stored findings"
     lines = [f"Runbook for {book.ecosystem.value} {ref} ({origin})"]
     if book.state is not None:

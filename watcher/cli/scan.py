@@ -68,13 +68,17 @@ def scan_command(args: argparse.Namespace) -> int:
 
 def _owner(target: str, config: Config) -> str | None:
     """The owner of a registry target's package: its fingerprints and canaries apply too."""
-    if target.startswith("npm:"):
-        spec = target.removeprefix("npm:")
-        name = spec.rpartition("@")[0] if spec.rfind("@") > 0 else spec
-        return config.owner_of(Ecosystem.NPM, name)
-    if target.startswith("pypi:"):
-        return config.owner_of(Ecosystem.PYPI, target.removeprefix("pypi:").split("==")[0])
-    return None
+    from watcher.errors import RegistryError  # noqa: PLC0415
+    from watcher.scanning.targets import registry_unit  # noqa: PLC0415
+
+    unit = registry_unit(target)
+    if unit is None:
+        return None
+    try:
+        name, _ = unit.parse_ref(target)
+    except RegistryError:  # no version given: the rest is the name
+        name = target.removeprefix(f"{unit.name.value}:")
+    return config.owner_of(unit.name, name)
 
 
 def _scan_files(
@@ -82,7 +86,9 @@ def _scan_files(
 ) -> tuple[list[Path], list[Path], Ecosystem | None, bool, tuple[Release, Release] | None]:
     """Local files to scan: as given, or downloaded when a registry is involved; with the
     registry's (target, baseline) releases when both came from it."""
-    registry_targets = ("npm:", "pypi:")
+    from watcher import ecosystems  # noqa: PLC0415 - names only: no unit is imported
+
+    registry_targets = tuple(f"{name}:" for name in ecosystems.names())
     baseline: str | None = args.baseline
     if not args.target.startswith(registry_targets) and (
         baseline is None
@@ -93,33 +99,23 @@ def _scan_files(
         return [Path(args.target)], given, None, False, None
     from watcher.scanning.targets import Registries, resolve  # noqa: PLC0415 - aiohttp only when needed
 
-    registries = (
-        Registries(
-            npm_url=config.registries.npm.url,
-            pypi_url=config.registries.pypi.url,
-            npm_scopes=config.registries.npm.scope_settings(),
-        )
-        if config
-        else Registries()
-    )
+    registries = Registries(config.registries.sections()) if config else Registries()
     files = asyncio.run(resolve(args.target, baseline, workdir, registries))
     return files.targets, files.baselines, files.ecosystem, files.from_registry, files.releases
 
 
 async def _verify(report: Report, config: Config | None) -> None:
     """Liveness of the credentials found, each asked of its own provider (watcher.verify)."""
-    from watcher.ecosystems.config_sources import resolve_npm_registries  # noqa: PLC0415
+    from watcher import ecosystems  # noqa: PLC0415
     from watcher.verify.engine import CredentialVerifier  # noqa: PLC0415 - aiohttp, botocore
     from watcher.verify.model import VerifySettings  # noqa: PLC0415
 
     settings = config.verify.settings() if config else VerifySettings()
     registry_url = None
-    if report.target.ecosystem == Ecosystem.NPM.value:
-        npm = config.registries.npm if config else None
-        registries = resolve_npm_registries(
-            npm.url if npm else None, npm.scope_settings() if npm else None
-        )
-        registry_url = registries.for_package(report.target.name or "").url
+    unit = ecosystems.find(report.target.ecosystem) if report.target.ecosystem else None
+    if unit is not None:
+        section = config.registries.for_ecosystem(unit.name) if config else unit.section_model()
+        registry_url = unit.token_registry(section, report.target.name or "")
     await CredentialVerifier(settings).verify_report(report, registry_url)
 
 

@@ -3,15 +3,13 @@ expansion, key-path errors) and `plan` (what `watcher check-config` prints, secr
 
 from watcher.config.loader import expand_env, load_config, parse_config
 from watcher.config.plan import describe_plan
+from watcher.config.registries import RegistryConfig
 from watcher.config.schema import (
     CHANNEL_KINDS,
     AllowRule,
     Config,
-    NpmRegistryConfig,
-    NpmScopeConfig,
     OwnerConfig,
     PackageConfig,
-    RegistryConfig,
     RetryPolicy,
     channel_id,
     normalize_name,
@@ -31,8 +29,6 @@ __all__ = [
     "ByteSize",
     "Config",
     "Duration",
-    "NpmRegistryConfig",
-    "NpmScopeConfig",
     "OwnerConfig",
     "PackageConfig",
     "RegistryConfig",

@@ -18,7 +18,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from watcher.config.schema import MULTI_PROBLEMS, Config
+from watcher.config.registries import MULTI_PROBLEMS
+from watcher.config.schema import Config, config_model
 from watcher.errors import ConfigError
 
 
@@ -114,7 +115,7 @@ def _strip_type(tp: Any) -> Any:
 
 def _type_at(loc: tuple[str | int, ...]) -> Any:
     """The declared type at a key path of the configuration (None where unknown)."""
-    tp: Any = Config
+    tp: Any = config_model()
     for part in loc:
         tp = _strip_type(tp)
         origin = get_origin(tp)
@@ -224,7 +225,7 @@ def parse_config(
     unset = {line.partition(": ")[0] for line in problems}
     config: Config | None = None
     try:
-        config = Config.model_validate(data)
+        config = config_model().model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         # a list whose entries are invalid is also "too short" after validation: say it once

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
+from watcher import ecosystems
+from watcher.config.registries import mask_url
 from watcher.config.schema import (
     Config,
-    NpmRegistryConfig,
     OwnerConfig,
     RetryPolicy,
-    mask_url,
 )
 from watcher.config.units import format_duration, format_size
-from watcher.model import Ecosystem
 
 _HIDDEN = "****"
 
@@ -30,27 +29,6 @@ def _channel_line(kind: str, owner: OwnerConfig) -> str:
             f"secret {_HIDDEN}, timeout {format_duration(owner.webhook.timeout)})"
         )
     return "console (stdout + log event)"
-
-
-def _scope_lines(npm: NpmRegistryConfig) -> list[str]:
-    lines = []
-    for scope, entry in sorted(npm.scopes.items()):
-        token = (
-            f"token {_HIDDEN}"
-            if entry.token is not None
-            else "token from the machine's .npmrc for this registry, if any"
-        )
-        how = (
-            f"polled every {format_duration(npm.poll_interval)}"
-            + (" (the changes feed covers the default registry only)" if npm.changes_url else "")
-            if npm.off_default(scope)
-            else "same registry as the default"
-        )
-        lines.append(f"    {scope}/*: {mask_url(entry.url)}; {token}; {how}")
-    lines.append(
-        "    other scopes: the machine's npm `@scope:registry` settings, else the default registry"
-    )
-    return lines
 
 
 def _retry_line(policy: RetryPolicy) -> str:
@@ -99,21 +77,17 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
     )
     add(f"server: http://{config.server.listen} (/metrics /healthz /readyz)")
     add("registries:")
-    for eco in Ecosystem:
+    for unit in ecosystems.all_units():
+        eco = unit.name
         reg = config.registries.for_ecosystem(eco)
-        url = (
-            mask_url(reg.url)
-            if reg.url
-            else f"the machine's {'npm' if eco is Ecosystem.NPM else 'pip'} setting"
-        )
+        url = mask_url(reg.url) if reg.url else f"the machine's {unit.machine_setting} setting"
         how = (
             f"follow changes feed {mask_url(reg.changes_url)}"
             if reg.changes_url
             else f"poll each package every {format_duration(reg.poll_interval)}"
         )
         add(f"  {eco.value}: {url}; {how}; timeout {format_duration(reg.timeout)}")
-        if eco is Ecosystem.NPM:
-            lines.extend(_scope_lines(config.registries.npm))
+        lines.extend(reg.plan_lines())
     add(
         f"watching {len(config.packages)} package entr{'y' if len(config.packages) == 1 else 'ies'}:"
     )
@@ -125,10 +99,7 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
             if reg.mode == "changes"
             else f"poll {format_duration(reg.poll_interval)}"
         )
-        scope = config.registries.npm.scope_of(package.name)
-        if package.ecosystem is Ecosystem.NPM and scope is not None:
-            polled = config.registries.npm.off_default(scope) or reg.mode != "changes"
-            how = f"{f'poll {format_duration(reg.poll_interval)}' if polled else how} via {scope}"
+        how = reg.package_route(package.name, how)
         kind = " (pattern)" if package.is_pattern else ""
         add(
             f"  {package.ecosystem.value:<4} {package.name:<{width}}  owner {package.owner}; "

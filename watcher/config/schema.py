@@ -11,61 +11,41 @@ import binascii
 import fnmatch
 import os
 import re
+from collections.abc import Sequence
 from datetime import date
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     SecretStr,
     StrictBool,
+    create_model,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from watcher import ecosystems
+from watcher.config.registries import (
+    MULTI_PROBLEMS,
+    OptionalUrl,
+    RegistryConfig,
+    Url,
+    check_http_url,
+)
 from watcher.config.units import ByteSize, Duration
-from watcher.ecosystems.config_sources import NpmScopeSetting
 from watcher.model import Ecosystem, Severity
 from watcher.private.canaries import Canary
 from watcher.private.keys import KEY_ENV
 from watcher.scanning.archive import ArchiveLimits
 from watcher.scanning.checks.base import ScanOptions
 from watcher.verify.model import PROVIDER_NAMES, VerifySettings
-
-# Marks a model-level error whose message already holds one `path: problem` per line (the loader
-# reports each line on its own).
-MULTI_PROBLEMS = "\x00multi\x00"
-
-
-def check_http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http(s) URL, got {value!r}")
-    return value
-
-
-def _optional_url(value: str | None) -> str | None:
-    # empty counts as unset, so `${VAR:-}` can leave an optional URL out
-    return check_http_url(value) if value else None
-
-
-Url = Annotated[str, AfterValidator(check_http_url)]
-OptionalUrl = Annotated[str | None, AfterValidator(_optional_url)]
-
-
-def mask_url(url: str) -> str:
-    """A URL for display: credentials in it (user:password@) are never shown."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return parts._replace(netloc=f"****@{netloc}").geturl()
 
 
 class _Model(BaseModel):
@@ -102,120 +82,58 @@ class ServerConfig(_Model):
         return int(self.listen.rsplit(":", 1)[1])
 
 
-class RegistryConfig(_Model):
-    # null: use what the machine's npm / pip are set to (their config files and environment).
-    url: OptionalUrl = None
-    # set to follow a changes feed (npm CouchDB-style _changes, PyPI changelog); null = poll each package
-    changes_url: OptionalUrl = None
-    poll_interval: Duration = 30.0
-    timeout: Duration = 30.0
-
-    @property
-    def mode(self) -> Literal["changes", "poll"]:
-        return "changes" if self.changes_url else "poll"
-
-
-class PypiRegistryConfig(RegistryConfig):
-    poll_interval: Duration = 60.0
-
-
-_SCOPE_NAME = re.compile(r"@[a-z0-9][a-z0-9._~-]*")
-
-
-class NpmScopeConfig(_Model):
-    """One npm scope served by its own registry (GitHub Packages, Artifactory, Verdaccio)."""
-
-    url: Url
-    # null: the machine's .npmrc credential for this registry (`//host/path/:_authToken=`)
-    token: SecretStr | None = None
-
-    @field_validator("token")
-    @classmethod
-    def _token(cls, value: SecretStr | None) -> SecretStr | None:
-        # empty counts as unset, so `${VAR:-}` can leave the token to the machine's .npmrc
-        return value if value is not None and value.get_secret_value().strip() else None
-
-
-class NpmRegistryConfig(RegistryConfig):
-    # `@scope` → its registry; other scopes follow the machine's `@scope:registry` settings
-    scopes: dict[str, NpmScopeConfig] = {}
-
-    @field_validator("scopes")
-    @classmethod
-    def _scopes(cls, value: dict[str, NpmScopeConfig]) -> dict[str, NpmScopeConfig]:
-        problems = [
-            f"registries.npm.scopes.{scope}: expected a lowercase npm scope such as '@acme'"
-            for scope in value
-            if not _SCOPE_NAME.fullmatch(scope)
-        ]
-        by_url: dict[str, tuple[str, SecretStr]] = {}
-        for scope, entry in value.items():
-            if entry.token is None:
-                continue
-            url = entry.url if entry.url.endswith("/") else entry.url + "/"
-            other = by_url.setdefault(url, (scope, entry.token))
-            if other[1].get_secret_value() != entry.token.get_secret_value():
-                problems.append(
-                    f"registries.npm.scopes.{scope}.token: differs from {other[0]}'s token for "
-                    f"the same registry {mask_url(entry.url)}; one registry URL takes one token"
-                )
-        if problems:
-            raise ValueError(MULTI_PROBLEMS + "\n".join(problems))
-        return value
-
-    def scope_of(self, name: str) -> str | None:
-        """The configured scope that serves package `name`, if any."""
-        scope = name.split("/", 1)[0] if name.startswith("@") and "/" in name else None
-        return scope if scope in self.scopes else None
-
-    def off_default(self, scope: str) -> bool:
-        """Whether a configured scope is served by another registry than the default one (then
-        it is polled: a changes feed only follows the default registry)."""
-        url = self.scopes[scope].url.rstrip("/")
-        return self.url is None or url != self.url.rstrip("/")
-
-    def scope_settings(self) -> dict[str, NpmScopeSetting]:
-        return {
-            scope: NpmScopeSetting(
-                entry.url, entry.token.get_secret_value() if entry.token else None
-            )
-            for scope, entry in self.scopes.items()
-        }
-
-
 class RegistriesConfig(_Model):
-    npm: NpmRegistryConfig = NpmRegistryConfig()
-    pypi: PypiRegistryConfig = PypiRegistryConfig()
+    """`registries.<name>`: one section per registered ecosystem, each its unit's own model
+    (`config_model` assembles the fields; a section left out takes its model's defaults)."""
+
+    def sections(self) -> dict[Ecosystem, RegistryConfig]:
+        """Each registered ecosystem's section, by ecosystem name."""
+        found: dict[Ecosystem, RegistryConfig] = {}
+        for unit in ecosystems.all_units():
+            section = getattr(self, unit.name.value, None)
+            found[unit.name] = section if section is not None else unit.section_model()
+        return found
 
     def for_ecosystem(self, ecosystem: Ecosystem) -> RegistryConfig:
-        return self.npm if ecosystem is Ecosystem.NPM else self.pypi
-
-
-_NPM_NAME = re.compile(r"(@[A-Za-z0-9][A-Za-z0-9._~*?-]*/)?[A-Za-z0-9*?][A-Za-z0-9._~*?-]*")
-_PYPI_NAME = re.compile(r"[A-Za-z0-9*?]([A-Za-z0-9._*?-]*[A-Za-z0-9*?])?")
+        section = getattr(self, ecosystem.value, None)
+        if isinstance(section, RegistryConfig):
+            return section
+        default: RegistryConfig = ecosystems.get(ecosystem).section_model()
+        return default
 
 
 def normalize_name(ecosystem: Ecosystem, name: str) -> str:
-    """PyPI names compare after PEP 503 normalization; npm names as they are."""
-    if ecosystem is Ecosystem.PYPI:
-        return re.sub(r"[-_.]+", "-", name).lower()
-    return name
+    """The name as its ecosystem compares it (PyPI after PEP 503 normalization, npm as it is)."""
+    return ecosystems.get(ecosystem).canonical(name)
+
+
+def _choices(names: Sequence[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _registered_ecosystem(value: object) -> Ecosystem:
+    """A registered ecosystem's name (the built-ins and any a plugin registered)."""
+    names = [n.value for n in ecosystems.names()]
+    if isinstance(value, str) and value in names:
+        return Ecosystem(value)
+    raise PydanticCustomError("ecosystem", "expected {choices}", {"choices": _choices(names)})
+
+
+RegisteredEcosystem = Annotated[Ecosystem, PlainValidator(_registered_ecosystem)]
 
 
 class PackageConfig(_Model):
-    ecosystem: Ecosystem
+    ecosystem: RegisteredEcosystem
     name: str = Field(min_length=1)
     owner: str = Field(min_length=1)
     auto_contain: StrictBool = True  # false: automatic containment never acts on this package
 
     @model_validator(mode="after")
     def _name(self) -> PackageConfig:
-        pattern = _NPM_NAME if self.ecosystem is Ecosystem.NPM else _PYPI_NAME
-        if not pattern.fullmatch(self.name):
-            raise ValueError(
-                f"name: expected a valid {self.ecosystem.value} package name or pattern, "
-                f"got {self.name!r}"
-            )
+        problem = ecosystems.get(self.ecosystem).check_name(self.name)
+        if problem is not None:
+            raise ValueError(f"name: {problem}, got {self.name!r}")
         return self
 
     @property
@@ -319,14 +237,13 @@ class InternalNameConfig(_Model):
     """A name that exists only in the owner's private registry: its appearance on the public
     registry's feed is a dependency-confusion or wrong-registry publish."""
 
-    ecosystem: Ecosystem
+    ecosystem: RegisteredEcosystem
     pattern: str = Field(min_length=1)
     owner: str = Field(min_length=1)
 
     @model_validator(mode="after")
     def _pattern(self) -> InternalNameConfig:
-        name = _NPM_NAME if self.ecosystem is Ecosystem.NPM else _PYPI_NAME
-        if not name.fullmatch(self.pattern):
+        if ecosystems.get(self.ecosystem).check_name(self.pattern) is not None:
             raise ValueError(
                 f"pattern: expected a {self.ecosystem.value} package name or glob, "
                 f"got {self.pattern!r}"
@@ -620,15 +537,8 @@ class Config(_Model):
                     f"registries.{package.ecosystem.value}.changes_url (poll mode watches named "
                     "packages only)"
                 )
-            elif package.is_pattern and package.ecosystem is Ecosystem.NPM:
-                npm = self.registries.npm
-                scope = npm.scope_of(package.name)
-                if scope is not None and npm.off_default(scope):
-                    problems.append(
-                        f"{where}.name: pattern {package.name!r} is on the {scope} registry "
-                        f"(registries.npm.scopes.{scope}), which the changes feed does not "
-                        "cover: list its packages by name, they are polled"
-                    )
+            elif problem := registry.package_problem(package.name, pattern=package.is_pattern):
+                problems.append(f"{where}.name: {problem}")
         problems.extend(self._private_problems())
         if problems:
             raise ValueError(MULTI_PROBLEMS + "\n".join(problems))
@@ -732,7 +642,7 @@ class Config(_Model):
         )
 
     def packages_for(self, ecosystem: Ecosystem) -> list[PackageConfig]:
-        return [package for package in self.packages if package.ecosystem is ecosystem]
+        return [package for package in self.packages if package.ecosystem == ecosystem]
 
     def owner_of(self, ecosystem: Ecosystem, name: str) -> str | None:
         """The owner of a package: an exact entry wins over a pattern; None if not watched."""
@@ -743,3 +653,17 @@ class Config(_Model):
     def channels(self) -> list[tuple[str, str]]:
         """Every (owner, channel kind) pair pages may go to."""
         return [(owner, kind) for owner, cfg in self.owners.items() for kind in cfg.channel_kinds()]
+
+
+def config_model() -> type[Config]:
+    """`Config` with one `registries.<name>` section per registered ecosystem (its unit's model):
+    what the loader validates against. Built once per set of registered units."""
+    units = tuple((u.name.value, u.section_model) for u in ecosystems.all_units())
+    return _config_model(units)
+
+
+@cache
+def _config_model(units: tuple[tuple[str, type[RegistryConfig]], ...]) -> type[Config]:
+    fields: dict[str, Any] = {name: (model, model()) for name, model in units}
+    registries = create_model("RegistriesConfig", __base__=RegistriesConfig, **fields)
+    return create_model("Config", __base__=Config, registries=(registries, registries()))

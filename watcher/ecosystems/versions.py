@@ -1,8 +1,9 @@
 """Version ordering per ecosystem and the choice of a release's baseline.
 
 The baseline of a release is the greatest published version below it in the ecosystem's own
-ordering (semver for npm, PEP 440 for PyPI), never the most recent by publish time: mirrors rewrite
-`time`, and a 1.2.5 backport published after 2.0.0 must be compared with 1.2.4.
+ordering (its unit's `version_key`: semver for npm, PEP 440 for PyPI), never the most recent by
+publish time: mirrors rewrite `time`, and a 1.2.5 backport published after 2.0.0 must be compared
+with 1.2.4. The two orders are defined here; each unit picks its own.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from watcher.ecosystems import get
 from watcher.model import Ecosystem
 
 # node-semver's loose form accepts a leading "v" or "=" and surrounding blanks; the registry
@@ -53,7 +55,7 @@ def parse_semver(text: str) -> SemVer | None:
     return SemVer(int(major), int(minor), int(patch), 0, ids)
 
 
-def _pep440(text: str) -> Version | None:
+def parse_pep440(text: str) -> Version | None:
     try:
         return Version(text)
     except InvalidVersion:
@@ -62,9 +64,7 @@ def _pep440(text: str) -> Version | None:
 
 def version_key(ecosystem: Ecosystem, text: str) -> Any | None:
     """A sortable key for `text`, or None when it is not a valid version of that ecosystem."""
-    if ecosystem is Ecosystem.NPM:
-        return parse_semver(text)
-    return _pep440(text)
+    return get(ecosystem).version_key(text)
 
 
 def is_prerelease(ecosystem: Ecosystem, text: str) -> bool:

@@ -1,5 +1,10 @@
 """Incident → ordered containment steps with the exact commands for this release.
 
+The npm and PyPI takedown steps below still branch on the ecosystem (`Ecosystem.NPM` /
+`Ecosystem.PYPI`): they were reworked for private registries while the ecosystem units were being
+cut out, and moving them into `watcher/ecosystems/<name>/` is the next step. A third ecosystem
+gets no takedown steps here rather than PyPI's.
+
 The first step is the one action for the first five minutes: an exposed credential is revoked first
 (a secret that reached a public registry is compromised whatever happens to the package), then the
 release is taken down the way its registry allows. The service holds no publish credentials: these
@@ -19,6 +24,7 @@ from types import MappingProxyType
 
 import structlog
 
+from watcher import ecosystems
 from watcher.model import Category, Ecosystem, Finding, RunbookStep, Severity
 
 log = structlog.get_logger(__name__)
@@ -252,13 +258,15 @@ def build_runbook(
     """Ordered steps; `revoke_hints` defaults to the secret rules' own `revoke` sentences."""
     hints = load_revoke_hints() if revoke_hints is None else revoke_hints
     steps = _stolen_token_steps(inputs) + _credential_steps(inputs, hints)
-    if inputs.ecosystem is Ecosystem.NPM:
+    if inputs.ecosystem == Ecosystem.NPM:
         steps += _npm_steps(inputs)
         if inputs.registry_public is False and inputs.registry_url:
             url = inputs.registry_url
             steps = [_with_registry(step, url) for step in steps]
-    else:
+    elif inputs.ecosystem == Ecosystem.PYPI:
         steps += _pypi_steps(inputs)
+    else:  # any other registered ecosystem brings its own
+        steps += ecosystems.get(inputs.ecosystem).runbook_steps(inputs)
     return steps
 
 
@@ -273,7 +281,9 @@ def _stolen_token_steps(inputs: RunbookInputs) -> list[RunbookStep]:
         return []
     ref = f"{inputs.name}@{inputs.version}"
     why = f"{ref} was not published the way its previous release was ({found[0].message})"
-    if inputs.ecosystem is Ecosystem.NPM:
+    if inputs.ecosystem not in (Ecosystem.NPM, Ecosystem.PYPI):
+        return ecosystems.get(inputs.ecosystem).stolen_token_steps(inputs, why)
+    if inputs.ecosystem == Ecosystem.NPM:
         return [
             RunbookStep(
                 f"Treat the publishing token as stolen: {why}. Revoke every npm token of the "
@@ -607,8 +617,8 @@ def _secrets_in_code(inputs: RunbookInputs) -> list[str]:
 def _package_relative(path: str, ecosystem: Ecosystem) -> str:
     """The path as the project sees it: npm's `package/` prefix or an sdist's top folder off."""
     parts = PurePosixPath(path).parts
-    npm_prefix = ecosystem is Ecosystem.NPM and parts[:1] == ("package",)
-    sdist_top = ecosystem is Ecosystem.PYPI and len(parts) > 1 and re.search(r"-\d", parts[0])
+    npm_prefix = ecosystem == Ecosystem.NPM and parts[:1] == ("package",)
+    sdist_top = ecosystem == Ecosystem.PYPI and len(parts) > 1 and re.search(r"-\d", parts[0])
     if npm_prefix or sdist_top:
         parts = parts[1:]
     return "/".join(parts)
@@ -661,7 +671,7 @@ def _ignore_lines(paths: Iterable[str]) -> list[str]:
 
 
 def _ci_gate(inputs: RunbookInputs) -> RunbookStep:
-    if inputs.ecosystem is Ecosystem.NPM:
+    if inputs.ecosystem == Ecosystem.NPM:
         packed = inputs.name.lstrip("@").replace("/", "-")
         command = f"npm pack && watcher scan {packed}-<version>.tgz --fail-on high && npm publish"
     else:
@@ -679,7 +689,7 @@ def _ci_gate(inputs: RunbookInputs) -> RunbookStep:
 
 def _pypi_web(inputs: RunbookInputs) -> str:
     """The index's web base, derived from the configured Simple API URL (`…/simple/` off)."""
-    if not inputs.registry_url or inputs.ecosystem is not Ecosystem.PYPI:
+    if not inputs.registry_url or inputs.ecosystem != Ecosystem.PYPI:
         return PYPI_WEB_PLACEHOLDER
     base = inputs.registry_url.rstrip("/")
     return re.sub(r"/(\+?simple|legacy)$", "", base)

@@ -15,12 +15,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path, PurePosixPath
-from typing import Any
 from urllib.parse import unquote
 
 import brotli
-import orjson
 
+from watcher import ecosystems
+from watcher.ecosystems.base import EcosystemUnit
 from watcher.model import (
     ArtifactSummary,
     Ecosystem,
@@ -37,7 +37,6 @@ from watcher.model import (
 from watcher.scanning.archive import ArchiveLimits, ArchiveReader, sniff_format
 from watcher.scanning.checks import comparison_checks, default_checks
 from watcher.scanning.checks.base import Check, ScanContext, ScanOptions, SourceMapDoc, TextDoc
-from watcher.scanning.checks.provenance import compare_provenance
 from watcher.scanning.checks.secrets import SecretCheck
 from watcher.scanning.checks.sourcemap import (
     SOURCE_DIGESTS,
@@ -102,11 +101,15 @@ def scan_artifact(request: ScanRequest) -> Report:
     started = time.perf_counter()
     reader = ArchiveReader(request.path, request.limits)
     ctx = ScanContext(
-        ecosystem=request.ecosystem or _ecosystem_from_filename(request.path.name),
-        name=request.name,
-        version=request.version,
-        options=request.options,
+        ecosystem=None, name=request.name, version=request.version, options=request.options
     )
+    if request.ecosystem is not None:
+        # a unit registered only in the parent process (a plugin) has no installer hooks here
+        ctx.ecosystem = request.ecosystem
+        unit = ecosystems.find(request.ecosystem)
+        ctx.install_hook_files = unit.install_hook_files if unit is not None else frozenset()
+    else:
+        _claim(ctx, _ecosystem_from_filename(request.path.name))
     checks = default_checks(request.options)
     content = _ContentScanner(checks, ctx)
     findings: list[Finding] = []
@@ -173,8 +176,8 @@ def compare_with_baseline(
     if baseline is not None:
         for check in comparison_checks():
             findings.extend(check.compare(report.manifest, baseline, options))
-        if releases is not None:
-            findings.extend(compare_provenance(*releases))
+            if releases is not None:
+                findings.extend(check.compare_releases(*releases))
         findings = _fingerprint(findings, report.target.version)
     for finding in findings:
         finding.new = baseline is None or finding.fingerprint not in baseline.fingerprints
@@ -454,32 +457,32 @@ def _compiled(needles: frozenset[str]) -> NeedleIndex:
 
 
 def _identify(member: Member, ctx: ScanContext) -> None:
-    """Learn the package's identity from its own metadata: npm's root package.json or a PKG-INFO /
-    METADATA file."""
+    """Learn the package's identity from its own top-level metadata file (npm's package.json,
+    PKG-INFO / METADATA): each registered unit is asked whether the file is one of its own."""
     parts = member.path.split("/")
     if member.data is None or len(parts) != 2 or "!" in member.path:  # not a nested archive's
         return
-    leaf = parts[1]
-    if leaf == "package.json" and ctx.ecosystem in (None, Ecosystem.NPM):
-        try:
-            manifest: Any = orjson.loads(member.data)
-        except orjson.JSONDecodeError:
-            return
-        if isinstance(manifest, dict):
-            ctx.ecosystem = Ecosystem.NPM
-            ctx.package_json = manifest
-            ctx.name = ctx.name or _str_or_none(manifest.get("name"))
-            ctx.version = ctx.version or _str_or_none(manifest.get("version"))
-    elif leaf in ("PKG-INFO", "METADATA"):
-        ctx.ecosystem = Ecosystem.PYPI
-        for line in member.data[:65536].decode("utf-8", "replace").splitlines():
-            if not line:
-                break
-            key, _, value = line.partition(":")
-            if key == "Name":
-                ctx.name = ctx.name or value.strip()
-            elif key == "Version":
-                ctx.version = ctx.version or value.strip()
+    for unit in ecosystems.all_units():
+        identity = unit.identify(parts[1], member.data, ctx.ecosystem)
+        if identity is None:
+            continue
+        _claim(ctx, unit)
+        if identity.manifest is not None:
+            ctx.package_json = identity.manifest
+        ctx.name = ctx.name or identity.name
+        ctx.version = ctx.version or identity.version
+        return
+
+
+def _claim(ctx: ScanContext, unit: EcosystemUnit | None) -> None:
+    """The artifact is `unit`'s (None: not known yet, every unit's installer hooks count)."""
+    if unit is None:
+        ctx.install_hook_files = frozenset().union(
+            *(u.install_hook_files for u in ecosystems.all_units())
+        )
+        return
+    ctx.ecosystem = unit.name
+    ctx.install_hook_files = unit.install_hook_files
 
 
 def _identify_from_filename(filename: str, ctx: ScanContext) -> None:
@@ -498,14 +501,8 @@ def _identify_from_filename(filename: str, ctx: ScanContext) -> None:
         ctx.version = ctx.version or version
 
 
-def _ecosystem_from_filename(filename: str) -> Ecosystem | None:
-    if filename.endswith(".whl"):
-        return Ecosystem.PYPI
-    return None
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+def _ecosystem_from_filename(filename: str) -> EcosystemUnit | None:
+    return next((u for u in ecosystems.all_units() if u.claims_filename(filename)), None)
 
 
 def _fingerprint(findings: list[Finding], version: str | None) -> list[Finding]:

@@ -32,6 +32,7 @@ from watcher.config import Config
 from watcher.config.schema import AutoContainmentConfig
 from watcher.ecosystems.actions import ActionResult, ContainmentActions
 from watcher.ecosystems.npm.client import NpmClient, Packument
+from watcher.ecosystems.npm.unit import NpmRegistry
 from watcher.ecosystems.npm.writes import NpmActions
 from watcher.ecosystems.versions import is_prerelease, version_key
 from watcher.incidents.lifecycle import IncidentLifecycle, stored_id
@@ -251,7 +252,8 @@ class AutoContainment:
             await self.store.add_incident_note(stored_id(incident), PLANNED_NOTE, why_not)
             log.info("auto_containment_not_eligible", dedup_key=incident.dedup_key, reason=why_not)
             return
-        client = self.clients.get(incident.ecosystem)
+        registry = self.clients.get(incident.ecosystem)
+        client = registry.client if isinstance(registry, NpmRegistry) else None
         if incident.ecosystem is Ecosystem.NPM and isinstance(client, NpmClient):
             fetched = await client.fetch_packument(incident.name)
             if fetched.missing or fetched.packument is None:

@@ -25,34 +25,18 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from watcher import metrics
+from watcher import ecosystems, metrics
 from watcher.alerts import build_channels
 from watcher.alerts.base import Channel
 from watcher.alerts.outbox import Outbox
-from watcher.config import Config, RegistryConfig, channel_id
+from watcher.config import Config, channel_id
 from watcher.ecosystems.actions import ContainmentActions, NoWriteApi
-from watcher.ecosystems.config_sources import (
-    NpmRegistries,
-    npm_builtin_registry,
-    resolve_npm_registries,
-    resolve_pypi_index,
-)
-from watcher.ecosystems.http import HttpSettings, RegistryHttp, safe_url
-from watcher.ecosystems.npm.changes import NpmChangesFeed
-from watcher.ecosystems.npm.client import NpmClient
-from watcher.ecosystems.npm.poll import NpmPackageSource, npm_poll_feed, npm_reconcile_feed
-from watcher.ecosystems.pypi.changelog import PypiChangelogFeed, XmlRpcJournal
-from watcher.ecosystems.pypi.client import PypiClient, normalize
-from watcher.ecosystems.pypi.poll import PypiPackageSource, pypi_poll_feed, pypi_reconcile_feed
-from watcher.errors import ConfigError, ServiceFailed, WatcherError
-from watcher.feeds.base import (
-    BaselineSeen,
-    Feed,
-    FeedEvent,
-    ReleaseSeen,
-    Watchlist,
-)
-from watcher.feeds.reconcile import PackageTracker, watched_names
+from watcher.ecosystems.base import FeedContext, Registry
+from watcher.ecosystems.http import HttpSettings, RegistryHttp
+from watcher.ecosystems.npm.unit import NpmRegistry
+from watcher.errors import ServiceFailed, WatcherError
+from watcher.feeds.base import BaselineSeen, Feed, FeedEvent, ReleaseSeen
+from watcher.feeds.reconcile import PackageTracker
 from watcher.feeds.sink import record_events
 from watcher.model import Ecosystem
 from watcher.service.autocontain import AutoContainment, npm_actions
@@ -66,7 +50,7 @@ from watcher.service.server import (
     build_app,
     readiness,
 )
-from watcher.service.workers import Downloader, NpmDownloader, PypiDownloader, ScanWorkers
+from watcher.service.workers import ScanWorkers
 from watcher.store import open_store
 from watcher.store.api import Store
 from watcher.store.types import ReleaseState, Topic
@@ -115,7 +99,6 @@ class Service:
         self._stop = asyncio.Event()
         self._store_open = False
         self._feeds = _Feeds()
-        self._npm_off_default: frozenset[str] = frozenset()  # scopes on another npm registry
         self.http_port: int | None = None
         self._failure: str | None = None  # the first unexpected failure, for the exit
 
@@ -160,11 +143,11 @@ class Service:
             if requeued:
                 log.warning("scans_resumed", count=requeued, reason="left scanning by a crash")
             scratch = await asyncio.to_thread(Scratch.open, config.scratch_root())
-            http, downloaders, urls, clients = self._registries()
-            if Ecosystem.NPM in clients:  # runbooks ask whether a registry is npm's own default
-                await asyncio.to_thread(npm_builtin_registry)
+            http, registries = self._registries()
+            for registry in registries.values():  # runbooks ask e.g. whether npm's is the default
+                await asyncio.to_thread(registry.warm)
             sink = _Sink(store)
-            self._feeds = self._build_feeds(http, store, sink, clients)
+            self._feeds = self._build_feeds(http, store, sink, registries)
             session = aiohttp.ClientSession()
             for owner_name, owner in config.owners.items():
                 channels += build_channels(owner_name, owner, session)
@@ -177,9 +160,9 @@ class Service:
             workers = ScanWorkers(
                 store,
                 config,
-                downloaders,
-                registry_urls=urls,
-                registry_for=_registry_for(clients, urls),
+                registries,
+                registry_urls={eco: reg.url for eco, reg in registries.items()},
+                registry_for=_registry_for(registries),
                 on_page=outbox.wake,
                 scratch=scratch.path,
             )
@@ -187,18 +170,18 @@ class Service:
             store.notifications.subscribe(Topic.RELEASES, workers.wake)
             store.notifications.subscribe(Topic.OUTBOX, outbox.wake)
             containment = (
-                ContainmentWatcher(store, config, clients, on_page=outbox.wake)
+                ContainmentWatcher(store, config, registries, on_page=outbox.wake)
                 if config.containment.enabled
                 else None
             )
-            auto = _auto_containment(store, config, clients, outbox.wake)
+            auto = _auto_containment(store, config, registries, outbox.wake)
             if auto is not None:  # a queued page may be a new incident: plan its jobs now
                 store.notifications.subscribe(Topic.OUTBOX, auto.wake)
 
             for tracker in self._feeds.trackers:
                 await tracker.not_found.reset()
             metrics.start_at_zero(
-                clients,
+                registries,
                 [(feed.ecosystem, feed.name) for feed in self._feeds.all],
                 [channel.name for channel in channels],
             )
@@ -295,43 +278,19 @@ class Service:
 
     # -- wiring ----------------------------------------------------------------------------------
 
-    def _registries(
-        self,
-    ) -> tuple[
-        RegistryHttp,
-        dict[Ecosystem, Downloader],
-        dict[Ecosystem, str],
-        dict[Ecosystem, NpmClient | PypiClient],
-    ]:
+    def _registries(self) -> tuple[RegistryHttp, dict[Ecosystem, Registry]]:
         """Resolve each watched ecosystem's registry (config, else the machine's settings) and
-        build its client and downloader. Raises ConfigError when neither names one."""
+        connect it to one HTTP layer holding every registry's credential under its own URL.
+        Raises ConfigError when neither names one."""
         config = self.config
-        watched = {p.ecosystem for p in config.packages}
+        sections = config.registries.sections()
+        watched = [u for u in ecosystems.all_units() if config.packages_for(u.name)]
+        resolved = {unit.name: unit.resolve(sections[unit.name]) for unit in watched}
         credentials: dict[str, str] = {}
-        urls: dict[Ecosystem, str] = {}
-        npm: NpmRegistries | None = None
-        if Ecosystem.NPM in watched:
-            npm = resolve_npm_registries(
-                config.registries.npm.url, config.registries.npm.scope_settings()
-            )
-            urls[Ecosystem.NPM] = npm.default.url
-            credentials.update(npm.credentials())
-            for scope, reg in (("", npm.default), *npm.scopes.items()):
-                log.info(
-                    "registry_resolved",
-                    ecosystem="npm",
-                    **({"scope": scope} if scope else {}),
-                    url=safe_url(reg.url),
-                    source=reg.source,
-                    auth=reg.credential.source if reg.credential else None,
-                )
-        if Ecosystem.PYPI in watched:
-            pypi = resolve_pypi_index(config.registries.pypi.url)
-            urls[Ecosystem.PYPI] = pypi.url
-            log.info(
-                "registry_resolved", ecosystem="pypi", url=safe_url(pypi.url), source=pypi.source
-            )
-        timeout = max(config.registries.npm.timeout, config.registries.pypi.timeout)
+        for resolution in resolved.values():
+            resolution.log_resolved()
+            credentials.update(resolution.credentials())
+        timeout = max(section.timeout for section in sections.values())
         http = RegistryHttp(
             HttpSettings(
                 credentials=credentials,
@@ -339,99 +298,31 @@ class Service:
                 total_timeout=max(timeout, config.scan.download_timeout),
             )
         )
-        clients: dict[Ecosystem, NpmClient | PypiClient] = {}
-        downloaders: dict[Ecosystem, Downloader] = {}
-        if npm is not None:
-            npm_client = NpmClient.for_registries(http, npm)
-            self._npm_off_default = frozenset(npm.off_default())
-            clients[Ecosystem.NPM] = npm_client
-            downloaders[Ecosystem.NPM] = NpmDownloader(npm_client)
-        if Ecosystem.PYPI in urls:
-            pypi_client = PypiClient(http, urls[Ecosystem.PYPI])
-            clients[Ecosystem.PYPI] = pypi_client
-            downloaders[Ecosystem.PYPI] = PypiDownloader(pypi_client)
-        return http, downloaders, urls, clients
+        return http, {eco: resolution.connect(http) for eco, resolution in resolved.items()}
 
     def _build_feeds(
         self,
         http: RegistryHttp,
         store: Store,
         sink: _Sink,
-        clients: dict[Ecosystem, NpmClient | PypiClient],
+        registries: Mapping[Ecosystem, Registry],
     ) -> _Feeds:
         feeds = _Feeds()
-        for eco, client in clients.items():
-            reg: RegistryConfig = self.config.registries.for_ecosystem(eco)
-            names = [p.name for p in self.config.packages_for(eco)]
-            if isinstance(client, NpmClient):
-                tracker = PackageTracker(NpmPackageSource(client), store, sink)
-                feeds.trackers.append(tracker)
-                watchlist = Watchlist.of(names)
-                if reg.changes_url:
-                    # the changes feed follows the default registry; scopes elsewhere are polled
-                    watchlist, own = self._split_off_default(names)
-                    if own.names:
-                        feeds.primary.append(
-                            npm_poll_feed(
-                                tracker, own, interval=reg.poll_interval, name="npm-poll-scopes"
-                            )
-                        )
-                    feeds.primary.append(
-                        NpmChangesFeed(
-                            http,
-                            reg.changes_url,
-                            tracker,
-                            watchlist,
-                            watched_names(watchlist, store, eco),
-                            interval=min(reg.poll_interval, 5.0),
-                        )
-                    )
-                    feeds.backstop.append(
-                        npm_reconcile_feed(tracker, watchlist, period=RECONCILE_PERIOD)
-                    )
-                else:
-                    feeds.primary.append(
-                        npm_poll_feed(tracker, watchlist, interval=reg.poll_interval)
-                    )
-            else:
-                tracker = PackageTracker(PypiPackageSource(client), store, sink)
-                feeds.trackers.append(tracker)
-                watchlist = Watchlist.of(normalize(n) if "*" not in n else n for n in names)
-                if reg.changes_url:
-                    feeds.primary.append(
-                        PypiChangelogFeed(
-                            XmlRpcJournal(http, reg.changes_url),
-                            tracker,
-                            watchlist,
-                            watched_names(watchlist, store, eco),
-                            interval=min(reg.poll_interval, 10.0),
-                        )
-                    )
-                    feeds.backstop.append(
-                        pypi_reconcile_feed(tracker, watchlist, period=RECONCILE_PERIOD)
-                    )
-                else:
-                    feeds.primary.append(
-                        pypi_poll_feed(tracker, watchlist, interval=reg.poll_interval)
-                    )
-        return feeds
-
-    def _split_off_default(self, names: Sequence[str]) -> tuple[Watchlist, Watchlist]:
-        """(names the default registry's changes feed covers, names on other scope registries).
-        A pattern cannot be polled, so one on another registry is a configuration error."""
-
-        def off(name: str) -> bool:
-            return name.startswith("@") and name.split("/", 1)[0] in self._npm_off_default
-
-        elsewhere = [n for n in names if off(n)]
-        patterns = [n for n in elsewhere if any(ch in n for ch in "*?[")]
-        if patterns:
-            raise ConfigError(
-                f"packages: pattern {patterns[0]!r} is on a scope registry other than the "
-                "default (the machine's npm `@scope:registry` setting), which the changes feed "
-                "does not cover: list its packages by name, they are polled"
+        for eco, registry in registries.items():
+            built = registry.feeds(
+                FeedContext(
+                    http=http,
+                    store=store,
+                    sink=sink,
+                    section=self.config.registries.for_ecosystem(eco),
+                    names=[p.name for p in self.config.packages_for(eco)],
+                    reconcile_period=RECONCILE_PERIOD,
+                )
             )
-        return Watchlist.of(n for n in names if not off(n)), Watchlist.of(elsewhere)
+            feeds.primary += built.primary
+            feeds.backstop += built.backstop
+            feeds.trackers += built.trackers
+        return feeds
 
     # -- health and metrics ----------------------------------------------------------------------
 
@@ -475,15 +366,13 @@ class Service:
 
 
 def _registry_for(
-    clients: Mapping[Ecosystem, NpmClient | PypiClient], urls: Mapping[Ecosystem, str]
+    registries: Mapping[Ecosystem, Registry],
 ) -> Callable[[Ecosystem, str], str | None]:
     """The registry serving one package, for runbooks: an npm scope's own, else the default."""
 
     def lookup(ecosystem: Ecosystem, name: str) -> str | None:
-        client = clients.get(ecosystem)
-        if isinstance(client, NpmClient):
-            return client.registry_for(name)
-        return urls.get(ecosystem)
+        registry = registries.get(ecosystem)
+        return registry.registry_for(name) if registry is not None else None
 
     return lookup
 
@@ -518,7 +407,7 @@ async def _finish(tasks: Sequence[asyncio.Task[None]], wait: float) -> None:
 def _auto_containment(
     store: Store,
     config: Config,
-    clients: Mapping[Ecosystem, NpmClient | PypiClient],
+    registries: Mapping[Ecosystem, Registry],
     on_page: Callable[[], None],
 ) -> AutoContainment | None:
     """`containment.auto` when it is set and containment is enabled (false turns it off too):
@@ -527,11 +416,13 @@ def _auto_containment(
     if auto is None or not config.containment.enabled:
         return None
     actions: dict[Ecosystem, ContainmentActions] = {}
-    npm = clients.get(Ecosystem.NPM)
-    if isinstance(npm, NpmClient):
-        actions[Ecosystem.NPM] = npm_actions(config, npm.registry_url, npm.scopes)
-    if Ecosystem.PYPI in clients:
+    # The write actions are not yet asked of the units (auto-containment landed while they were
+    # being cut out): npm's and PyPI's are named here until the protocol grows them.
+    npm = registries.get(Ecosystem.NPM)
+    if isinstance(npm, NpmRegistry):
+        actions[Ecosystem.NPM] = npm_actions(config, npm.client.registry_url, npm.client.scopes)
+    if Ecosystem.PYPI in registries:
         actions[Ecosystem.PYPI] = NoWriteApi(
             "PyPI has no API for yank or delete (web UI only, with re-authentication)"
         )
-    return AutoContainment(store, config, clients, actions, on_page=on_page)
+    return AutoContainment(store, config, registries, actions, on_page=on_page)

@@ -31,10 +31,8 @@ from typing import Protocol
 
 import structlog
 
-from watcher import metrics
+from watcher import ecosystems, metrics
 from watcher.config import Config
-from watcher.ecosystems.npm.client import NpmClient
-from watcher.ecosystems.pypi.client import PypiClient
 from watcher.incidents.lifecycle import IncidentLifecycle
 from watcher.model import (
     Ecosystem,
@@ -54,36 +52,12 @@ log = structlog.get_logger(__name__)
 
 
 class Downloader(Protocol):
-    """Fetches every file of a release into `dest`, each verified against the registry's digest."""
+    """Fetches every file of a release into `dest`, each verified against the registry's digest
+    (an ecosystem unit's connected `Registry`)."""
 
-    async def fetch(
+    async def download(
         self, release: Release, dest: Path, *, max_bytes: int
     ) -> tuple[Release, list[Path]]: ...
-
-
-class NpmDownloader:
-    def __init__(self, client: NpmClient) -> None:
-        self.client = client
-
-    async def fetch(
-        self, release: Release, dest: Path, *, max_bytes: int
-    ) -> tuple[Release, list[Path]]:
-        fetched = await self.client.download(release, dest, max_bytes=max_bytes)
-        return fetched.release, [fetched.path]
-
-
-class PypiDownloader:
-    def __init__(self, client: PypiClient) -> None:
-        self.client = client
-
-    async def fetch(
-        self, release: Release, dest: Path, *, max_bytes: int
-    ) -> tuple[Release, list[Path]]:
-        paths = [
-            await self.client.download(artifact, dest, max_bytes=max_bytes)
-            for artifact in release.artifacts
-        ]
-        return release, paths
 
 
 # ------------------------------------------------------------------------------- the claims
@@ -332,7 +306,9 @@ class ScanWorkers:
         workdir = Path(tempfile.mkdtemp(prefix="watcher-scan-", dir=self.scratch))
         try:
             fetched, paths = await asyncio.wait_for(
-                downloader.fetch(release, workdir, max_bytes=self.config.scan.max_download_bytes),
+                downloader.download(
+                    release, workdir, max_bytes=self.config.scan.max_download_bytes
+                ),
                 timeout=self.config.scan.download_timeout,
             )
             bound.debug("release_downloaded", stage="download", files=len(paths))
@@ -398,8 +374,8 @@ class ScanWorkers:
             # A worker died (out of memory, killed): start a fresh pool, retry the release later.
             self._pool = make_pool(self.config.scan.workers)
             raise
-        # PyPI releases have several files: paths name their file, as `watcher scan` shows them.
-        prefix = release.ecosystem is Ecosystem.PYPI
+        # Releases of several files (PyPI): paths name their file, as `watcher scan` shows them.
+        prefix = ecosystems.get(release.ecosystem).several_artifacts
         if len(reports) == 1 and not prefix:
             return reports[0]
         return merge_reports(list(reports), prefix_paths=prefix)

@@ -1,11 +1,12 @@
 """One module per finding category. `default_checks` builds a fresh set per scan (checks may keep
-per-scan state), `comparison_checks` those that compare two releases' manifests."""
+per-scan state), `comparison_checks` those that compare two releases (manifests, registry metadata)."""
 
 from watcher.scanning.checks.base import Check, ComparisonCheck, ScanOptions
 from watcher.scanning.checks.canaries import CanaryCheck
 from watcher.scanning.checks.hooks import InstallHookCheck
 from watcher.scanning.checks.internal import InternalReferenceCheck
 from watcher.scanning.checks.private import PrivateSourceCheck, matcher_for
+from watcher.scanning.checks.provenance import ProvenanceCheck
 from watcher.scanning.checks.secrets import SecretCheck
 from watcher.scanning.checks.sensitive import SensitiveFileCheck
 from watcher.scanning.checks.size import SizeAnomalyCheck
@@ -34,4 +35,4 @@ def default_checks(options: ScanOptions | None = None) -> list[Check]:
 
 
 def comparison_checks() -> list[ComparisonCheck]:
-    return [SizeAnomalyCheck(), UnexpectedContentCheck()]
+    return [SizeAnomalyCheck(), UnexpectedContentCheck(), ProvenanceCheck()]

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from watcher.model import Category, Ecosystem, Finding, Manifest, Member, Severity
+from watcher.model import Category, Ecosystem, Finding, Manifest, Member, Release, Severity
 from watcher.private.canaries import Canary
 from watcher.scanning.needles import Hits
 
@@ -70,6 +70,9 @@ class ScanContext:
     version: str | None
     options: ScanOptions = field(default_factory=ScanOptions)
     package_json: dict[str, Any] | None = None  # npm: the root package.json, once read
+    # root files the artifact's installer runs (its unit's `install_hook_files`; every unit's
+    # while the ecosystem is unknown)
+    install_hook_files: frozenset[str] = frozenset()
 
 
 class Check:
@@ -136,9 +139,14 @@ def line_of(text: str, offset: int) -> int:
 
 
 class ComparisonCheck:
-    """A check that needs both releases' manifests (size growth, new kinds of content)."""
+    """A check that needs both releases: their manifests (size growth, new kinds of content) or
+    the registry's metadata of both (provenance)."""
 
     category: ClassVar[Category]
 
     def compare(self, target: Manifest, baseline: Manifest, options: ScanOptions) -> list[Finding]:
-        raise NotImplementedError
+        return []
+
+    def compare_releases(self, target: Release, baseline: Release) -> list[Finding]:
+        """Given only when both releases came from the registry."""
+        return []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from watcher.model import Category, Ecosystem, Finding, Member, MemberKind, Severity
+from watcher.model import Category, Finding, Member, MemberKind, Severity
 from watcher.scanning.checks.base import Check, ScanContext, TextDoc
 
 _NPM_INSTALL_SCRIPTS = (
@@ -40,10 +40,11 @@ class InstallHookCheck(Check):
         if member.kind is not MemberKind.FILE:
             return
         path = member.path
-        if ctx.ecosystem is not Ecosystem.PYPI and _depth(path) == 1:
-            if path.endswith("/package.json") and ctx.package_json is not None:
+        leaf = path.rsplit("/", 1)[-1]
+        if _depth(path) == 1 and leaf in ctx.install_hook_files:
+            if leaf == "package.json" and ctx.package_json is not None:
                 yield from self._npm_scripts(path, ctx)
-            elif path.endswith("/binding.gyp"):
+            elif leaf == "binding.gyp":
                 yield self.finding(
                     "npm-native-build",
                     Severity.MEDIUM,

@@ -1,0 +1,10 @@
+"""`registries.pypi`: the Simple API index (null: the machine's pip settings) and its journal."""
+
+from __future__ import annotations
+
+from watcher.config.registries import RegistryConfig
+from watcher.config.units import Duration
+
+
+class PypiRegistryConfig(RegistryConfig):
+    poll_interval: Duration = 60.0
