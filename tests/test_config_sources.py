@@ -4,12 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from watcher.ecosystems.config_sources import (
-    nerf_dart,
-    parse_npmrc,
-    resolve_npm_registry,
-    resolve_pypi_index,
-)
+from watcher.ecosystems.npm.settings import nerf_dart, parse_npmrc, resolve_npm_registry
+from watcher.ecosystems.pypi.settings import resolve_pypi_index
 from watcher.errors import ConfigError
 
 # Fake registries on reserved names; nothing here is a real host.

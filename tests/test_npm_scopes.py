@@ -15,15 +15,15 @@ from aiohttp import web
 
 from tests import fakecreds
 from watcher.config import describe_plan, parse_config
-from watcher.ecosystems.config_sources import (
+from watcher.ecosystems.http import HttpSettings, RegistryHttp
+from watcher.ecosystems.npm.client import NpmClient, npm_http
+from watcher.ecosystems.npm.settings import (
     NpmScopeSetting,
     npm_env_replace,
     package_scope,
     parse_npmrc,
     resolve_npm_registries,
 )
-from watcher.ecosystems.http import HttpSettings, RegistryHttp
-from watcher.ecosystems.npm.client import NpmClient, npm_http
 from watcher.errors import ConfigError
 
 # Fake registries on reserved names; nothing here is a real host.

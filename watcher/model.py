@@ -16,7 +16,7 @@ _INTERNED: dict[str, Ecosystem] = {}  # name → its one Ecosystem object (writt
 
 
 class _Named:
-    """`Ecosystem.NPM` and the like: the built-in units' names as class attributes (for tests and the units)."""
+    """The built-in units' names as class attributes (for tests and the units)."""
 
     def __init__(self, name: str) -> None:
         self.name = name

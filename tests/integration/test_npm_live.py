@@ -3,9 +3,9 @@ address). Skips cleanly where that registry does not answer."""
 
 import pytest
 
-from watcher.ecosystems.config_sources import resolve_npm_registry
 from watcher.ecosystems.http import HttpSettings, HttpStatusError, RegistryHttp
 from watcher.ecosystems.npm.client import fetch_npm_release
+from watcher.ecosystems.npm.settings import resolve_npm_registry
 from watcher.errors import ConfigError, RegistryError
 
 pytestmark = pytest.mark.live

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from watcher.ecosystems.config_sources import resolve_pypi_index
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.ecosystems.pypi.client import PypiClient, fetch_for_scan
+from watcher.ecosystems.pypi.settings import resolve_pypi_index
 from watcher.ecosystems.versions import newest
 from watcher.errors import RegistryError
 from watcher.model import Ecosystem

@@ -11,7 +11,7 @@ from pathlib import Path
 from pypi_servers import PypiServer, build_sdist, build_wheel
 from service_harness import unique
 
-from watcher.ecosystems.config_sources import is_warehouse_index
+from watcher.ecosystems.pypi.settings import is_warehouse_index
 from watcher.incidents.runbook import RunbookInputs, build_runbook
 from watcher.model import Category, Ecosystem, Finding, Severity
 

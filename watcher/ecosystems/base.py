@@ -27,22 +27,6 @@ if TYPE_CHECKING:  # the registry imports this module: naming units must not loa
     from watcher.feeds.reconcile import PackageTracker
 
 
-class RegistrySection(Protocol):
-    """The part of `registries.<name>` every unit has (a unit's section model may add more)."""
-
-    @property
-    def url(self) -> str | None: ...
-
-    @property
-    def timeout(self) -> float: ...
-
-    @property
-    def poll_interval(self) -> float: ...
-
-    @property
-    def changes_url(self) -> str | None: ...
-
-
 # ------------------------------------------------------------------------------------ feeds
 
 
@@ -54,7 +38,7 @@ class FeedContext:
     http: RegistryHttp
     store: FeedStateStore
     sink: EventSink
-    section: Any  # the unit's own section model (a RegistrySection)
+    section: Any  # the unit's own `registries.<name>` section (its `section_model`)
     names: Sequence[str]
     reconcile_period: float
 

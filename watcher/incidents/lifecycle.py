@@ -25,7 +25,8 @@ import structlog
 from watcher import ecosystems, metrics
 from watcher.alerts.payload import describe_finding, time_to_contain
 from watcher.config.schema import Config, channel_id
-from watcher.ecosystems.config_sources import is_public_npm_registry, is_warehouse_index
+from watcher.ecosystems.npm.settings import is_public_npm_registry
+from watcher.ecosystems.pypi.settings import is_warehouse_index
 from watcher.incidents.policy import decide
 from watcher.incidents.runbook import RunbookInputs, build_runbook, rotation_reminder
 from watcher.model import (

@@ -22,13 +22,13 @@ from urllib.parse import urljoin, urlsplit
 
 import structlog
 
-from watcher.ecosystems.config_sources import (
+from watcher.ecosystems.http import Download, HttpSettings, HttpStatusError, RegistryHttp, safe_url
+from watcher.ecosystems.npm.settings import (
     NpmRegistries,
     NpmScopeSetting,
     package_scope,
     resolve_npm_registries,
 )
-from watcher.ecosystems.http import Download, HttpSettings, HttpStatusError, RegistryHttp, safe_url
 from watcher.ecosystems.versions import select_baseline
 from watcher.errors import IntegrityError, RegistryError
 from watcher.model import Artifact, Ecosystem, Provenance, Release

@@ -15,7 +15,7 @@ from watcher.config.registries import (
     mask_url,
 )
 from watcher.config.units import format_duration
-from watcher.ecosystems.config_sources import NpmScopeSetting
+from watcher.ecosystems.npm.settings import NpmScopeSetting
 
 _HIDDEN = "****"
 _SCOPE_NAME = re.compile(r"@[a-z0-9][a-z0-9._~-]*")

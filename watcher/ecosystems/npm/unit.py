@@ -19,17 +19,17 @@ from watcher.ecosystems.base import (
     Identity,
     TargetFiles,
 )
-from watcher.ecosystems.config_sources import (
-    NpmRegistries,
-    npm_builtin_registry,
-    resolve_npm_registries,
-)
 from watcher.ecosystems.http import RegistryHttp, safe_url
 from watcher.ecosystems.npm import artifacts, containment, provenance
 from watcher.ecosystems.npm.changes import NpmChangesFeed
 from watcher.ecosystems.npm.client import NpmClient, fetch_npm_release, npm_http, parse_npm_target
 from watcher.ecosystems.npm.config import NpmRegistryConfig
 from watcher.ecosystems.npm.poll import NpmPackageSource, npm_poll_feed, npm_reconcile_feed
+from watcher.ecosystems.npm.settings import (
+    NpmRegistries,
+    npm_builtin_registry,
+    resolve_npm_registries,
+)
 from watcher.ecosystems.versions import parse_semver, select_baseline
 from watcher.errors import ConfigError
 from watcher.feeds.base import Watchlist

@@ -20,9 +20,9 @@ import aiohttp
 import orjson
 
 from watcher.ecosystems.actions import ActionResult
-from watcher.ecosystems.config_sources import package_scope
 from watcher.ecosystems.http import safe_url
 from watcher.ecosystems.npm.client import escape_name
+from watcher.ecosystems.npm.settings import package_scope
 from watcher.store.types import ContainmentJob
 
 TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})

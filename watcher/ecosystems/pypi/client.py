@@ -30,8 +30,8 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from watcher import metrics
-from watcher.ecosystems.config_sources import resolve_pypi_index
 from watcher.ecosystems.http import HttpStatusError, RegistryHttp, safe_url
+from watcher.ecosystems.pypi.settings import resolve_pypi_index
 from watcher.ecosystems.versions import select_baseline
 from watcher.errors import IntegrityError, RegistryError
 from watcher.model import Artifact, Ecosystem, Provenance, Release

@@ -19,7 +19,7 @@ from watcher.ecosystems.base import (
     Identity,
     TargetFiles,
 )
-from watcher.ecosystems.config_sources import ResolvedRegistry, resolve_pypi_index
+from watcher.ecosystems.config_sources import ResolvedRegistry
 from watcher.ecosystems.http import RegistryHttp, safe_url
 from watcher.ecosystems.pypi import artifacts, containment, provenance
 from watcher.ecosystems.pypi.changelog import PypiChangelogFeed, XmlRpcJournal
@@ -32,6 +32,7 @@ from watcher.ecosystems.pypi.client import (
 )
 from watcher.ecosystems.pypi.config import PypiRegistryConfig
 from watcher.ecosystems.pypi.poll import PypiPackageSource, pypi_poll_feed, pypi_reconcile_feed
+from watcher.ecosystems.pypi.settings import resolve_pypi_index
 from watcher.ecosystems.versions import parse_pep440
 from watcher.errors import RegistryError
 from watcher.feeds.base import Watchlist
