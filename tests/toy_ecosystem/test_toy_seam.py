@@ -19,7 +19,8 @@ from watcher.config import parse_config
 from watcher.errors import ConfigError
 from watcher.model import incident_key
 from watcher.service.daemon import Service
-from watcher.store.sqlite.store import IncidentState, ReleaseState, Store
+from watcher.store import open_store
+from watcher.store.types import IncidentState, ReleaseState
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -87,7 +88,7 @@ async def test_a_registered_ecosystem_goes_from_feed_to_page_and_containment(
             async def baseline_scanned() -> bool:
                 if not state.exists():
                     return False
-                store = await Store.open(state)
+                store = await open_store(state)
                 try:
                     found = await store.get_release("toycrates", "toy-widget", "1.0.0")
                 finally:
@@ -112,7 +113,7 @@ async def test_a_registered_ecosystem_goes_from_feed_to_page_and_containment(
             service.stop()
             await asyncio.wait_for(task, timeout=30.0)
     hook.assert_valid()
-    store = await Store.open(state)
+    store = await open_store(state)
     try:
         incident = await store.get_incident(incident_key("toycrates", "toy-widget", "1.1.0"))
     finally:
