@@ -95,7 +95,7 @@ class ToyRegistry:
             interval=ctx.section.poll_interval,
             max_rate=None,
         )
-        return FeedSet(primary=[sweep])
+        return FeedSet(primary=[sweep], trackers=[tracker])
 
     async def download(
         self, release: Release, dest: Path, *, max_bytes: int
