@@ -17,10 +17,10 @@ from tests.toy_ecosystem.unit import ToyUnit
 from watcher import ecosystems
 from watcher.config import parse_config
 from watcher.errors import ConfigError
-from watcher.model import incident_key
+from watcher.model import IncidentState, incident_key
 from watcher.service.daemon import Service
 from watcher.store import open_store
-from watcher.store.types import IncidentState, ReleaseState
+from watcher.store.types import ReleaseState
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
