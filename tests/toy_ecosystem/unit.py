@@ -205,6 +205,3 @@ class ToyUnit:
 
     def stolen_token_steps(self, inputs: Any, why: str) -> list[RunbookStep]:
         return [RunbookStep(f"Revoke the toy publishing token: {why}.")]
-
-    def runbook_placeholders(self, inputs: Any) -> Mapping[str, str]:
-        return {}
