@@ -86,6 +86,9 @@ class ToyRegistry:
     def registry_for(self, name: str) -> str:
         return self.url
 
+    def warm(self) -> None:
+        pass
+
     def feeds(self, ctx: FeedContext) -> FeedSet:
         tracker = PackageTracker(self.source, ctx.store, ctx.sink)
         sweep = watchlist_sweep(
