@@ -14,8 +14,8 @@ from watcher.cli.context import EXIT_CLEAN, EXIT_FINDINGS, has_state, load_confi
 from watcher.cli.ops import parse_release_spec
 from watcher.config import Config
 from watcher.ecosystems.actions import ContainmentActions, NoWriteApi
-from watcher.ecosystems.config_sources import resolve_npm_registries
 from watcher.ecosystems.npm.config import NpmRegistryConfig
+from watcher.ecosystems.npm.settings import resolve_npm_registries
 from watcher.errors import RegistryError
 from watcher.model import Ecosystem, Incident, incident_key
 from watcher.service.autocontain import npm_actions, undo
