@@ -253,7 +253,7 @@ class AutoContainment:
             log.info("auto_containment_not_eligible", dedup_key=incident.dedup_key, reason=why_not)
             return
         registry = self.clients.get(incident.ecosystem)
-        client = registry.client if isinstance(registry, NpmRegistry) else None
+        client = registry.client if isinstance(registry, NpmRegistry) else registry
         if incident.ecosystem is Ecosystem.NPM and isinstance(client, NpmClient):
             fetched = await client.fetch_packument(incident.name)
             if fetched.missing or fetched.packument is None:
