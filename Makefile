@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint unit venv run bench clean deploy-tools deploy-check deploy-sync image-tools image-check
+.PHONY: pg-tools test lint unit venv run bench clean deploy-tools deploy-check deploy-sync image-tools image-check
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,7 +19,7 @@ lint: venv
 	$(BIN)/ruff format --check watcher tests bench
 	$(BIN)/mypy
 
-test: lint
+test: lint pg-tools
 	$(BIN)/pytest -q -p no:cacheprovider
 
 run: venv
@@ -54,6 +54,18 @@ deploy-check: venv deploy-tools
 # (from deploy/prometheus/alerts.yml)
 deploy-sync: venv
 	$(BIN)/python -m tests.test_deploy
+
+# Debian's postgresql for the shared-store tests (tests/pgserver.py starts one server per session
+# as the postgres user); installed when missing and we are root. Idempotent.
+pg-tools:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "pg-tools: postgresql missing and not installable here (needs root and apt-get)"; \
+	else \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq -o DPkg::Lock::Timeout=300 postgresql >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=300 postgresql >/dev/null; }; \
+	fi
 
 # The image built and run for real (tests/test_image.py, deselected from `make test`): a private
 # dockerd (containerd, data, sockets, pid files under .cache/docker; no bridge, no iptables), a

@@ -9,17 +9,23 @@ state, or a reopen).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.pgserver import PgServer, session_server
 from watcher.store import open_store
 from watcher.store.api import Store
 
 OpenState = Callable[[], Awaitable[Store]]
 
-IMPLEMENTATIONS = ["sqlite_state"]
+IMPLEMENTATIONS = ["sqlite_state", "postgres_state"]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    yield from session_server()
 
 
 @pytest.fixture
@@ -27,6 +33,13 @@ def sqlite_state(tmp_path: Path) -> OpenState:
     """The embedded store: every handle is a connection to one file."""
     path = tmp_path / "state.db"
     return lambda: open_store(path)
+
+
+@pytest.fixture
+def postgres_state(pg_server: PgServer) -> OpenState:
+    """The shared store: every handle is its own pool on one fresh database, as each replica's."""
+    url = pg_server.fresh_database()
+    return lambda: open_store(url)
 
 
 @pytest.fixture(params=IMPLEMENTATIONS, ids=lambda name: name.removesuffix("_state"))

@@ -30,8 +30,8 @@ def load_config(path: Path) -> Config:
 
 def has_state(config: Config) -> bool:
     """Whether the state file exists; if not, says so on stderr (the command then exits 1)."""
-    if config.store.path.exists():
-        return True
+    if config.store.url is not None or config.store.path.exists():
+        return True  # a server database: the store says so itself if it cannot be reached
     print(f"watcher: {config.store.path}: no state yet (the service has not run)", file=sys.stderr)
     return False
 

@@ -164,7 +164,7 @@ def runbook_command(args: argparse.Namespace) -> int:
     if book is None:
         print(
             f"watcher: no incident or findings for {ecosystem.value} {name} {version} in "
-            f"{config.store.path}",
+            f"{config.store.location}",
             file=sys.stderr,
         )
         return EXIT_FINDINGS

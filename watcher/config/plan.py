@@ -71,10 +71,16 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
     today = today or date.today()
     lines: list[str] = []
     add: Callable[[str], None] = lines.append
-    add(
-        f"store: {config.store.path} ({config.store.path.absolute()}; SQLite, WAL, "
-        f"synchronous={config.store.synchronous})"
-    )
+    if config.store.url is not None:
+        add(
+            f"store: {config.store.location} (PostgreSQL, shared by replicas; "
+            f"leases of {format_duration(config.store.lease)})"
+        )
+    else:
+        add(
+            f"store: {config.store.path} ({config.store.path.absolute()}; SQLite, WAL, "
+            f"synchronous={config.store.synchronous})"
+        )
     add(f"server: http://{config.server.listen} (/metrics /healthz /readyz)")
     add("registries:")
     for unit in ecosystems.all_units():

@@ -60,6 +60,47 @@ class StoreConfig(_Model):
     path: Path = Path("./watcher-state.db")
     # `full` fsyncs each commit (a queued page survives power loss); `normal` only survives crashes.
     synchronous: Literal["full", "normal"] = "full"
+    # postgresql://user:pass@host:5432/db: the shared store, for several replicas (excludes `path`)
+    url: SecretStr | None = None
+    # how long a feed leader's, a channel sender's or a scan's lease lasts without renewal
+    lease: Duration = 15.0
+
+    @model_validator(mode="after")
+    def _engine(self) -> StoreConfig:
+        if self.url is None:
+            return self
+        from watcher.store.postgres.url import is_postgres_url, mask_password  # noqa: PLC0415
+
+        url = self.url.get_secret_value()
+        if not is_postgres_url(url):
+            raise ValueError(
+                f"url: expected postgresql://user:password@host:5432/database, "
+                f"got {mask_password(url)!r}"
+            )
+        if "path" in self.model_fields_set:
+            raise ValueError("url: store.url and store.path exclude each other; set one")
+        if "synchronous" in self.model_fields_set:
+            raise ValueError(
+                "synchronous: SQLite-only (store.path); PostgreSQL's durability is the "
+                "server's (synchronous_commit)"
+            )
+        if self.lease < 3:
+            raise ValueError("lease: expected at least 3s (leases are renewed every lease/3)")
+        return self
+
+    @property
+    def database_url(self) -> str | None:
+        """The PostgreSQL URL with its password (for the driver only; show `location`)."""
+        return None if self.url is None else self.url.get_secret_value()
+
+    @property
+    def location(self) -> str:
+        """Where the state lives, as logs and messages show it (password masked)."""
+        if self.url is None:
+            return str(self.path)
+        from watcher.store.postgres.url import mask_password  # noqa: PLC0415
+
+        return mask_password(self.url.get_secret_value())
 
 
 class ServerConfig(_Model):

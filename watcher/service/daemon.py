@@ -123,7 +123,7 @@ class Service:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
         if self._failure is not None:
-            log.error("service_stopped", error=self._failure, store=str(config.store.path))
+            log.error("service_stopped", error=self._failure, store=config.store.location)
             raise ServiceFailed(self._failure)
         log.info("service_stopped")
 
@@ -251,7 +251,7 @@ class Service:
             feeds=[f.name for f in self._feeds.all],
             channels=outbox.channel_names,
             listen=f"{self.config.server.host}:{self.http_port}",
-            store=str(self.config.store.path),
+            store=self.config.store.location,
         )
         stop_wait = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stop_wait, *everything], return_when="FIRST_COMPLETED")

@@ -1,6 +1,6 @@
 """The service's durable state behind typed protocols (`api`), with the values they exchange
-(`types`). `open_store` picks the implementation from the configuration; today that is the
-embedded one-file store (`sqlite`)."""
+(`types`). `open_store` picks the implementation from the configuration: the embedded one-file
+store (`sqlite`, `store.path`) or the shared one on PostgreSQL (`postgres`, `store.url`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ class StoreSettings(Protocol):
     @property
     def synchronous(self) -> Literal["full", "normal"]: ...
 
+    @property
+    def database_url(self) -> str | None: ...
+
 
 async def open_store(
     settings: StoreSettings | str | Path,
@@ -28,9 +31,15 @@ async def open_store(
 ) -> Store:
     """Open the configured store, creating it and bringing its schema up to date. A bare path
     opens the embedded store there (what the operator commands and tests use).
-    `check_integrity` (the service, at start): a damaged state raises StateDamaged."""
+    `check_integrity` (the service, at start): a damaged state raises StateDamaged. A
+    `postgresql://` URL (a string, or `store.url`) opens the shared store on that database."""
     from watcher.store.sqlite.store import SqliteStore  # noqa: PLC0415 - the chosen engine only
 
+    url = settings if isinstance(settings, str | Path) else settings.database_url
+    if isinstance(url, str) and url.startswith(("postgresql://", "postgres://")):
+        from watcher.store.postgres.store import PostgresStore  # noqa: PLC0415
+
+        return await PostgresStore.open(url)
     if isinstance(settings, str | Path):
         return await SqliteStore.open(
             settings, synchronous=synchronous or "full", check_integrity=check_integrity
