@@ -165,6 +165,9 @@ async def test_sigkill_mid_scan_and_mid_delivery_loses_nothing_and_pages_once(
         receiver.script(Scripted(204, delay=5))
         await publish(verdaccio, name, "1.0.2", leaky_files("b"))
         await receiver.wait_for(2, within=20)
+        # the console's page is recorded as delivered before the kill (under load its store
+        # write can trail the print, and a kill in between would rightly print it again)
+        await until_console_delivered(state)
         service.kill()
         store = await open_store(state)
         try:
@@ -207,6 +210,20 @@ async def test_sigkill_mid_scan_and_mid_delivery_loses_nothing_and_pages_once(
     # the console accepted each page before the kills: never printed twice
     assert console_pages(service, name, "1.0.1") == 1
     assert console_pages(service, name, "1.0.2") == 1
+
+
+async def until_console_delivered(state: Path) -> None:
+    async def drained() -> bool:
+        store = await open_store(state)
+        try:
+            return await store.outbox_head("team/console") is None
+        finally:
+            await store.close()
+
+    deadline = asyncio.get_running_loop().time() + 20
+    while not await drained():
+        assert asyncio.get_running_loop().time() < deadline, "console page never recorded"
+        await asyncio.sleep(0.05)
 
 
 def console_pages(service: ServiceProcess, name: str, version: str) -> int:
