@@ -58,6 +58,7 @@ def service_yaml(
     pypi_url: str | None = None,
     pypi_packages: Sequence[str] = (),
     pypi_changes_url: str | None = None,
+    pypi_warehouse: bool | None = None,
 ) -> str:
     """`packages` are npm names, `pypi_packages` PyPI names (patterns such as `@scope/*` need the
     ecosystem's changes URL)."""
@@ -76,6 +77,8 @@ def service_yaml(
     ):
         if url is not None:
             feed = f", changes_url: {json.dumps(changes)}" if changes else ""
+            if eco == "pypi" and pypi_warehouse is not None:
+                feed += f", warehouse: {json.dumps(pypi_warehouse)}"
             registries += f"  {eco}: {{url: {json.dumps(url)}, poll_interval: {poll}{feed}}}\n"
     return (
         f"store: {{path: {json.dumps(str(state))}}}\n"

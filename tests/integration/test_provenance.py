@@ -202,7 +202,12 @@ async def test_service_pages_a_pypi_file_uploaded_without_provenance(
         provenance=f"/integrity/{name}/1.0.0/{first.name}/provenance",
     )
     service = make_service(
-        tmp_path, receiver, secret, pypi_url=warehouse.simple_url, pypi_packages=[name]
+        tmp_path,
+        receiver,
+        secret,
+        pypi_url=warehouse.simple_url,
+        pypi_packages=[name],
+        pypi_warehouse=True,  # the stand-in is Warehouse-shaped: management pages exist
     )
     service.start()
     try:

@@ -172,7 +172,8 @@ class IncidentLifecycle:
         if url is not None and ecosystem == Ecosystem.NPM:
             public = is_public_npm_registry(url)  # asked of npm once; the service warms it
         elif url is not None:
-            warehouse = is_warehouse_index(url)
+            declared = getattr(self.config.registries.for_ecosystem(ecosystem), "warehouse", None)
+            warehouse = declared if declared is not None else is_warehouse_index(url)
         return build_runbook(
             RunbookInputs(
                 ecosystem=ecosystem,

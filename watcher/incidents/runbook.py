@@ -298,7 +298,7 @@ def _stolen_token_steps(inputs: RunbookInputs) -> list[RunbookStep]:
     if inputs.index_warehouse is False:  # no management pages there: no links to them
         return [
             RunbookStep(
-                f"Treat the publishing credential as stolen: {why}. Revoke the upload "
+                f"Treat the publishing token as stolen: {why}. Revoke the upload "
                 "credentials this index accepts for the project (its users' passwords or "
                 "tokens) and review who may upload; then contain the release below."
             )

@@ -8,3 +8,6 @@ from watcher.config.units import Duration
 
 class PypiRegistryConfig(RegistryConfig):
     poll_interval: Duration = 60.0
+    # Whether the index is a Warehouse deployment (management pages, JSON API) for runbooks;
+    # null: only pip's own default index (and its test sibling) is taken for one.
+    warehouse: bool | None = None
