@@ -55,7 +55,8 @@ async def test_disabled_channel_is_tried_again_after_the_cool_down(
 ) -> None:
     hook.script(Scripted(410), Scripted(410))  # gone, still gone at the first recheck, then back
     channel = WebhookChannel(CHANNEL, hook.url, SECRET)
-    outbox = Outbox(store, {CHANNEL: channel}, FAST, idle_poll=0.05, disabled_recheck=0.4)
+    # a recheck window wide enough to read the second record before the third try enables it
+    outbox = Outbox(store, {CHANNEL: channel}, FAST, idle_poll=0.05, disabled_recheck=1.5)
     await queue(store, "9.0.1", [CHANNEL])
     await queue(store, "9.0.2", [CHANNEL])
     running = Running(outbox)
@@ -65,6 +66,8 @@ async def test_disabled_channel_is_tried_again_after_the_cool_down(
         assert first is not None and "410" in first.reason
         assert outbox.disabled() == [CHANNEL] and disabled_gauge() == 1
         await hook.wait_for(2)  # the first recheck: refused again
+        # the refusal is recorded just after the request arrives: wait for that record
+        await until(lambda: _recheck_moved(operator, first.recheck_at))
         second = await operator.disabled_channel(CHANNEL)
         assert second is not None, "refused again: still disabled"
         assert second.disabled_at == first.disabled_at, "the outage keeps its start"
@@ -144,6 +147,11 @@ async def test_a_restart_tries_every_channel_at_once(
 
 async def _recorded(store: Store) -> bool:
     return await store.disabled_channel(CHANNEL) is not None
+
+
+async def _recheck_moved(store: Store, before: float) -> bool:
+    record = await store.disabled_channel(CHANNEL)
+    return record is None or record.recheck_at > before
 
 
 async def _delivered(hook: Receiver, count: int) -> bool:
