@@ -31,18 +31,9 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-PROVIDERS = (
-    "github",
-    "gitlab",
-    "npm",
-    "slack",
-    "stripe",
-    "openai",
-    "anthropic",
-    "sendgrid",
-    "twilio",
-    "aws",
-)
+from watcher.verify.model import PROVIDER_NAMES
+
+PROVIDERS = PROVIDER_NAMES  # one list: the verifiers the package ships
 
 
 @dataclass
