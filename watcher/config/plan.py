@@ -13,6 +13,7 @@ from watcher.config.schema import (
     RetryPolicy,
 )
 from watcher.config.units import format_duration, format_size
+from watcher.intent.model import Expectations
 
 _HIDDEN = "****"
 
@@ -66,6 +67,29 @@ def _private_lines(config: Config) -> list[str]:
     return (["private (owners' statements):", *lines]) if lines else []
 
 
+def _expect_line(expect: Expectations) -> str:
+    """What a package's releases must be, secrets masked."""
+    parts = []
+    if expect.approval:
+        parts.append("an approval from the gate for every artifact")
+    if expect.tag is not None:
+        auth = f", auth header {_HIDDEN}" if expect.tag.auth_header else ""
+        parts.append(f"tag {expect.tag.pattern} in {mask_url(expect.tag.repository)}{auth}")
+    if expect.publishers is not None:
+        parts.append(f"published by {', '.join(expect.publishers)}")
+    if expect.provenance is not None:
+        named = [
+            f"{key} {value}"
+            for key, value in (
+                ("repository", expect.provenance.repository),
+                ("workflow", expect.provenance.workflow),
+            )
+            if value
+        ]
+        parts.append(f"provenance from {' and '.join(named)}")
+    return "expects " + "; ".join(parts)
+
+
 def describe_plan(config: Config, *, today: date | None = None) -> str:
     """What the service will do with this configuration, secrets masked."""
     today = today or date.today()
@@ -111,6 +135,9 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
             f"  {package.ecosystem.value:<4} {package.name:<{width}}  owner {package.owner}; "
             f"{how}{kind}"
         )
+        expect = config.expectations(package.ecosystem, package.name)
+        if not expect.empty:
+            add(f"    {_expect_line(expect)}")
     add("owners and channels (pages delivered through a durable outbox):")
     for name, owner in config.owners.items():
         add(f"  {name}:")
@@ -118,6 +145,10 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
             add(f"    - {_channel_line(kind, owner)}")
     policy = config.policy
     add(f"policy: page at {policy.page_at.value} and above")
+    add(
+        f"  approvals awaited {format_duration(policy.approval_grace)}, tags "
+        f"{format_duration(policy.tag_grace)} after first sight"
+    )
     if policy.internal_domains:
         add(f"  internal domains: {', '.join(policy.internal_domains)}")
     for rule in policy.allow:

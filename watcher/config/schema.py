@@ -40,6 +40,12 @@ from watcher.config.registries import (
     check_http_url,
 )
 from watcher.config.units import ByteSize, Duration
+from watcher.intent.model import (
+    VERSION_PLACEHOLDER,
+    Expectations,
+    ProvenanceExpectation,
+    TagExpectation,
+)
 from watcher.model import Ecosystem, Severity
 from watcher.private.canaries import Canary
 from watcher.private.keys import KEY_ENV
@@ -164,11 +170,107 @@ def _registered_ecosystem(value: object) -> Ecosystem:
 RegisteredEcosystem = Annotated[Ecosystem, PlainValidator(_registered_ecosystem)]
 
 
+class ExpectTagConfig(_Model):
+    """`expect.tag`: the release's tag must exist in a git repository (`git ls-remote --tags`)."""
+
+    repository: str = Field(min_length=1)  # any URL git accepts; credentials go in auth_header
+    pattern: str = "v" + VERSION_PLACEHOLDER
+    auth_header: SecretStr | None = None  # e.g. "Bearer ${GIT_TOKEN}", for a private repository
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if value != value.strip() or any(c.isspace() for c in value):
+            raise ValueError(f"expected a git repository URL without whitespace, got {value!r}")
+        if value.startswith("-"):
+            raise ValueError(f"expected a git repository URL, got {value!r}")
+        if "://" in value and urlsplit(value).password is not None:
+            raise ValueError(
+                "expected no password in the URL (it would be logged): put the credential in "
+                "auth_header, from ${ENV} (value hidden)"
+            )
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        rest = value.replace(VERSION_PLACEHOLDER, "")
+        if VERSION_PLACEHOLDER not in value or "{" in rest or "}" in rest:
+            raise ValueError(f"expected a tag name with one '{{version}}' in it, got {value!r}")
+        if any(c.isspace() or c in "~^:?*[\\" for c in rest) or ".." in rest:
+            raise ValueError(f"expected a valid git tag name around '{{version}}', got {value!r}")
+        if value.startswith(("-", "/")) or value.endswith(("/", ".", ".lock")):
+            raise ValueError(f"expected a valid git tag name around '{{version}}', got {value!r}")
+        return value
+
+    @field_validator("auth_header")
+    @classmethod
+    def _auth(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None  # `${VAR:-}` left empty: no header
+        if value is not None and any(c in value.get_secret_value() for c in "\r\n"):
+            raise ValueError("expected one header value, without line breaks (value hidden)")
+        return value
+
+    def expectation(self) -> TagExpectation:
+        header = self.auth_header.get_secret_value() if self.auth_header else None
+        return TagExpectation(self.repository, self.pattern, header)
+
+
+class ExpectProvenanceConfig(_Model):
+    """`expect.provenance`: the identity a release's provenance attestation must name."""
+
+    repository: str | None = Field(default=None, min_length=1)  # https://github.com/acme/sdk
+    workflow: str | None = Field(default=None, min_length=1)  # .github/workflows/release.yml
+
+    @model_validator(mode="after")
+    def _some(self) -> ExpectProvenanceConfig:
+        if self.repository is None and self.workflow is None:
+            raise ValueError("expected a repository, a workflow or both")
+        return self
+
+    def expectation(self) -> ProvenanceExpectation:
+        return ProvenanceExpectation(self.repository, self.workflow)
+
+
+EXPECT_KEYS = ("approval", "tag", "publishers", "provenance")
+
+
+class ExpectConfig(_Model):
+    """`expect:` on an owner or a package: what its releases must be. On a package, each key
+    set (even to null) overrides the owner's key of the same name; keys left out inherit it."""
+
+    approval: StrictBool | None = None  # true: every artifact needs an approval from the gate
+    tag: ExpectTagConfig | None = None
+    publishers: tuple[Annotated[str, Field(min_length=1)], ...] | None = Field(
+        default=None, min_length=1
+    )
+    provenance: ExpectProvenanceConfig | None = None
+
+    def over(self, base: ExpectConfig | None) -> ExpectConfig:
+        """These keys over `base`'s, key by key (a key this one sets wins, even null)."""
+        if base is None:
+            return self
+        merged = {k: getattr(self if k in self.model_fields_set else base, k) for k in EXPECT_KEYS}
+        return ExpectConfig.model_construct(
+            _fields_set=self.model_fields_set | base.model_fields_set, **merged
+        )
+
+    def expectations(self) -> Expectations:
+        return Expectations(
+            approval=bool(self.approval),
+            tag=self.tag.expectation() if self.tag else None,
+            publishers=self.publishers,
+            provenance=self.provenance.expectation() if self.provenance else None,
+        )
+
+
 class PackageConfig(_Model):
     ecosystem: RegisteredEcosystem
     name: str = Field(min_length=1)
     owner: str = Field(min_length=1)
     auto_contain: StrictBool = True  # false: automatic containment never acts on this package
+    expect: ExpectConfig | None = None  # over the owner's `expect`, key by key
 
     @model_validator(mode="after")
     def _name(self) -> PackageConfig:
@@ -309,6 +411,7 @@ class OwnerConfig(_Model):
     # this owner's private fingerprint indexes and canaries, for this owner's packages
     fingerprints: tuple[Path, ...] = ()
     canaries: tuple[CanaryConfig, ...] = ()
+    expect: ExpectConfig | None = None  # for every package of this owner (a package may override)
 
     @model_validator(mode="after")
     def _some_channel(self) -> OwnerConfig:
@@ -394,6 +497,10 @@ class PolicyConfig(_Model):
     page_at: Severity = Severity.HIGH
     internal_domains: tuple[str, ...] = ()
     allow: tuple[AllowRule, ...] = ()
+    # how long after first sight a release may wait for its approval (`expect.approval`)...
+    approval_grace: Duration = 120.0
+    # ...and for its tag (`expect.tag`) before it is judged
+    tag_grace: Duration = 600.0
 
 
 # slotted dataclasses: defaults are read from instances, not class attributes
@@ -687,9 +794,26 @@ class Config(_Model):
 
     def owner_of(self, ecosystem: Ecosystem, name: str) -> str | None:
         """The owner of a package: an exact entry wins over a pattern; None if not watched."""
+        entry = self.package_entry(ecosystem, name)
+        return entry.owner if entry else None
+
+    def package_entry(self, ecosystem: Ecosystem, name: str) -> PackageConfig | None:
+        """The entry watching a package: an exact name wins over a pattern; None if not watched."""
         candidates = [p for p in self.packages_for(ecosystem) if p.matches(name)]
         candidates.sort(key=lambda p: (p.is_pattern, -len(p.name)))
-        return candidates[0].owner if candidates else None
+        return candidates[0] if candidates else None
+
+    def expectations(self, ecosystem: Ecosystem, name: str) -> Expectations:
+        """What a package's releases must be: its entry's `expect` over its owner's, key by key
+        (nothing expected of a package that is not watched)."""
+        entry = self.package_entry(ecosystem, name)
+        if entry is None:
+            return Expectations()
+        owner = self.owners.get(entry.owner)
+        base = owner.expect if owner else None
+        if entry.expect is None:
+            return base.expectations() if base else Expectations()
+        return entry.expect.over(base).expectations()
 
     def channels(self) -> list[tuple[str, str]]:
         """Every (owner, channel kind) pair pages may go to."""
