@@ -376,6 +376,19 @@ def _negatives() -> dict[str, str]:
         "minified messages across string boundaries": (
             'DefaultRestParameter:"Unexpected token =",DuplicateBinding:"Duplicate binding %0"'
         ),
+        # -- shapes met in a bundled CLI (@anthropic-ai/claude-code 2.1.88's cli.js, its map) --
+        "minified oauth client joining the scheme and the token": (
+            'K.token_type=K.token_type||"Bearer";let A={Authorization:K.token_type+" "+'
+            'K.access_token};let $={Authorization:Y.token_type+" "+z.access_token};'
+        ),
+        "minified flags after a key ending in auth": (
+            "fromPartial(q){let K=wj_();return K.is_ci=q.is_ci??!1,K.is_app_auth=q.is_app_auth"
+            '??!1,K.version=q.version??"",K}'
+        ),
+        "header name under a token constant": (
+            'const X_AWS_EC2_METADATA_TOKEN = "x-aws-ec2-metadata-token";\n'
+            'const AUTH_HEADER_SECRET = "x-hub-signature-secret";'
+        ),
     }
 
 
@@ -632,6 +645,22 @@ def test_assignment_forms_skip_references_and_placeholders(
     template: str, path: str, value: str
 ) -> None:
     assert scan_text(template.format(v=value), path) == []
+
+
+def test_code_shaped_neighbours_of_the_bundle_negatives_are_still_found() -> None:
+    """The other side of the bundle negatives above: a literal token in the same code shapes, an
+    env string whose key starts it, a dashed value with a random part."""
+    rng = random.Random(35)
+    tok = fakecreds.chars(rng, fakecreds.ALNUM, 30) + "9"
+    dashed = "ab-" + fakecreds.chars(rng, fakecreds.ALNUM, 14) + "4-token"
+    cases = [
+        ('let A={Authorization:"Bearer ' + tok + '"};', "http-auth-header", tok),
+        ('{"app.env": "AUTH=' + tok + '\\nDEBUG=0"}', "generic-secret", tok),
+        ('const X_API_TOKEN = "' + dashed + '";', "generic-secret", dashed),
+    ]
+    for text, rule, secret in cases:
+        found = [(f.rule, f.key) for f in scan_text(text, "package/cli.js")]
+        assert found == [(rule, redacted_form(secret))], text
 
 
 def test_a_password_with_dots_is_not_an_identifier_but_a_member_chain_is() -> None:
