@@ -68,3 +68,42 @@ async def test_test_alerts_are_queued_without_an_incident(store: Store) -> None:
     item = await store.next_outbox_item("demo/console", now=T0)
     assert item is not None and item.id == item_id and item.incident_id is None
     assert item.event is not None and item.event.incident.test
+
+
+async def test_a_held_opening_page_waits_and_is_amended_and_released_once(store: Store) -> None:
+    """Automatic containment holds an opening page (at most a few seconds) to say its outcome."""
+    held = [dataclasses.replace(d, hold_until=T0 + 5) for d in pages("hook", "console")]
+    opened, _ = await store.open_incident_with_outbox(incident(), held, now=T0)
+    assert opened.id is not None
+    assert await store.next_outbox_item("hook", now=T0 + 1) is None  # held
+    event_id = "watcher/npm/@acme/cli/1.0.1#incident.opened"
+    # what is under way, without sending it yet
+    assert await store.amend_held_event(opened.id, event_id, "under way", release=False, now=T0)
+    assert await store.next_outbox_item("hook", now=T0 + 1) is None
+    # the outcome: amended and due now, on every channel
+    assert await store.amend_held_event(opened.id, event_id, "done", release=True, now=T0 + 2)
+    for channel in ("hook", "console"):
+        item = await store.next_outbox_item(channel, now=T0 + 2)
+        assert item is not None and item.event is not None and item.event.message == "done"
+    # no longer held: a second amendment changes nothing
+    assert not await store.amend_held_event(opened.id, event_id, "late", release=True, now=T0 + 3)
+    item = await store.next_outbox_item("hook", now=T0 + 3)
+    assert item is not None and item.event is not None and item.event.message == "done"
+
+
+async def test_a_held_page_whose_hold_ended_is_not_amended(store: Store) -> None:
+    held = [dataclasses.replace(d, hold_until=T0 + 5) for d in pages("hook")]
+    opened, _ = await store.open_incident_with_outbox(incident(), held, now=T0)
+    assert opened.id is not None
+    event_id = "watcher/npm/@acme/cli/1.0.1#incident.opened"
+    # within the margin before the hold ends, a sender may already be reading it
+    assert not await store.amend_held_event(opened.id, event_id, "x", release=True, now=T0 + 4.8)
+    item = await store.next_outbox_item("hook", now=T0 + 5)
+    assert item is not None and item.event is not None and item.event.message is None
+    # a page that was never held is not amended either
+    other, _ = await store.open_incident_with_outbox(
+        incident("1.0.2"), pages("hook", of=incident("1.0.2")), now=T0
+    )
+    assert other.id is not None
+    other_id = "watcher/npm/@acme/cli/1.0.2#incident.opened"
+    assert not await store.amend_held_event(other.id, other_id, "x", release=True, now=T0)

@@ -70,6 +70,8 @@ def render(event: AlertEvent) -> str:
         lines.append(f"The runbook was in the first page: watcher runbook {package_ref(incident)}")
     else:
         lines.append(f"{mark}FIRST (≤5 min): {first_action(incident)}")
+        if event.message:  # what automatic containment did while the page waited
+            lines.append(event.message)
         lines.append(summary_line(incident))
         lines.append(_owner_line(incident))
         lines.append("Findings:")

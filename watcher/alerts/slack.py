@@ -182,6 +182,8 @@ def _page_blocks(event: AlertEvent, shown: int, step_limit: int) -> list[dict[st
     severity = incident.worst()
     blocks: list[dict[str, Any]] = [_header(f"{_EMOJI[severity]} {_title(incident)}")]
     blocks.append(_first_action_block(incident))
+    if event.message:  # what automatic containment did while the page waited
+        blocks.append(_section(event.message))
     blocks.append(
         {
             "type": "section",

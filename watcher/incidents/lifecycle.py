@@ -27,6 +27,7 @@ from watcher.alerts.payload import describe_finding, time_to_contain
 from watcher.config.schema import Config, channel_id
 from watcher.ecosystems.npm.settings import is_public_npm_registry
 from watcher.ecosystems.pypi.settings import is_warehouse_index
+from watcher.incidents.eligibility import opening_hold
 from watcher.incidents.policy import decide
 from watcher.incidents.runbook import RunbookInputs, build_runbook, rotation_reminder
 from watcher.model import (
@@ -211,8 +212,10 @@ class IncidentLifecycle:
             return None
         return [channel_id(owner, kind) for kind in config.channel_kinds()]
 
-    def _deliveries(self, event: AlertEvent, channels: Sequence[str]) -> list[Delivery]:
-        return [Delivery(channel, event) for channel in channels]
+    def _deliveries(
+        self, event: AlertEvent, channels: Sequence[str], hold_until: float | None = None
+    ) -> list[Delivery]:
+        return [Delivery(channel, event, hold_until) for channel in channels]
 
     # -- report → incident ----------------------------------------------------------------------
 
@@ -296,7 +299,12 @@ class IncidentLifecycle:
             existing = await self.store.get_incident(page.dedup_key)
             if existing is None:
                 opening = replace(page, release_id=stored.id)
-                deliveries = self._deliveries(opened(opening), self._channels(page.owner) or [])
+                # automatic containment will act: the page waits (at most a few seconds) so it
+                # can say what was done
+                hold = opening_hold(self.config, opening, self.clock())
+                deliveries = self._deliveries(
+                    opened(opening), self._channels(page.owner) or [], hold
+                )
             else:  # files added to the release after its page: only what is new pages again
                 update, deliveries = self._findings_added(existing, page, baseline_version)
         # Shielded: once the result is computed, a shutdown must not cut its transaction short.

@@ -35,8 +35,9 @@ from watcher.ecosystems.npm.client import NpmClient, Packument
 from watcher.ecosystems.npm.unit import NpmRegistry
 from watcher.ecosystems.npm.writes import NpmActions
 from watcher.ecosystems.versions import is_prerelease, version_key
-from watcher.incidents.lifecycle import IncidentLifecycle, stored_id
-from watcher.model import Ecosystem, Incident
+from watcher.incidents.eligibility import not_eligible
+from watcher.incidents.lifecycle import IncidentLifecycle, event_id_for, stored_id
+from watcher.model import Ecosystem, EventType, Incident
 from watcher.store.api import Store
 from watcher.store.types import ContainmentJob, JobState, NewJob
 
@@ -189,6 +190,7 @@ class AutoContainment:
         self.clients = clients
         self.actions = actions
         self.clock = clock
+        self.on_page = on_page
         self.poll = poll
         self.name = "auto-containment"
         self.last_success: float | None = None
@@ -234,13 +236,6 @@ class AutoContainment:
 
     # -- planning ------------------------------------------------------------------------------
 
-    def _opted_out(self, incident: Incident) -> bool:
-        packages = [
-            p for p in self.config.packages_for(incident.ecosystem) if p.matches(incident.name)
-        ]
-        packages.sort(key=lambda p: (p.is_pattern, -len(p.name)))
-        return bool(packages) and not packages[0].auto_contain
-
     async def _plan(self, incident: Incident, incidents: Sequence[Incident]) -> None:
         if incident.test or incident.id is None:
             return
@@ -251,6 +246,7 @@ class AutoContainment:
         if why_not is not None:
             await self.store.add_incident_note(stored_id(incident), PLANNED_NOTE, why_not)
             log.info("auto_containment_not_eligible", dedup_key=incident.dedup_key, reason=why_not)
+            await self._amend_opening(incident, None)  # nothing to wait for
             return
         registry = self.clients.get(incident.ecosystem)
         client = registry.client if isinstance(registry, NpmRegistry) else registry
@@ -277,6 +273,16 @@ class AutoContainment:
         await self.store.add_incident_note(
             stored_id(incident), PLANNED_NOTE, plan.note or "planned"
         )
+        if not plan.jobs and not worth_reporting(plan.note):
+            await self._amend_opening(incident, None)  # nothing to wait for
+        elif plan.jobs:  # should the hold end first, the page says what is under way
+            await self.store.amend_held_event(
+                stored_id(incident),
+                event_id_for(incident.dedup_key, EventType.OPENED),
+                under_way(plan, self.auto.dry_run),
+                release=False,
+                now=self.clock(),
+            )
         log.info(
             "auto_containment_planned",
             dedup_key=incident.dedup_key,
@@ -286,19 +292,7 @@ class AutoContainment:
         )
 
     def _not_eligible(self, incident: Incident) -> str | None:
-        if incident.worst().rank < self.auto.at.rank:
-            return f"below containment.auto.at ({self.auto.at.value}): no automatic action"
-        if self._opted_out(incident):
-            return "auto_contain: false for this package: no automatic action"
-        published = incident.published_at
-        if published is not None:
-            age = self.clock() - published.timestamp()
-            if age > self.auto.within:
-                return (
-                    f"published {age / 3600:.1f} h ago, older than containment.auto.within: "
-                    "no automatic action"
-                )
-        return None
+        return not_eligible(self.config, incident, self.clock())
 
     # -- running -------------------------------------------------------------------------------
 
@@ -307,7 +301,7 @@ class AutoContainment:
         incident = await self._incident_of(job)
         now = self.clock()
         if self.auto.dry_run:
-            what = _would(job)
+            what = _would(job.action, job.target, job.params)
             await self._finish(job, JobState.DRY_RUN, what, eco)
             return
         recent = await self.store.containment_actions_since(job.ecosystem, job.name, now - 3600)
@@ -380,19 +374,52 @@ class AutoContainment:
         if any(j.state is JobState.PENDING for j in jobs):
             return
         note = notes[PLANNED_NOTE]
-        if not jobs and not note.startswith(("no earlier", "unpublish")) and "no API" not in note:
+        if not jobs and not worth_reporting(note):
             return  # not eligible: nothing to say beyond the page
         took = _since_publish(incident, self.clock())
         message = describe(jobs, incident, "" if note == "planned" else note, took)
-        await self.lifecycle.mitigated(incident, REPORTED_KIND, message)
+        if await self._amend_opening(incident, message):
+            # the opening page, still held, now says it: recorded, and no update of its own
+            await self.store.add_incident_note(incident.id, REPORTED_KIND, message)
+            log.info("auto_containment_reported", dedup_key=incident.dedup_key, page="opening")
+            return
+        if await self.lifecycle.mitigated(incident, REPORTED_KIND, message):
+            log.info("auto_containment_reported", dedup_key=incident.dedup_key, page="update")
+
+    async def _amend_opening(self, incident: Incident, message: str | None) -> bool:
+        """Put `message` in the incident's held opening page and send it now; False when the page
+        is no longer held (its hold ended, or it was never held)."""
+        done = await self.store.amend_held_event(
+            stored_id(incident),
+            event_id_for(incident.dedup_key, EventType.OPENED),
+            message,
+            release=True,
+            now=self.clock(),
+        )
+        if done:
+            self.on_page()
+        return done
 
 
-def _would(job: ContainmentJob) -> str:
-    if job.action == "dist_tag":
-        return f"move {job.target} {job.params.get('from')} → {job.params.get('to')}"
-    if job.action == "deprecate":
-        return f"deprecate {job.target}"
-    return f"{job.action} {job.target}"
+def worth_reporting(note: str) -> bool:
+    """A plan without jobs still says something the owner must know (no good version to fall
+    back to, no write API) — or nothing beyond the page (not eligible, nothing to contain)."""
+    return note.startswith(("no earlier", "unpublish")) or "no API" in note
+
+
+def under_way(plan: Plan, dry_run: bool) -> str:
+    """What the opening page says when it goes out before the actions' outcome is known."""
+    what = ", ".join(_would(j.action, j.target, j.params) for j in plan.jobs)
+    lead = "auto-containment (dry run) under way" if dry_run else "auto-containment under way"
+    return f"{lead}: {what}; the outcome follows as one update"
+
+
+def _would(action: str, target: str, params: Mapping[str, str]) -> str:
+    if action == "dist_tag":
+        return f"move {target} {params.get('from')} → {params.get('to')}"
+    if action == "deprecate":
+        return f"deprecate {target}"
+    return f"{action} {target}"
 
 
 def _since_publish(incident: Incident, now: float) -> float | None:

@@ -236,6 +236,17 @@ class OutboxStore(Protocol):
         now: float | None = None,
     ) -> list[int]: ...
 
+    async def amend_held_event(
+        self,
+        incident_id: int,
+        event_id: str,
+        message: str | None,
+        *,
+        release: bool,
+        now: float | None = None,
+        margin: float = 0.5,
+    ) -> bool: ...
+
     async def outbox_channels(self) -> list[str]: ...
 
     async def outbox_head(self, channel: str) -> OutboxItem | None: ...

@@ -202,6 +202,9 @@ class Delivery:
 
     channel: str
     event: AlertEvent
+    # not sent before this time (epoch seconds): an opening page held for the outcome of
+    # automatic containment, which may amend it and release it earlier (`amend_held_event`)
+    hold_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

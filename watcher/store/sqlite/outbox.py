@@ -63,6 +63,48 @@ class OutboxRepository(Repository):
             return None
         return head
 
+    async def amend_held_event(
+        self,
+        incident_id: int,
+        event_id: str,
+        message: str | None,
+        *,
+        release: bool,
+        now: float | None = None,
+        margin: float = 0.5,
+    ) -> bool:
+        """Change what a held event says (its message; None keeps it) and, with `release`, make
+        its deliveries due now. Only while every delivery of it is still held, untried, more than
+        `margin` seconds before its hold ends (so a sender reading it at the end of the hold reads
+        the amended event, never half of it): False otherwise, and nothing changes."""
+        at = now_or(now)
+        async with self._conn.tx() as db:
+            rows = await fetch(
+                db,
+                "SELECT e.id AS event, o.id, o.attempts, o.next_attempt_at, o.state "
+                "FROM incident_events AS e JOIN outbox AS o ON o.event = e.id "
+                "WHERE e.incident_id = ? AND e.event_id = ?",
+                (incident_id, event_id),
+            )
+            if not rows or any(
+                r["attempts"] != 0 or r["state"] != "pending" or r["next_attempt_at"] <= at + margin
+                for r in rows
+            ):
+                return False
+            ref = rows[0]["event"]
+            if message is not None:
+                await db.execute(
+                    "UPDATE incident_events SET message = ? WHERE id = ?", (message, ref)
+                )
+            if release:
+                await db.execute(
+                    "UPDATE outbox SET next_attempt_at = ? WHERE event = ? AND state = 'pending'",
+                    (at, ref),
+                )
+        if release:
+            self._notifications.notify(Topic.OUTBOX)
+        return True
+
     async def mark_delivered(self, item_id: int) -> None:
         """The channel accepted it: only now does it leave the outbox."""
         async with self._conn.tx() as db:
@@ -235,9 +277,10 @@ async def enqueue_rows(
             )
             assert cursor.lastrowid is not None
             ref = events[event.event_id] = cursor.lastrowid
+        due = at if delivery.hold_until is None else max(at, delivery.hold_until)
         cursor = await db.execute(
             "INSERT INTO outbox (event, channel, next_attempt_at, created_at) VALUES (?, ?, ?, ?)",
-            (ref, delivery.channel, at, at),
+            (ref, delivery.channel, due, at),
         )
         assert cursor.lastrowid is not None
         ids.append(cursor.lastrowid)
