@@ -22,11 +22,12 @@ with its incident and pages (`mark_scanned`), an incident and its pages.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from watcher.model import Ecosystem, Finding, Incident, Manifest
 from watcher.store.types import (
+    Approval,
     ChannelQueue,
     Claimant,
     ContainmentJob,
@@ -37,7 +38,9 @@ from watcher.store.types import (
     IncidentUpdate,
     JobState,
     Lease,
+    NewApproval,
     NewJob,
+    OriginCheck,
     OutboxItem,
     PackageState,
     ReleaseState,
@@ -347,6 +350,79 @@ class ContainmentJobStore(Protocol):
 
 
 @runtime_checkable
+class ApprovalStore(Protocol):
+    """Approvals from the team's pre-publish gate: one per artifact, with who and when."""
+
+    async def add_approval(
+        self, approval: NewApproval, *, now: float | None = None
+    ) -> tuple[Approval, bool]:
+        """Record it; (stored, True) when new, (the earlier one, False) when this artifact
+        (ecosystem, name, version, sha256) was approved before."""
+        ...
+
+    async def approvals(
+        self, ecosystem: Ecosystem, name: str, version: str | None = None
+    ) -> list[Approval]:
+        """The package's approvals (of one version when given), oldest first."""
+        ...
+
+    async def recent_approvals(self, limit: int = 10) -> list[Approval]:
+        """The last ones recorded, newest first."""
+        ...
+
+
+@runtime_checkable
+class OriginCheckStore(Protocol):
+    """Origin checks deferred until their grace ran out (approval, tag, late attestations):
+    durable, claimed with a lease, finished with their findings and pages in one transaction."""
+
+    async def schedule_origin_check(
+        self,
+        release_id: int,
+        kind: str,
+        due_at: float,
+        params: Mapping[str, object] | None = None,
+        *,
+        now: float | None = None,
+    ) -> OriginCheck:
+        """One check per release and kind: a pending one keeps its due time (takes the new
+        params), a done one is armed again at `due_at`."""
+        ...
+
+    async def origin_checks(self, release_id: int) -> list[OriginCheck]: ...
+
+    async def claim_due_origin_checks(
+        self, claimant: Claimant, *, now: float | None = None, limit: int = 20
+    ) -> list[OriginCheck]:
+        """Due checks, claimed (attempts + 1); expired claims are taken over."""
+        ...
+
+    async def next_origin_check_at(self) -> float | None: ...
+
+    async def finish_origin_check(
+        self,
+        check_id: int,
+        detail: str,
+        *,
+        owner: str,
+        findings: Sequence[Finding] = (),
+        incident: Incident | None = None,
+        update: IncidentUpdate | None = None,
+        deliveries: Sequence[Delivery] = (),
+        now: float | None = None,
+    ) -> tuple[Incident | None, bool]:
+        """Done, with its findings on the release and the incident opened (or updated) with its
+        pages; ClaimLost when `owner` no longer holds it."""
+        ...
+
+    async def reschedule_origin_check(
+        self, check_id: int, due_at: float, detail: str, *, owner: str
+    ) -> int:
+        """Due again at `due_at`, claim released; returns the attempts so far."""
+        ...
+
+
+@runtime_checkable
 class StatusStore(Protocol):
     """Counts for the metrics and the summary `watcher status` prints."""
 
@@ -365,6 +441,8 @@ class Store(
     LeaseStore,
     StatusStore,
     ContainmentJobStore,
+    ApprovalStore,
+    OriginCheckStore,
     Protocol,
 ):
     """Every concern, as `open_store` returns it; `close()` when done (or `async with`)."""

@@ -47,6 +47,7 @@ class Topic(StrEnum):
 
     RELEASES = "releases"  # releases became pending: the scan workers may claim
     OUTBOX = "outbox"  # pages were queued or requeued, or a channel was enabled
+    ORIGIN_CHECKS = "origin_checks"  # a deferred origin check was scheduled
 
 
 # ------------------------------------------------------------------------------------ releases
@@ -318,5 +319,61 @@ class ContainmentJob:
     attempts: int
     next_attempt_at: float
     detail: str | None  # the outcome in words (or the last error while pending)
+    created_at: float
+    finished_at: float | None
+
+
+# ----------------------------------------------------------------------------------- approvals
+
+
+@dataclass(frozen=True, slots=True)
+class NewApproval:
+    """The team's gate passed this exact artifact (`POST /api/v1/approvals`). `name` as its
+    ecosystem compares it; `sha256` lowercase hex."""
+
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    sha256: str
+    token_name: str  # who: the API token's name (never the token)
+    integrity: str | None = None  # npm's `dist.integrity` (SRI), when the gate sent it
+    report: dict[str, object] | None = None  # the gate's scan report, as it sent it
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    id: int
+    ecosystem: Ecosystem
+    name: str
+    version: str
+    sha256: str
+    integrity: str | None
+    token_name: str
+    created_at: float
+    report: dict[str, object] | None = None
+
+
+# ------------------------------------------------------------------------------- origin checks
+
+
+class OriginCheckState(StrEnum):
+    PENDING = "pending"  # due at `due_at` (claimed while `claimed_by` holds its lease)
+    DONE = "done"  # judged: its findings (if any) are on the release and its incident
+
+
+@dataclass(frozen=True, slots=True)
+class OriginCheck:
+    """A check of a release's origin (approval, tag, late attestations) deferred until its grace
+    ran out: durable, so a restart or another replica picks it up when it is due."""
+
+    id: int
+    release_id: int
+    kind: str  # "approval", "tag", "attestations": the registered check that judges it
+    params: dict[str, object]  # what the check needs beyond the release (e.g. artifact digests)
+    state: OriginCheckState
+    due_at: float
+    attempts: int
+    detail: str | None  # the verdict in words (or the last error while pending)
+    claimed_by: str | None
     created_at: float
     finished_at: float | None

@@ -18,6 +18,7 @@ from watcher.model import Ecosystem
 from watcher.store.postgres.connection import Connection, Db, fetch
 from watcher.store.postgres.notify import PgNotifications
 from watcher.store.sqlite import feed_state
+from watcher.store.sqlite.approvals import ApprovalRepository
 from watcher.store.sqlite.channels import ChannelRepository
 from watcher.store.sqlite.codec import now_or
 from watcher.store.sqlite.containment_jobs import ContainmentJobRepository
@@ -25,6 +26,7 @@ from watcher.store.sqlite.feed_state import FeedStateRepository
 from watcher.store.sqlite.incidents import IncidentRepository
 from watcher.store.sqlite.leases import LeaseRepository
 from watcher.store.sqlite.manifests import ManifestRepository
+from watcher.store.sqlite.origin_checks import OriginCheckRepository
 from watcher.store.sqlite.outbox import OutboxRepository
 from watcher.store.sqlite.releases import (
     RELEASE_COLUMNS,
@@ -56,6 +58,8 @@ class PostgresStore(
     LeaseRepository,
     StatusRepository,
     ContainmentJobRepository,
+    ApprovalRepository,
+    OriginCheckRepository,
 ):
     """Every concern over one pool; `await store.close()` when done (or `async with`)."""
 

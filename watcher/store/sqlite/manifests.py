@@ -12,7 +12,7 @@ import orjson
 from watcher.model import Category, Ecosystem, Finding, Manifest, Severity
 from watcher.store.sqlite.base import Repository
 from watcher.store.sqlite.codec import decode_manifest, encode_manifest, to_json
-from watcher.store.sqlite.connection import Db, Row
+from watcher.store.sqlite.connection import Db, Row, fetch
 
 
 class ManifestRepository(Repository):
@@ -57,11 +57,29 @@ def finding_of(row: Row) -> Finding:
     )
 
 
+async def add_findings(db: Db, release_id: int, findings: Sequence[Finding]) -> None:
+    """Findings judged after the scan (origin checks) beside the scan's; one already on the
+    release (same fingerprint) is not added twice."""
+    rows = await fetch(db, "SELECT fingerprint FROM findings WHERE release_id = ?", (release_id,))
+    known = {row["fingerprint"] for row in rows}
+    await _insert_findings(db, release_id, [f for f in findings if f.fingerprint not in known])
+
+
 async def write_scan(
     db: Db, release_id: int, findings: Sequence[Finding], manifest: Manifest
 ) -> None:
     """A scan's findings (replacing the previous scan's) and its manifest."""
     await db.execute("DELETE FROM findings WHERE release_id = ?", (release_id,))
+    await _insert_findings(db, release_id, findings)
+    await db.execute(
+        "INSERT OR REPLACE INTO manifests (release_id, files, bytes, data) VALUES (?, ?, ?, ?)",
+        (release_id, len(manifest.files), manifest.total_bytes, encode_manifest(manifest)),
+    )
+
+
+async def _insert_findings(db: Db, release_id: int, findings: Sequence[Finding]) -> None:
+    if not findings:
+        return
     await db.executemany(
         "INSERT INTO findings (release_id, rule, category, severity, path, line, message, "
         "key, fingerprint, is_new, severity_if_new, evidence) "
@@ -83,8 +101,4 @@ async def write_scan(
             )
             for f in findings
         ],
-    )
-    await db.execute(
-        "INSERT OR REPLACE INTO manifests (release_id, files, bytes, data) VALUES (?, ?, ?, ?)",
-        (release_id, len(manifest.files), manifest.total_bytes, encode_manifest(manifest)),
     )

@@ -237,5 +237,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX containment_jobs_due ON containment_jobs (state, next_attempt_at)",
         "CREATE INDEX containment_jobs_by_package ON containment_jobs (ecosystem, name, finished_at)",
     ),
+    # approvals (issue 12): the team's gate passed this exact artifact, with who and when; and
+    # origin checks, deferred until their grace ran out (the approval, the tag, late attestations).
+    (
+        """CREATE TABLE approvals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ecosystem TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            integrity TEXT,
+            report TEXT,
+            token_name TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (ecosystem, name, version, sha256)
+        )""",
+        "CREATE INDEX approvals_by_time ON approvals (created_at)",
+        """CREATE TABLE origin_checks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            release_id INTEGER NOT NULL REFERENCES releases (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            params TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done')),
+            due_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            detail TEXT,
+            claimed_by TEXT,
+            lease_expires_at REAL,
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            UNIQUE (release_id, kind)
+        )""",
+        "CREATE INDEX origin_checks_due ON origin_checks (state, due_at)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
