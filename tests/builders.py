@@ -35,18 +35,22 @@ def wheel(
     *,
     name: str = "demo_pkg",
     version: str = "1.0.0",
+    metadata: str = "",
+    tag: str = "py3-none-any",
 ) -> Path:
-    path = path_dir / f"{name}-{version}-py3-none-any.whl"
+    """A wheel; `metadata`: more METADATA header lines (`Requires-Dist: …`)."""
+    path = path_dir / f"{name}-{version}-{tag}.whl"
     dist_info = f"{name}-{version}.dist-info"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for member, data in files.items():
             archive.writestr(member, data)
         archive.writestr(
-            f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n"
+            f"{dist_info}/METADATA",
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{metadata}\n",
         )
         archive.writestr(
             f"{dist_info}/WHEEL",
-            "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+            f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n",
         )
         archive.writestr(f"{dist_info}/RECORD", "")
     return path

@@ -244,6 +244,10 @@ class Manifest:
     # digests of the first-party sources embedded in the release's source maps: a map whose
     # sources the baseline already embedded is not new, whatever its path
     sources: set[str] = field(default_factory=set)
+    # What the what-changed rules compare (watcher.scanning.checks.changes): kind → values
+    # (dependencies, endpoint hosts, obfuscation signals, native binaries, setup.py side
+    # effects). None for a manifest stored before they were kept: unknown, so nothing is new.
+    facts: dict[str, set[str]] | None = None
 
     @property
     def total_bytes(self) -> int:

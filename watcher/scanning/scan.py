@@ -37,6 +37,7 @@ from watcher.model import (
 from watcher.scanning.archive import ArchiveLimits, ArchiveReader, sniff_format
 from watcher.scanning.checks import comparison_checks, default_checks
 from watcher.scanning.checks.base import Check, ScanContext, ScanOptions, SourceMapDoc, TextDoc
+from watcher.scanning.checks.changes import merge_facts, raise_with_origin, stable_facts
 from watcher.scanning.checks.secrets import SecretCheck
 from watcher.scanning.checks.sourcemap import (
     SOURCE_DIGESTS,
@@ -136,6 +137,7 @@ def scan_artifact(request: ScanRequest) -> Report:
         sources={
             key for f in findings for pair in f.evidence.get(SOURCE_DIGESTS, ()) for key in pair
         },
+        facts=stable_facts(ctx.facts, ctx.version),
     )
     findings = _fingerprint(findings, ctx.version)
     manifest.fingerprints = {f.fingerprint: f.severity for f in findings}
@@ -194,6 +196,7 @@ def compare_with_baseline(
             finding.new = fresh > 0
         if finding.new and finding.severity_if_new is not None:
             finding.severity = finding.severity_if_new
+    raise_with_origin(findings)
     report.manifest.fingerprints = {f.fingerprint: f.severity for f in findings}
     findings.sort(key=lambda f: (-f.severity.rank, f.category.value, f.path, f.line or 0))
     report.findings = findings
@@ -262,8 +265,10 @@ def _merge(reports: list[Report], prefix_paths: bool) -> Report:
     findings: list[Finding] = []
     files: dict[str, ManifestEntry] = {}
     sources: set[str] = set()
+    facts: list[dict[str, set[str]] | None] = []
     for report in reports:
         prefix = stable_path(report.target.filename, version) + "/" if prefix_paths else ""
+        facts.append(_prefixed_facts(report.manifest.facts, prefix))
         for finding in report.findings:
             if prefix_paths:
                 finding.path = f"{report.target.filename}/{finding.path}"
@@ -287,6 +292,7 @@ def _merge(reports: list[Report], prefix_paths: bool) -> Report:
             files=files,
             fingerprints={f.fingerprint: f.severity for f in findings},
             sources=sources,
+            facts=merge_facts(facts),
         ),
         bytes_read=sum(r.bytes_read for r in reports),
         credentials=[c for r in reports for c in r.credentials],
@@ -294,6 +300,19 @@ def _merge(reports: list[Report], prefix_paths: bool) -> Report:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _prefixed_facts(facts: dict[str, set[str]] | None, prefix: str) -> dict[str, set[str]] | None:
+    """A file's facts with their paths (the last column) named as the release's paths are."""
+    if facts is None or not prefix:
+        return facts
+    return {
+        kind: {
+            f"{head}{sep}{prefix}{path}" if sep else f"{prefix}{head}"
+            for head, sep, path in (fact.rpartition("\t") for fact in values)
+        }
+        for kind, values in facts.items()
+    }
 
 
 class _ContentScanner:

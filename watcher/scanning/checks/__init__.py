@@ -3,6 +3,7 @@ per-scan state), `comparison_checks` those that compare two releases (manifests,
 
 from watcher.scanning.checks.base import Check, ComparisonCheck, ScanOptions
 from watcher.scanning.checks.canaries import CanaryCheck
+from watcher.scanning.checks.changes import ChangeFacts, ChangesCheck
 from watcher.scanning.checks.hooks import InstallHookCheck
 from watcher.scanning.checks.internal import InternalReferenceCheck
 from watcher.scanning.checks.private import PrivateSourceCheck, matcher_for
@@ -23,6 +24,7 @@ def default_checks(options: ScanOptions | None = None) -> list[Check]:
         VcsMetadataCheck(),
         InstallHookCheck(),
         InternalReferenceCheck(),
+        ChangeFacts(),
     ]
     if options is not None:
         # the owner's own context: what is private, what was planted
@@ -35,4 +37,4 @@ def default_checks(options: ScanOptions | None = None) -> list[Check]:
 
 
 def comparison_checks() -> list[ComparisonCheck]:
-    return [SizeAnomalyCheck(), UnexpectedContentCheck(), ProvenanceCheck()]
+    return [SizeAnomalyCheck(), UnexpectedContentCheck(), ProvenanceCheck(), ChangesCheck()]

@@ -73,6 +73,8 @@ class ScanContext:
     # root files the artifact's installer runs (its unit's `install_hook_files`; every unit's
     # while the ecosystem is unknown)
     install_hook_files: frozenset[str] = frozenset()
+    # what the artifact declares and carries, for the what-changed rules (Manifest.facts)
+    facts: dict[str, set[str]] = field(default_factory=dict)
 
 
 class Check:

@@ -106,6 +106,13 @@ class InstallHookCheck(Check):
             )
 
 
+def setup_py_side_effects(text: str) -> list[str]:
+    """The lines of a setup.py that make network or process calls (the version-file idiom
+    aside), stripped: what `install-hook-changed` compares between releases."""
+    text = _EXEC_LOCAL_FILE.sub("", text)
+    return [line.strip() for line in text.splitlines() if _SETUP_PY_CALLS.search(line)]
+
+
 def _is_site_root(path: str) -> bool:
     """A wheel's .pth only runs from the site-packages root (or a .data/purelib|platlib root)."""
     parts = path.split("/")

@@ -45,11 +45,13 @@ def artifacts_of(text: str) -> tuple[Artifact, ...]:
 
 
 def encode_manifest(manifest: Manifest) -> bytes:
-    data = {
+    data: dict[str, Any] = {
         "files": {path: [e.size, e.sha256] for path, e in manifest.files.items()},
         "fingerprints": {fp: sev.value for fp, sev in manifest.fingerprints.items()},
         "sources": sorted(manifest.sources),
     }
+    if manifest.facts is not None:
+        data["facts"] = {kind: sorted(values) for kind, values in manifest.facts.items()}
     return zlib.compress(orjson.dumps(data), 6)
 
 
@@ -59,4 +61,7 @@ def decode_manifest(blob: bytes) -> Manifest:
         files={path: ManifestEntry(size, sha) for path, (size, sha) in data["files"].items()},
         fingerprints={fp: Severity(sev) for fp, sev in data["fingerprints"].items()},
         sources=set(data.get("sources", ())),  # absent from manifests stored before it was kept
+        facts=None
+        if not isinstance(data.get("facts"), dict)
+        else {kind: set(values) for kind, values in data["facts"].items()},
     )
