@@ -4,6 +4,8 @@ and the job model run against Verdaccio in tests/integration/test_auto_containme
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,14 @@ from watcher.config.schema import AutoContainmentConfig, AutoNpmConfig
 from watcher.ecosystems.http import RegistryHttp
 from watcher.ecosystems.npm.client import NpmClient, parse_packument
 from watcher.errors import ConfigError
-from watcher.model import Ecosystem
-from watcher.service.autocontain import describe, plan_npm, previous_good, undo_jobs
+from watcher.model import Ecosystem, Incident
+from watcher.service.autocontain import (
+    describe,
+    irreversible,
+    plan_npm,
+    previous_good,
+    undo_jobs,
+)
 from watcher.service.daemon import _auto_containment
 from watcher.store import open_store
 from watcher.store.types import ContainmentJob, JobState
@@ -75,9 +83,55 @@ def test_no_earlier_good_version_moves_nothing_and_says_so() -> None:
 
 def test_switches_turn_actions_off() -> None:
     packument = doc({"1.0.0": {}, "1.0.1": {}}, {"latest": "1.0.1"})
-    auto = AutoContainmentConfig(npm=AutoNpmConfig(dist_tag=False, deprecate=False, unpublish=True))
+    auto = AutoContainmentConfig(npm=AutoNpmConfig(dist_tag=False, deprecate=False))
     plan = plan_npm(incident("1.0.1"), packument, auto, set())
-    assert plan.jobs == () and "unpublish" in plan.note
+    assert plan.jobs == ()
+
+
+UNPUBLISH = AutoContainmentConfig(npm=AutoNpmConfig(unpublish=True))
+
+
+def _published(version: str, at: datetime) -> Incident:
+    return dataclasses.replace(incident(version), published_at=at)
+
+
+def test_unpublish_is_planned_last_only_inside_npms_72_hour_window() -> None:
+    packument = doc({"1.0.0": {}, "1.0.1": {}}, {"latest": "1.0.1"})
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    young = _published("1.0.1", at)
+    plan = plan_npm(young, packument, UNPUBLISH, {"1.0.1"}, now=at.timestamp() + 71 * 3600)
+    assert [j.action for j in plan.jobs] == ["dist_tag", "deprecate", "unpublish"]
+    job = plan.jobs[-1]
+    assert job.target == "1.0.1" and job.params["good"] == "1.0.0"
+    assert job.params["tarball"] == "http://r/1.0.1.tgz"
+    assert job.params["manual"] == "npm unpublish @acme/cli@1.0.1"
+    late = plan_npm(young, packument, UNPUBLISH, {"1.0.1"}, now=at.timestamp() + 73 * 3600)
+    assert [j.action for j in late.jobs] == ["dist_tag", "deprecate"]
+    assert "outside npm's 72-hour unpublish window" in late.note
+
+
+def test_unpublish_is_refused_for_the_only_version_or_an_unknown_publish_time() -> None:
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    only = doc({"1.0.1": {}}, {"latest": "1.0.1"})
+    plan = plan_npm(_published("1.0.1", at), only, UNPUBLISH, set(), now=at.timestamp() + 60)
+    assert "unpublish" not in [j.action for j in plan.jobs]
+    assert "the only version" in plan.note
+    two = doc({"1.0.0": {}, "1.0.1": {}}, {"latest": "1.0.1"})
+    unknown = plan_npm(incident("1.0.1"), two, UNPUBLISH, set(), now=at.timestamp())
+    assert "unpublish" not in [j.action for j in unknown.jobs]
+    assert "publish time of @acme/cli@1.0.1 unknown" in unknown.note
+
+
+def test_an_unpublish_done_says_it_cannot_be_undone_and_undo_leaves_it() -> None:
+    jobs = [
+        _job("dist_tag", "latest", JobState.DONE, "latest 1.0.1 → 1.0.0", **{"from": "1.0.1"}),
+        _job("unpublish", "1.0.1", JobState.DONE, "1.0.1 unpublished"),
+    ]
+    text = describe(jobs, incident("1.0.1"), "", 3.0)
+    assert "auto-contained: latest 1.0.1 → 1.0.0, 1.0.1 unpublished, 3.0 s after publish" in text
+    assert "this cannot be undone" in text and "unpublish if wanted" not in text
+    assert [j.action for j in undo_jobs(incident("1.0.1"), jobs)] == []
+    assert [j.target for j in irreversible(jobs)] == ["1.0.1"]
 
 
 def _job(action: str, target: str, state: JobState, detail: str, **params: str) -> ContainmentJob:

@@ -14,6 +14,8 @@ import asyncio
 import json
 import random
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,9 +29,10 @@ from test_containment_e2e import leak, of_type, run_cli, until, write_config
 
 from tests import fakecreds
 from tests.receivers import Receivers, all_receivers
-from watcher.model import incident_key
+from watcher.ecosystems.npm.writes import NpmActions
+from watcher.model import Ecosystem, incident_key
 from watcher.store import open_store
-from watcher.store.types import JobState
+from watcher.store.types import ContainmentJob, JobState
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -314,3 +317,97 @@ async def test_kill_9_between_the_dist_tag_move_and_the_deprecation_completes_on
     finally:
         service.ensure_stopped()
         await gate.close()
+
+
+def tarball_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def test_unpublish_inside_the_window_removes_the_release_and_cannot_be_undone(
+    verdaccio: Verdaccio, receivers: Receivers, tmp_path: Path
+) -> None:
+    rx = receivers
+    auto = json.dumps({"npm": {"token": verdaccio.token, "unpublish": True}})
+    service, name, config = await _start(verdaccio, rx, tmp_path, auto)
+    try:
+        await asyncio.to_thread(
+            verdaccio.publish, name, "1.1.0", leak(fakecreds.npm_token(random.Random(14)))
+        )
+        tarball = verdaccio.packument(name)["versions"]["1.1.0"]["dist"]["tarball"]
+        await until(lambda: "1.1.0" not in verdaccio.packument(name)["versions"], "unpublished", 20)
+        assert verdaccio.packument(name)["dist-tags"]["latest"] == "1.0.0"
+        await until(lambda: len(of_type(rx.hook, "incident.opened")) == 1, "the page", 20)
+        # the page waited for every job, the tarball's deletion included
+        assert await asyncio.to_thread(tarball_status, tarball) == 404
+        message = opening_message(rx)
+        assert "1.1.0 unpublished" in message and "this cannot be undone" in message, message
+        assert "unpublish if wanted" not in message
+        # the registry no longer serves it: the incident resolves (real containment)
+        await until(lambda: len(of_type(rx.hook, "incident.resolved")) == 1, "resolved", 20)
+        key = incident_key("npm", name, "1.1.0")
+        jobs = await jobs_of(tmp_path / "state.db", key)
+        assert [(a, s) for a, _, s, _ in jobs] == [
+            ("dist_tag", JobState.DONE),
+            ("deprecate", JobState.DONE),
+            ("unpublish", JobState.DONE),
+        ]
+        code, printed = await asyncio.to_thread(
+            run_cli, "contain", "--undo", key, "--config", str(config)
+        )
+        assert code == 1, printed
+        assert "cannot be undone: unpublish 1.1.0" in printed, printed
+        assert "1.1.0" not in verdaccio.packument(name)["versions"]
+    finally:
+        service.terminate()
+
+
+async def test_an_unpublish_resumed_after_its_packument_write_deletes_the_tarball_once(
+    verdaccio: Verdaccio, tmp_path: Path
+) -> None:
+    """A crash between the two writes: the version is gone from the packument, the file is not."""
+    name = f"auto-half-{free_port()}"
+    await asyncio.to_thread(verdaccio.publish, name, "1.0.0")
+    await asyncio.to_thread(verdaccio.publish, name, "1.1.0")
+    doc = verdaccio.packument(name)
+    tarball = doc["versions"]["1.1.0"]["dist"]["tarball"]
+    writer = NpmActions(verdaccio.url, {}, verdaccio.token, {})
+    job = ContainmentJob(
+        1,
+        1,
+        Ecosystem.NPM,
+        name,
+        "unpublish",
+        "1.1.0",
+        {"tarball": tarball, "good": "1.0.0", "manual": f"npm unpublish {name}@1.1.0"},
+        JobState.PENDING,
+        0,
+        0.0,
+        None,
+        0.0,
+        None,
+    )
+    try:
+        # the first write alone, as the job made it before the crash
+        async with aiohttp.ClientSession() as http:
+            url = f"{verdaccio.url}/{name}"
+            headers = {"authorization": f"Bearer {verdaccio.token}"}
+            async with http.get(url + "?write=true", headers=headers) as response:
+                full = await response.json()
+            del full["versions"]["1.1.0"]
+            full["dist-tags"] = {"latest": "1.0.0"}
+            full.pop("_attachments", None)
+            async with http.put(f"{url}/-rev/{full['_rev']}", json=full, headers=headers) as put:
+                assert put.status < 300, await put.text()
+        assert await asyncio.to_thread(tarball_status, tarball) == 200
+        result = await writer.perform(job)
+        assert result.done and result.detail == "1.1.0 unpublished", result
+        assert await asyncio.to_thread(tarball_status, tarball) == 404
+        again = await writer.perform(job)  # once more: nothing left, still done
+        assert again.done, again
+        assert verdaccio.packument(name)["dist-tags"]["latest"] == "1.0.0"
+    finally:
+        await writer.close()

@@ -1,7 +1,8 @@
 """`watcher contain --undo INCIDENT|NAME@VERSION`: reverse what automatic containment did.
 
 Restores every dist-tag it moved and removes the deprecation it added, each as a job in the
-state file (done once; a second run finishes what a first one left), and posts one update.
+state file (done once; a second run finishes what a first one left), and posts one update. An
+unpublish cannot be undone (npm never allows that name@version again): it says so, exit 1.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from watcher.ecosystems.npm.config import NpmRegistryConfig
 from watcher.ecosystems.npm.settings import resolve_npm_registries
 from watcher.errors import RegistryError
 from watcher.model import Ecosystem, Incident, incident_key
-from watcher.service.autocontain import npm_actions, undo
+from watcher.service.autocontain import UNDO_IMPOSSIBLE, irreversible, npm_actions, undo
 from watcher.service.logs import configure_logging
 from watcher.store.api import Store
 from watcher.store.types import ContainmentJob, JobState
@@ -47,16 +48,18 @@ def _actions(config: Config, ecosystem: Ecosystem) -> dict[Ecosystem, Containmen
 
 async def _undo(
     store: Store, config: Config, spec: str
-) -> tuple[Incident | None, list[ContainmentJob]]:
+) -> tuple[Incident | None, list[ContainmentJob], list[ContainmentJob]]:
+    """The incident, its undo jobs with their outcomes, and what no undo can reverse."""
     incident = await _find(store, spec)
-    if incident is None:
-        return None, []
+    if incident is None or incident.id is None:
+        return None, [], []
     actions = _actions(config, incident.ecosystem)
     try:
-        return incident, await undo(store, config, incident, actions)
+        undone = await undo(store, config, incident, actions)
     finally:
         for writer in actions.values():
             await writer.close()
+    return incident, undone, irreversible(await store.containment_jobs(incident.id))
 
 
 def contain_command(args: argparse.Namespace) -> int:
@@ -64,11 +67,17 @@ def contain_command(args: argparse.Namespace) -> int:
     configure_logging(args.log_format or config.log.format, config.log.level)
     if not has_state(config):
         return EXIT_FINDINGS
-    incident, jobs = asyncio.run(with_store(config, lambda store: _undo(store, config, args.undo)))
+    incident, jobs, final = asyncio.run(
+        with_store(config, lambda store: _undo(store, config, args.undo))
+    )
     if incident is None:
         print(f"watcher: no incident for {args.undo} in {config.store.path}", file=sys.stderr)
         return EXIT_FINDINGS
+    for job in final:
+        print(f"cannot be undone: {job.action} {job.target}: {UNDO_IMPOSSIBLE[job.action]}")
     if not jobs:
+        if final:
+            return EXIT_FINDINGS
         print(f"{incident.dedup_key}: automatic containment changed nothing to undo")
         return EXIT_CLEAN
     for job in jobs:
@@ -77,4 +86,6 @@ def contain_command(args: argparse.Namespace) -> int:
         if job.state is not JobState.DONE and job.params.get("manual"):
             line += f" (run: {job.params['manual']})"
         print(line)
-    return EXIT_CLEAN if all(j.state is JobState.DONE for j in jobs) else EXIT_FINDINGS
+    return (
+        EXIT_CLEAN if all(j.state is JobState.DONE for j in jobs) and not final else EXIT_FINDINGS
+    )

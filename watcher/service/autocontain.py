@@ -48,6 +48,7 @@ REPORTED_KIND = "auto-contained"  # the one update that reports every outcome
 UNDONE_KIND = "auto-containment-undone"  # the update `watcher contain --undo` posts
 UNDO = "undo_"
 MAX_ATTEMPTS = 6
+NPM_UNPUBLISH_WINDOW = 72 * 3600.0  # npm's policy: a version may be unpublished within 72 h
 BACKOFF_MAX = 60.0
 # the containment watcher's mitigation kinds a job's own change would otherwise trigger
 OWN_CHANGE = {"dist_tag": "dist-tag-moved", "deprecate": "deprecated"}
@@ -84,11 +85,39 @@ def previous_good(packument: Packument, bad: str, open_versions: set[str]) -> st
     return best[1] if best else None
 
 
+def unpublish_refusal(
+    incident: Incident, packument: Packument, good: str | None, now: float
+) -> str | None:
+    """Why the bad version is not unpublished automatically (None: it is)."""
+    ref = f"{incident.name}@{incident.version}"
+    published = packument.times.get(incident.version) or incident.published_at
+    if published is None:
+        return (
+            f"publish time of {ref} unknown: not unpublished automatically (npm's 72-hour window)"
+        )
+    age = now - published.timestamp()
+    if age >= NPM_UNPUBLISH_WINDOW:
+        return (
+            f"{ref} was published {age / 3600:.0f} h ago, outside npm's 72-hour unpublish "
+            "window: not unpublished automatically"
+        )
+    if len(packument.versions) < 2:
+        return (
+            f"{ref} is the only version: unpublishing it removes the package, "
+            "not done automatically"
+        )
+    if good is None:
+        return f"no earlier good version of {incident.name} for latest: {ref} not unpublished"
+    return None
+
+
 def plan_npm(
     incident: Incident,
     packument: Packument,
     auto: AutoContainmentConfig,
     open_versions: set[str],
+    *,
+    now: float | None = None,
 ) -> Plan:
     bad = incident.version
     name = incident.name
@@ -129,7 +158,21 @@ def plan_npm(
             )
         )
     if auto.npm.unpublish:
-        notes.append("unpublish is not done automatically by this version: run it by hand")
+        why = unpublish_refusal(incident, packument, good, time.time() if now is None else now)
+        if why is not None:
+            notes.append(why)
+        else:
+            jobs.append(
+                NewJob(
+                    "unpublish",
+                    bad,
+                    {
+                        "tarball": packument.versions[bad].tarball or "",
+                        "good": good or "",
+                        "manual": f"npm unpublish {name}@{bad}",
+                    },
+                )
+            )
     return Plan(tuple(jobs), "; ".join(notes))
 
 
@@ -158,11 +201,17 @@ def describe(
         )
     if note:
         parts.append(note)
+    unpublished = any(j.action == "unpublish" and j.state is JobState.DONE for j in jobs)
+    if unpublished:
+        parts.append(
+            f"{incident.name}@{incident.version} unpublished: this cannot be undone "
+            "(npm never allows that name@version again; publish a fixed version)"
+        )
     parts.append(
         "still needs a human: rotate every credential the release carried"
         + (
             f"; unpublish if wanted: npm unpublish {incident.name}@{incident.version}"
-            if incident.ecosystem is Ecosystem.NPM
+            if incident.ecosystem is Ecosystem.NPM and not unpublished
             else ""
         )
     )
@@ -260,7 +309,9 @@ class AutoContainment:
                     for i in incidents
                     if i.ecosystem is incident.ecosystem and i.name == incident.name
                 }
-                plan = plan_npm(incident, fetched.packument, self.auto, open_versions)
+                plan = plan_npm(
+                    incident, fetched.packument, self.auto, open_versions, now=self.clock()
+                )
         else:
             plan = Plan(
                 (),
@@ -419,6 +470,8 @@ def _would(action: str, target: str, params: Mapping[str, str]) -> str:
         return f"move {target} {params.get('from')} → {params.get('to')}"
     if action == "deprecate":
         return f"deprecate {target}"
+    if action == "unpublish":
+        return f"unpublish {target}"
     return f"{action} {target}"
 
 
@@ -430,6 +483,17 @@ def _since_publish(incident: Incident, now: float) -> float | None:
 
 
 # ------------------------------------------------------------------------------------ undo
+
+
+# done actions no undo can reverse, and why
+UNDO_IMPOSSIBLE = {
+    "unpublish": "was unpublished: npm never allows that name@version again (publish a fixed "
+    "version)",
+}
+
+
+def irreversible(jobs: Sequence[ContainmentJob]) -> list[ContainmentJob]:
+    return [j for j in jobs if j.action in UNDO_IMPOSSIBLE and j.state is JobState.DONE]
 
 
 def undo_jobs(incident: Incident, jobs: Sequence[ContainmentJob]) -> list[NewJob]:
@@ -513,6 +577,8 @@ async def undo(
         message = "automatic containment undone by an operator: " + (", ".join(ok) or "nothing")
         if bad:
             message += "\nnot undone: " + "; ".join(bad)
+        for job in irreversible(await store.containment_jobs(iid)):
+            message += f"\ncannot be undone: {job.target} {UNDO_IMPOSSIBLE[job.action]}"
         lifecycle = IncidentLifecycle(store, config, on_page=on_page, clock=clock)
         await lifecycle.mitigated(incident, UNDONE_KIND, message)
     return undone

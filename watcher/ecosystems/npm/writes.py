@@ -3,7 +3,15 @@
 - dist-tag: `PUT <registry>/-/package/<escaped name>/dist-tags/<tag>` with the version as a JSON
   string (`npm dist-tag add`);
 - deprecate: `GET <registry>/<escaped name>?write=true`, set `versions[v].deprecated`, `PUT` the
-  document back to `<registry>/<escaped name>` (`npm deprecate`; an empty message undeprecates).
+  document back to `<registry>/<escaped name>` (`npm deprecate`; an empty message undeprecates);
+- unpublish one version (libnpmpublish's `unpublish`): `GET …?write=true`, `PUT
+  <registry>/<escaped name>/-rev/<_rev>` with the packument minus the version and the dist-tags on
+  it (without `_revisions`/`_attachments`), `GET …?write=true` again for the new `_rev`, then
+  `DELETE <registry>/<tarball path>/-rev/<_rev>`. The last remaining version is never unpublished
+  (that removes the package; npm's CLI wants `--force`); `latest` on the version goes to the
+  job's good version (npm's CLI takes the highest remaining one, which can be a pre-release).
+  A job resumed after a crash between the two writes finds the version gone and deletes the
+  tarball (recorded in the job at plan time); a 404 for it means it is gone already.
 
 Each goes to the package's own registry (its scope's, else the default) with that registry's
 write token (`containment.auto.npm.scope_tokens` / `token`). Every write first reads the packument
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -23,6 +32,8 @@ from watcher.ecosystems.actions import ActionResult
 from watcher.ecosystems.http import safe_url
 from watcher.ecosystems.npm.client import escape_name
 from watcher.ecosystems.npm.settings import package_scope
+from watcher.ecosystems.versions import version_key
+from watcher.model import Ecosystem
 from watcher.store.types import ContainmentJob
 
 TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
@@ -130,6 +141,8 @@ class NpmActions:
                 detail = await self._dist_tag(job)
             elif job.action in ("deprecate", "undo_deprecate"):
                 detail = await self._deprecate(job)
+            elif job.action == "unpublish":
+                detail = await self._unpublish(job)
             else:
                 return ActionResult(False, f"npm: no such action {job.action!r}", manual=manual)
         except _Failure as exc:
@@ -168,3 +181,70 @@ class NpmActions:
             info["deprecated"] = ""  # npm CLI sends "" to undeprecate
         await self._call("PUT", url, token, doc)
         return f"{version} deprecated" if message else f"{version} deprecation removed"
+
+    async def _unpublish(self, job: ContainmentJob) -> str:
+        version = job.target
+        url, token, doc = await self._packument(job.name)
+        versions = doc.get("versions") if isinstance(doc.get("versions"), dict) else {}
+        assert isinstance(versions, dict)
+        info = versions.get(version)
+        tarball = job.params.get("tarball")
+        if not isinstance(info, dict):
+            if tarball:  # the packument write went through before a crash: the file too
+                await self._delete_tarball(job.name, url, token, tarball)
+            return f"{version} unpublished"
+        if len(versions) == 1:
+            raise _Failure(
+                409,
+                f"{version} is the only version: unpublishing it removes the package "
+                "(npm blocks the name for 24 h); not done automatically",
+            )
+        dist = info.get("dist") if isinstance(info.get("dist"), dict) else {}
+        assert isinstance(dist, dict)
+        tarball = str(dist.get("tarball") or tarball or "")
+        del versions[version]
+        tags = doc.get("dist-tags") if isinstance(doc.get("dist-tags"), dict) else {}
+        assert isinstance(tags, dict)
+        was_latest = tags.get("latest") == version
+        for tag in [t for t, v in tags.items() if v == version]:
+            del tags[tag]
+        if was_latest:
+            good = job.params.get("good")
+            tags["latest"] = good if good in versions else _highest(versions)
+        doc["dist-tags"] = tags
+        doc.pop("_revisions", None)
+        doc.pop("_attachments", None)
+        rev = doc.get("_rev")
+        if not isinstance(rev, str) or not rev:
+            raise _Failure(None, "the packument has no _rev: cannot unpublish")
+        await self._call("PUT", f"{url}/-rev/{rev}", token, doc)
+        if tarball:
+            await self._delete_tarball(job.name, url, token, tarball)
+        return f"{version} unpublished"
+
+    async def _delete_tarball(self, name: str, url: str, token: str | None, tarball: str) -> None:
+        again = await self._call("GET", url + "?write=true", token)
+        rev = again.get("_rev") if isinstance(again, dict) else None
+        if not isinstance(rev, str) or not rev:
+            raise _Failure(None, "the packument has no _rev: cannot delete the tarball")
+        registry, _ = self._registry(name)
+        path = _tarball_path(tarball, registry)
+        try:
+            await self._call("DELETE", f"{registry}{path}/-rev/{rev}", token)
+        except _Failure as exc:
+            if exc.status not in (404, 410):  # already gone: what was wanted
+                raise
+
+
+def _tarball_path(tarball: str, registry: str) -> str:
+    """The tarball URL's path after the registry's own path (libnpmpublish's `getPathname`)."""
+    path = urlsplit(tarball).path.lstrip("/")
+    prefix = urlsplit(registry).path.strip("/")
+    if prefix and path.startswith(prefix + "/"):
+        path = path[len(prefix) + 1 :]
+    return path
+
+
+def _highest(versions: Mapping[str, Any]) -> str:
+    keyed = [(k, v) for v in versions if (k := version_key(Ecosystem.NPM, v)) is not None]
+    return max(keyed)[1] if keyed else sorted(versions)[-1]
