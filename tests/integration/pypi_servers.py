@@ -347,6 +347,8 @@ class Warehouse:
         self.batch_limit = batch_limit
         self.journal: list[list[object]] = []
         self.projects: dict[str, _Project] = {}
+        # normalized project → its users: served as the JSON API's `ownership.roles` (Owner)
+        self.owners: dict[str, list[str]] = {}
         self.faults: list[Fault] = []
         self.calls: dict[str, int] = {"xmlrpc": 0, "simple": 0, "files": 0}
         self.page_hits: dict[str, int] = {}  # project → Simple API page reads
@@ -561,7 +563,7 @@ class Warehouse:
         return web.Response(text=html, headers=headers, content_type="text/html")
 
     async def _json_api(self, request: web.Request) -> web.StreamResponse:
-        """A trimmed `/pypi/<name>/json` (info, last_serial, releases with digests)."""
+        """A trimmed `/pypi/<name>/json` (info, last_serial, releases with digests, `ownership`)."""
         key = _norm(request.match_info["name"])
         with self._lock:
             if key not in self.projects:
@@ -580,6 +582,11 @@ class Warehouse:
                 "last_serial": project.last_serial,
                 "releases": releases,
             }
+            if key in self.owners:
+                doc["ownership"] = {
+                    "roles": [{"role": "Owner", "user": u} for u in self.owners[key]],
+                    "organization": None,
+                }
         return web.json_response(doc, headers={"X-PyPI-Last-Serial": str(project.last_serial)})
 
     async def _file(self, request: web.Request) -> web.StreamResponse:

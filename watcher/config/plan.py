@@ -60,9 +60,16 @@ def _private_lines(config: Config) -> list[str]:
             ids = ", ".join(c.id for c in canaries)
             lines.append(f"  canaries ({who}): {ids} (values {_HIDDEN})")
     for entry in config.internal_names:
+        eco = entry.ecosystem.value
+        if config.registries.for_ecosystem(entry.ecosystem).mode == "changes":
+            how = "every name the public registry's changes feed shows is matched"
+        elif entry.is_pattern:
+            how = f"NOT followed: a pattern needs registries.{eco}.changes_url"
+        else:
+            how = "polled by name on the public registry (absent is the expected state)"
         lines.append(
-            f"  internal name {entry.ecosystem.value} {entry.pattern} (owner {entry.owner}): "
-            "validated only; the public feeds are not yet checked for it"
+            f"  internal name {eco} {entry.pattern} (owner {entry.owner}): {how}; "
+            "internal-name-published when published there"
         )
     return (["private (owners' statements):", *lines]) if lines else []
 

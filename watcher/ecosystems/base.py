@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the registry imports this module: naming units must not loa
     from watcher.config.registries import RegistryConfig
     from watcher.ecosystems.http import RegistryHttp
     from watcher.feeds.base import EventSink, Feed, FeedStateStore
+    from watcher.feeds.internal import InternalNameRule, SightingSink
     from watcher.feeds.reconcile import PackageTracker
 
 
@@ -41,6 +42,9 @@ class FeedContext:
     section: Any  # the unit's own `registries.<name>` section (its `section_model`)
     names: Sequence[str]
     reconcile_period: float
+    # `internal_names` of this ecosystem, and where a public package bearing one is reported
+    internal_names: Sequence[InternalNameRule] = ()
+    sightings: SightingSink | None = None
 
 
 @dataclass(slots=True)

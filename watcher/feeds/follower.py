@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -16,6 +17,7 @@ import structlog
 from watcher import metrics
 from watcher.errors import RegistryError
 from watcher.feeds.base import Watchlist, error_backoff, record_iteration, sleep_or_stop
+from watcher.feeds.internal import InternalNameWatch
 from watcher.feeds.reconcile import NamesProvider, PackageTracker
 from watcher.model import Ecosystem
 
@@ -50,6 +52,8 @@ class JournalFollower(ABC):
         self.last_success: float | None = None
         self._errors = 0
         self._began: datetime | None = None
+        # names the watch list does not claim, matched against `internal_names` (set by the unit)
+        self.internal: InternalNameWatch | None = None
 
     async def watch_began(self) -> datetime:
         """When this feed first started (kept beside its cursor): a package an entry names for
@@ -64,6 +68,12 @@ class JournalFollower(ABC):
                 await store.set_cursor(key, text)
             self._began = datetime.fromisoformat(text)
         return self._began
+
+    async def check_internal(self, names: Iterable[str]) -> None:
+        """Offer the names a journal page changed to the internal-name watch (when there is one):
+        those matching `internal_names` and not watched are read on the public registry."""
+        if self.internal is not None:
+            await self.internal.check_all(names, feed=self.name, since=await self.watch_began())
 
     @abstractmethod
     async def head(self) -> str:

@@ -36,6 +36,7 @@ from watcher.ecosystems.npm.unit import NpmRegistry
 from watcher.ecosystems.npm.writes import NpmActions
 from watcher.ecosystems.versions import is_prerelease, version_key
 from watcher.incidents.eligibility import not_eligible
+from watcher.incidents.internal_names import is_internal_name
 from watcher.incidents.lifecycle import IncidentLifecycle, event_id_for, stored_id
 from watcher.model import Ecosystem, EventType, Incident
 from watcher.store.api import Store
@@ -286,8 +287,8 @@ class AutoContainment:
     # -- planning ------------------------------------------------------------------------------
 
     async def _plan(self, incident: Incident, incidents: Sequence[Incident]) -> None:
-        if incident.test or incident.id is None:
-            return
+        if incident.test or incident.id is None or is_internal_name(incident):
+            return  # (an internal name on the public registry is not the owner's to unpublish)
         notes = await self.store.incident_notes(stored_id(incident))
         if PLANNED_NOTE in notes:
             return

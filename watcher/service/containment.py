@@ -31,6 +31,7 @@ from watcher import metrics
 from watcher.config import Config
 from watcher.ecosystems.base import Assessment, ContainmentQuery, Mitigation, Registry
 from watcher.errors import RegistryError
+from watcher.incidents.internal_names import is_internal_name
 from watcher.incidents.lifecycle import IncidentLifecycle, stored_id
 from watcher.model import Ecosystem, Incident
 from watcher.store.api import Store
@@ -86,6 +87,8 @@ class ContainmentWatcher:
     async def check_once(self) -> list[CheckResult]:
         results = []
         for incident in await self.store.open_incidents():
+            if is_internal_name(incident):
+                continue  # someone else's package: the registry takes it down, not the owner
             results.append(await self._check_guarded(incident))
         self.last_success = self.clock()
         return results

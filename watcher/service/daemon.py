@@ -36,8 +36,10 @@ from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.ecosystems.npm.unit import NpmRegistry
 from watcher.errors import ServiceFailed, WatcherError
 from watcher.feeds.base import BaselineSeen, Feed, FeedEvent, ReleaseSeen
+from watcher.feeds.internal import InternalNameRule
 from watcher.feeds.reconcile import PackageTracker
 from watcher.feeds.sink import record_events
+from watcher.incidents.internal_names import InternalNameReporter
 from watcher.model import Ecosystem
 from watcher.service.autocontain import AutoContainment, npm_actions
 from watcher.service.containment import ContainmentWatcher
@@ -284,7 +286,10 @@ class Service:
         Raises ConfigError when neither names one."""
         config = self.config
         sections = config.registries.sections()
-        watched = [u for u in ecosystems.all_units() if config.packages_for(u.name)]
+        internal = {entry.ecosystem for entry in config.internal_names}
+        watched = [
+            u for u in ecosystems.all_units() if config.packages_for(u.name) or u.name in internal
+        ]
         resolved = {unit.name: unit.resolve(sections[unit.name]) for unit in watched}
         credentials: dict[str, str] = {}
         for resolution in resolved.values():
@@ -308,6 +313,7 @@ class Service:
         registries: Mapping[Ecosystem, Registry],
     ) -> _Feeds:
         feeds = _Feeds()
+        sightings = InternalNameReporter(store, self.config)
         for eco, registry in registries.items():
             built = registry.feeds(
                 FeedContext(
@@ -317,6 +323,12 @@ class Service:
                     section=self.config.registries.for_ecosystem(eco),
                     names=[p.name for p in self.config.packages_for(eco)],
                     reconcile_period=RECONCILE_PERIOD,
+                    internal_names=[
+                        InternalNameRule(e.pattern, e.owner)
+                        for e in self.config.internal_names
+                        if e.ecosystem == eco
+                    ],
+                    sightings=sightings,
                 )
             )
             feeds.primary += built.primary

@@ -24,6 +24,7 @@ from watcher.ecosystems.npm import artifacts, containment, provenance
 from watcher.ecosystems.npm.changes import NpmChangesFeed
 from watcher.ecosystems.npm.client import NpmClient, fetch_npm_release, npm_http, parse_npm_target
 from watcher.ecosystems.npm.config import NpmRegistryConfig
+from watcher.ecosystems.npm.internal_names import NpmPublicLookup
 from watcher.ecosystems.npm.poll import NpmPackageSource, npm_poll_feed, npm_reconcile_feed
 from watcher.ecosystems.npm.settings import (
     NpmRegistries,
@@ -33,6 +34,7 @@ from watcher.ecosystems.npm.settings import (
 from watcher.ecosystems.versions import parse_semver, select_baseline
 from watcher.errors import ConfigError
 from watcher.feeds.base import Watchlist
+from watcher.feeds.internal import internal_polls, internal_watch
 from watcher.feeds.reconcile import PackageTracker, watched_names
 from watcher.model import Ecosystem, Finding, Release, RunbookStep
 
@@ -64,8 +66,15 @@ class NpmRegistry:
         tracker = PackageTracker(NpmPackageSource(self.client), ctx.store, ctx.sink)
         feeds = FeedSet(trackers=[tracker])
         watchlist = Watchlist.of(ctx.names)
+        # internal names are looked up on the default registry: the public one the changes
+        # feed follows, never a scope's private registry where they legitimately live
+        lookup = NpmPublicLookup(self.client.http, self.client.registry_url)
+        internal = internal_watch(NAME, ctx.internal_names, ctx.sightings, lookup, watchlist)
         if not section.changes_url:
             feeds.primary.append(npm_poll_feed(tracker, watchlist, interval=section.poll_interval))
+            feeds.primary += internal_polls(
+                internal, name="npm-internal-names", interval=section.poll_interval
+            )
             return feeds
         # the changes feed follows the default registry; scopes elsewhere are polled
         watchlist, own = self._split_off_default(ctx.names)
@@ -73,16 +82,16 @@ class NpmRegistry:
             feeds.primary.append(
                 npm_poll_feed(tracker, own, interval=section.poll_interval, name="npm-poll-scopes")
             )
-        feeds.primary.append(
-            NpmChangesFeed(
-                ctx.http,
-                section.changes_url,
-                tracker,
-                watchlist,
-                watched_names(watchlist, ctx.store, NAME),
-                interval=min(section.poll_interval, 5.0),
-            )
+        changes = NpmChangesFeed(
+            ctx.http,
+            section.changes_url,
+            tracker,
+            watchlist,
+            watched_names(watchlist, ctx.store, NAME),
+            interval=min(section.poll_interval, 5.0),
         )
+        changes.internal = internal
+        feeds.primary.append(changes)
         feeds.backstop.append(npm_reconcile_feed(tracker, watchlist, period=ctx.reconcile_period))
         return feeds
 

@@ -31,11 +31,13 @@ from watcher.ecosystems.pypi.client import (
     parse_target,
 )
 from watcher.ecosystems.pypi.config import PypiRegistryConfig
+from watcher.ecosystems.pypi.internal_names import PypiPublicLookup
 from watcher.ecosystems.pypi.poll import PypiPackageSource, pypi_poll_feed, pypi_reconcile_feed
 from watcher.ecosystems.pypi.settings import resolve_pypi_index
 from watcher.ecosystems.versions import parse_pep440
 from watcher.errors import RegistryError
 from watcher.feeds.base import Watchlist
+from watcher.feeds.internal import internal_polls, internal_watch
 from watcher.feeds.reconcile import PackageTracker, watched_names
 from watcher.model import Ecosystem, Finding, Release, RunbookStep
 
@@ -65,18 +67,29 @@ class PypiRegistry:
         tracker = PackageTracker(PypiPackageSource(self.client), ctx.store, ctx.sink)
         feeds = FeedSet(trackers=[tracker])
         watchlist = Watchlist.of(normalize(n) if "*" not in n else n for n in ctx.names)
+        internal = internal_watch(
+            NAME,
+            ctx.internal_names,
+            ctx.sightings,
+            PypiPublicLookup(self.client),
+            watchlist,
+            canonical=normalize,
+        )
         if not section.changes_url:
             feeds.primary.append(pypi_poll_feed(tracker, watchlist, interval=section.poll_interval))
-            return feeds
-        feeds.primary.append(
-            PypiChangelogFeed(
-                XmlRpcJournal(ctx.http, section.changes_url),
-                tracker,
-                watchlist,
-                watched_names(watchlist, ctx.store, NAME),
-                interval=min(section.poll_interval, 10.0),
+            feeds.primary += internal_polls(
+                internal, name="pypi-internal-names", interval=section.poll_interval
             )
+            return feeds
+        journal = PypiChangelogFeed(
+            XmlRpcJournal(ctx.http, section.changes_url),
+            tracker,
+            watchlist,
+            watched_names(watchlist, ctx.store, NAME),
+            interval=min(section.poll_interval, 10.0),
         )
+        journal.internal = internal
+        feeds.primary.append(journal)
         feeds.backstop.append(pypi_reconcile_feed(tracker, watchlist, period=ctx.reconcile_period))
         return feeds
 

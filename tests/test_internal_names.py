@@ -1,0 +1,81 @@
+"""`internal_names` matching (compiled once, fnmatch-style, PyPI names compared after PEP 503)
+and what the public packument says about who published an internal name."""
+
+from __future__ import annotations
+
+from watcher.ecosystems.npm.internal_names import internal_name_steps, public_package_of
+from watcher.ecosystems.pypi.client import normalize
+from watcher.feeds.base import Watchlist
+from watcher.feeds.internal import InternalNameRule, InternalNames, InternalNameWatch
+from watcher.model import Ecosystem
+
+
+class _NoLookup:
+    async def public_package(self, name: str) -> None:
+        raise AssertionError("not read")
+
+    def internal_name_runbook(self, package: object) -> list[object]:
+        return []
+
+
+async def _no_sink(sighting: object) -> None:
+    raise AssertionError("not reported")
+
+
+def test_patterns_and_exact_names_match_and_others_do_not() -> None:
+    names = InternalNames(
+        [
+            InternalNameRule("@acme-internal/*", "platform"),
+            InternalNameRule("acme-*", "web"),
+            InternalNameRule("billing-core", "billing"),
+        ]
+    )
+    assert names.match("@acme-internal/db") == InternalNameRule("@acme-internal/*", "platform")
+    assert names.match("acme-ui") == InternalNameRule("acme-*", "web")
+    assert names.match("billing-core") == InternalNameRule("billing-core", "billing")
+    assert names.match("billing-core-x") is None, "an exact entry is not a prefix"
+    assert names.match("@acme/db") is None and names.match("left-pad") is None
+    assert names.match("ACME-ui") is None, "npm names are compared as written"
+    assert [name for name, _ in names.exact_rules()] == ["billing-core"]
+
+
+def test_pypi_names_compare_after_pep_503_patterns_included() -> None:
+    names = InternalNames(
+        [InternalNameRule("Acme_*", "web"), InternalNameRule("Billing.Core", "billing")],
+        normalize,
+    )
+    assert names.match("acme-ui") is not None and names.match("ACME.UI") is not None
+    assert names.match("billing_core") == InternalNameRule("Billing.Core", "billing")
+    assert names.match("acmeui") is None
+
+
+def test_watched_names_are_never_candidates() -> None:
+    watch = InternalNameWatch(
+        Ecosystem.NPM,
+        InternalNames([InternalNameRule("@acme/*", "web")]),
+        _NoLookup(),
+        _no_sink,
+        Watchlist.of(["@acme/app", "@acme/tools-*"]),
+    )
+    found = watch.candidates(["@acme/app", "@acme/tools-cli", "@acme/secret", "other"])
+    assert list(found) == ["@acme/secret"]
+
+
+def test_the_packument_says_who_published_each_version_oldest_first() -> None:
+    doc = {
+        "name": "@acme/secret",
+        "maintainers": [{"name": "squatter", "email": "s@example.invalid"}],
+        "time": {"1.0.1": "2026-12-01T10:00:00.000Z", "1.0.0": "2026-12-01T09:00:00.000Z"},
+        "versions": {
+            "1.0.1": {"_npmUser": {"name": "squatter", "email": "s@example.invalid"}},
+            "1.0.0": {"_npmUser": {"name": "other"}},
+        },
+    }
+    package = public_package_of(doc, "@acme/secret")
+    assert [(p.version, p.publisher) for p in package.publishes] == [
+        ("1.0.0", "other"),
+        ("1.0.1", "squatter <s@example.invalid>"),
+    ]
+    assert package.maintainers == ("squatter <s@example.invalid>",)
+    texts = " ".join(s.text for s in internal_name_steps("@acme/secret", "http://r.invalid/"))
+    assert "@acme:registry" not in texts and "@acme" in texts and "proxy" in texts
