@@ -38,6 +38,15 @@ def gauge(service: ServiceProcess, ecosystem: str) -> float | None:
     return None
 
 
+def serving(service: ServiceProcess) -> bool:
+    """The HTTP server answers (it starts once the state file is open and the lists restored)."""
+    assert service.proc is not None and service.proc.poll() is None, service.stderr_path.read_text()
+    try:
+        return service.get("/metrics")[0] == 200
+    except OSError:
+        return False
+
+
 def warnings(service: ServiceProcess, name: str) -> int:
     return sum(
         1 for e in service.logs() if e["event"] == "package_not_found" and e["package"] == name
@@ -80,3 +89,44 @@ async def test_a_watched_name_the_registry_does_not_know_is_reported_until_it_ap
         assert f"pypi {missing_project}" in text
     finally:
         service.ensure_stopped()
+
+
+async def test_a_restart_keeps_the_names_not_found_until_their_next_poll(
+    verdaccio: Verdaccio, tmp_path: Path
+) -> None:
+    """Right after a restart the gauge and `watcher status` still name the missing package (the
+    state file keeps them), although its next poll is far off; no second warning. A name taken out
+    of `packages:` is dropped at the next start."""
+    real, typo = unique("a-svc-kept"), unique("z-svc-typo")  # the typo sorts last: polled last
+    await publish(verdaccio, real, "1.0.0")
+    first = start_config(tmp_path, npm_url=verdaccio.url, packages=[real, typo])
+    first.start()
+    try:
+        await first.wait_ready()
+        await until(lambda: gauge(first, "npm") == 1.0)
+        assert first.terminate() == 0
+    finally:
+        first.ensure_stopped()
+
+    # polls spread over 30 minutes: the typo's first read comes ~15 minutes after the start (and
+    # /readyz waits for a first full sweep), so what the metrics say at once is what was restored
+    again = start_config(tmp_path, npm_url=verdaccio.url, packages=[real, typo], poll="30m")
+    again.start()
+    try:
+        await until(lambda: serving(again), within=60)
+        assert gauge(again, "npm") == 1.0, "the restart forgot the name the registry lacks"
+        text = await asyncio.to_thread(status, again)
+        assert f"npm  {typo}" in text.split("not found on the registry:\n", 1)[1], text
+        assert warnings(again, typo) == 1, "warned once, in the first run only"
+        assert again.terminate() == 0
+    finally:
+        again.ensure_stopped()
+
+    dropped = start_config(tmp_path, npm_url=verdaccio.url, packages=[real], poll="30m")
+    dropped.start()
+    try:
+        await until(lambda: serving(dropped), within=60)
+        assert gauge(dropped, "npm") == 0.0, "a name no longer watched is not reported"
+        assert "not found on the registry" not in await asyncio.to_thread(status, dropped)
+    finally:
+        dropped.ensure_stopped()

@@ -5,13 +5,17 @@ reports each such name here: a warning once per name, `watcher_packages_not_foun
 and the list kept in the state file (one feed-cursor row per ecosystem, `coverage/not-found/ECO`,
 a JSON list) so `watcher status` shows it under `not found on the registry`. A name that appears
 later (its first publish) leaves the list and is picked up as any other.
+
+A restart keeps what the last run learnt: the saved names that are still watched come back at
+start (gauge and status right at once, no warning again), and the first poll of each corrects
+them (a name published while the service was down leaves the list then).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import structlog
 
@@ -31,7 +35,7 @@ def key_for(ecosystem: Ecosystem) -> str:
 
 class NotFound:
     """The names of one ecosystem the registry answered "no such package" for, as of their last
-    read. Starts empty each run (the saved list is rewritten on the first change and at start)."""
+    read. `restore` at start takes back the saved names still watched; each read corrects them."""
 
     def __init__(self, ecosystem: Ecosystem, store: FeedStateStore) -> None:
         self.ecosystem = ecosystem
@@ -39,11 +43,20 @@ class NotFound:
         self.names: set[str] = set()
         self._lock = asyncio.Lock()
 
-    async def reset(self) -> None:
-        """At start: what an earlier run saved may name packages no longer watched."""
+    async def restore(self, watched: Callable[[str], bool]) -> None:
+        """At start: the names an earlier run saved that `watched` still names (a name taken out
+        of `packages:` is dropped). Each was warned about when first found missing; not again."""
+        saved = await self.store.get_cursor(key_for(self.ecosystem))
+        names = _names(saved) if saved is not None else []
         async with self._lock:
-            self.names.clear()
+            self.names = {name for name in names if watched(name)}
             await self._save()
+        if self.names:
+            log.info(
+                "packages_not_found_restored",
+                ecosystem=self.ecosystem.value,
+                packages=sorted(self.names),
+            )
 
     async def seen(self, name: str, *, missing: bool) -> None:
         """One read of `name`: `missing` when the registry does not know it."""
@@ -79,10 +92,16 @@ def split_cursors(cursors: Iterable[Cursor]) -> tuple[list[Cursor], Mapping[str,
         if not cursor.feed.startswith(_PREFIX):
             feeds.append(cursor)
             continue
-        try:
-            names = [str(n) for n in json.loads(cursor.cursor)]
-        except (ValueError, TypeError):
-            continue
+        names = _names(cursor.cursor)
         if names:
             missing[cursor.feed.removeprefix(_PREFIX)] = names
     return feeds, missing
+
+
+def _names(saved: str) -> list[str]:
+    """The saved JSON list; empty when it is not one (a damaged row is relearnt by the polls)."""
+    try:
+        value = json.loads(saved)
+    except ValueError:
+        return []
+    return [str(n) for n in value] if isinstance(value, list) else []

@@ -180,8 +180,8 @@ class Service:
             if auto is not None:  # a queued page may be a new incident: plan its jobs now
                 store.notifications.subscribe(Topic.OUTBOX, auto.wake)
 
-            for tracker in self._feeds.trackers:
-                await tracker.not_found.reset()
+            for tracker in self._feeds.trackers:  # the names found missing before a restart
+                await tracker.not_found.restore(self._watched_exactly(tracker))
             metrics.start_at_zero(
                 registries,
                 [(feed.ecosystem, feed.name) for feed in self._feeds.all],
@@ -335,6 +335,16 @@ class Service:
             feeds.backstop += built.backstop
             feeds.trackers += built.trackers
         return feeds
+
+    def _watched_exactly(self, tracker: PackageTracker) -> Callable[[str], bool]:
+        """Whether a name is still in `packages:` by its exact name (as the store keys it)."""
+        source = tracker.source
+        names = {
+            source.canonical(p.name)
+            for p in self.config.packages_for(tracker.ecosystem)
+            if "*" not in p.name
+        }
+        return names.__contains__
 
     # -- health and metrics ----------------------------------------------------------------------
 
