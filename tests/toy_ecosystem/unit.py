@@ -3,7 +3,7 @@ protocol and the generic feed machinery (package tracker, watchlist sweep)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from watcher.ecosystems.base import (
     TargetFiles,
 )
 from watcher.ecosystems.http import HttpStatusError, RegistryHttp
+from watcher.ecosystems.runbook import RunbookInputs
 from watcher.ecosystems.versions import parse_semver
 from watcher.errors import ConfigError, IntegrityError, RegistryError
 from watcher.feeds.base import Watchlist
@@ -198,7 +199,10 @@ class ToyUnit:
     def compare_provenance(self, target: Release, baseline: Release) -> list[Finding]:
         return []
 
-    def runbook_steps(self, inputs: Any) -> list[RunbookStep]:
+    def runbook_inputs(self, inputs: RunbookInputs, section: Any) -> RunbookInputs:
+        return inputs
+
+    def runbook_steps(self, inputs: RunbookInputs) -> list[RunbookStep]:
         return [
             RunbookStep(
                 f"Yank {inputs.name}@{inputs.version} from the toy index.",
@@ -206,5 +210,16 @@ class ToyUnit:
             )
         ]
 
-    def stolen_token_steps(self, inputs: Any, why: str) -> list[RunbookStep]:
+    def stolen_token_steps(self, inputs: RunbookInputs, why: str) -> list[RunbookStep]:
         return [RunbookStep(f"Revoke the toy publishing token: {why}.")]
+
+    def for_registry(
+        self, steps: Sequence[RunbookStep], inputs: RunbookInputs
+    ) -> list[RunbookStep]:
+        return list(steps)
+
+    def runbook_links(self, inputs: RunbookInputs) -> Mapping[str, str]:
+        return {}
+
+    def takedown_command(self, name: str, version: str) -> str | None:
+        return f"toy yank {name}@{version}"

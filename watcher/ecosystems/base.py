@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from watcher.ecosystems.runbook import RunbookInputs
 from watcher.model import Ecosystem, Finding, Release, RunbookStep
 
 if TYPE_CHECKING:  # the registry imports this module: naming units must not load aiohttp
@@ -281,11 +282,33 @@ class EcosystemUnit(Protocol):
 
     # -- runbook -------------------------------------------------------------------------------
 
-    def runbook_steps(self, inputs: Any) -> list[RunbookStep]:
-        """Taking the release down the way its registry allows (inputs: RunbookInputs). npm's
-        and PyPI's steps are still written in `watcher.incidents.runbook`."""
+    def runbook_inputs(self, inputs: RunbookInputs, section: Any) -> RunbookInputs:
+        """`inputs` completed with what its steps need to know of `inputs.registry_url` (npm:
+        whether it is npm's public registry; PyPI: whether the index is Warehouse, as `section`
+        declares or its pages show). No network beyond what the unit's registry warmed."""
         ...
 
-    def stolen_token_steps(self, inputs: Any, why: str) -> list[RunbookStep]:
+    def runbook_steps(self, inputs: RunbookInputs) -> list[RunbookStep]:
+        """Taking the release down the way its registry allows, after the credential steps."""
+        ...
+
+    def stolen_token_steps(self, inputs: RunbookInputs, why: str) -> list[RunbookStep]:
         """Revoking the publishing credential of a release published around the pipeline."""
+        ...
+
+    def for_registry(
+        self, steps: Sequence[RunbookStep], inputs: RunbookInputs
+    ) -> list[RunbookStep]:
+        """The whole runbook as it must be run against `inputs.registry_url` (npm: on a private
+        registry every npm command names it); most units return `steps` as they are."""
+        ...
+
+    def runbook_links(self, inputs: RunbookInputs) -> Mapping[str, str]:
+        """Values it knows for the `{field}`s of credential routes' links (PyPI: `pypi`, the
+        index's web base, for the PyPI-token route)."""
+        ...
+
+    def takedown_command(self, name: str, version: str) -> str | None:
+        """The command a person runs to take one release down, where its registry has one (npm:
+        `npm unpublish`); None where it is done on a web page."""
         ...

@@ -25,11 +25,10 @@ import structlog
 from watcher import ecosystems, metrics
 from watcher.alerts.payload import describe_finding, time_to_contain
 from watcher.config.schema import Config, channel_id
-from watcher.ecosystems.npm.settings import is_public_npm_registry
-from watcher.ecosystems.pypi.settings import is_warehouse_index
+from watcher.ecosystems.runbook import RunbookInputs
 from watcher.incidents.eligibility import opening_hold
 from watcher.incidents.policy import decide
-from watcher.incidents.runbook import RunbookInputs, build_runbook, rotation_reminder
+from watcher.incidents.runbook import build_runbook, rotation_reminder
 from watcher.model import (
     AlertEvent,
     Category,
@@ -167,28 +166,20 @@ class IncidentLifecycle:
         now: datetime,
     ) -> list[RunbookStep]:
         url = self.registry_for(ecosystem, name) if self.registry_for else None
-        public = warehouse = None
-        # npm's public-registry test and Warehouse's, as the runbook's steps still need them
-        # (those steps are not yet in their ecosystem units: see watcher/incidents/runbook.py)
-        if url is not None and ecosystem == Ecosystem.NPM:
-            public = is_public_npm_registry(url)  # asked of npm once; the service warms it
-        elif url is not None:
-            declared = getattr(self.config.registries.for_ecosystem(ecosystem), "warehouse", None)
-            warehouse = declared if declared is not None else is_warehouse_index(url)
-        return build_runbook(
-            RunbookInputs(
-                ecosystem=ecosystem,
-                name=name,
-                version=version,
-                findings=findings,
-                now=now,
-                published_at=published_at,
-                registry_url=url,
-                previous_good=previous_good,
-                registry_public=public,
-                index_warehouse=warehouse,
-            )
+        inputs = RunbookInputs(
+            ecosystem=ecosystem,
+            name=name,
+            version=version,
+            findings=findings,
+            now=now,
+            published_at=published_at,
+            registry_url=url,
+            previous_good=previous_good,
         )
+        if url is not None:
+            section = self.config.registries.for_ecosystem(ecosystem)
+            inputs = ecosystems.get(ecosystem).runbook_inputs(inputs, section)
+        return build_runbook(inputs)
 
     def _runbook_of(
         self, incident: Incident, previous_good: str | None, now: datetime

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from watcher.ecosystems.base import (
     TargetFiles,
 )
 from watcher.ecosystems.http import RegistryHttp, safe_url
-from watcher.ecosystems.npm import artifacts, containment, provenance
+from watcher.ecosystems.npm import artifacts, containment, provenance, runbook
 from watcher.ecosystems.npm.changes import NpmChangesFeed
 from watcher.ecosystems.npm.client import NpmClient, fetch_npm_release, npm_http, parse_npm_target
 from watcher.ecosystems.npm.config import NpmRegistryConfig
@@ -28,9 +29,11 @@ from watcher.ecosystems.npm.internal_names import NpmPublicLookup
 from watcher.ecosystems.npm.poll import NpmPackageSource, npm_poll_feed, npm_reconcile_feed
 from watcher.ecosystems.npm.settings import (
     NpmRegistries,
+    is_public_npm_registry,
     npm_builtin_registry,
     resolve_npm_registries,
 )
+from watcher.ecosystems.runbook import RunbookInputs
 from watcher.ecosystems.versions import parse_semver, select_baseline
 from watcher.errors import ConfigError
 from watcher.feeds.base import Watchlist
@@ -240,17 +243,28 @@ class NpmUnit:
 
     # -- runbook -------------------------------------------------------------------------------
 
-    # Its runbook steps are still written in `watcher.incidents.runbook` (reworked for private
-    # registries while the units were cut out); moving them here is the next step.
-    def runbook_steps(self, inputs: Any) -> list[RunbookStep]:
-        from watcher.incidents import runbook  # noqa: PLC0415 - the runbook imports the registry
+    def runbook_inputs(self, inputs: RunbookInputs, section: Any) -> RunbookInputs:
+        if inputs.registry_url is None:
+            return inputs
+        # asked of npm once; the service warms it
+        return replace(inputs, registry_public=is_public_npm_registry(inputs.registry_url))
 
-        return runbook._npm_steps(inputs)
+    def runbook_steps(self, inputs: RunbookInputs) -> list[RunbookStep]:
+        return runbook.steps(inputs)
 
-    def stolen_token_steps(self, inputs: Any, why: str) -> list[RunbookStep]:
-        from watcher.incidents import runbook  # noqa: PLC0415
+    def stolen_token_steps(self, inputs: RunbookInputs, why: str) -> list[RunbookStep]:
+        return runbook.stolen_token_steps(inputs, why)
 
-        return runbook._stolen_token_steps(inputs)
+    def for_registry(
+        self, steps: Sequence[RunbookStep], inputs: RunbookInputs
+    ) -> list[RunbookStep]:
+        return runbook.for_registry(steps, inputs)
+
+    def runbook_links(self, inputs: RunbookInputs) -> Mapping[str, str]:
+        return {}
+
+    def takedown_command(self, name: str, version: str) -> str | None:
+        return runbook.takedown_command(name, version)
 
 
 UNIT = NpmUnit()

@@ -5,7 +5,8 @@ targets, the containment probe and PyPI's runbook steps."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from watcher.ecosystems.base import (
 )
 from watcher.ecosystems.config_sources import ResolvedRegistry
 from watcher.ecosystems.http import RegistryHttp, safe_url
-from watcher.ecosystems.pypi import artifacts, containment, provenance
+from watcher.ecosystems.pypi import artifacts, containment, provenance, runbook
 from watcher.ecosystems.pypi.changelog import PypiChangelogFeed, XmlRpcJournal
 from watcher.ecosystems.pypi.client import (
     PypiClient,
@@ -33,7 +34,8 @@ from watcher.ecosystems.pypi.client import (
 from watcher.ecosystems.pypi.config import PypiRegistryConfig
 from watcher.ecosystems.pypi.internal_names import PypiPublicLookup
 from watcher.ecosystems.pypi.poll import PypiPackageSource, pypi_poll_feed, pypi_reconcile_feed
-from watcher.ecosystems.pypi.settings import resolve_pypi_index
+from watcher.ecosystems.pypi.settings import is_warehouse_index, resolve_pypi_index
+from watcher.ecosystems.runbook import RunbookInputs
 from watcher.ecosystems.versions import parse_pep440
 from watcher.errors import RegistryError
 from watcher.feeds.base import Watchlist
@@ -217,17 +219,29 @@ class PypiUnit:
 
     # -- runbook -------------------------------------------------------------------------------
 
-    # Its runbook steps are still written in `watcher.incidents.runbook` (reworked for private
-    # registries while the units were cut out); moving them here is the next step.
-    def runbook_steps(self, inputs: Any) -> list[RunbookStep]:
-        from watcher.incidents import runbook  # noqa: PLC0415 - the runbook imports the registry
+    def runbook_inputs(self, inputs: RunbookInputs, section: Any) -> RunbookInputs:
+        if inputs.registry_url is None:
+            return inputs
+        declared = getattr(section, "warehouse", None)
+        warehouse = declared if declared is not None else is_warehouse_index(inputs.registry_url)
+        return replace(inputs, index_warehouse=warehouse)
 
-        return runbook._pypi_steps(inputs)
+    def runbook_steps(self, inputs: RunbookInputs) -> list[RunbookStep]:
+        return runbook.steps(inputs)
 
-    def stolen_token_steps(self, inputs: Any, why: str) -> list[RunbookStep]:
-        from watcher.incidents import runbook  # noqa: PLC0415
+    def stolen_token_steps(self, inputs: RunbookInputs, why: str) -> list[RunbookStep]:
+        return runbook.stolen_token_steps(inputs, why)
 
-        return runbook._stolen_token_steps(inputs)
+    def for_registry(
+        self, steps: Sequence[RunbookStep], inputs: RunbookInputs
+    ) -> list[RunbookStep]:
+        return list(steps)
+
+    def runbook_links(self, inputs: RunbookInputs) -> Mapping[str, str]:
+        return runbook.links(inputs)
+
+    def takedown_command(self, name: str, version: str) -> str | None:
+        return None  # deleting a release is done on the index's web page
 
 
 UNIT = PypiUnit()
