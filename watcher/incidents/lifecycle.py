@@ -45,7 +45,7 @@ from watcher.model import (
     incident_key,
 )
 from watcher.store.api import Store
-from watcher.store.types import Delivery, IncidentUpdate, StoredRelease
+from watcher.store.types import Delivery, IncidentUpdate, OriginCheck, StoredRelease
 
 log = structlog.get_logger(__name__)
 
@@ -367,6 +367,126 @@ class IncidentLifecycle:
             f"{len(added)} new finding(s) in file(s) added to the release after the first page"
             f" ({', '.join(files)}): {describe_finding(added[0])}"
         )
+        if existing.state is IncidentState.RESOLVED:
+            message += "; the incident is open again"
+        update = IncidentUpdate(merged, kind, message)
+        channels = self._channels(merged.owner)
+        if channels is None:
+            log.warning("no_owner_to_page", dedup_key=merged.dedup_key, owner=merged.owner)
+            return update, []
+        return update, self._deliveries(updated(merged, kind, message), channels)
+
+    # -- origin checks judged after their grace -------------------------------------------------
+
+    async def origin_findings(
+        self,
+        stored: StoredRelease,
+        check: OriginCheck,
+        findings: Sequence[Finding],
+        detail: str,
+        *,
+        owner: str,
+        baseline_version: str | None = None,
+        bound: structlog.BoundLogger | None = None,
+    ) -> ScanOutcome:
+        """A deferred origin check's verdict (approval, tag, attestations): its findings go on
+        the release; those policy pages open the release's incident, or update it when it is
+        open already (once per check kind and set of findings), in the same store transaction
+        that finishes the check (`owner` must still hold its claim)."""
+        release = stored.release
+        bound = bound if bound is not None else log
+        opening: Incident | None = None
+        update: IncidentUpdate | None = None
+        deliveries: list[Delivery] = []
+        existing: Incident | None = None
+        page = None
+        if not stored.baseline and findings:
+            policy = self.config.policy
+            decision = decide(
+                list(findings),
+                package=release.name,
+                page_at=policy.page_at,
+                allow=policy.allow,
+                today=date.today(),
+                previous=None,
+            )
+            who = self.config.owner_of(release.ecosystem, release.name)
+            if decision.pages and who is not None:
+                page = self._new_incident(release, who, decision.page, baseline_version)
+        if page is not None:
+            existing = await self.store.get_incident(page.dedup_key)
+            if existing is None:
+                opening = replace(page, release_id=stored.id)
+                hold = opening_hold(self.config, opening, self.clock())
+                deliveries = self._deliveries(
+                    opened(opening), self._channels(page.owner) or [], hold
+                )
+            else:
+                update, deliveries = self._origin_added(existing, page, check, baseline_version)
+        recorded, queued = await asyncio.shield(
+            self.store.finish_origin_check(
+                check.id,
+                detail,
+                owner=owner,
+                findings=findings,
+                incident=opening,
+                update=update,
+                deliveries=deliveries,
+            )
+        )
+        channels = [d.channel for d in deliveries]
+        if queued and opening is not None:
+            metrics.INCIDENTS_OPENED.labels(opening.ecosystem.value).inc()
+            bound.warning(
+                "incident_opened",
+                stage="origin",
+                check=check.kind,
+                dedup_key=opening.dedup_key,
+                owner=opening.owner,
+                severity=opening.worst().value,
+                channels=channels,
+            )
+            self.on_page()
+        elif queued and update is not None and recorded is not None:
+            bound.warning(
+                "incident_updated",
+                stage="origin",
+                check=check.kind,
+                dedup_key=recorded.dedup_key,
+                owner=recorded.owner,
+                severity=update.incident.worst().value,
+                reason=f"{check.kind} check",
+                reopened=existing is not None and existing.state is IncidentState.RESOLVED,
+                channels=channels,
+            )
+            self.on_page()
+        return ScanOutcome(queued, recorded if queued else None)
+
+    def _origin_added(
+        self,
+        existing: Incident,
+        page: Incident,
+        check: OriginCheck,
+        baseline_version: str | None,
+    ) -> tuple[IncidentUpdate | None, list[Delivery]]:
+        """The release already has an incident (its scan paged): the origin findings it does
+        not carry yet are one update of it, once per check kind and set of findings."""
+        known = {f.fingerprint for f in existing.findings}
+        added = sorted(
+            (f for f in page.findings if f.fingerprint not in known),
+            key=lambda f: (-f.severity.rank, f.path, f.line or 0, f.rule),
+        )
+        if not added:
+            return None, []
+        merged = replace(
+            existing, findings=[*added, *existing.findings], resolved_at=None, resolution=None
+        )
+        merged.runbook = self._runbook_of(merged, baseline_version, datetime.now(UTC))
+        digest = hashlib.sha256(
+            "\0".join(sorted(f.fingerprint for f in added)).encode()
+        ).hexdigest()[:16]
+        kind = f"origin-{check.kind}-{digest}"
+        message = f"{len(added)} origin finding(s): {describe_finding(added[0])}"
         if existing.state is IncidentState.RESOLVED:
             message += "; the incident is open again"
         update = IncidentUpdate(merged, kind, message)

@@ -22,6 +22,7 @@ import structlog
 
 from watcher import ecosystems
 from watcher.ecosystems.runbook import RunbookInputs, list_paths
+from watcher.intent.approvals import RULE as UNAPPROVED_RULE
 from watcher.model import Category, Finding, RunbookStep, Severity
 
 log = structlog.get_logger(__name__)
@@ -242,7 +243,19 @@ def _stolen_token_steps(inputs: RunbookInputs) -> list[RunbookStep]:
         return []
     ref = f"{inputs.name}@{inputs.version}"
     why = f"{ref} was not published the way its previous release was ({found[0].message})"
-    return ecosystems.get(inputs.ecosystem).stolen_token_steps(inputs, why)
+    # an artifact the team's gate never approved: published around the pipeline
+    unapproved = [f for f in found if f.rule == UNAPPROVED_RULE]
+    if not unapproved:
+        return ecosystems.get(inputs.ecosystem).stolen_token_steps(inputs, why)
+    why = f"{ref} was published without the gate's approval ({unapproved[0].message})"
+    return [
+        *ecosystems.get(inputs.ecosystem).stolen_token_steps(inputs, why),
+        RunbookStep(
+            "Check the sessions of every account that can publish the package: sign them out "
+            "everywhere, change their passwords, and read their recent security events (logins, "
+            "new tokens, 2FA changes) for the publish above; then contain the release below."
+        ),
+    ]
 
 
 # -- credentials ---------------------------------------------------------------------------------

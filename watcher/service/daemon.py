@@ -43,6 +43,7 @@ from watcher.incidents.internal_names import InternalNameReporter
 from watcher.model import Ecosystem
 from watcher.service.autocontain import AutoContainment, npm_actions
 from watcher.service.containment import ContainmentWatcher
+from watcher.service.origin import OriginChecks, origin_judges
 from watcher.service.scratch import Scratch
 from watcher.service.server import (
     FeedHealth,
@@ -176,6 +177,8 @@ class Service:
                 if config.containment.enabled
                 else None
             )
+            origin = OriginChecks(store, config, origin_judges(store, config), workers.lifecycle)
+            store.notifications.subscribe(Topic.ORIGIN_CHECKS, origin.wake)
             auto = _auto_containment(store, config, registries, outbox.wake)
             if auto is not None:  # a queued page may be a new incident: plan its jobs now
                 store.notifications.subscribe(Topic.OUTBOX, auto.wake)
@@ -198,7 +201,7 @@ class Service:
             # the pool's socket directory (pymp-*) is outside the scratch root (socket paths
             # are short); recorded there so the next start removes it after a kill -9
             scratch.own(Path(multiprocessing.util.get_temp_dir()))
-            await self._serve(store, workers, outbox, containment, auto)
+            await self._serve(store, workers, outbox, containment, auto, origin=origin)
         except Exception as exc:
             if self.http_port is None and isinstance(exc, WatcherError | OSError):
                 raise  # a start-up error (configuration, address in use): the CLI says it
@@ -235,6 +238,8 @@ class Service:
         outbox: Outbox,
         containment: ContainmentWatcher | None = None,
         auto: AutoContainment | None = None,
+        *,
+        origin: OriginChecks | None = None,
     ) -> None:
         feeds_stop, work_stop, outbox_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
         feed_tasks = [
@@ -245,6 +250,8 @@ class Service:
             feed_tasks.append(asyncio.create_task(containment.run(feeds_stop), name="containment"))
         if auto is not None:
             feed_tasks.append(asyncio.create_task(auto.run(feeds_stop), name="auto-containment"))
+        if origin is not None:  # deferred origin checks (approval, tag): stop with the feeds
+            feed_tasks.append(asyncio.create_task(origin.run(feeds_stop), name="origin-checks"))
         work_task = asyncio.create_task(workers.run(work_stop), name="scan-workers")
         outbox_task = asyncio.create_task(outbox.run(outbox_stop), name="outbox")
         everything = [*feed_tasks, work_task, outbox_task]

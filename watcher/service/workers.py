@@ -34,6 +34,7 @@ import structlog
 from watcher import ecosystems, metrics
 from watcher.config import Config
 from watcher.incidents.lifecycle import IncidentLifecycle
+from watcher.intent.gate import artifact_digests, schedule_approval_check
 from watcher.model import (
     Ecosystem,
     Release,
@@ -312,6 +313,8 @@ class ScanWorkers:
                 timeout=self.config.scan.download_timeout,
             )
             bound.debug("release_downloaded", stage="download", files=len(paths))
+            # what the registry served, byte for byte: the gate's approvals are matched on it
+            digests = await asyncio.to_thread(artifact_digests, fetched, paths)
             report = await self._scan(fetched, paths)
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
@@ -331,6 +334,11 @@ class ScanWorkers:
         for finding in report.findings:
             metrics.FINDINGS.labels(eco.value, finding.category.value, finding.severity.value).inc()
 
+        # The approval check (expect.approval), scheduled before the scan is recorded so a crash
+        # in between scans again and schedules again (idempotent) rather than skipping it.
+        check = await schedule_approval_check(self.store, self.config, stored, digests)
+        if check is not None:
+            bound.info("approval_check_scheduled", stage="origin", due_at=round(check.due_at, 1))
         # Policy, incident, pages: the lifecycle's, in the same transaction as the findings.
         outcome = await self.lifecycle.record_scan(
             stored, report, baseline_version, baseline, bound

@@ -1,0 +1,140 @@
+"""The approval check end to end over a real store (no registry): scheduled at scan time only when
+an artifact has no approval, judged after `policy.approval_grace` by the origin-check loop, which
+opens the incident with `release-unapproved` — once, after a restart too — and says when the
+published bytes differ from the approved ones."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from tests.storekit import record_releases
+from watcher.config import parse_config
+from watcher.incidents.lifecycle import IncidentLifecycle
+from watcher.intent.approvals import DIFFERS, RULE
+from watcher.intent.gate import artifact_digests, schedule_approval_check
+from watcher.model import Artifact, Category, Ecosystem, Release, Severity
+from watcher.service.origin import OriginChecks, origin_judges
+from watcher.store import open_store
+from watcher.store.api import Store
+from watcher.store.types import NewApproval, OriginCheckState, StoredRelease
+
+T0 = 1_800_000_000.0
+CONFIG = """
+owners:
+  platform: {console: true, expect: {approval: true}}
+  loose: {console: true}
+packages:
+  - {ecosystem: npm, name: "@acme/cli", owner: platform}
+  - {ecosystem: npm, name: left-pad, owner: loose}
+policy: {approval_grace: 2m}
+"""
+config = parse_config(CONFIG, source="t.yaml", env={})
+
+
+def tarball(tmp_path: Path, name: str, body: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(body)
+    return path
+
+
+async def seen(store: Store, name: str, version: str, *, baseline: bool = False) -> StoredRelease:
+    release = Release(
+        Ecosystem.NPM,
+        name,
+        version,
+        artifacts=(Artifact(f"cli-{version}.tgz", integrity="sha512-x"),),
+    )
+    if baseline:
+        [stored] = await record_releases(store, [], "f", version, baselines=[release], now=T0)
+    else:
+        [stored] = await record_releases(store, [release], "f", version, now=T0)
+    return stored
+
+
+def approval(version: str, body: bytes) -> NewApproval:
+    return NewApproval(Ecosystem.NPM, "@acme/cli", version, hashlib.sha256(body).hexdigest(), "ci")
+
+
+def loop(store: Store, now: float) -> OriginChecks:
+    lifecycle = IncidentLifecycle(store, config)
+    return OriginChecks(store, config, origin_judges(store, config), lifecycle, clock=lambda: now)
+
+
+async def test_an_approved_release_schedules_nothing(tmp_path: Path) -> None:
+    async with await open_store(tmp_path / "s.db") as store:
+        stored = await seen(store, "@acme/cli", "1.0.1")
+        path = tarball(tmp_path, "cli-1.0.1.tgz", b"built by CI")
+        await store.add_approval(approval("1.0.1", b"built by CI"), now=T0 - 5)
+        digests = artifact_digests(stored.release, [path])
+        assert digests[0].integrity == "sha512-x"
+        assert await schedule_approval_check(store, config, stored, digests, now=T0) is None
+        # a package that expects nothing, and a baseline, schedule nothing either
+        other = await seen(store, "left-pad", "2.0.0")
+        assert await schedule_approval_check(store, config, other, digests, now=T0) is None
+        first = await seen(store, "@acme/cli", "0.9.0", baseline=True)
+        assert await schedule_approval_check(store, config, first, digests, now=T0) is None
+
+
+async def test_an_unapproved_release_pages_after_the_grace_once_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    path = tarball(tmp_path, "cli-1.0.1.tgz", b"built on a laptop")
+    async with await open_store(tmp_path / "s.db") as store:
+        stored = await seen(store, "@acme/cli", "1.0.1")
+        digests = artifact_digests(stored.release, [path])
+        check = await schedule_approval_check(store, config, stored, digests, now=T0 + 1)
+        assert check is not None and check.due_at == T0 + 120  # first seen + the grace
+        assert await loop(store, T0 + 119).run_due() == 0  # still in its grace: nothing judged
+    async with await open_store(tmp_path / "s.db") as store:  # a restart: the check is kept
+        assert await loop(store, T0 + 121).run_due() == 1
+        assert await loop(store, T0 + 500).run_due() == 0  # judged once
+        incident = await store.get_incident("watcher/npm/@acme/cli/1.0.1")
+        assert incident is not None
+        [finding] = incident.findings
+        assert (finding.rule, finding.category, finding.severity) == (
+            RULE,
+            Category.PROVENANCE,
+            Severity.CRITICAL,
+        )
+        assert "no approval from the gate for cli-1.0.1.tgz" in finding.message
+        first, second = incident.runbook[0].text, incident.runbook[1].text
+        assert "published without the gate's approval" in first and "Revoke" in first
+        assert second.startswith("Check the sessions")  # then the sessions, then containment
+        assert (await store.counts(now=T0)).outbox_depth == {"platform/console": 1}
+        [done] = await store.origin_checks(stored.id)
+        assert (
+            done.state is OriginCheckState.DONE
+            and done.detail == "0 of 1 artifact(s) match an approval"
+        )
+        assert [f.rule for f in await store.get_findings(stored.id)] == [RULE]
+
+
+async def test_an_approval_landing_within_the_grace_keeps_it_quiet(tmp_path: Path) -> None:
+    path = tarball(tmp_path, "cli-1.0.1.tgz", b"built by CI")
+    async with await open_store(tmp_path / "s.db") as store:
+        stored = await seen(store, "@acme/cli", "1.0.1")
+        digests = artifact_digests(stored.release, [path])
+        assert await schedule_approval_check(store, config, stored, digests, now=T0) is not None
+        await store.add_approval(approval("1.0.1", b"built by CI"), now=T0 + 30)  # just after
+        assert await loop(store, T0 + 121).run_due() == 1
+        assert await store.get_incident("watcher/npm/@acme/cli/1.0.1") is None
+        assert (await store.counts(now=T0)).outbox_depth == {}
+
+
+async def test_the_same_version_from_other_bytes_says_the_tarball_differs(tmp_path: Path) -> None:
+    path = tarball(tmp_path, "cli-1.0.1.tgz", b"rebuilt by someone else")
+    async with await open_store(tmp_path / "s.db") as store:
+        await store.add_approval(approval("1.0.1", b"built by CI"), now=T0 - 60)
+        await store.add_approval(approval("1.0.0", b"rebuilt by someone else"), now=T0 - 60)
+        stored = await seen(store, "@acme/cli", "1.0.1")
+        digests = artifact_digests(stored.release, [path])
+        assert await schedule_approval_check(store, config, stored, digests, now=T0) is not None
+        await loop(store, T0 + 120).run_due()
+        incident = await store.get_incident("watcher/npm/@acme/cli/1.0.1")
+        assert incident is not None
+        [finding] = incident.findings
+        assert finding.message.startswith(DIFFERS) and "by ci at" in finding.message
+        [kept] = await store.get_findings(stored.id)
+        assert kept.evidence["approved"][0]["sha256"] == hashlib.sha256(b"built by CI").hexdigest()
+        assert kept.evidence["sha256"] == hashlib.sha256(b"rebuilt by someone else").hexdigest()

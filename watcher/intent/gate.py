@@ -1,0 +1,64 @@
+"""The scan's side of the gate: the digests of what the registry served, and the approval check
+scheduled when some artifact has no approval yet (judged once `policy.approval_grace` ran out, by
+`watcher.service.origin`)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from watcher.config import Config
+from watcher.config.schema import normalize_name
+from watcher.intent import approvals
+from watcher.intent.approvals import ArtifactDigest
+from watcher.model import Release
+from watcher.store.api import Store
+from watcher.store.types import OriginCheck, StoredRelease
+
+_HASH_CHUNK = 1 << 20
+
+
+def artifact_digests(release: Release, paths: Sequence[Path]) -> list[ArtifactDigest]:
+    """The downloaded files' sha256 (the bytes the registry served) with npm's integrity from
+    the registry's document. Reads files: call it off the event loop."""
+    integrity = {a.filename: a.integrity for a in release.artifacts}
+    digests = []
+    for path in paths:
+        sha = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                sha.update(chunk)
+        sri = integrity.get(path.name)
+        digests.append(
+            ArtifactDigest(
+                path.name, sha.hexdigest(), sri if sri and not sri.startswith("sha1-") else None
+            )
+        )
+    return digests
+
+
+async def schedule_approval_check(
+    store: Store,
+    config: Config,
+    stored: StoredRelease,
+    digests: Sequence[ArtifactDigest],
+    *,
+    now: float | None = None,
+) -> OriginCheck | None:
+    """At scan time: when the package expects approvals and some artifact has none yet, the
+    approval check is due `policy.approval_grace` after the release was first seen (at once when
+    that is past). None: nothing to check (a baseline, no expectation, everything approved)."""
+    release = stored.release
+    if stored.baseline or not config.expectations(release.ecosystem, release.name).approval:
+        return None
+    at = time.time() if now is None else now
+    name = normalize_name(release.ecosystem, release.name)
+    found = await store.approvals(release.ecosystem, name, release.version)
+    if not approvals.unapproved(digests, found):
+        return None
+    due = max(stored.created_at + config.policy.approval_grace, at)
+    return await store.schedule_origin_check(
+        stored.id, approvals.CHECK_KIND, due, approvals.to_params(digests), now=at
+    )

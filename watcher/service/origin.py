@@ -1,0 +1,205 @@
+"""Origin checks deferred until their grace ran out: a release's approval from the gate (here),
+its tag and late attestations (registered the same way). Each check is a store row
+(`OriginCheckStore`), scheduled when the release is scanned and due when its grace ends; this loop
+claims due checks with a lease, asks the judge of the check's kind for a verdict, and hands the
+verdict to the incident lifecycle, which records its findings, the incident and its pages in the
+transaction that finishes the check. A restart, or another replica, takes up what is due: nothing
+is judged twice, nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from watcher.config import Config
+from watcher.config.schema import normalize_name
+from watcher.incidents.lifecycle import IncidentLifecycle
+from watcher.intent import approvals
+from watcher.model import Finding
+from watcher.scanning.baseline import baseline_manifest
+from watcher.service.workers import claim_owner
+from watcher.store.api import Store
+from watcher.store.types import Claimant, ClaimLost, OriginCheck, StoredRelease
+
+log = structlog.get_logger(__name__)
+
+CHECK_LEASE_S = 60.0  # a judge's claim; a check taking longer is taken over (judges are short)
+UNKNOWN_KIND_DELAY = 300.0  # a kind no judge here knows (a newer replica's): looked at again
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A judge's answer: the findings (none: the release is as expected) and the verdict in
+    words; with `again_at`, not judged yet: the check is due again then (a source that could not
+    be read, a window that is still open)."""
+
+    findings: tuple[Finding, ...] = ()
+    detail: str = ""
+    again_at: float | None = None
+
+
+class OriginJudge(Protocol):
+    """Judges the due checks of one kind."""
+
+    @property
+    def kind(self) -> str: ...
+
+    async def judge(self, check: OriginCheck, stored: StoredRelease) -> Verdict: ...
+
+
+# ----------------------------------------------------------------------------------- approval
+
+
+class ApprovalJudge:
+    """`expect.approval`: every artifact of the release matches an approval of its version."""
+
+    kind = approvals.CHECK_KIND
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+
+    async def judge(self, check: OriginCheck, stored: StoredRelease) -> Verdict:
+        release = stored.release
+        if not self.config.expectations(release.ecosystem, release.name).approval:
+            return Verdict((), "expect.approval is no longer set for this package")
+        digests = approvals.from_params(check.params)
+        stored_approvals = await self.store.approvals(
+            release.ecosystem, normalize_name(release.ecosystem, release.name), release.version
+        )
+        found = approvals.findings(
+            digests, stored_approvals, grace_s=self.config.policy.approval_grace
+        )
+        return Verdict(
+            tuple(found),
+            f"{len(digests) - len(found)} of {len(digests)} artifact(s) match an approval",
+        )
+
+
+def origin_judges(store: Store, config: Config) -> list[OriginJudge]:
+    """Every kind of origin check this service judges."""
+    return [ApprovalJudge(store, config)]
+
+
+# ------------------------------------------------------------------------------------- the loop
+
+
+class OriginChecks:
+    """`run(stop)` judges due origin checks until `stop`; `wake()` after one was scheduled."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        judges: Sequence[OriginJudge],
+        lifecycle: IncidentLifecycle,
+        *,
+        idle_poll: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.judges = {judge.kind: judge for judge in judges}
+        self.lifecycle = lifecycle
+        self.idle_poll = idle_poll
+        self.clock = clock
+        self.claimant = Claimant(claim_owner(), CHECK_LEASE_S)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_due()
+            except Exception as exc:  # the store hiccuped: the checks wait in it
+                log.warning("origin_checks_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            await self._idle(stop)
+
+    async def run_due(self) -> int:
+        """Judge every check due now; returns how many were finished."""
+        finished = 0
+        while checks := await self.store.claim_due_origin_checks(self.claimant, now=self.clock()):
+            for check in checks:
+                finished += await self._one(check)
+        return finished
+
+    async def _one(self, check: OriginCheck) -> int:
+        bound = log.bind(check=check.kind, check_id=check.id, release_id=check.release_id)
+        owner = self.claimant.owner
+        stored = await self.store.get_release_by_id(check.release_id)
+        judge = self.judges.get(check.kind)
+        try:
+            if stored is None:  # cannot happen (cascading delete); never loops
+                await self.store.finish_origin_check(check.id, "release gone", owner=owner)
+                return 1
+            release = stored.release
+            bound = bound.bind(
+                ecosystem=release.ecosystem.value, package=release.name, version=release.version
+            )
+            if judge is None:
+                await self.store.reschedule_origin_check(
+                    check.id,
+                    self.clock() + UNKNOWN_KIND_DELAY,
+                    f"no judge for kind {check.kind!r} in this process",
+                    owner=owner,
+                )
+                bound.warning("origin_check_unknown_kind")
+                return 0
+            try:
+                verdict = await judge.judge(check, stored)
+            except Exception as exc:
+                delay = min(600.0, 10.0 * 2 ** min(check.attempts, 6))
+                reason = f"{type(exc).__name__}: {exc}"[:300]
+                await self.store.reschedule_origin_check(
+                    check.id, self.clock() + delay, reason, owner=owner
+                )
+                bound.warning("origin_check_retry", reason=reason, retry_in_s=delay)
+                return 0
+            if verdict.again_at is not None:
+                await self.store.reschedule_origin_check(
+                    check.id, verdict.again_at, verdict.detail, owner=owner
+                )
+                return 0
+            found = await baseline_manifest(
+                self.store, release.ecosystem, release.name, release.version
+            )
+            outcome = await self.lifecycle.origin_findings(
+                stored,
+                check,
+                verdict.findings,
+                verdict.detail,
+                owner=owner,
+                baseline_version=found[0] if found else None,
+                bound=bound,
+            )
+        except ClaimLost:  # another holder took it over: its verdict counts
+            bound.warning("origin_check_claim_lost", owner=owner)
+            return 0
+        bound.info(
+            "origin_check_finished",
+            findings=len(verdict.findings),
+            paged=outcome.paged,
+            detail=verdict.detail,
+        )
+        return 1
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        self._wake.clear()
+        timeout = self.idle_poll
+        due = await self.store.next_origin_check_at()
+        if due is not None:
+            timeout = max(0.0, min(timeout, due - self.clock()))
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
