@@ -18,8 +18,12 @@ class _NoLookup:
         return []
 
 
-async def _no_sink(sighting: object) -> None:
-    raise AssertionError("not reported")
+class _NoSink:
+    async def published(self, sighting: object) -> None:
+        raise AssertionError("not reported")
+
+    async def gone(self, ecosystem: object, name: str, feed: str) -> None:
+        raise AssertionError("not reported")
 
 
 def test_patterns_and_exact_names_match_and_others_do_not() -> None:
@@ -54,7 +58,7 @@ def test_watched_names_are_never_candidates() -> None:
         Ecosystem.NPM,
         InternalNames([InternalNameRule("@acme/*", "web")]),
         _NoLookup(),
-        _no_sink,
+        _NoSink(),
         Watchlist.of(["@acme/app", "@acme/tools-*"]),
     )
     found = watch.candidates(["@acme/app", "@acme/tools-cli", "@acme/secret", "other"])

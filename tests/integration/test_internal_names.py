@@ -2,7 +2,7 @@
 pages the entry's owner once (`internal-name-published`, provenance, high, dedup key
 `watcher/<ecosystem>/<name>`); a later version is an update of that incident; a watched name the
 pattern also matches is the owner's own release, never a sighting; a name that matches nothing
-is ignored. `watcher run` as a real subprocess:
+is ignored; the name gone from the public registry resolves the incident. `watcher run` as a real subprocess:
 
 * feed mode on npm: Verdaccio serves the packuments (the publisher's `_npmUser` and
   `maintainers`), the express-pouchdb stand-in serves `_changes`;
@@ -122,15 +122,22 @@ async def test_npm_changes_feed_pages_an_internal_name_once_and_updates_for_late
         await publish(exact, "0.0.1", "squatter")  # an entry without a wildcard, in feed mode
         await receiver.wait_for(3, within=20)
         assert_opened(receiver.requests[2].json(), "npm", exact, "squatter")
-        await quiet(receiver, 3)
+
+        # taken down (here: unpublished): the deletion row resolves the name's incident
+        await asyncio.to_thread(verdaccio.unpublish, squatted)
+        await asyncio.to_thread(couch.touch, squatted)
+        await receiver.wait_for(4, within=20)
+        resolved = receiver.requests[3].json()
+        assert resolved["type"] == "incident.resolved"
+        assert resolved["data"]["dedup_key"] == f"watcher/npm/{squatted}"
+        await quiet(receiver, 4)
         receiver.assert_valid()
         assert service.terminate() == 0
     finally:
         service.ensure_stopped()
 
     async with await open_store(state) as store:
-        keys = sorted(i.dedup_key for i in await store.open_incidents())
-        assert keys == sorted([f"watcher/npm/{squatted}", f"watcher/npm/{exact}"])
+        assert [i.dedup_key for i in await store.open_incidents()] == [f"watcher/npm/{exact}"]
         assert await store.get_release(Ecosystem.NPM, squatted, "1.0.0") is None, "not scanned"
 
 

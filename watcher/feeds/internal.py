@@ -91,10 +91,16 @@ class PublicLookup(Protocol):
 
 
 class SightingSink(Protocol):
-    """Pages the sighting (opens the incident, or updates it with versions it did not list);
-    returns once that is stored."""
+    """Where sightings go (the service: the incident lifecycle); each returns once stored."""
 
-    async def __call__(self, sighting: InternalNameSighting) -> None: ...
+    async def published(self, sighting: InternalNameSighting) -> None:
+        """Page it: open the name's incident, or update it with versions it did not list."""
+        ...
+
+    async def gone(self, ecosystem: Ecosystem, name: str, feed: str) -> None:
+        """The public registry does not (or no longer) serve `name`: resolve its incident when
+        one is open (the registry took it down, or the publisher removed it)."""
+        ...
 
 
 class InternalNames:
@@ -181,6 +187,7 @@ class InternalNameWatch:
         package = await self.lookup.public_package(name)
         if package is None:
             log.debug("internal_name_absent", ecosystem=self.ecosystem.value, package=name)
+            await self.sink.gone(self.ecosystem, self.names.canonical(name), feed)
             return False
         fresh = [
             p
@@ -208,7 +215,7 @@ class InternalNameWatch:
             feed=feed,
             versions=[p.version for p in fresh],
         )
-        await self.sink(
+        await self.sink.published(
             InternalNameSighting(self.ecosystem, rule, package, feed, datetime.now(UTC), runbook)
         )
         return True

@@ -5,7 +5,9 @@ update of the same incident (recorded as a note, so it is posted once whoever se
 
 It concerns a package that is not the owner's: nothing here is contained by the owner, so the
 containment watcher and auto-containment leave these incidents alone (`is_internal_name`); the
-registry's takedown and the owner's proxy block are the runbook's.
+registry's takedown and the owner's proxy block are the runbook's. The incident is resolved when
+the public registry no longer serves the name (404, a tombstone, no version left), as the feed
+or the poll sees it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import structlog
 from watcher import metrics
 from watcher.config.schema import Config, channel_id
 from watcher.feeds.internal import RULE, InternalNameSighting, Publish
-from watcher.incidents.lifecycle import opened, updated
-from watcher.model import Category, Finding, Incident, Severity
+from watcher.incidents.lifecycle import IncidentLifecycle, opened, updated
+from watcher.model import Category, Ecosystem, Finding, Incident, IncidentState, Severity
 from watcher.store.api import Store
 from watcher.store.types import Delivery
 from watcher.timefmt import iso
@@ -88,7 +90,20 @@ class InternalNameReporter:
             return []
         return [channel_id(owner, kind) for kind in owner_config.channel_kinds()]
 
-    async def __call__(self, sighting: InternalNameSighting) -> None:
+    async def gone(self, ecosystem: Ecosystem, name: str, feed: str) -> None:
+        """Resolve the name's open incident: the public registry no longer serves it."""
+        incident = await self.store.get_incident(f"watcher/{ecosystem.value}/{name}")
+        if incident is None or incident.state is IncidentState.RESOLVED:
+            return
+        lifecycle = IncidentLifecycle(self.store, self.config, on_page=self.on_page)
+        await lifecycle.resolve(
+            incident,
+            "removed from the public registry",
+            f"{name} is no longer served by the public registry (seen by {feed}); keep the "
+            "proxy block in place: the name can be registered again",
+        )
+
+    async def published(self, sighting: InternalNameSighting) -> None:
         key = internal_name_key(sighting)
         package = sighting.package
         existing = await self.store.get_incident(key)

@@ -173,9 +173,8 @@ class NpmChangesFeed(JournalFollower):
             await self.tracker.touch(
                 package, feed=self.name, min_generation=generation, new_since=began
             )
-        await self.check_internal(
-            row.id for row in page.rows if not row.deleted and not row.id.startswith("_design/")
-        )
+        # (a deletion row too: a full unpublish resolves the name's incident)
+        await self.check_internal(row.id for row in page.rows if not row.id.startswith("_design/"))
 
         if not page.rows:
             # `since` beyond a regressed head answers empty forever: look at the head now and then.

@@ -211,8 +211,8 @@ class PypiChangelogFeed(JournalFollower):
             )
             if result.generation is not None and result.generation < serial:
                 lagging.append(package)
-        # a removal is no publish; role changes and file uploads name the project as it stands
-        await self.check_internal(e.name for e in entries if not e.action.startswith("remove"))
+        # every action names the project as it stands now (a removal may resolve its incident)
+        await self.check_internal(e.name for e in entries)
         if lagging:
             # The tracker gave up waiting for a fresh copy: keep the cursor so the batch is read
             # again after the error backoff, rather than step past files we have not seen.
