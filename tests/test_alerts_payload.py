@@ -161,3 +161,32 @@ def test_helpers() -> None:
         "5h01m",
         "2d1h",
     ]
+
+
+def test_a_superseded_update_is_brief_on_every_channel_and_other_updates_are_not() -> None:
+    """The update kind rides in the event id (`…#incident.updated:<kind>`): a newer release
+    taking the dist-tag is one line everywhere (PagerDuty's summary, the webhook's `brief`)."""
+    from watcher.alerts.pagerduty import build_event  # noqa: PLC0415
+    from watcher.incidents.lifecycle import event_id_for  # noqa: PLC0415
+
+    incident = make_incident()
+    line = "a newer release took the dist-tag (latest → 2.1.89); 2.1.88 is still installable"
+    brief = AlertEvent(
+        EventType.UPDATED,
+        incident,
+        event_id_for(incident.dedup_key, EventType.UPDATED, "superseded"),
+        line,
+    )
+    other = AlertEvent(
+        EventType.UPDATED,
+        incident,
+        event_id_for(incident.dedup_key, EventType.UPDATED, "deprecated"),
+        "deprecated on the registry",
+    )
+    assert brief.kind == "superseded" and brief.brief
+    assert other.kind == "deprecated" and not other.brief
+    assert not opened(incident, event_id_for(incident.dedup_key, EventType.OPENED)).brief
+    assert event_data(brief)["brief"] is True and event_data(other)["brief"] is False
+    summary = build_event(brief, "r" * 32, NOW)["payload"]["summary"]
+    assert summary == f"UPDATE on [npm] @acme/cli@2.1.88: {line}; the incident stays open"
+    assert build_event(other, "r" * 32, NOW)["payload"]["summary"].startswith("UPDATE (deprecated")

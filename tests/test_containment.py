@@ -17,6 +17,8 @@ import pytest
 from aiohttp import web
 
 from watcher import metrics
+from watcher.alerts.console import render
+from watcher.alerts.slack import message as slack_message
 from watcher.config import Config, parse_config
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
 from watcher.ecosystems.npm.client import NpmClient, parse_packument
@@ -126,6 +128,21 @@ def test_dist_tag_moved_off_the_version_is_a_mitigation() -> None:
     assert "latest → 1.1.1" in moved.message and "next removed" in moved.message
     # no tag was ever seen on it: nothing moved
     assert assess_npm(doc, NAME, "1.1.0", seen_tags=[]).mitigations == ()
+
+
+def test_the_next_ordinary_release_taking_latest_is_superseded_not_a_mitigation() -> None:
+    """Every moved tag now on a version above the bad one: the owner released, nobody mitigated
+    (posted as one line). A tag put back on an older version, or removed, is a mitigation."""
+    newer = parse_packument(packument(NAME, three_versions(), {"latest": "1.1.1"}))
+    (moved,) = assess_npm(newer, NAME, "1.1.0", seen_tags=["latest"]).mitigations
+    assert moved.kind == "superseded"
+    assert "latest → 1.1.1" in moved.message and "exact pin" in moved.message
+    older = parse_packument(packument(NAME, three_versions(), {"latest": "1.0.0"}))
+    (back,) = assess_npm(older, NAME, "1.1.0", seen_tags=["latest"]).mitigations
+    assert back.kind == "dist-tag-moved"
+    # one tag on a newer release, another removed: someone acted
+    (mixed,) = assess_npm(newer, NAME, "1.1.0", seen_tags=["latest", "next"]).mitigations
+    assert mixed.kind == "dist-tag-moved"
 
 
 def test_unpublished_version_with_its_tarball_gone_is_contained() -> None:
@@ -437,6 +454,48 @@ async def test_npm_watcher_posts_each_update_once_and_resolves_only_when_the_fil
             assert resolved.message is not None and "HTTP 404" in resolved.message
         # resolved incidents are no longer checked
         assert await watcher.check_once() == []
+    finally:
+        await http.close()
+        await store.close()
+
+
+@SESSION_LOOP
+async def test_the_next_release_taking_latest_posts_one_line_once(
+    registry: FakeRegistry, tmp_path: Path
+) -> None:
+    """The owner publishes 1.2.0 and `latest` leaves the bad 1.1.0: one update, `brief`, that the
+    console prints as one line and Slack as one section; not posted again after a restart."""
+    config = make_config(registry.url)
+    doc_path = "/@acme%2fcli"
+    versions = {v: npm_version(NAME, v, registry.url) for v in ("1.0.0", "1.1.0")}
+    registry.docs[doc_path] = json.dumps(packument(NAME, versions, {"latest": "1.1.0"})).encode()
+    store = await open_store(tmp_path / "state.db")
+    http = RegistryHttp(HttpSettings(attempts=2, backoff_initial=0.01))
+    try:
+        await open_incident(store, Ecosystem.NPM, NAME, "1.1.0", datetime.now(UTC))
+        await outbox_events(store, "platform/console")
+        clients = {
+            Ecosystem.NPM: NpmRegistry(
+                NpmClient(http, config.registries.npm.url or ""), frozenset()
+            )
+        }
+        watcher = ContainmentWatcher(store, config, clients)
+        assert (await watcher.check_once())[0].posted == ()  # the tags on 1.1.0 recorded
+
+        versions["1.2.0"] = npm_version(NAME, "1.2.0", registry.url)
+        registry.docs[doc_path] = json.dumps(
+            packument(NAME, versions, {"latest": "1.2.0"})
+        ).encode()
+        assert (await watcher.check_once())[0].posted == ("superseded",)
+        ((kind, event),) = await outbox_events(store, "platform/console")
+        assert kind is EventType.UPDATED and event.kind == "superseded" and event.brief
+        text = render(event)
+        assert text.count("\n") == 1, f"one line: {text!r}"
+        assert "latest → 1.2.0" in text and "1.1.0 is still installable" in text
+        assert "stays open" in text and "Findings" not in text and "Still open" not in text
+        slack_body = slack_message(event)
+        assert len(slack_body["blocks"]) == 1 and "\n" not in slack_body["text"]
+        assert (await ContainmentWatcher(store, config, clients).check_once())[0].posted == ()
     finally:
         await http.close()
         await store.close()

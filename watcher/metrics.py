@@ -149,7 +149,8 @@ TIME_TO_CONTAIN = Histogram(
 )
 MITIGATIONS = Counter(
     "watcher_mitigations_total",
-    "Mitigations that are not containment, posted once each (deprecated, yanked, dist-tag moved).",
+    "Mitigations that are not containment, posted once each (deprecated, yanked, dist-tag moved, "
+    "superseded: a newer release took the dist-tag).",
     ["ecosystem", "kind"],
 )
 CONTAINMENT_CHECKS = Counter(
@@ -203,7 +204,7 @@ FEED_POLL_OUTCOMES = ("ok", "error")
 FEED_EVENT_KINDS = ("release", "baseline", "removed", "unpublished")
 PACKAGE_TOUCH_RESULTS = ("changed", "unchanged", "not_modified", "missing", "stale")
 DELIVERY_OUTCOMES = ("delivered", "retry", "failed", "disable", "dead")
-MITIGATION_KINDS = ("deprecated", "dist-tag-moved", "yanked")
+MITIGATION_KINDS = ("deprecated", "dist-tag-moved", "superseded", "yanked")
 CONTAINMENT_RESULTS = ("open", "contained", "error")
 
 

@@ -365,3 +365,20 @@ class AlertEvent:
     incident: Incident
     event_id: str  # stable across retries: the receivers' idempotency key
     message: str | None = None  # for updates and resolutions: what happened
+
+    @property
+    def kind(self) -> str | None:
+        """An update's kind: the `:<kind>` its event id ends with (`<dedup key>#<type>:<kind>`,
+        watcher.incidents.lifecycle.event_id_for); None for other events."""
+        head, sep, kind = self.event_id.rpartition(f"#{EventType.UPDATED.value}:")
+        return kind if sep and head and self.type is EventType.UPDATED else None
+
+    @property
+    def brief(self) -> bool:
+        """An update every channel posts as one line (the release line only moved on)."""
+        return self.kind in BRIEF_UPDATE_KINDS
+
+
+# The next ordinary release took the dist-tag off a bad version: worth one line, not a page.
+SUPERSEDED = "superseded"
+BRIEF_UPDATE_KINDS = frozenset({SUPERSEDED})

@@ -13,6 +13,7 @@ from typing import TextIO
 from watcher.alerts.base import DeliveryResult
 from watcher.alerts.payload import (
     TEST_MARK,
+    brief_line,
     describe_finding,
     first_action,
     package_ref,
@@ -51,6 +52,8 @@ class ConsoleChannel:
 
 
 def render(event: AlertEvent) -> str:
+    if event.brief:
+        return brief_line(event) + "\n"
     incident = event.incident
     mark = f"{TEST_MARK} " if incident.test else ""
     lines: list[str] = [_RULE]

@@ -25,6 +25,7 @@ import structlog
 
 from watcher.alerts.base import DeliveryResult, HttpChannel, HttpReply, classify_http
 from watcher.alerts.payload import (
+    brief_line,
     event_data,
     summary_line,
     truncate,
@@ -101,7 +102,9 @@ def build_event(event: AlertEvent, routing_key: str, now: datetime) -> dict[str,
             "dedup_key": dedup_key(event),
         }
     summary = summary_line(incident)
-    if event.type is EventType.UPDATED:
+    if event.brief:
+        summary = brief_line(event)
+    elif event.type is EventType.UPDATED:
         summary = f"UPDATE ({event.message or 'mitigation recorded'}): {summary}"
     worst = worst_finding(incident)
     details = event_data(event)

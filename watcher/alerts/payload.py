@@ -49,6 +49,7 @@ def event_data(event: AlertEvent) -> dict[str, Any]:
     data = incident_dict(event.incident)
     data["event"] = event.type.value
     data["message"] = event.message
+    data["brief"] = event.brief  # an update channels post as one line (brief_line)
     if event.type is EventType.RESOLVED:
         data["time_to_contain_s"] = time_to_contain(event.incident)
     return data
@@ -80,6 +81,17 @@ def first_action(incident: Incident) -> str:
 def still_open_line(incident: Incident) -> str:
     """What an update leaves open: the release is still served; the next step to contain it."""
     return f"Still open: {package_ref(incident)} is still served. Next: {first_action(incident)}"
+
+
+def brief_line(event: AlertEvent) -> str:
+    """A brief update whole, on one line: what changed and that the incident stays open."""
+    incident = event.incident
+    mark = f"{TEST_MARK} " if incident.test else ""
+    note = event.message or "the release line moved on"
+    return (
+        f"{mark}UPDATE on [{incident.ecosystem.value}] {package_ref(incident)}: {note}; "
+        "the incident stays open"
+    )
 
 
 def summary_line(incident: Incident) -> str:

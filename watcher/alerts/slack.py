@@ -16,6 +16,7 @@ import aiohttp
 from watcher.alerts.base import DeliveryResult, HttpChannel, HttpReply, classify_http
 from watcher.alerts.payload import (
     TEST_MARK,
+    brief_line,
     describe_finding,
     first_action,
     package_ref,
@@ -118,6 +119,9 @@ def classify(reply: HttpReply) -> DeliveryResult:
 def message(event: AlertEvent) -> dict[str, Any]:
     if event.type is EventType.RESOLVED:
         return _resolved(event)
+    if event.brief:
+        line = truncate(brief_line(event), MAX_FALLBACK)
+        return {"text": line, "blocks": [_section(line)]}
     for shown, step_limit in ((MAX_FINDINGS_SHOWN, MAX_STEP_TEXT), (5, 500), (0, 300)):
         blocks = _page_blocks(event, shown, step_limit)
         if _block_text_size(blocks) <= MAX_TOTAL_TEXT:

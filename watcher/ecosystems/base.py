@@ -71,7 +71,7 @@ def short(text: str) -> str:
 class Mitigation:
     """A step that limits the damage without removing the artifact; posted once per kind."""
 
-    kind: str  # deprecated | dist-tag-moved | yanked
+    kind: str  # deprecated | dist-tag-moved | superseded (a newer release took the tag) | yanked
     message: str
 
 

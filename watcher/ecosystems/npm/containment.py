@@ -3,13 +3,14 @@
 Contained means gone, not discouraged: the version is missing from the packument's `versions` AND
 its tarball URL answers 404/410 (a registry or CDN that still serves the file has not contained
 anything). A deprecation or a dist-tag moved off the version is a mitigation: posted once each,
-the incident stays open. `assess_npm` is a pure function over the parsed packument; `probe` does
+the incident stays open. The next ordinary release taking `latest` (every moved tag now on a
+newer version) is `superseded`: a one-line update, not a mitigation anyone did. `assess_npm` is a pure function over the parsed packument; `probe` does
 the reads around it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -18,6 +19,8 @@ import structlog
 from watcher.ecosystems.base import GONE, Assessment, ContainmentQuery, Mitigation, short
 from watcher.ecosystems.http import safe_url
 from watcher.ecosystems.npm.client import ECOSYSTEM, NpmClient, Packument, packument_url
+from watcher.ecosystems.versions import parse_semver
+from watcher.model import SUPERSEDED  # an ordinary newer release moved the tags on: one line
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +68,16 @@ def assess_npm(
             )
         )
     moved = [tag for tag in (seen_tags or ()) if packument.dist_tags.get(tag) != version]
-    if moved:
+    if moved and _newer_release_took(packument.dist_tags, moved, version):
+        where = ", ".join(f"{tag} → {packument.dist_tags[tag]}" for tag in moved)
+        found.append(
+            Mitigation(
+                SUPERSEDED,
+                f"a newer release took the dist-tag ({where}); {version} is still installable "
+                "by exact pin",
+            )
+        )
+    elif moved:
         where = ", ".join(
             f"{tag} → {packument.dist_tags[tag]}"
             if tag in packument.dist_tags
@@ -80,6 +92,19 @@ def assess_npm(
             )
         )
     return Assessment(contained=False, mitigations=tuple(found), dist_tags=tags)
+
+
+def _newer_release_took(tags: Mapping[str, str], moved: Sequence[str], version: str) -> bool:
+    """Every moved tag is now on a version above the bad one: the owner published a release (a
+    tag put back on an older version, or removed, is someone's mitigation)."""
+    bad = parse_semver(version)
+    if bad is None:
+        return False
+    for tag in moved:
+        target = parse_semver(tags[tag]) if tag in tags else None
+        if target is None or not target > bad:
+            return False
+    return True
 
 
 async def probe(client: NpmClient, query: ContainmentQuery) -> Assessment:
