@@ -197,7 +197,9 @@ def test_unknown_top_level_key_is_an_error() -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_known_ones() -> None:
     problems = errors_of(MINIMAL + "server: {port: 9000}\n")
-    assert problems == ["server.port: unknown key (expected one of: listen)"]
+    assert problems == [
+        "server.port: unknown key (expected one of: listen, api_listen, api_tokens)"
+    ]
 
 
 def test_required_sections_are_named_when_missing() -> None:

@@ -113,6 +113,20 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
             f"synchronous={config.store.synchronous})"
         )
     add(f"server: http://{config.server.listen} (/metrics /healthz /readyz)")
+    tokens = config.server.api_tokens
+    if tokens:
+        where = config.server.api_listen or config.server.listen
+        add(
+            f"  approvals API: http://{where}/api/v1/approvals (put TLS in front); "
+            f"{len(tokens)} token(s), values {_HIDDEN}:"
+        )
+        for token in tokens:
+            limited = [
+                f"{kind} {', '.join(values)}"
+                for kind, values in (("owners", token.owners), ("packages", token.packages))
+                if values
+            ]
+            add(f"    - {token.name}: {'; '.join(limited) if limited else 'no limit'}")
     add("registries:")
     for unit in ecosystems.all_units():
         eco = unit.name

@@ -109,16 +109,82 @@ class StoreConfig(_Model):
         return mask_password(self.url.get_secret_value())
 
 
+_MIN_API_TOKEN = 16
+
+
+def _check_listen(value: str) -> str:
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})", value)
+    if not match or int(match.group(2)) > 65535:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9464, got {value!r}")
+    return value
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    host, port = value.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
+class ApiTokenConfig(_Model):
+    """`server.api_tokens[]`: who may post approvals (`POST /api/v1/approvals`). The token comes
+    from `${ENV}`; the service keeps only its SHA-256 and compares in constant time."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")  # who, in the store
+    token: SecretStr
+    owners: tuple[str, ...] | None = Field(default=None, min_length=1)  # only these owners'...
+    packages: tuple[str, ...] | None = Field(default=None, min_length=1)  # ...and these names/globs
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if len(raw) < _MIN_API_TOKEN or any(c.isspace() for c in raw):
+            raise ValueError(
+                f"expected at least {_MIN_API_TOKEN} characters without whitespace, e.g. "
+                "`openssl rand -hex 32` (value hidden)"
+            )
+        return value
+
+
 class ServerConfig(_Model):
     listen: str = "127.0.0.1:9464"
+    # the approvals API (needs api_tokens); null: served on `listen` beside /metrics
+    api_listen: str | None = None
+    api_tokens: tuple[ApiTokenConfig, ...] = ()
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})", value)
-        if not match or int(match.group(2)) > 65535:
-            raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9464, got {value!r}")
-        return value
+        return _check_listen(value)
+
+    @field_validator("api_listen")
+    @classmethod
+    def _api_listen(cls, value: str | None) -> str | None:
+        return None if value is None else _check_listen(value)
+
+    @model_validator(mode="after")
+    def _tokens(self) -> ServerConfig:
+        names = [t.name for t in self.api_tokens]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"api_tokens: names must be unique, {', '.join(twice)} used twice")
+        values = [t.token.get_secret_value() for t in self.api_tokens]
+        if len(set(values)) != len(values):
+            raise ValueError("api_tokens: two entries have the same token (values hidden)")
+        if self.api_listen is not None and not self.api_tokens:
+            raise ValueError("api_listen: set api_tokens too (the API answers only to them)")
+        if self.api_listen is not None and _split_listen(self.api_listen) == _split_listen(
+            self.listen
+        ):
+            raise ValueError("api_listen: the same address as listen; leave it out instead")
+        return self
+
+    @property
+    def api_host(self) -> str:
+        return _split_listen(self.api_listen)[0] if self.api_listen else self.host
+
+    @property
+    def api_port(self) -> int:
+        return _split_listen(self.api_listen)[1] if self.api_listen else self.port
 
     @property
     def host(self) -> str:
@@ -687,6 +753,13 @@ class Config(_Model):
                 )
             elif problem := registry.package_problem(package.name, pattern=package.is_pattern):
                 problems.append(f"{where}.name: {problem}")
+        for index, token in enumerate(self.server.api_tokens):
+            for owner in token.owners or ():
+                if owner not in self.owners:
+                    problems.append(
+                        f"server.api_tokens[{index}].owners: unknown owner {owner!r} (owners "
+                        f"defined: {', '.join(sorted(self.owners))})"
+                    )
         problems.extend(self._private_problems())
         if problems:
             raise ValueError(MULTI_PROBLEMS + "\n".join(problems))

@@ -41,6 +41,7 @@ from watcher.feeds.reconcile import PackageTracker
 from watcher.feeds.sink import record_events
 from watcher.incidents.internal_names import InternalNameReporter
 from watcher.model import Ecosystem
+from watcher.service.api import MAX_BODY, ApprovalsApi, api_app
 from watcher.service.autocontain import AutoContainment, npm_actions
 from watcher.service.containment import ContainmentWatcher
 from watcher.service.origin import OriginChecks, origin_judges
@@ -103,6 +104,7 @@ class Service:
         self._store_open = False
         self._feeds = _Feeds()
         self.http_port: int | None = None
+        self.api_port: int | None = None  # the approvals API's port (None: no api_tokens)
         self._failure: str | None = None  # the first unexpected failure, for the exit
 
     def stop(self) -> None:
@@ -139,6 +141,7 @@ class Service:
         session: aiohttp.ClientSession | None = None
         channels: list[Channel] = []
         server: HttpServer | None = None
+        api_server: HttpServer | None = None
         scratch: Scratch | None = None
         workers: ScanWorkers | None = None
         try:
@@ -190,13 +193,29 @@ class Service:
                 [(feed.ecosystem, feed.name) for feed in self._feeds.all],
                 [channel.name for channel in channels],
             )
+            # the approvals API answers only to server.api_tokens: on its own address, or here
+            api = ApprovalsApi(store, config) if config.server.api_tokens else None
+            shared = api is not None and config.server.api_listen is None
             server = HttpServer(
-                build_app(self._readiness, before_scrape=self._scrape_hook(store, outbox, sink)),
+                build_app(
+                    self._readiness,
+                    before_scrape=self._scrape_hook(store, outbox, sink),
+                    extra=api.install if api is not None and shared else None,
+                    client_max_size=MAX_BODY if shared else 1024**2,
+                ),
                 config.server.host,
                 config.server.port,
             )
             await server.start()
             self.http_port = server.port
+            if api is not None and not shared:
+                api_server = HttpServer(
+                    api_app(api), config.server.api_host, config.server.api_port
+                )
+                await api_server.start()
+                self.api_port = api_server.port
+            elif api is not None:
+                self.api_port = server.port
             await workers.start()
             # the pool's socket directory (pymp-*) is outside the scratch root (socket paths
             # are short); recorded there so the next start removes it after a kill -9
@@ -217,6 +236,8 @@ class Service:
                 await _quietly("scan_pool", workers.close_pool)
             if server is not None:
                 await _quietly("http_server", server.stop)
+            if api_server is not None:
+                await _quietly("api_server", api_server.stop)
             for channel in channels:
                 await _quietly(f"channel:{channel.name}", channel.close)
             if session is not None:

@@ -67,7 +67,12 @@ def build_app(
     *,
     before_scrape: ScrapeHook = _nothing,
     registry: CollectorRegistry = REGISTRY,
+    extra: Callable[[web.Application], None] | None = None,
+    client_max_size: int = 1024**2,
 ) -> web.Application:
+    """The port's application; `extra` installs more routes on it (the approvals API when it
+    shares this port)."""
+
     async def metrics(_: web.Request) -> web.Response:
         try:
             await before_scrape()
@@ -86,10 +91,12 @@ def build_app(
             status=200 if state.ready else 503,
         )
 
-    app = web.Application()
+    app = web.Application(client_max_size=client_max_size)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if extra is not None:
+        extra(app)
     return app
 
 
