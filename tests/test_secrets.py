@@ -385,6 +385,17 @@ def _negatives() -> dict[str, str]:
             "fromPartial(q){let K=wj_();return K.is_ci=q.is_ci??!1,K.is_app_auth=q.is_app_auth"
             '??!1,K.version=q.version??"",K}'
         ),
+        # -- shapes met on the corpus re-run (docs/precision.md) --
+        "tokenizer scope with a capture substitution": (
+            '{ regex: /(@keywords)/, action: { token: "keyword.$0x" } }'
+        ),
+        "dependency specifiers under a credential-named package": (
+            '{"@acme/credentials-store":"workspace:*","@acme/secret-sauce":"catalog:prod"}'
+        ),
+        "tailwind variants on a group named like a key": (
+            'className:"opacity-0 group-hover/routing-key:opacity-100 '
+            'group-focus-within/api-token:pointer-events-auto"'
+        ),
         "header name under a token constant": (
             'const X_AWS_EC2_METADATA_TOKEN = "x-aws-ec2-metadata-token";\n'
             'const AUTH_HEADER_SECRET = "x-hub-signature-secret";'
@@ -657,6 +668,8 @@ def test_code_shaped_neighbours_of_the_bundle_negatives_are_still_found() -> Non
         ('let A={Authorization:"Bearer ' + tok + '"};', "http-auth-header", tok),
         ('{"app.env": "AUTH=' + tok + '\\nDEBUG=0"}', "generic-secret", tok),
         ('const X_API_TOKEN = "' + dashed + '";', "generic-secret", dashed),
+        ('curl -H "X-Routing-Key: ' + tok + '" https://h.invalid/', "http-auth-header", tok),
+        ('token: "keyword.' + tok + '"', "generic-secret", "keyword." + tok),
     ]
     for text, rule, secret in cases:
         found = [(f.rule, f.key) for f in scan_text(text, "package/cli.js")]
