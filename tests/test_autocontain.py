@@ -17,15 +17,17 @@ from watcher.config.schema import AutoContainmentConfig, AutoNpmConfig
 from watcher.ecosystems.http import RegistryHttp
 from watcher.ecosystems.npm.client import NpmClient, parse_packument
 from watcher.errors import ConfigError
-from watcher.model import Ecosystem, Incident
+from watcher.model import Ecosystem, Finding, Incident
 from watcher.service.autocontain import (
     describe,
     irreversible,
     plan_npm,
     previous_good,
+    revoke_job,
     undo_jobs,
 )
 from watcher.service.daemon import _auto_containment
+from watcher.service.github_revoke import revocable
 from watcher.store import open_store
 from watcher.store.types import ContainmentJob, JobState
 
@@ -210,3 +212,32 @@ async def test_containment_enabled_false_turns_automatic_actions_off_too(tmp_pat
 def test_scope_tokens_need_scope_names(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="@acme"):
         _config(tmp_path, "{auto: {npm: {scope_tokens: {acme: t}}}}")
+
+
+def _gh_finding(message: str, rule: str = "github-token") -> Finding:
+    return dataclasses.replace(incident().findings[0], rule=rule, message=message)
+
+
+def test_only_validated_github_tokens_the_endpoint_takes_are_revocable() -> None:
+    ok = "GitHub token (personal…): ghp_…(40 chars, sha256:0123456789ab)"
+    assert revocable(_gh_finding(ok)) == ("0123456789ab", "ghp_…(40 chars, sha256:0123456789ab)")
+    bad_sum = "shape of GitHub token, checksum invalid: probably a test value: ghp_…(40 chars, sha256:0123456789ab)"
+    assert revocable(_gh_finding(bad_sum)) is None
+    installation = "GitHub token: ghs_…(40 chars, sha256:0123456789ab)"  # not accepted by GitHub
+    assert revocable(_gh_finding(installation)) is None
+    fine = "GitHub fine-grained personal access token: gith…(93 chars, sha256:abcdefabcdef)"
+    assert revocable(_gh_finding(fine, "github-fine-grained-pat")) is not None
+    assert revocable(_gh_finding(ok, "npm-token")) is None
+
+
+def test_the_revoke_job_keeps_references_and_redacted_forms_never_a_value() -> None:
+    with_token = dataclasses.replace(
+        incident("1.0.1"),
+        findings=[_gh_finding("GitHub token: ghp_…(40 chars, sha256:0123456789ab)")],
+    )
+    job = revoke_job(with_token, AutoContainmentConfig(github_revoke=True))
+    assert job is not None and (job.action, job.target) == ("github_revoke", "github")
+    assert job.params["refs"] == "0123456789ab"
+    assert "https://api.github.com/credentials/revoke" in job.params["manual"]
+    assert revoke_job(with_token, AutoContainmentConfig()) is None
+    assert revoke_job(incident("1.0.1"), AutoContainmentConfig(github_revoke=True)) is None

@@ -20,6 +20,7 @@ class ActionResult:
     detail: str  # in words, for the incident and the page
     retry: bool = False  # not done, but worth another attempt later (transient)
     manual: str | None = None  # the exact command for a human when it was not done
+    retry_at: float | None = None  # when the other side said to try again (a rate limit)
 
 
 class ContainmentActions(Protocol):

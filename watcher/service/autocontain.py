@@ -35,10 +35,19 @@ from watcher.ecosystems.npm.client import NpmClient, Packument
 from watcher.ecosystems.npm.unit import NpmRegistry
 from watcher.ecosystems.npm.writes import NpmActions
 from watcher.ecosystems.versions import is_prerelease, version_key
+from watcher.errors import RegistryError
 from watcher.incidents.eligibility import not_eligible
 from watcher.incidents.internal_names import is_internal_name
 from watcher.incidents.lifecycle import IncidentLifecycle, event_id_for, stored_id
 from watcher.model import Ecosystem, EventType, Incident
+from watcher.service.github_revoke import (
+    PUBLIC_API,
+    Downloader,
+    GitHubRevoker,
+    ReleaseTokens,
+    revocable,
+    revoke_result,
+)
 from watcher.store.api import Store
 from watcher.store.types import ContainmentJob, JobState, NewJob
 
@@ -177,11 +186,38 @@ def plan_npm(
     return Plan(tuple(jobs), "; ".join(notes))
 
 
+def revoke_job(incident: Incident, auto: AutoContainmentConfig) -> NewJob | None:
+    """With `github_revoke`: one job for the validated GitHub tokens among the findings, which
+    keeps their references and redacted forms only (never a value)."""
+    if not auto.github_revoke:
+        return None
+    found: dict[str, str] = {}
+    for finding in incident.findings:
+        ref = revocable(finding)
+        if ref is not None:
+            found.setdefault(*ref)
+    if not found:
+        return None
+    api = (auto.github_api_url or PUBLIC_API).rstrip("/")
+    auth = ' -H "Authorization: Bearer $GITHUB_TOKEN"' if auto.github_token else ""
+    manual = (
+        f"curl -X POST {api}/credentials/revoke{auth} "
+        '-d \'{"credentials":["<each token>"]}\' '
+        f"(the tokens: {', '.join(found.values())})"
+    )
+    return NewJob(
+        "github_revoke",
+        "github",
+        {"refs": ",".join(found), "tokens": ", ".join(found.values()), "manual": manual},
+    )
+
+
 def describe(
     jobs: Sequence[ContainmentJob], incident: Incident, note: str, took: float | None
 ) -> str:
     """The update page: what was done, what failed (with the command), what needs a human."""
-    done = [j for j in jobs if j.state is JobState.DONE]
+    revoked = [j for j in jobs if j.action == "github_revoke" and j.state is JobState.DONE]
+    done = [j for j in jobs if j.state is JobState.DONE and j.action != "github_revoke"]
     dry = [j for j in jobs if j.state is JobState.DRY_RUN]
     failed = [j for j in jobs if j.state in (JobState.FAILED, JobState.SKIPPED)]
     parts: list[str] = []
@@ -189,6 +225,11 @@ def describe(
         what = ", ".join(j.detail or j.action for j in done)
         when = f", {took:.1f} s after publish" if took is not None else ""
         parts.append(f"auto-contained: {what}{when}")
+    for job in revoked:
+        parts.append(
+            f"GitHub: {job.detail}; GitHub revokes them and tells their owners "
+            f"({job.params.get('tokens', '')})"
+        )
     if dry:
         parts.append(
             "dry run, nothing changed; would have: " + ", ".join(j.detail or "" for j in dry)
@@ -232,8 +273,12 @@ class AutoContainment:
         on_page: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
         poll: float = 1.0,
+        revoker: GitHubRevoker | None = None,
+        tokens: ReleaseTokens | None = None,
     ) -> None:
         assert config.containment.auto is not None
+        self.revoker = revoker
+        self.tokens = tokens if tokens is not None else ReleaseTokens()
         self.store = store
         self.config = config
         self.auto: AutoContainmentConfig = config.containment.auto
@@ -268,6 +313,8 @@ class AutoContainment:
             stopper.cancel()
         for actions in self.actions.values():
             await actions.close()
+        if self.revoker is not None:
+            await self.revoker.close()
 
     def _delay(self) -> float:
         return self.poll
@@ -279,6 +326,8 @@ class AutoContainment:
         for job in await self.store.due_containment_jobs(now=self.clock()):
             if job.action.startswith(UNDO):
                 continue  # `watcher contain --undo` does these itself, and says how they went
+            if job.action == "unpublish" and await self._revoke_pending(job.incident_id):
+                continue  # the revocation reads the tokens from the artifact: it goes first
             await self._perform(job)
         for incident in incidents:
             await self._report(incident)
@@ -319,6 +368,9 @@ class AutoContainment:
                 f"{incident.ecosystem.value} has no API for yank or delete: "
                 "nothing is done automatically, follow the runbook",
             )
+        revoke = revoke_job(incident, self.auto)
+        if revoke is not None:  # rotation first, and before an unpublish takes the artifact away
+            plan = Plan((revoke, *plan.jobs), plan.note)
         await self.store.add_containment_jobs(
             stored_id(incident), incident.ecosystem, incident.name, plan.jobs, now=self.clock()
         )
@@ -366,7 +418,7 @@ class AutoContainment:
             )
             return
         actions = self.actions.get(job.ecosystem)
-        if actions is None:
+        if actions is None and job.action != "github_revoke":
             await self._finish(job, JobState.SKIPPED, f"no {eco} registry writer configured", eco)
             return
         if incident is not None and job.action in OWN_CHANGE:
@@ -374,7 +426,11 @@ class AutoContainment:
             await self.store.add_incident_note(
                 stored_id(incident), OWN_CHANGE[job.action], f"by registry-watcher ({job.action})"
             )
-        result: ActionResult = await actions.perform(job)
+        if job.action == "github_revoke":
+            result = await self._revoke(job, incident)
+        else:
+            assert actions is not None
+            result = await actions.perform(job)
         if result.done:
             await self._finish(job, JobState.DONE, result.detail, eco)
             if job.action == "dist_tag" and job.target == "latest" and incident is not None:
@@ -384,6 +440,8 @@ class AutoContainment:
             return
         if result.retry and job.attempts + 1 < MAX_ATTEMPTS:
             delay = min(BACKOFF_MAX, 2.0**job.attempts)
+            if result.retry_at is not None:  # the other side said when (a rate limit)
+                delay = max(delay, result.retry_at - self.clock())
             await self.store.retry_containment_job(job.id, self.clock() + delay, result.detail)
             log.warning(
                 "auto_containment_retry",
@@ -409,6 +467,40 @@ class AutoContainment:
                 outcome=state.value,
                 detail=detail,
             )
+
+    async def _revoke_pending(self, incident_id: int) -> bool:
+        return any(
+            j.action == "github_revoke" and j.state is JobState.PENDING
+            for j in await self.store.containment_jobs(incident_id)
+        )
+
+    async def _revoke(self, job: ContainmentJob, incident: Incident | None) -> ActionResult:
+        """The tokens' values again from the release as served, then GitHub's endpoint."""
+        manual = job.params.get("manual")
+        if self.revoker is None:
+            return ActionResult(False, "containment.auto.github_revoke is off", manual=manual)
+        if incident is None or incident.release_id is None:
+            return ActionResult(False, "the incident's release is not in the state", manual=manual)
+        stored = await self.store.get_release_by_id(incident.release_id)
+        registry = self.clients.get(job.ecosystem)
+        if stored is None or not isinstance(registry, Downloader):
+            return ActionResult(False, "the release cannot be read again", manual=manual)
+        refs = [r for r in job.params.get("refs", "").split(",") if r]
+        try:
+            values = await self.tokens.extract(registry, stored.release, refs)
+        except (RegistryError, OSError, TimeoutError) as exc:
+            why = f"could not read the release again for its tokens: {type(exc).__name__}: {exc}"
+            return ActionResult(False, why[:300], retry=True, manual=manual)
+        if not values:
+            return ActionResult(
+                False,
+                "the tokens are no longer in the release as served: report them by hand",
+                manual=manual,
+            )
+        try:
+            return revoke_result(await self.revoker.submit(values), manual)
+        finally:
+            values.clear()
 
     async def _incident_of(self, job: ContainmentJob) -> Incident | None:
         for incident in await self.store.open_incidents():
@@ -473,6 +565,9 @@ def _would(action: str, target: str, params: Mapping[str, str]) -> str:
         return f"deprecate {target}"
     if action == "unpublish":
         return f"unpublish {target}"
+    if action == "github_revoke":
+        count = len([r for r in params.get("refs", "").split(",") if r])
+        return f"report {count} GitHub token(s) to GitHub for revocation"
     return f"{action} {target}"
 
 

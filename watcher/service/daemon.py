@@ -44,6 +44,7 @@ from watcher.model import Ecosystem
 from watcher.service.api import MAX_BODY, ApprovalsApi, api_app
 from watcher.service.autocontain import AutoContainment, npm_actions
 from watcher.service.containment import ContainmentWatcher
+from watcher.service.github_revoke import GitHubRevoker, ReleaseTokens
 from watcher.service.origin import OriginChecks, origin_judges
 from watcher.service.scratch import Scratch
 from watcher.service.server import (
@@ -182,7 +183,7 @@ class Service:
             )
             origin = OriginChecks(store, config, origin_judges(store, config), workers.lifecycle)
             store.notifications.subscribe(Topic.ORIGIN_CHECKS, origin.wake)
-            auto = _auto_containment(store, config, registries, outbox.wake)
+            auto = _auto_containment(store, config, registries, outbox.wake, scratch.path)
             if auto is not None:  # a queued page may be a new incident: plan its jobs now
                 store.notifications.subscribe(Topic.OUTBOX, auto.wake)
 
@@ -459,6 +460,7 @@ def _auto_containment(
     config: Config,
     registries: Mapping[Ecosystem, Registry],
     on_page: Callable[[], None],
+    scratch: Path | None = None,
 ) -> AutoContainment | None:
     """`containment.auto` when it is set and containment is enabled (false turns it off too):
     npm writes go to each package's own registry with its write token; PyPI has no write API."""
@@ -475,4 +477,18 @@ def _auto_containment(
         actions[Ecosystem.PYPI] = NoWriteApi(
             "PyPI has no API for yank or delete (web UI only, with re-authentication)"
         )
-    return AutoContainment(store, config, registries, actions, on_page=on_page)
+    revoker = None
+    if auto.github_revoke:
+        revoker = GitHubRevoker(
+            auto.github_api_url,
+            auto.github_token.get_secret_value() if auto.github_token else None,
+        )
+    return AutoContainment(
+        store,
+        config,
+        registries,
+        actions,
+        on_page=on_page,
+        revoker=revoker,
+        tokens=ReleaseTokens(limits=config.archive_limits(), scratch=scratch),
+    )

@@ -1,0 +1,123 @@
+"""GitHub token revocation as automatic containment, end to end: `watcher run` against a real
+Verdaccio, paging real loopback receivers, reporting to a stand-in of GitHub's
+`POST /credentials/revoke` (202, 422, the hourly rate limit, GHES's authenticated form).
+
+The token's value is never in the state file: the job keeps references and obtains the values
+again from the release as served when it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from npm_servers import Verdaccio
+from service_harness import webhook_secret
+from test_auto_containment import _start, jobs_of, opening_message
+from test_containment_e2e import of_type, until
+
+from tests import fakecreds
+from tests.github_standin import GitHubStandin, github_standin
+from tests.receivers import Receivers, all_receivers
+from watcher.model import incident_key
+from watcher.store.types import JobState
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[Receivers]:
+    async with all_receivers(webhook_secret()) as found:
+        yield found
+
+
+def leaky(token: str) -> dict[str, bytes]:
+    return {"index.js": b"module.exports = 2;\n", ".env": f"GITHUB_TOKEN={token}\n".encode()}
+
+
+def state_text(state: Path) -> str:
+    with sqlite3.connect(state) as db:
+        return "\n".join(
+            str(row)
+            for t in ("containment_jobs", "incident_notes", "incident_events")
+            for row in db.execute(f"SELECT * FROM {t}")
+        )
+
+
+async def _leak_with(
+    verdaccio: Verdaccio, rx: Receivers, tmp_path: Path, github: GitHubStandin, seed: int
+) -> tuple[str, str, Path]:
+    auto: dict[str, object] = {
+        "github_revoke": True,
+        "github_api_url": github.url,
+        "npm": {"token": verdaccio.token},
+    }
+    if github.enterprise_token:
+        auto["github_token"] = github.enterprise_token
+    service, name, _ = await _start(verdaccio, rx, tmp_path, json.dumps(auto))
+    token = fakecreds.github_token(random.Random(seed))
+    try:
+        await asyncio.to_thread(verdaccio.publish, name, "1.1.0", leaky(token))
+        await until(lambda: len(of_type(rx.hook, "incident.opened")) == 1, "the page", 30)
+        await asyncio.sleep(1.0)
+    finally:
+        service.terminate()
+    return name, token, tmp_path / "state.db"
+
+
+async def test_a_leaked_github_token_is_reported_once_and_the_page_says_so(
+    verdaccio: Verdaccio, receivers: Receivers, tmp_path: Path
+) -> None:
+    async with github_standin() as github:
+        name, token, state = await _leak_with(verdaccio, receivers, tmp_path, github, 21)
+        assert github.accepted == [token]
+        assert github.requests == [{"path": "/credentials/revoke", "authorized": False}]
+    message = opening_message(receivers)
+    assert "GitHub: 1 GitHub token(s) reported for revocation (202 Accepted)" in message, message
+    assert "auto-contained: latest 1.1.0 → 1.0.0, 1.1.0 deprecated" in message
+    assert token not in message
+    jobs = await jobs_of(state, incident_key("npm", name, "1.1.0"))
+    assert jobs[0][:3] == ("github_revoke", "github", JobState.DONE)
+    assert token not in state_text(state)  # only references and redacted forms are stored
+
+
+async def test_a_422_is_recorded_and_paged_with_the_manual_command_and_not_retried(
+    verdaccio: Verdaccio, receivers: Receivers, tmp_path: Path
+) -> None:
+    async with github_standin(spammed=True) as github:
+        name, token, state = await _leak_with(verdaccio, receivers, tmp_path, github, 22)
+        assert len(github.requests) == 1  # no retry storm
+    message = opening_message(receivers)
+    assert "auto-containment failed: github_revoke github: HTTP 422" in message, message
+    assert "/credentials/revoke" in message and token not in message
+    jobs = await jobs_of(state, incident_key("npm", name, "1.1.0"))
+    assert jobs[0][:3] == ("github_revoke", "github", JobState.FAILED)
+
+
+async def test_the_hourly_rate_limit_puts_the_report_off_until_the_reset(
+    verdaccio: Verdaccio, receivers: Receivers, tmp_path: Path
+) -> None:
+    async with github_standin(per_hour=0) as github:
+        name, _, state = await _leak_with(verdaccio, receivers, tmp_path, github, 23)
+        assert len(github.requests) == 1
+    jobs = await jobs_of(state, incident_key("npm", name, "1.1.0"))
+    action, _, job_state, detail = jobs[0]
+    assert (action, job_state) == ("github_revoke", JobState.PENDING)
+    assert "rate limited" in (detail or "")
+    # the other actions did not wait for it; the page went out saying what is under way
+    assert [s for _, _, s, _ in jobs[1:]] == [JobState.DONE, JobState.DONE]
+    assert "report 1 GitHub token(s) to GitHub for revocation" in opening_message(receivers)
+
+
+async def test_github_enterprise_server_is_asked_with_its_token(
+    verdaccio: Verdaccio, receivers: Receivers, tmp_path: Path
+) -> None:
+    async with github_standin(enterprise_token="ghes-" + "t" * 20) as github:
+        _, token, _ = await _leak_with(verdaccio, receivers, tmp_path, github, 24)
+        assert github.accepted == [token]
+        assert github.requests == [{"path": "/api/v3/credentials/revoke", "authorized": True}]
