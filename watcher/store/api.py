@@ -28,6 +28,7 @@ from typing import Protocol, runtime_checkable
 from watcher.model import Ecosystem, Finding, Incident, Manifest
 from watcher.store.types import (
     Approval,
+    ChannelMessage,
     ChannelQueue,
     Claimant,
     ContainmentJob,
@@ -423,6 +424,27 @@ class OriginCheckStore(Protocol):
 
 
 @runtime_checkable
+class ChannelMessageStore(Protocol):
+    """What a channel that edits its messages keeps of them (Slack's `ts` per incident)."""
+
+    async def record_channel_message(
+        self,
+        channel: str,
+        dedup_key: str,
+        remote_channel: str,
+        ref: str,
+        *,
+        now: float | None = None,
+    ) -> bool: ...
+
+    async def channel_message(self, channel: str, dedup_key: str) -> ChannelMessage | None: ...
+
+    async def mark_channel_message_resolved(
+        self, channel: str, dedup_key: str, *, now: float | None = None
+    ) -> None: ...
+
+
+@runtime_checkable
 class StatusStore(Protocol):
     """Counts for the metrics and the summary `watcher status` prints."""
 
@@ -443,6 +465,7 @@ class Store(
     ContainmentJobStore,
     ApprovalStore,
     OriginCheckStore,
+    ChannelMessageStore,
     Protocol,
 ):
     """Every concern, as `open_store` returns it; `close()` when done (or `async with`)."""

@@ -209,6 +209,18 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelMessage:
+    """A message a channel posted for an incident and may edit or thread under (Slack's `ts`)."""
+
+    channel: str  # the outbox channel, `<owner>/slack`
+    dedup_key: str
+    remote_channel: str  # the receiver's channel id (Slack's `C…`)
+    ref: str  # the receiver's message id (Slack's `ts`)
+    created_at: float
+    resolved_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxItem:
     """One delivery of an event to one channel, with its attempt state. `event` is what the
     channel is sent (the incident as it was when the event happened); None when the stored event

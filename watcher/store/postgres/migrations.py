@@ -199,6 +199,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX origin_checks_due ON origin_checks (state, due_at)",
     ),
+    # 4: messages a channel can edit later (the embedded store's migration 9)
+    (
+        """CREATE TABLE channel_messages (
+            channel TEXT NOT NULL,
+            dedup_key TEXT NOT NULL,
+            remote_channel TEXT NOT NULL,
+            ref TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            resolved_at DOUBLE PRECISION,
+            PRIMARY KEY (channel, dedup_key)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

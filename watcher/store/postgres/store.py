@@ -19,6 +19,7 @@ from watcher.store.postgres.connection import Connection, Db, fetch
 from watcher.store.postgres.notify import PgNotifications
 from watcher.store.sqlite import feed_state
 from watcher.store.sqlite.approvals import ApprovalRepository
+from watcher.store.sqlite.channel_messages import ChannelMessageRepository
 from watcher.store.sqlite.channels import ChannelRepository
 from watcher.store.sqlite.codec import now_or
 from watcher.store.sqlite.containment_jobs import ContainmentJobRepository
@@ -60,6 +61,7 @@ class PostgresStore(
     ContainmentJobRepository,
     ApprovalRepository,
     OriginCheckRepository,
+    ChannelMessageRepository,
 ):
     """Every concern over one pool; `await store.close()` when done (or `async with`)."""
 

@@ -270,5 +270,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX origin_checks_due ON origin_checks (state, due_at)",
     ),
+    # 9: messages a channel can edit later (Slack with a bot token): the `ts` of an incident's
+    # first message, so updates are thread replies and the resolution edits it
+    (
+        """CREATE TABLE channel_messages (
+            channel TEXT NOT NULL,          -- the outbox channel, `<owner>/slack`
+            dedup_key TEXT NOT NULL,
+            remote_channel TEXT NOT NULL,   -- Slack's channel id
+            ref TEXT NOT NULL,              -- Slack's message ts
+            created_at REAL NOT NULL,
+            resolved_at REAL,
+            PRIMARY KEY (channel, dedup_key)
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,6 +12,7 @@ from typing import Literal
 
 from watcher.store.notify import LocalNotifications
 from watcher.store.sqlite.approvals import ApprovalRepository
+from watcher.store.sqlite.channel_messages import ChannelMessageRepository
 from watcher.store.sqlite.channels import ChannelRepository
 from watcher.store.sqlite.connection import Connection
 from watcher.store.sqlite.containment_jobs import ContainmentJobRepository
@@ -37,6 +38,7 @@ class SqliteStore(
     ContainmentJobRepository,
     ApprovalRepository,
     OriginCheckRepository,
+    ChannelMessageRepository,
 ):
     """Every concern over one connection; `await store.close()` when done (or `async with`)."""
 
