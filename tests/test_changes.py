@@ -294,6 +294,11 @@ def test_comparable_paths() -> None:
         "pkg.libs/libopenblas64_p-r0-17a8e9b1.3.23.dev.so"
     )
     assert comparable_path("package/dist/chunk-BxvNo5o6.js") == "package/dist/chunk-*.js"
+    # the free-threaded stable ABI (`abi3t`, new wheels for a new Python) is the same module: seen
+    # on the precision corpus re-run (cryptography's cp315 wheels)
+    assert comparable_path(
+        "x-2.0-cp315-abi3.abi3t-manylinux_2_34_x86_64.whl/pkg/_rust.abi3t.so"
+    ) == comparable_path("x-1.0-cp311-abi3-manylinux_2_34_x86_64.whl/pkg/_rust.abi3.so")
 
 
 # -- install-hook-changed --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -166,3 +167,50 @@ def test_ten_nested_tarballs_cost_their_bytes_once(tmp_path: Path) -> None:
     paths = [m.path for m in members]
     assert len(paths) == len(set(paths))
     assert sum("!" in p for p in paths) == 20  # package.json + one file in each
+
+
+def _traversal_tar() -> bytes:
+    """A plain tar (mode w) with a `..` member and an absolute one: what a test suite of a safe
+    extractor ships on purpose (Django's tests/utils_tests/traversal_archives/)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name in ("foo/../../evil.py", "/tmp/evil.py"):
+            member = tarfile.TarInfo(name)
+            member.size = 1
+            archive.addfile(member, io.BytesIO(b"x"))
+    return buffer.getvalue()
+
+
+def test_fixture_archives_in_the_package_tests_are_low_and_elsewhere_keep_their_severity(
+    tmp_path: Path,
+) -> None:
+    fixture = npm_tarball(tmp_path / "fixture.tgz", {"index.js": "x = 1\n"})
+    outer = npm_tarball(
+        tmp_path / "p.tgz",
+        {
+            "tests/fixtures/traversal.tar": _traversal_tar(),
+            "tests/eggs/fixture.tgz": fixture.read_bytes(),
+            "lib/bundled.tar": _traversal_tar(),
+        },
+    )
+    report = scan(outer)
+    traversal = {f.path: f for f in by_rule(report, "archive-path-traversal")}
+    in_tests = [f for path, f in traversal.items() if path.startswith("package/tests/")]
+    elsewhere = [f for path, f in traversal.items() if path.startswith("package/lib/")]
+    assert len(in_tests) == 2 and len(elsewhere) == 2, sorted(traversal)
+    assert all(f.severity is Severity.LOW and f.evidence["in_test_path"] for f in in_tests)
+    assert all(f.severity is Severity.HIGH for f in elsewhere), "outside tests: still high"
+    (nested,) = by_rule(report, "nested-package-archive")
+    assert (nested.path, nested.severity) == ("package/tests/eggs/fixture.tgz", Severity.LOW)
+
+
+def test_a_nested_package_carrying_only_low_findings_stays_medium(tmp_path: Path) -> None:
+    inner = npm_tarball(
+        tmp_path / "old.tgz", {"build.js": "const out = '/home/alice/work/acme/dist';\n"}
+    )
+    outer = npm_tarball(tmp_path / "p.tgz", {"old.tgz": inner.read_bytes()})
+    report = scan(outer)
+    inside = [f for f in report.findings if f.path.startswith("package/old.tgz!")]
+    assert inside and all(f.severity.rank <= Severity.LOW.rank for f in inside), inside
+    (nested,) = by_rule(report, "nested-package-archive")
+    assert nested.severity is Severity.MEDIUM and nested.evidence["findings_inside"] == 0

@@ -46,7 +46,10 @@ from watcher.scanning.checks.sourcemap import (
     map_urls,
     parse_source_map,
 )
-from watcher.scanning.checks.unexpected import nested_package_findings
+from watcher.scanning.checks.unexpected import (
+    fixture_archive_anomalies,
+    nested_package_findings,
+)
 from watcher.scanning.extract import decode_text, pyc_strings, runs_at
 from watcher.scanning.needles import NeedleIndex
 
@@ -128,7 +131,7 @@ def scan_artifact(request: ScanRequest) -> Report:
         findings.extend(check.finish(ctx))
     for check in checks:
         check.revise(findings, ctx)
-    findings.extend(reader.anomalies)
+    findings.extend(fixture_archive_anomalies(reader.anomalies))
     findings.extend(nested_package_findings(reader.nested_packages, findings))
     _identify_from_filename(request.path.name, ctx)
 

@@ -500,7 +500,7 @@ def binary_format(data: bytes | bytearray) -> str | None:
 
 
 _ABI_TAGS = re.compile(
-    r"\.(?:cpython|pypy)[-\w]*?(?=\.(?:so|pyd|dylib)$)|\.cp3\d+-win[\w]*(?=\.pyd$)|\.abi3(?=\.so$)"
+    r"\.(?:cpython|pypy)[-\w]*?(?=\.(?:so|pyd|dylib)$)|\.cp3\d+-win[\w]*(?=\.pyd$)|\.abi3t?(?=\.so$)"
 )
 _HASHED = re.compile(r"(?<=[.-])(?=[\w]*\d)(?=[\w]*[A-Za-z])[A-Za-z0-9_]{8,}(?=\.)")
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import replace
 
 from watcher.model import Category, Finding, Manifest, Severity
 from watcher.scanning.archive import NestedPackage
 from watcher.scanning.checks.base import ComparisonCheck, ScanOptions
+from watcher.scanning.checks.locations import Location, location_evidence, location_of
 
 # (kind, pattern on the path, severity). First match wins.
 _KINDS: tuple[tuple[str, re.Pattern[str], Severity], ...] = (
@@ -84,20 +86,53 @@ def _kind(path: str) -> str | None:
 def nested_package_findings(nested: list[NestedPackage], findings: list[Finding]) -> list[Finding]:
     """`nested-package-archive`: a package tarball (or wheel, sdist) of this or another package
     inside the artifact — most often an earlier `npm pack` left in the package root. Medium; high
-    when something inside it was found."""
+    when something at medium or above was found inside it; low in the package's tests (fixture
+    packages a test suite installs: Django's `tests/**/eggs/*.egg`)."""
     out: list[Finding] = []
     for package in nested:
         inside = package.path + "!"
-        carried = sum(1 for f in findings if f.path.startswith(inside))
+        carried = sum(
+            1
+            for f in findings
+            if f.path.startswith(inside) and f.severity.rank >= Severity.MEDIUM.rank
+        )
+        location = location_of(package.path)
+        severity = Severity.HIGH if carried else Severity.MEDIUM
+        if location is Location.TESTS:
+            severity = Severity.LOW
         out.append(
             Finding(
                 rule="nested-package-archive",
                 category=Category.UNEXPECTED_CONTENT,
-                severity=Severity.HIGH if carried else Severity.MEDIUM,
+                severity=severity,
                 path=package.path,
                 message=f"a {package.ecosystem} package archive ships inside this one"
-                + (f", carrying {carried:,} findings" if carried else ""),
-                evidence={"ecosystem": package.ecosystem, "findings_inside": carried},
+                + (f", carrying {carried:,} findings at medium or above" if carried else "")
+                + (" (in the package's tests)" if location is Location.TESTS else ""),
+                evidence={"ecosystem": package.ecosystem, "findings_inside": carried}
+                | location_evidence(location),
             )
         )
+    return out
+
+
+def fixture_archive_anomalies(anomalies: list[Finding]) -> list[Finding]:
+    """Anomalies inside an archive nested in the package's tests are low: no installer extracts a
+    nested archive, and a test suite ships traversal archives on purpose to test its own safe
+    extraction (Django's `tests/utils_tests/traversal_archives/`). The outer archive's own
+    anomalies keep their severity wherever they are."""
+    out = []
+    for finding in anomalies:
+        location = location_of(finding.path.rsplit("!", 1)[0]) if "!" in finding.path else None
+        if location is Location.TESTS and finding.severity.rank > Severity.LOW.rank:
+            out.append(
+                replace(
+                    finding,
+                    severity=Severity.LOW,
+                    message=f"{finding.message} (an archive in the package's tests)",
+                    evidence={**finding.evidence, **location_evidence(location)},
+                )
+            )
+        else:
+            out.append(finding)
     return out
