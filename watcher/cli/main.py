@@ -50,38 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="TARGET: a local .tgz / .whl / .tar.gz / .zip, npm:NAME@VERSION or "
         "pypi:NAME==VERSION.",
     )
-    scan_parser.add_argument("target")
-    scan_parser.add_argument(
-        "--baseline",
-        default=None,
-        help="previous release to compare with: a local archive, a registry target, `auto` "
-        "(the previous release on the registry) or `none`. Default: auto for registry targets, "
-        "none for local files.",
+    _add_scan_arguments(scan_parser)
+
+    approve_parser = sub.add_parser(
+        "approve",
+        help="the pre-publish gate: scan TARGET like `watcher scan` and, when it passes "
+        "--fail-on, post its approval to the service (token from WATCHER_API_TOKEN)",
+        description="TARGET: the artifact about to be published (the file `npm pack` or "
+        "`python -m build` wrote). Exit 0 approved, 1 findings at or above --fail-on (nothing "
+        "posted), 2 usage or the server refused (its message on stderr).",
     )
-    scan_parser.add_argument("--format", choices=["text", "json", "sarif"], default="text")
-    scan_parser.add_argument(
-        "--fail-on",
-        choices=[s.value for s in Severity],
-        default=Severity.HIGH.value,
-        help="exit 1 when a finding is at or above this severity (default: high)",
+    approve_parser.add_argument(
+        "--server", required=True, metavar="URL", help="the service's API base URL (https)"
     )
-    scan_parser.add_argument(
-        "--config", type=Path, help="service configuration (internal_domains, limits, verify)"
-    )
-    scan_parser.add_argument(
-        "--fingerprints",
-        action="append",
-        type=Path,
-        metavar="FILE",
-        help="a private fingerprint index (`watcher fingerprint build`) to match every text, "
-        "map source and nested member against; repeatable, added to the configuration's",
-    )
-    scan_parser.add_argument(
-        "--verify",
-        action="store_true",
-        help="ask each found credential's own provider whether it is live (one read-only call "
-        "per credential, to the provider URLs of the configuration's `verify:` section)",
-    )
+    _add_scan_arguments(approve_parser)
 
     run_parser = sub.add_parser(
         "run",
@@ -135,6 +117,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_queue_parsers(sub)
     _add_fingerprint_parser(sub)
     return parser
+
+
+def _add_scan_arguments(parser: argparse.ArgumentParser) -> None:
+    """TARGET and the flags `watcher scan` and `watcher approve` share."""
+    parser.add_argument("target")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="previous release to compare with: a local archive, a registry target, `auto` "
+        "(the previous release on the registry) or `none`. Default: auto for registry targets, "
+        "none for local files.",
+    )
+    parser.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    parser.add_argument(
+        "--fail-on",
+        choices=[s.value for s in Severity],
+        default=Severity.HIGH.value,
+        help="exit 1 when a finding is at or above this severity (default: high)",
+    )
+    parser.add_argument(
+        "--config", type=Path, help="service configuration (internal_domains, limits, verify)"
+    )
+    parser.add_argument(
+        "--fingerprints",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="a private fingerprint index (`watcher fingerprint build`) to match every text, "
+        "map source and nested member against; repeatable, added to the configuration's",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="ask each found credential's own provider whether it is live (one read-only call "
+        "per credential, to the provider URLs of the configuration's `verify:` section)",
+    )
 
 
 def _add_fingerprint_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -254,7 +272,7 @@ def _action_parser(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "scan":
+    if args.command in ("scan", "approve"):
         configure_logging(args.log_format or "auto")
     try:
         return _dispatch(parser, args)
@@ -271,6 +289,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from watcher.cli.scan import scan_command  # noqa: PLC0415
 
         return scan_command(args)
+    if args.command == "approve":
+        from watcher.cli.approve import approve_command  # noqa: PLC0415
+
+        return approve_command(args)
     if args.command == "run":
         return _run(args.config, args.log_format)
     if args.command == "check-config":

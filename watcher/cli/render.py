@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from watcher.cli.ops import ChannelOutcome, StoredRunbook
     from watcher.cli.queues import OutboxView, RequeueResult, RetryResult
     from watcher.store.types import (
+        Approval,
         ChannelQueue,
         DisabledChannel,
         OutboxItem,
@@ -395,7 +396,9 @@ def _sarif_artifact(summary: ArtifactSummary) -> dict[str, Any]:
 # -- watcher status -------------------------------------------------------------------------------
 
 
-def render_status(summary: StatusSummary, fmt: str, *, now: float) -> str:
+def render_status(
+    summary: StatusSummary, fmt: str, *, now: float, approvals: Sequence[Approval] = ()
+) -> str:
     from watcher.feeds.coverage import split_cursors  # noqa: PLC0415 - only for status
 
     counts = summary.counts
@@ -430,6 +433,19 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float) -> str:
                         "recheck_at": d.recheck_at,
                     }
                     for d in summary.disabled_channels
+                ],
+                "last_approvals": [
+                    {
+                        "id": a.id,
+                        "ecosystem": a.ecosystem.value,
+                        "name": a.name,
+                        "version": a.version,
+                        "sha256": a.sha256,
+                        "integrity": a.integrity,
+                        "token_name": a.token_name,
+                        "created_at": iso(a.created_at),
+                    }
+                    for a in approvals
                 ],
             },
             indent=2,
@@ -478,6 +494,13 @@ def render_status(summary: StatusSummary, fmt: str, *, now: float) -> str:
             f"channel {d.channel} DISABLED (since {seconds_ago(d.disabled_at, now)}, tried again in "
             f"{recheck:.0f}s; now: watcher outbox requeue --channel {d.channel}): {d.reason}"
         )
+    if approvals:
+        lines.append("last approvals (from the gate):")
+        lines += [
+            f"  {a.ecosystem.value:<4} {a.name}@{a.version} sha256 {a.sha256[:16]}… by "
+            f"{a.token_name} ({seconds_ago(a.created_at, now)})"
+            for a in approvals
+        ]
     return "\n".join(lines)
 
 

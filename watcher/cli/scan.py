@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import dataclasses
+import hashlib
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +29,21 @@ log = structlog.get_logger("watcher.cli.scan")
 
 
 def scan_command(args: argparse.Namespace) -> int:
+    report, _ = run_scan(args)
+    _print_report(report, args.format)
+    return exit_for(report, args.fail_on)
+
+
+def exit_for(report: Report, fail_on: str) -> int:
+    """`watcher scan`'s exit: 1 when a finding is at or above `fail_on`, else 0."""
+    threshold = Severity(fail_on)
+    failing = [f for f in report.findings if f.severity.at_least(threshold)]
+    return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def run_scan(args: argparse.Namespace) -> tuple[Report, list[ScannedFile]]:
+    """Scan TARGET as `watcher scan` does (same flags); the report, and the digests of the
+    target's files (read before a downloaded copy is removed)."""
     config = load_config(args.config) if args.config else None
     options = config.scan_options(_owner(args.target, config)) if config else ScanOptions()
     if args.fingerprints:
@@ -48,11 +65,10 @@ def scan_command(args: argparse.Namespace) -> int:
             prefix_paths=prefix,
             releases=releases,
         )
+        files = [ScannedFile.of(path) for path in targets]
     if verify:
         asyncio.run(_verify(report, config))
-    _print_report(report, args.format)
     threshold = Severity(args.fail_on)
-    failing = [f for f in report.findings if f.severity.at_least(threshold)]
     log.info(
         "scan_finished",
         stage="scan",
@@ -60,10 +76,29 @@ def scan_command(args: argparse.Namespace) -> int:
         package=report.target.name,
         version=report.target.version,
         findings=len(report.findings),
-        failing=len(failing),
+        failing=sum(1 for f in report.findings if f.severity.at_least(threshold)),
         duration_s=round(report.elapsed_s, 3),
     )
-    return EXIT_FINDINGS if failing else EXIT_CLEAN
+    return report, files
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScannedFile:
+    """One scanned target file: its name, SHA-256, and its npm-style integrity (sha512 SRI)."""
+
+    filename: str
+    sha256: str
+    integrity: str
+
+    @classmethod
+    def of(cls, path: Path) -> ScannedFile:
+        sha256, sha512 = hashlib.sha256(), hashlib.sha512()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                sha256.update(chunk)
+                sha512.update(chunk)
+        sri = "sha512-" + base64.b64encode(sha512.digest()).decode()
+        return cls(path.name, sha256.hexdigest(), sri)
 
 
 def _owner(target: str, config: Config) -> str | None:
