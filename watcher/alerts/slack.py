@@ -129,6 +129,17 @@ def message(event: AlertEvent) -> dict[str, Any]:
     return {"text": truncate(_fallback(event), MAX_FALLBACK), "blocks": blocks[:MAX_BLOCKS]}
 
 
+def update_message(event: AlertEvent) -> dict[str, Any]:
+    """An update on its own (a thread reply under the page, with a bot token)."""
+    return {"text": truncate(_fallback(event), MAX_FALLBACK), "blocks": _update_blocks(event)}
+
+
+def resolved_message(event: AlertEvent) -> dict[str, Any]:
+    """The resolution: a resolved header and the time to contain (the edited original, with a
+    bot token)."""
+    return _resolved(event)
+
+
 def _fallback(event: AlertEvent) -> str:
     incident = event.incident
     prefix = _EMOJI[incident.worst()]

@@ -22,6 +22,11 @@ def _channel_line(kind: str, owner: OwnerConfig) -> str:
     if kind == "pagerduty" and owner.pagerduty:
         where = mask_url(owner.pagerduty.url) if owner.pagerduty.url else "default endpoint"
         return f"pagerduty (Events API v2, {where}, routing_key {_HIDDEN})"
+    if kind == "slack" and owner.slack and owner.slack.bot:
+        return (
+            f"slack (bot token {_HIDDEN}, channel {owner.slack.channel}: one message per "
+            "incident, updates in its thread, edited on resolution)"
+        )
     if kind == "slack" and owner.slack:
         return f"slack (incoming webhook, webhook_url {_HIDDEN})"
     if kind == "webhook" and owner.webhook:

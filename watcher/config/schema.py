@@ -368,17 +368,38 @@ class PagerDutyConfig(_Model):
 
 
 class SlackConfig(_Model):
-    webhook_url: SecretStr  # the incoming-webhook URL is itself the credential
+    """An incoming webhook (`webhook_url`), or a bot token and a channel (`bot_token` +
+    `channel`: one message per incident, updates in its thread, edited on resolution)."""
+
+    webhook_url: SecretStr | None = None  # the incoming-webhook URL is itself the credential
+    bot_token: SecretStr | None = None  # `xoxb-…` with chat:write
+    channel: str | None = Field(default=None, min_length=1)  # the channel id, `C…`
+    api_url: OptionalUrl = None  # Slack's Web API base (default https://slack.com/api)
 
     @field_validator("webhook_url")
     @classmethod
-    def _url(cls, value: SecretStr) -> SecretStr:
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
         parts = urlsplit(value.get_secret_value())
         # plain http only to this host (a local relay or test receiver): the URL is a credential
         loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
         if not (parts.scheme == "https" or loopback) or not parts.hostname:
             raise ValueError("expected an https incoming-webhook URL (value hidden)")
         return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SlackConfig:
+        bot = self.bot_token is not None or self.channel is not None
+        if self.webhook_url is not None and bot:
+            raise ValueError("either webhook_url or bot_token + channel, not both")
+        if self.webhook_url is None and (self.bot_token is None or self.channel is None):
+            raise ValueError("expected webhook_url, or bot_token and channel")
+        return self
+
+    @property
+    def bot(self) -> bool:
+        return self.bot_token is not None
 
 
 class WebhookConfig(_Model):

@@ -157,7 +157,7 @@ class Service:
             self._feeds = self._build_feeds(http, store, sink, registries)
             session = aiohttp.ClientSession()
             for owner_name, owner in config.owners.items():
-                channels += build_channels(owner_name, owner, session)
+                channels += build_channels(owner_name, owner, session, store)
             outbox = Outbox(
                 store,
                 {c.name: c for c in channels},
