@@ -92,6 +92,17 @@ FEED_CURSOR_AGE = Gauge(
 
 # --- store (refreshed from the state file before each scrape) -------------------------------------
 STORE_UP = Gauge("watcher_store_up", "1 while the state store is open.")
+STORE_ERRORS = Counter(
+    "watcher_store_errors_total",
+    "Store operations that failed (the database unreachable or refusing), by operation "
+    "(lease / ping / claim / scan / feed / outbox / containment / metrics).",
+    ["operation"],
+)
+LEADER = Gauge(
+    "watcher_leader",
+    "1 while this replica leads the feed (follows its cursor), 0 elsewhere.",
+    ["ecosystem", "feed"],
+)
 RELEASES_BY_STATE = Gauge(
     "watcher_releases",
     "Stored releases by scan state (pending / scanning / scanned / failed).",
@@ -206,6 +217,7 @@ PACKAGE_TOUCH_RESULTS = ("changed", "unchanged", "not_modified", "missing", "sta
 DELIVERY_OUTCOMES = ("delivered", "retry", "failed", "disable", "dead")
 MITIGATION_KINDS = ("deprecated", "dist-tag-moved", "superseded", "yanked")
 CONTAINMENT_RESULTS = ("open", "contained", "error")
+STORE_OPERATIONS = ("lease", "ping", "claim", "scan", "feed", "outbox", "containment", "metrics")
 
 
 def start_at_zero(
@@ -249,6 +261,8 @@ def start_at_zero(
     for channel in channels:
         for outcome in DELIVERY_OUTCOMES:
             DELIVERIES.labels(channel, outcome)
+    for operation in STORE_OPERATIONS:
+        STORE_ERRORS.labels(operation)
 
 
 AUTO_CONTAINMENT_ACTIONS = ("dist_tag", "deprecate", "unpublish", "github_revoke")

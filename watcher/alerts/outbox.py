@@ -92,13 +92,24 @@ class Outbox:
             state.wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        await self.prepare()
+        async with asyncio.TaskGroup() as group:
+            for name in self._channels:
+                group.create_task(self.run_channel(name, stop), name=f"outbox:{name}")
+
+    async def prepare(self) -> None:
+        """At service start: channels disabled by an earlier run are tried again."""
         cleared = await self.store.clear_disabled_channels()
         if cleared:
             log.info("channels_reenabled", count=cleared, reason="service start")
         await self._warn_unknown_channels()
-        async with asyncio.TaskGroup() as group:
-            for name, state in self._channels.items():
-                group.create_task(self._channel_loop(state, stop), name=f"outbox:{name}")
+
+    async def run_channel(
+        self, name: str, stop: asyncio.Event, *, may_send: Callable[[], bool] = lambda: True
+    ) -> None:
+        """Drain one channel until `stop`. `may_send`: asked right before each send (a replica
+        sends only while it surely holds the channel's lease)."""
+        await self._channel_loop(self._channels[name], stop, may_send)
 
     async def _warn_unknown_channels(self) -> None:
         for name in await self.store.outbox_channels():
@@ -109,9 +120,14 @@ class Outbox:
                     hint="pages stay queued until a channel with this name is configured",
                 )
 
-    async def _channel_loop(self, state: _ChannelState, stop: asyncio.Event) -> None:
+    async def _channel_loop(
+        self, state: _ChannelState, stop: asyncio.Event, may_send: Callable[[], bool]
+    ) -> None:
         name = state.channel.name
         while not stop.is_set():
+            if not may_send():
+                await self._idle(state, stop, self.idle_poll)
+                continue
             if state.disabled and not await self._may_try_again(state):
                 await self._idle(state, stop, self.idle_poll)
                 continue
@@ -129,6 +145,8 @@ class Outbox:
             pause = state.last_send + state.channel.min_interval - time.monotonic()
             if pause > 0 and await _sleep_or_stop(stop, pause):
                 return
+            if not may_send():  # the lease ran out meanwhile: the next holder sends it
+                continue
             await self._deliver(state, head)
 
     async def _may_try_again(self, state: _ChannelState) -> bool:

@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     contain_parser.add_argument("--config", type=Path, required=True)
     _add_queue_parsers(sub)
     _add_fingerprint_parser(sub)
+    _store_parser(sub)
     return parser
 
 
@@ -245,6 +246,20 @@ def _add_queue_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     retry.add_argument("--all-failed", action="store_true", help="every failed release")
 
 
+def _store_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    store = sub.add_parser("store", help="the state store: copy an embedded store into PostgreSQL")
+    actions = store.add_subparsers(dest="action", required=True)
+    migrate = actions.add_parser(
+        "migrate",
+        help="copy every table of a state file into an empty PostgreSQL database",
+        description="Copies cursors, releases, manifests, findings, incidents and their notes, "
+        "the outbox, disabled channels, containment jobs and the rest, in one transaction. "
+        "Stop the service first. Exit 0 when copied, 2 when it cannot be.",
+    )
+    migrate.add_argument("--from", dest="source", type=Path, required=True, metavar="STATE_DB")
+    migrate.add_argument("--to", dest="target", required=True, metavar="POSTGRESQL_URL")
+
+
 def _queue_parser(
     sub: argparse._SubParsersAction[_Parser], name: str, help_text: str
 ) -> argparse.ArgumentParser:
@@ -325,6 +340,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from watcher.cli.queues import releases_command  # noqa: PLC0415
 
         return releases_command(parser, args)
+    if args.command == "store":
+        from watcher.cli.store import store_command  # noqa: PLC0415
+
+        return store_command(args)
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
 

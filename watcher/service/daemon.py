@@ -46,6 +46,7 @@ from watcher.service.autocontain import AutoContainment, npm_actions
 from watcher.service.containment import ContainmentWatcher
 from watcher.service.github_revoke import GitHubRevoker, ReleaseTokens
 from watcher.service.origin import OriginChecks, origin_judges
+from watcher.service.roles import ROLE_STOP_WAIT, FeedEpochs, Held, Role, RoleRunner
 from watcher.service.scratch import Scratch
 from watcher.service.server import (
     FeedHealth,
@@ -55,10 +56,10 @@ from watcher.service.server import (
     build_app,
     readiness,
 )
-from watcher.service.workers import ScanWorkers
+from watcher.service.workers import CLAIM_LEASE_S, ScanWorkers, claim_owner
 from watcher.store import open_store
 from watcher.store.api import Store
-from watcher.store.types import ReleaseState, Topic
+from watcher.store.types import ReleaseState, StoreError, Topic
 
 log = structlog.get_logger(__name__)
 
@@ -107,6 +108,11 @@ class Service:
         self.http_port: int | None = None
         self.api_port: int | None = None  # the approvals API's port (None: no api_tokens)
         self._failure: str | None = None  # the first unexpected failure, for the exit
+        # several replicas on one PostgreSQL: roles are elected (feed leaders, channel senders)
+        self.shared = config.store.database_url is not None
+        self.owner = claim_owner()  # this process, as a lease holder
+        self._roles: RoleRunner | None = None
+        self._feed_roles: dict[str, Role] = {}
 
     def stop(self) -> None:
         self._stop.set()
@@ -138,6 +144,7 @@ class Service:
         store = await open_store(config.store, check_integrity=True)
         self._store_open = True
         metrics.STORE_UP.set(1)
+        self._roles = RoleRunner(store, self.owner, config.store.lease, shared=self.shared)
         http: RegistryHttp | None = None
         session: aiohttp.ClientSession | None = None
         channels: list[Channel] = []
@@ -154,7 +161,8 @@ class Service:
             for registry in registries.values():  # runbooks ask e.g. whether npm's is the default
                 await asyncio.to_thread(registry.warm)
             sink = _Sink(store)
-            self._feeds = self._build_feeds(http, store, sink, registries)
+            feed_store = FeedEpochs(store)  # the feeds' cursor writes name the leader's epoch
+            self._feeds = self._build_feeds(http, feed_store, sink, registries)
             session = aiohttp.ClientSession()
             for owner_name, owner in config.owners.items():
                 channels += build_channels(owner_name, owner, session, store)
@@ -172,6 +180,8 @@ class Service:
                 registry_for=_registry_for(registries),
                 on_page=outbox.wake,
                 scratch=scratch.path,
+                claim_lease_s=config.store.lease if self.shared else CLAIM_LEASE_S,
+                shared=self.shared,
             )
             # wake-ups come from the store: whoever queued the work, in this process or not
             store.notifications.subscribe(Topic.RELEASES, workers.wake)
@@ -221,7 +231,15 @@ class Service:
             # the pool's socket directory (pymp-*) is outside the scratch root (socket paths
             # are short); recorded there so the next start removes it after a kill -9
             scratch.own(Path(multiprocessing.util.get_temp_dir()))
-            await self._serve(store, workers, outbox, containment, auto, origin=origin)
+            await self._serve(
+                store,
+                workers,
+                outbox,
+                feed_store,
+                containment=containment,
+                auto=auto,
+                origin=origin,
+            )
         except Exception as exc:
             if self.http_port is None and isinstance(exc, WatcherError | OSError):
                 raise  # a start-up error (configuration, address in use): the CLI says it
@@ -258,24 +276,47 @@ class Service:
         store: Store,
         workers: ScanWorkers,
         outbox: Outbox,
+        feed_store: FeedEpochs,
+        *,
         containment: ContainmentWatcher | None = None,
         auto: AutoContainment | None = None,
-        *,
         origin: OriginChecks | None = None,
     ) -> None:
+        roles = self._roles
+        assert roles is not None
         feeds_stop, work_stop, outbox_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        feed_tasks = [
-            asyncio.create_task(feed.run(feeds_stop), name=f"feed:{feed.name}")
-            for feed in self._feeds.all
-        ]
+        # each feed is followed by its leader only; containment and automatic containment run
+        # on one replica at a time; each channel is drained by its one sender
+        feed_tasks = []
+        for feed in self._feeds.all:
+            metrics.LEADER.labels(feed.ecosystem.value, feed.name).set(0)
+            role = roles.role(f"feed:{feed.name}", feed.run, _leading(feed_store, feed))
+            self._feed_roles[feed.name] = role
+            feed_tasks.append(
+                asyncio.create_task(roles.run(role, feeds_stop), name=f"feed:{feed.name}")
+            )
         if containment is not None:  # re-reads the registry like a feed; stops with them
-            feed_tasks.append(asyncio.create_task(containment.run(feeds_stop), name="containment"))
+            role = roles.role("containment", containment.run)
+            feed_tasks.append(asyncio.create_task(roles.run(role, feeds_stop), name="containment"))
         if auto is not None:
-            feed_tasks.append(asyncio.create_task(auto.run(feeds_stop), name="auto-containment"))
-        if origin is not None:  # deferred origin checks (approval, tag): stop with the feeds
+            role = roles.role("auto-containment", auto.run)
+            feed_tasks.append(
+                asyncio.create_task(roles.run(role, feeds_stop), name="auto-containment")
+            )
+        if origin is not None:  # deferred origin checks, claimed with leases: every replica
             feed_tasks.append(asyncio.create_task(origin.run(feeds_stop), name="origin-checks"))
         work_task = asyncio.create_task(workers.run(work_stop), name="scan-workers")
-        outbox_task = asyncio.create_task(outbox.run(outbox_stop), name="outbox")
+        if self.shared:
+            await outbox.prepare()
+            outbox_tasks = [
+                asyncio.create_task(
+                    roles.run(_sender(roles, outbox, name), outbox_stop), name=f"outbox:{name}"
+                )
+                for name in outbox.channel_names
+            ]
+            outbox_task = asyncio.create_task(_all(outbox_tasks), name="outbox")
+        else:
+            outbox_task = asyncio.create_task(outbox.run(outbox_stop), name="outbox")
         everything = [*feed_tasks, work_task, outbox_task]
         log.info(
             "service_started",
@@ -283,6 +324,8 @@ class Service:
             channels=outbox.channel_names,
             listen=f"{self.config.server.host}:{self.http_port}",
             store=self.config.store.location,
+            owner=self.owner,
+            shared=self.shared,
         )
         stop_wait = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stop_wait, *everything], return_when="FIRST_COMPLETED")
@@ -298,13 +341,13 @@ class Service:
         # 1. nothing new comes in
         feeds_stop.set()
         work_stop.set()
-        await _finish(feed_tasks, FEED_STOP_WAIT)
+        await _finish(feed_tasks, FEED_STOP_WAIT + ROLE_STOP_WAIT)
         # 2. scans in flight finish within the grace period; the rest go back to pending
         await _finish([work_task], FEED_STOP_WAIT)
         requeued = await workers.drain(self.config.shutdown.grace_period)
         # 3. the page in hand is recorded; queued pages wait in the store for the next start
         outbox_stop.set()
-        await _finish([outbox_task], OUTBOX_STOP_WAIT)
+        await _finish([outbox_task], OUTBOX_STOP_WAIT + ROLE_STOP_WAIT)
         log.info("service_drained", requeued=requeued)
 
     # -- wiring ----------------------------------------------------------------------------------
@@ -337,7 +380,7 @@ class Service:
     def _build_feeds(
         self,
         http: RegistryHttp,
-        store: Store,
+        store: FeedEpochs,
         sink: _Sink,
         registries: Mapping[Ecosystem, Registry],
     ) -> _Feeds:
@@ -378,8 +421,26 @@ class Service:
     # -- health and metrics ----------------------------------------------------------------------
 
     def _readiness(self) -> Readiness:
-        health = [FeedHealth(f.name, f.interval, f.last_success) for f in self._feeds.primary]
-        return readiness(self._store_open, health)
+        roles = self._roles
+        if roles is None or not roles.shared:
+            health = [FeedHealth(f.name, f.interval, f.last_success) for f in self._feeds.primary]
+            return readiness(self._store_open, health)
+        # a replica is ready when the store answers and every feed has a live leader: the
+        # leader's feeds must also be fresh; a follower does not poll them itself
+        mine, reasons = [], []
+        if not roles.store_ok:
+            reasons.append(f"store: unreachable ({roles.store_error})")
+        for feed in self._feeds.primary:
+            role = self._feed_roles.get(feed.name)
+            if role is None:
+                reasons.append(f"{feed.name}: not started")
+            elif role.held is not None:
+                mine.append(FeedHealth(feed.name, feed.interval, feed.last_success))
+            elif not roles.live(role):
+                reasons.append(f"{feed.name}: no live leader")
+        state = readiness(self._store_open, mine)
+        reasons += state.reasons
+        return Readiness(not reasons, tuple(reasons))
 
     def _scrape_hook(self, store: Store, outbox: Outbox, sink: _Sink) -> ScrapeHook:
         feeds = self._feeds
@@ -388,7 +449,13 @@ class Service:
 
         async def refresh() -> None:
             now = time.time()
-            counts = await store.counts(now=now)
+            roles = self._roles
+            metrics.STORE_UP.set(1 if self._store_open and (roles is None or roles.store_ok) else 0)
+            try:
+                counts = await store.counts(now=now)
+            except StoreError:
+                metrics.STORE_ERRORS.labels("metrics").inc()
+                raise
             for state in ReleaseState:
                 metrics.RELEASES_BY_STATE.labels(state.value).set(
                     counts.releases_by_state.get(state, 0)
@@ -414,6 +481,44 @@ class Service:
                 metrics.FEED_NEWEST_LAG.labels(eco.value).set(max(0.0, now - newest))
 
         return refresh
+
+
+def _leading(feed_store: FeedEpochs, feed: Feed) -> Callable[[Held | None], None]:
+    """Told when this replica gains or loses a feed's lead: the metric, and the epoch its
+    cursor writes name."""
+
+    def change(held: Held | None) -> None:
+        metrics.LEADER.labels(feed.ecosystem.value, feed.name).set(0 if held is None else 1)
+        if held is not None:
+            feed_store.lead(feed.name, held.epoch)
+        else:  # a follower does not poll: no stale success time for the alerts to read
+            with contextlib.suppress(KeyError):
+                metrics.FEED_LAST_SUCCESS.remove(feed.ecosystem.value, feed.name)
+
+    return change
+
+
+def _sender(roles: RoleRunner, outbox: Outbox, channel: str) -> Role:
+    """A channel's sender role: drains the channel while this replica holds `outbox:<name>`,
+    and sends only while that lease is surely still its own."""
+
+    def may_send() -> bool:
+        return role.held is not None and role.held.valid()
+
+    async def loop(stop: asyncio.Event) -> None:
+        await outbox.run_channel(channel, stop, may_send=may_send)
+
+    role = roles.role(f"outbox:{channel}", loop)
+    return role
+
+
+async def _all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Wait for every task; the first failure fails this one (the others are cancelled)."""
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _registry_for(

@@ -12,6 +12,7 @@ directory that is removed whatever happens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import random
@@ -43,7 +44,7 @@ from watcher.model import (
 from watcher.scanning.baseline import baseline_manifest
 from watcher.scanning.scan import ScanRequest, compare_with_baseline, merge_reports, scan_artifact
 from watcher.store.api import Store
-from watcher.store.types import Claimant, ClaimLost, StoredRelease
+from watcher.store.types import Claimant, ClaimLost, StoredRelease, StoreError
 from watcher.verify.engine import CredentialVerifier
 
 log = structlog.get_logger(__name__)
@@ -144,6 +145,10 @@ class ScanWorkers:
         scratch: Path | None = None,  # where downloads go (the service's scratch directory)
         idle_poll: float = 1.0,
         rand: Callable[[], float] = random.random,
+        # a shared store: claims last `store.lease`, and the store being away is waited out
+        # (counted, retried) instead of ending the service
+        claim_lease_s: float = CLAIM_LEASE_S,
+        shared: bool = False,
     ) -> None:
         self.store = store
         self.config = config
@@ -165,7 +170,8 @@ class ScanWorkers:
         self._pool: ProcessPoolExecutor | None = None
         # who holds this process's claims: results written after the lease went elsewhere are
         # refused by the store (ClaimLost), so a release is never recorded by two holders
-        self.claimant = Claimant(claim_owner(), CLAIM_LEASE_S)
+        self.claimant = Claimant(claim_owner(), claim_lease_s)
+        self.shared = shared
         self._renewed_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -189,16 +195,27 @@ class ScanWorkers:
         if self._pool is None:
             await self.start()
         while not stop.is_set():
-            await self._renew_claims()
-            free = self.config.scan.concurrency - len(self._active)
-            if free > 0:
-                for stored in await self.store.claim_pending(free, claimant=self.claimant):
-                    if stored.id in self._active:
-                        continue  # our own lapsed claim, taken again: the scan in hand goes on
-                    task = asyncio.create_task(self._process(stored), name=f"scan:{stored.id}")
-                    self._active[stored.id] = task
-                    task.add_done_callback(self._done(stored.id))
-            await self._idle(stop)
+            try:
+                await self._claim_step()
+                await self._idle(stop)
+            except StoreError as exc:
+                if not self.shared:
+                    raise
+                metrics.STORE_ERRORS.labels("claim").inc()
+                log.warning("store_error", operation="claim", error=str(exc)[:300])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.idle_poll)
+
+    async def _claim_step(self) -> None:
+        await self._renew_claims()
+        free = self.config.scan.concurrency - len(self._active)
+        if free > 0:
+            for stored in await self.store.claim_pending(free, claimant=self.claimant):
+                if stored.id in self._active:
+                    continue  # our own lapsed claim, taken again: the scan in hand goes on
+                task = asyncio.create_task(self._process(stored), name=f"scan:{stored.id}")
+                self._active[stored.id] = task
+                task.add_done_callback(self._done(stored.id))
 
     async def _renew_claims(self) -> None:
         """Keep the leases of the scans in hand, well before they expire."""
@@ -284,6 +301,12 @@ class ScanWorkers:
                 await self._failed(stored, exc, started, bound)
             except ClaimLost:
                 bound.warning("scan_claim_lost", stage="scan", owner=self.claimant.owner)
+            except StoreError as store_exc:
+                if not self.shared:
+                    raise
+                # nothing recorded: the claim runs out and the release is scanned again
+                metrics.STORE_ERRORS.labels("scan").inc()
+                bound.warning("scan_not_recorded", stage="scan", error=str(store_exc)[:300])
             return
         duration = time.monotonic() - started
         metrics.SCAN_DURATION.labels(eco.value, "scanned").observe(duration)
