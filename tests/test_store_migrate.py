@@ -22,6 +22,7 @@ from watcher.store.migrate import COPIED, NOT_COPIED, embedded_tables, uncovered
 from watcher.store.types import (
     CursorWrite,
     FeedBatch,
+    NewApproval,
     NewJob,
     PackageState,
     ReleaseState,
@@ -67,6 +68,11 @@ async def populate(path: Path) -> None:
         )
         await store.disable_channel("team/slack", "410 channel_is_archived", T0 + 3600, now=T0)
         await store.acquire_lease("feed:npm-changes", "old-host/1/x", 15, now=T0)
+        await store.add_approval(
+            NewApproval(NPM, "@acme/cli", "1.0.1", "a" * 64, "ci-gate", report={"ok": True}),
+            now=T0,
+        )
+        await store.schedule_origin_check(stored[1].id, "approval", T0 + 120, {"grace": 120})
     finally:
         await store.close()
 
@@ -142,6 +148,10 @@ def test_migrate_copies_every_row_and_the_stores_read_the_same(
             for channel in ("team/webhook", "team/console"):
                 assert await new.outbox_head(channel) == await old.outbox_head(channel)
             assert await new.disabled_channels() == await old.disabled_channels()
+            assert await new.approvals(NPM, "@acme/cli") == await old.approvals(NPM, "@acme/cli")
+            leaky = await new.get_release(NPM, "@acme/cli", "1.0.1")
+            assert leaky is not None
+            assert await new.origin_checks(leaky.id) == await old.origin_checks(leaky.id)
             assert await new.get_lease("feed:npm-changes") is None, "roles are elected afresh"
             # the ids go on after the copied ones
             [added] = await record_releases(new, [rel("@acme/cli", "1.0.2")], "npm-changes", "43")

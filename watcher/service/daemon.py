@@ -162,7 +162,7 @@ class Service:
                 await asyncio.to_thread(registry.warm)
             sink = _Sink(store)
             feed_store = FeedEpochs(store)  # the feeds' cursor writes name the leader's epoch
-            self._feeds = self._build_feeds(http, feed_store, sink, registries)
+            self._feeds = self._build_feeds(http, store, feed_store, sink, registries)
             session = aiohttp.ClientSession()
             for owner_name, owner in config.owners.items():
                 channels += build_channels(owner_name, owner, session, store)
@@ -380,7 +380,8 @@ class Service:
     def _build_feeds(
         self,
         http: RegistryHttp,
-        store: FeedEpochs,
+        store: Store,
+        feed_store: FeedEpochs,
         sink: _Sink,
         registries: Mapping[Ecosystem, Registry],
     ) -> _Feeds:
@@ -390,7 +391,7 @@ class Service:
             built = registry.feeds(
                 FeedContext(
                     http=http,
-                    store=store,
+                    store=feed_store,
                     sink=sink,
                     section=self.config.registries.for_ecosystem(eco),
                     names=[p.name for p in self.config.packages_for(eco)],

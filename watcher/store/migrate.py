@@ -36,6 +36,8 @@ COPIED: tuple[str, ...] = (
     "outbox",
     "disabled_channels",
     "containment_jobs",
+    "approvals",
+    "origin_checks",
 )
 
 NOT_COPIED: dict[str, str] = {
