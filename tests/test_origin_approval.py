@@ -138,3 +138,35 @@ async def test_the_same_version_from_other_bytes_says_the_tarball_differs(tmp_pa
         [kept] = await store.get_findings(stored.id)
         assert kept.evidence["approved"][0]["sha256"] == hashlib.sha256(b"built by CI").hexdigest()
         assert kept.evidence["sha256"] == hashlib.sha256(b"rebuilt by someone else").hexdigest()
+
+
+async def test_what_changed_findings_are_raised_beside_an_unapproved_release(
+    tmp_path: Path,
+) -> None:
+    """A medium `dependency-added` from the scan does not page alone; once the release is also
+    unapproved it is raised to high and pages in the same incident."""
+    from watcher.model import Finding, Manifest, fingerprint  # noqa: PLC0415
+
+    path = tarball(tmp_path, "cli-1.0.1.tgz", b"built on a laptop")
+    added = Finding(
+        rule="dependency-added",
+        category=Category.UNEXPECTED_CONTENT,
+        severity=Severity.MEDIUM,
+        path="package/package.json",
+        message="dependency added: evil-pkg",
+        key="evil-pkg",
+        fingerprint=fingerprint("dependency-added", "package/package.json", "evil-pkg"),
+    )
+    async with await open_store(tmp_path / "s.db") as store:
+        stored = await seen(store, "@acme/cli", "1.0.1")
+        [claimed] = await store.claim_pending(1, now=T0)
+        await store.mark_scanned(claimed.id, [added], Manifest(), now=T0)
+        digests = artifact_digests(stored.release, [path])
+        assert await schedule_approval_check(store, config, stored, digests, now=T0) is not None
+        await loop(store, T0 + 120).run_due()
+        incident = await store.get_incident("watcher/npm/@acme/cli/1.0.1")
+        assert incident is not None
+        assert [(f.rule, f.severity) for f in incident.findings] == [
+            (RULE, Severity.CRITICAL),
+            ("dependency-added", Severity.HIGH),
+        ]

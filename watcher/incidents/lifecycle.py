@@ -44,6 +44,7 @@ from watcher.model import (
     Severity,
     incident_key,
 )
+from watcher.scanning.checks.changes import raise_with_origin
 from watcher.store.api import Store
 from watcher.store.types import Delivery, IncidentUpdate, OriginCheck, StoredRelease
 
@@ -402,8 +403,12 @@ class IncidentLifecycle:
         page = None
         if not stored.baseline and findings:
             policy = self.config.policy
+            # what changed in the release (its scan's findings) is riskier beside an origin
+            # finding: medium what-changed rules are raised to high and page with it
+            scanned = await self.store.get_findings(stored.id)
+            raised = raise_with_origin([*scanned, *findings])
             decision = decide(
-                list(findings),
+                [*findings, *raised],
                 package=release.name,
                 page_at=policy.page_at,
                 allow=policy.allow,
