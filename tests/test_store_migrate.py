@@ -72,6 +72,9 @@ async def populate(path: Path) -> None:
             NewApproval(NPM, "@acme/cli", "1.0.1", "a" * 64, "ci-gate", report={"ok": True}),
             now=T0,
         )
+        await store.record_channel_message(
+            "team/slack", incident().dedup_key, "C0123", "1700000000.000100", now=T0
+        )
         await store.schedule_origin_check(stored[1].id, "approval", T0 + 120, {"grace": 120})
     finally:
         await store.close()
@@ -149,6 +152,8 @@ def test_migrate_copies_every_row_and_the_stores_read_the_same(
                 assert await new.outbox_head(channel) == await old.outbox_head(channel)
             assert await new.disabled_channels() == await old.disabled_channels()
             assert await new.approvals(NPM, "@acme/cli") == await old.approvals(NPM, "@acme/cli")
+            key_slack = ("team/slack", incident().dedup_key)
+            assert await new.channel_message(*key_slack) == await old.channel_message(*key_slack)
             leaky = await new.get_release(NPM, "@acme/cli", "1.0.1")
             assert leaky is not None
             assert await new.origin_checks(leaky.id) == await old.origin_checks(leaky.id)

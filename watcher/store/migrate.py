@@ -38,6 +38,7 @@ COPIED: tuple[str, ...] = (
     "containment_jobs",
     "approvals",
     "origin_checks",
+    "channel_messages",
 )
 
 NOT_COPIED: dict[str, str] = {
