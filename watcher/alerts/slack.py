@@ -131,6 +131,8 @@ def message(event: AlertEvent) -> dict[str, Any]:
 
 def update_message(event: AlertEvent) -> dict[str, Any]:
     """An update on its own (a thread reply under the page, with a bot token)."""
+    if event.brief:
+        return message(event)
     return {"text": truncate(_fallback(event), MAX_FALLBACK), "blocks": _update_blocks(event)}
 
 
