@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 from npm_servers import Verdaccio
 from pypi_servers import PypiServer
-from service_harness import ServiceProcess, publish, start_config, unique, until, wait_release
+from service_harness import (
+    ServiceProcess,
+    publish,
+    service_yaml,
+    start_config,
+    unique,
+    until,
+    wait_release,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -130,3 +138,46 @@ async def test_a_restart_keeps_the_names_not_found_until_their_next_poll(
         assert "not found on the registry" not in await asyncio.to_thread(status, dropped)
     finally:
         dropped.ensure_stopped()
+
+
+async def test_check_config_online_reads_each_watched_name_before_the_start(
+    verdaccio: Verdaccio, pypiserver: PypiServer, tmp_path: Path
+) -> None:
+    """`watcher check-config --online`: each exact name read from its registry; a name the
+    registry lacks is named (exit 1), all found is exit 0. Nothing is stored."""
+    real, typo, missing_project = unique("chk-real"), unique("chk-typo"), unique("chk-noproject")
+    await publish(verdaccio, real, "1.0.0")
+    config = tmp_path / "watcher.yaml"
+
+    def check(npm: list[str], pypi: list[str]) -> subprocess.CompletedProcess[str]:
+        config.write_text(
+            service_yaml(
+                state=tmp_path / "state.db",
+                port=9,
+                npm_url=verdaccio.url,
+                packages=npm,
+                pypi_url=pypiserver.url + "/simple/",
+                pypi_packages=pypi,
+            )
+        )
+        return subprocess.run(
+            [sys.executable, "-m", "watcher.cli", "check-config", str(config), "--online"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+            timeout=120,
+        )
+
+    done = await asyncio.to_thread(check, [real, typo], [missing_project])
+    assert done.returncode == 1, done.stdout + done.stderr
+    online = done.stdout.split("online (each watched name read from its registry):\n", 1)[1]
+    assert f"npm  {real}: found (1 version)" in online
+    assert f"npm  {typo}: not found on the registry" in online
+    assert f"pypi {missing_project}: not found on the registry" in online
+    assert "registry_resolved" not in done.stdout, "log lines go to stderr"
+    assert not (tmp_path / "state.db").exists(), "a look-up stores nothing"
+
+    done = await asyncio.to_thread(check, [real], [])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"npm {real}: found (1 version)" in done.stdout

@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate a configuration and print the resolved plan (secrets masked)",
     )
     check_parser.add_argument("config", type=Path)
+    check_parser.add_argument(
+        "--online",
+        action="store_true",
+        help="also read each watched name from its registry (exit 1 if one is not found there "
+        "or cannot be read)",
+    )
 
     status_parser = sub.add_parser(
         "status", help="cursors, last release per package, open incidents and outbox depth"
@@ -311,7 +317,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run(args.config, args.log_format)
     if args.command == "check-config":
-        return _check_config(args.config)
+        return _check_config(args.config, online=args.online, log_format=args.log_format)
     if args.command == "status":
         from watcher.cli.status import status_command  # noqa: PLC0415
 
@@ -368,11 +374,18 @@ def _run(config_path: Path, log_format: str | None) -> int:
     return EXIT_CLEAN
 
 
-def _check_config(config_path: Path) -> int:
+def _check_config(config_path: Path, *, online: bool = False, log_format: str | None = None) -> int:
     config = load_config(config_path)
     from watcher.config import describe_plan  # noqa: PLC0415
 
     sys.stdout.write(f"{config_path}: valid\n{describe_plan(config)}\n")
+    if online:
+        from watcher.cli.online import online_check  # noqa: PLC0415
+
+        # where each registry came from goes to stderr with the other log lines
+        configure_logging(log_format or config.log.format, config.log.level)  # type: ignore[arg-type]
+        sys.stdout.flush()
+        return EXIT_CLEAN if online_check(config) else EXIT_FINDINGS
     return EXIT_CLEAN
 
 

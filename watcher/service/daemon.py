@@ -353,29 +353,7 @@ class Service:
     # -- wiring ----------------------------------------------------------------------------------
 
     def _registries(self) -> tuple[RegistryHttp, dict[Ecosystem, Registry]]:
-        """Resolve each watched ecosystem's registry (config, else the machine's settings) and
-        connect it to one HTTP layer holding every registry's credential under its own URL.
-        Raises ConfigError when neither names one."""
-        config = self.config
-        sections = config.registries.sections()
-        internal = {entry.ecosystem for entry in config.internal_names}
-        watched = [
-            u for u in ecosystems.all_units() if config.packages_for(u.name) or u.name in internal
-        ]
-        resolved = {unit.name: unit.resolve(sections[unit.name]) for unit in watched}
-        credentials: dict[str, str] = {}
-        for resolution in resolved.values():
-            resolution.log_resolved()
-            credentials.update(resolution.credentials())
-        timeout = max(section.timeout for section in sections.values())
-        http = RegistryHttp(
-            HttpSettings(
-                credentials=credentials,
-                read_timeout=timeout,
-                total_timeout=max(timeout, config.scan.download_timeout),
-            )
-        )
-        return http, {eco: resolution.connect(http) for eco, resolution in resolved.items()}
+        return connect_registries(self.config)
 
     def _build_feeds(
         self,
@@ -539,6 +517,31 @@ def _cause(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}"
+
+
+def connect_registries(config: Config) -> tuple[RegistryHttp, dict[Ecosystem, Registry]]:
+    """Resolve each watched ecosystem's registry (config, else the machine's settings) and
+    connect it to one HTTP layer holding every registry's credential under its own URL.
+    Raises ConfigError when neither names one. The service's wiring; `check-config --online`."""
+    sections = config.registries.sections()
+    internal = {entry.ecosystem for entry in config.internal_names}
+    watched = [
+        u for u in ecosystems.all_units() if config.packages_for(u.name) or u.name in internal
+    ]
+    resolved = {unit.name: unit.resolve(sections[unit.name]) for unit in watched}
+    credentials: dict[str, str] = {}
+    for resolution in resolved.values():
+        resolution.log_resolved()
+        credentials.update(resolution.credentials())
+    timeout = max(section.timeout for section in sections.values())
+    http = RegistryHttp(
+        HttpSettings(
+            credentials=credentials,
+            read_timeout=timeout,
+            total_timeout=max(timeout, config.scan.download_timeout),
+        )
+    )
+    return http, {eco: resolution.connect(http) for eco, resolution in resolved.items()}
 
 
 async def _quietly(what: str, step: Callable[[], Awaitable[object]]) -> None:
