@@ -5,7 +5,8 @@ packing and publishing, a real Standard Webhooks receiver:
 * approved: `npm pack` → `watcher approve` → `npm publish` of that file pages nothing;
 * the same version published from another tarball pages `release-unapproved`, saying the
   published tarball differs from the approved one;
-* a release nobody approved pages after `policy.approval_grace` (short here), not before;
+* a release nobody approved pages after `policy.approval_grace` (short here), not before, and
+  a check still pending when the service is killed (-9) pages once after the restart;
 * a token without rights gets 401 / 403 from the server (`watcher approve` exits 2 with its
   message) and records nothing;
 * PyPI: an approved wheel is quiet, the unapproved sdist of the same release pages (one approval
@@ -35,7 +36,7 @@ from watcher.store.types import Approval
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-GRACE = 3.0  # policy.approval_grace here: short, so a test waits seconds, not minutes
+GRACE = 5.0  # policy.approval_grace here: short, so a test waits seconds, not minutes
 
 
 def api_service(
@@ -200,7 +201,18 @@ async def test_npm_approved_quiet_other_tarball_and_unapproved_page_bad_tokens_r
         await asyncio.sleep(1.5)  # nothing else is coming: 1.1.0 stays quiet
         assert [p["version"] for p in opened(receiver)] == ["1.2.0", "1.3.0"]
         assert len(receiver.requests) == 2
-        receiver.assert_valid()
+
+        # -- a pending check survives a kill -9: the restarted service judges it when due
+        await publish(verdaccio, name, "1.4.0")
+        pending = await wait_release(state, name, "1.4.0")
+        service.kill()
+        async with await open_store(state) as store:
+            [check] = await store.origin_checks(pending.id)
+        assert check.state.value == "pending", "the check was judged before the kill"
+        service.start()
+        await service.wait_ready()
+        await receiver.wait_for(3, within=GRACE + 30)
+        assert [p["version"] for p in opened(receiver)] == ["1.2.0", "1.3.0", "1.4.0"]
 
         # -- the listing and `watcher status`
         status = await asyncio.to_thread(
@@ -213,6 +225,9 @@ async def test_npm_approved_quiet_other_tarball_and_unapproved_page_bad_tokens_r
         )
         assert "last approvals (from the gate):" in status.stdout
         assert f"{name}@1.2.0 sha256" in status.stdout and "by ci" in status.stdout
+        await asyncio.sleep(1.5)
+        assert len(receiver.requests) == 3, "each page once, across the restart too"
+        receiver.assert_valid()
         logs = service.stderr_path.read_text()
         assert tokens["ci"] not in logs and tokens["other"] not in logs
         assert "api_unauthorized" in logs and "approval_refused" in logs
