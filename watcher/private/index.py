@@ -75,6 +75,8 @@ class FingerprintIndex:
     winnow_counts: list[int]
     lines: dict[bytes, tuple[int, ...]]
     winnow: dict[bytes, tuple[int, ...]]
+    # the line hashes as a set, built once at load: a text's hits are one C-level intersection
+    line_keys: frozenset[bytes] = frozenset()
 
     @property
     def name(self) -> str:
@@ -129,13 +131,15 @@ def read_index(path: Path) -> FingerprintIndex:
         line_counts.append(lines)
         winnow_counts.append(grams)
     lines_end = end + header.lines * _PAIR.size
+    lines = _pairs(body[end:lines_end])
     return FingerprintIndex(
         header=header,
         by_file_hash=by_file_hash,
         line_counts=line_counts,
         winnow_counts=winnow_counts,
-        lines=_pairs(body[end:lines_end]),
+        lines=lines,
         winnow=_pairs(body[lines_end:]),
+        line_keys=frozenset(lines),
     )
 
 

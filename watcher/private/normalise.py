@@ -21,7 +21,6 @@ WINNOW_W = 32  # k-grams per window: any shared run of 39 tokens (three statemen
 
 _WHITESPACE = b" \t\r\x0b\x0c"
 _TOKEN = re.compile(rb"[A-Za-z_$][\w$]*|\d[\w.]*|[^\s\w]")
-_BLANK_LINES = re.compile(rb"\n{2,}")
 _QUOTES = bytes.maketrans(b"'`", b'""')  # quote style is a formatter's choice
 
 
@@ -34,13 +33,24 @@ def squeezed(data: bytes) -> bytes:
     return data.translate(None, _WHITESPACE)
 
 
-def distinct_lines(squeezed_data: bytes, floor: int = LINE_FLOOR) -> set[bytes]:
-    return {line for line in squeezed_data.split(b"\n") if len(line) >= floor}
+def split_lines(squeezed_data: bytes) -> list[bytes]:
+    """The lines once, for both the whole-file hash and the line hashes."""
+    return squeezed_data.split(b"\n")
 
 
-def whole(squeezed_data: bytes) -> bytes:
-    """What the whole-file hash covers: blank lines and trailing newlines do not count."""
-    return _BLANK_LINES.sub(b"\n", squeezed_data).strip(b"\n")
+def distinct_lines(
+    squeezed_data: bytes, floor: int = LINE_FLOOR, lines: list[bytes] | None = None
+) -> set[bytes]:
+    split = lines if lines is not None else squeezed_data.split(b"\n")
+    return {line for line in split if len(line) >= floor}
+
+
+def whole(squeezed_data: bytes, lines: list[bytes] | None = None) -> bytes:
+    """What the whole-file hash covers: blank lines and trailing newlines do not count (the
+    non-empty lines joined by one newline: the same bytes as collapsing runs of newlines and
+    stripping the ends, at a fifth of a regex's cost on a 60 MB map's sources)."""
+    split = lines if lines is not None else squeezed_data.split(b"\n")
+    return b"\n".join(filter(None, split))
 
 
 def winnow(data: bytes, hasher: Hasher, k: int = WINNOW_K, w: int = WINNOW_W) -> set[bytes]:
