@@ -13,6 +13,7 @@ import pytest
 
 from tests.store_contract.builders import incident
 from watcher.config import Config, load_config
+from watcher.config.plan import describe_plan
 from watcher.config.schema import AutoContainmentConfig, AutoNpmConfig
 from watcher.ecosystems.http import RegistryHttp
 from watcher.ecosystems.npm.client import NpmClient, parse_packument
@@ -241,3 +242,17 @@ def test_the_revoke_job_keeps_references_and_redacted_forms_never_a_value() -> N
     assert "https://api.github.com/credentials/revoke" in job.params["manual"]
     assert revoke_job(with_token, AutoContainmentConfig()) is None
     assert revoke_job(incident("1.0.1"), AutoContainmentConfig(github_revoke=True)) is None
+
+
+def test_the_plan_says_what_automatic_containment_will_do_without_tokens(tmp_path: Path) -> None:
+    secret = "npm_" + "x" * 36
+    config = _config(
+        tmp_path,
+        "{auto: {dry_run: true, github_revoke: true, "
+        f"npm: {{token: {secret}, unpublish: true}}}}}}",
+    )
+    plan = describe_plan(config)
+    assert "automatic: at critical and above, releases younger than 3d" in plan, plan
+    assert "unpublish inside npm's 72-hour window" in plan
+    assert "GitHub tokens reported for revocation to api.github.com" in plan
+    assert "DRY RUN" in plan and secret not in plan

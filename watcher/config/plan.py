@@ -8,6 +8,7 @@ from datetime import date
 from watcher import ecosystems
 from watcher.config.registries import mask_url
 from watcher.config.schema import (
+    AutoContainmentConfig,
     Config,
     OwnerConfig,
     RetryPolicy,
@@ -16,6 +17,30 @@ from watcher.config.units import format_duration, format_size
 from watcher.intent.model import Expectations
 
 _HIDDEN = "****"
+
+
+def _auto_line(auto: AutoContainmentConfig) -> str:
+    """What `containment.auto` will do, in one line (never a token)."""
+    npm = [
+        what
+        for on, what in (
+            (auto.npm.dist_tag, "dist-tags back to the previous good version"),
+            (auto.npm.deprecate, "deprecate"),
+            (auto.npm.unpublish, "unpublish inside npm's 72-hour window"),
+        )
+        if on
+    ]
+    parts = [
+        f"at {auto.at.value} and above, releases younger than {format_duration(auto.within)}",
+        f"npm: {', '.join(npm) or 'nothing'}",
+    ]
+    if auto.github_revoke:
+        where = mask_url(auto.github_api_url) if auto.github_api_url else "api.github.com"
+        parts.append(f"GitHub tokens reported for revocation to {where}")
+    parts.append(f"at most {auto.max_per_hour} actions per package an hour")
+    if auto.dry_run:
+        parts.append("DRY RUN (records and pages, changes nothing)")
+    return "; ".join(parts)
 
 
 def _channel_line(kind: str, owner: OwnerConfig) -> str:
@@ -207,6 +232,9 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
             "containment: re-read open incidents every "
             f"{format_duration(config.containment.check_interval)}"
         )
+        auto = config.containment.auto
+        if auto is not None:
+            add(f"  automatic: {_auto_line(auto)}")
     else:
         add("containment: disabled (incidents are resolved by hand)")
     verify = config.verify
