@@ -272,3 +272,32 @@ async def test_the_plan_names_the_tokens_never_their_values() -> None:
     assert "approvals API: http://127.0.0.1:9464/api/v1/approvals" in plan
     assert "- acme-only: packages @acme/*" in plan and "- web-team: owners web" in plan
     assert not any(value in plan for value in tokens.values())
+
+
+async def test_a_limited_token_listing_without_an_ecosystem_is_403_too(api: Api) -> None:
+    status, answer = await api.call("GET", api.tokens["ACME_TOKEN"], query={"name": "left-pad"})
+    assert status == 403 and "limited to packages" in answer["error"]
+
+
+async def test_the_api_can_share_the_metrics_port(tmp_path: Path) -> None:
+    """Without server.api_listen the routes sit beside /metrics on the one port."""
+    from watcher.service.server import Readiness, build_app  # noqa: PLC0415
+
+    tokens = {"CI_TOKEN": token(), "ACME_TOKEN": token(), "WEB_TOKEN": token()}
+    config = parse_config(CONFIG, source="t.yaml", env=tokens)
+    async with await open_store(tmp_path / "state.db") as store:
+        api = ApprovalsApi(store, config)
+        app = build_app(lambda: Readiness(True), extra=api.install, client_max_size=4 << 20)
+        server = HttpServer(app, "127.0.0.1", 0)
+        await server.start()
+        try:
+            shared = Api(f"http://127.0.0.1:{server.port}", store, tokens, config)
+            status, created = await shared.call("POST", tokens["CI_TOKEN"], json=body())
+            assert status == 201 and created["token_name"] == "ci"
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(shared.url + "/healthz") as response,
+            ):
+                assert response.status == 200
+        finally:
+            await server.stop()

@@ -170,3 +170,19 @@ async def test_what_changed_findings_are_raised_beside_an_unapproved_release(
             (RULE, Severity.CRITICAL),
             ("dependency-added", Severity.HIGH),
         ]
+
+
+async def test_a_file_added_after_the_verdict_gets_its_own_grace(tmp_path: Path) -> None:
+    """PyPI: a wheel uploaded an hour after the release was judged is judged a grace after it
+    was scanned, not at once."""
+    first = tarball(tmp_path, "cli-1.0.1.tgz", b"built on a laptop")
+    late = tarball(tmp_path, "cli-1.0.1-late.tgz", b"a late file")
+    async with await open_store(tmp_path / "s.db") as store:
+        stored = await seen(store, "@acme/cli", "1.0.1")
+        digests = artifact_digests(stored.release, [first])
+        await schedule_approval_check(store, config, stored, digests, now=T0)
+        await loop(store, T0 + 120).run_due()
+        both = digests + artifact_digests(stored.release, [late])
+        again = await schedule_approval_check(store, config, stored, both, now=T0 + 3600)
+        assert again is not None and again.state is OriginCheckState.PENDING
+        assert again.due_at == T0 + 3600 + 120

@@ -49,7 +49,8 @@ async def schedule_approval_check(
 ) -> OriginCheck | None:
     """At scan time: when the package expects approvals and some artifact has none yet, the
     approval check is due `policy.approval_grace` after the release was first seen (at once when
-    that is past). None: nothing to check (a baseline, no expectation, everything approved)."""
+    that is past; a grace from now for files added after it was judged). None: nothing to check
+    (a baseline, no expectation, everything approved)."""
     release = stored.release
     if stored.baseline or not config.expectations(release.ecosystem, release.name).approval:
         return None
@@ -58,7 +59,11 @@ async def schedule_approval_check(
     found = await store.approvals(release.ecosystem, name, release.version)
     if not approvals.unapproved(digests, found):
         return None
-    due = max(stored.created_at + config.policy.approval_grace, at)
+    grace = config.policy.approval_grace
+    due = max(stored.created_at + grace, at)
+    judged = [c for c in await store.origin_checks(stored.id) if c.kind == approvals.CHECK_KIND]
+    if any(c.finished_at is not None for c in judged):
+        due = at + grace  # files added after the release was judged: they get their own grace
     return await store.schedule_origin_check(
         stored.id, approvals.CHECK_KIND, due, approvals.to_params(digests), now=at
     )

@@ -280,15 +280,19 @@ class ApprovalsApi:
         except BadRequest as exc:
             return _error(400, str(exc))
         found: list[Approval] = []
+        refusals: list[str] = []
+        allowed = 0
         for eco in wanted:
             if ecosystems.get(eco).check_name(name) is not None:
                 continue
             refused = outside_limits(token, self.config, eco, name)
             if refused is not None:
-                if len(wanted) == 1:
-                    return _error(403, refused)
+                refusals.append(refused)
                 continue
+            allowed += 1
             found += await self.store.approvals(eco, normalize_name(eco, name), version)
+        if refusals and not allowed:  # nothing this token may see under that name
+            return _error(403, refusals[0])
         return web.json_response([approval_json(a) for a in found])
 
     async def openapi(self, _: web.Request) -> web.Response:
