@@ -3,11 +3,27 @@ and what the public packument says about who published an internal name."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from watcher.config import parse_config
 from watcher.ecosystems.npm.internal_names import internal_name_steps, public_package_of
 from watcher.ecosystems.pypi.client import normalize
 from watcher.feeds.base import Watchlist
-from watcher.feeds.internal import InternalNameRule, InternalNames, InternalNameWatch
-from watcher.model import Ecosystem
+from watcher.feeds.internal import (
+    InternalNameRule,
+    InternalNames,
+    InternalNameSighting,
+    InternalNameWatch,
+    PublicPackage,
+    Publish,
+)
+from watcher.incidents.internal_names import InternalNameReporter
+from watcher.model import Ecosystem, RunbookStep
+from watcher.service.containment import ContainmentWatcher
+from watcher.store import open_store
 
 
 class _NoLookup:
@@ -83,3 +99,66 @@ def test_the_packument_says_who_published_each_version_oldest_first() -> None:
     assert package.maintainers == ("squatter <s@example.invalid>",)
     texts = " ".join(s.text for s in internal_name_steps("@acme/secret", "http://r.invalid/"))
     assert "@acme:registry" not in texts and "@acme" in texts and "proxy" in texts
+
+
+# ------------------------------------------------------------------- the incident, in a store
+
+CONFIG = """
+store: {path: unused.db}
+registries:
+  npm: {url: "http://127.0.0.1:9/"}
+packages:
+  - {ecosystem: npm, name: "@acme/app", owner: platform}
+owners:
+  platform:
+    console: true
+internal_names:
+  - {ecosystem: npm, pattern: "@acme/*", owner: platform}
+"""
+
+
+def sighting(*versions: str) -> InternalNameSighting:
+    start = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    publishes = tuple(
+        Publish(v, start + timedelta(minutes=i), "squatter <s@example.invalid>")
+        for i, v in enumerate(versions)
+    )
+    return InternalNameSighting(
+        Ecosystem.NPM,
+        InternalNameRule("@acme/*", "platform"),
+        PublicPackage("@acme/secret", publishes, ("squatter",), "http://r.invalid/@acme%2fsecret"),
+        "npm-changes",
+        start + timedelta(hours=1),
+        (RunbookStep("Report it"),),
+    )
+
+
+@pytest.mark.asyncio
+async def test_one_incident_per_name_one_update_per_later_version_and_gone_resolves(
+    tmp_path: Path,
+) -> None:
+    config = parse_config(CONFIG)
+    async with await open_store(tmp_path / "state.db") as store:
+        reporter = InternalNameReporter(store, config)
+        await reporter.published(sighting("1.0.0", "1.0.1"))
+        await reporter.published(sighting("1.0.0", "1.0.1"))  # seen again (a restart, a replica)
+        [incident] = await store.open_incidents()
+        assert incident.dedup_key == "watcher/npm/@acme/secret" and incident.version == "1.0.1"
+        assert [f.rule for f in incident.findings] == ["internal-name-published"]
+        assert "1.0.0 by squatter" in incident.findings[0].message
+        assert (await store.counts()).outbox_depth == {"platform/console": 1}, "opened once"
+
+        await reporter.published(sighting("1.0.0", "1.0.1", "2.0.0"))
+        await reporter.published(sighting("1.0.0", "1.0.1", "2.0.0"))
+        assert (await store.counts()).outbox_depth == {"platform/console": 2}, "one update"
+        notes = await store.incident_notes(incident.id or 0)
+        assert sorted(notes) == ["published-1.0.0", "published-1.0.1", "published-2.0.0"]
+
+        # someone else's package: the containment watcher does not probe it (no registry here)
+        assert await ContainmentWatcher(store, config, {}).check_once() == []
+
+        await reporter.gone(Ecosystem.NPM, "@acme/other", "npm-changes")  # no incident: nothing
+        await reporter.gone(Ecosystem.NPM, "@acme/secret", "npm-changes")
+        await reporter.gone(Ecosystem.NPM, "@acme/secret", "npm-changes")
+        assert await store.open_incidents() == []
+        assert (await store.counts()).outbox_depth == {"platform/console": 3}, "resolved once"

@@ -2,7 +2,8 @@
 pages the entry's owner once (`internal-name-published`, provenance, high, dedup key
 `watcher/<ecosystem>/<name>`); a later version is an update of that incident; a watched name the
 pattern also matches is the owner's own release, never a sighting; a name that matches nothing
-is ignored; the name gone from the public registry resolves the incident. `watcher run` as a real subprocess:
+is ignored; a package public before the watch began is logged, not paged; the name gone from the
+public registry resolves the incident. `watcher run` as a real subprocess:
 
 * feed mode on npm: Verdaccio serves the packuments (the publisher's `_npmUser` and
   `maintainers`), the express-pouchdb stand-in serves `_changes`;
@@ -88,6 +89,8 @@ async def test_npm_changes_feed_pages_an_internal_name_once_and_updates_for_late
 
         await asyncio.to_thread(both)
 
+    older = f"{scope}/older"  # public before the watch began
+    await publish(older, "1.0.0", "someone")
     service = start_config(
         tmp_path,
         npm_url=verdaccio.url,
@@ -116,6 +119,7 @@ async def test_npm_changes_feed_pages_an_internal_name_once_and_updates_for_late
         await publish(own, "1.0.0", "owner")  # watched: scanned as the owner's own, no sighting
         await publish(unrelated, "1.0.0", "someone")  # matches nothing
         couch.touch(squatted)  # the same versions announced again: nothing new to say
+        couch.touch(older)  # a change row for a package public before the watch: not paged
         await wait_release(state, own, "1.0.0")
         await quiet(receiver, 2)
 

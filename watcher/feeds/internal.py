@@ -206,8 +206,8 @@ class InternalNameWatch:
             )
             return False
         runbook = tuple(self.lookup.internal_name_runbook(package))
-        log.warning(
-            "internal_name_published",
+        log.info(  # the sink says whether this opened or updated an incident, or nothing new
+            "internal_name_public",
             ecosystem=self.ecosystem.value,
             package=name,
             pattern=rule.pattern,
