@@ -26,6 +26,7 @@ TOKEN = re.compile(r"^(?:gh[pour]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})$"
 class GitHubStandin:
     url: str = ""
     per_hour: int = 60
+    reset_in: float = 3600.0  # seconds from a refusal to the rate limit's reset
     spammed: bool = False  # GitHub's 422 for an endpoint it sees spammed
     enterprise_token: str | None = None  # set: GHES (authenticated, under /api/v3)
     requests: list[dict[str, object]] = field(default_factory=list)
@@ -39,7 +40,7 @@ class GitHubStandin:
         auth = request.headers.get("Authorization")
         self.requests.append({"path": request.path, "authorized": auth is not None})
         if len(self.requests) > self.per_hour:
-            reset = str(int(time.time()) + 3600)
+            reset = str(int(time.time() + self.reset_in))
             return self._refuse(
                 403,
                 "API rate limit exceeded",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from npm_servers import Verdaccio
-from service_harness import webhook_secret
+from service_harness import ServiceProcess, webhook_secret
 from test_auto_containment import _start, jobs_of, opening_message
 from test_containment_e2e import of_type, until
 
@@ -121,3 +121,45 @@ async def test_github_enterprise_server_is_asked_with_its_token(
         _, token, _ = await _leak_with(verdaccio, receivers, tmp_path, github, 24)
         assert github.accepted == [token]
         assert github.requests == [{"path": "/api/v3/credentials/revoke", "authorized": True}]
+
+
+async def test_a_kill_9_with_the_report_pending_reports_once_after_the_restart(
+    verdaccio: Verdaccio, receivers: Receivers, tmp_path: Path
+) -> None:
+    """The job holds references only: after the restart it reads the token from the release
+    again and reports it, once."""
+    rx = receivers
+    async with github_standin(per_hour=0, reset_in=2.0) as github:
+        auto = json.dumps(
+            {"github_revoke": True, "github_api_url": github.url, "npm": {"token": verdaccio.token}}
+        )
+        service, name, config = await _start(verdaccio, rx, tmp_path, auto)
+        token = fakecreds.github_token(random.Random(25))
+        key = incident_key("npm", name, "1.1.0")
+        try:
+            await asyncio.to_thread(verdaccio.publish, name, "1.1.0", leaky(token))
+            await until(lambda: len(github.requests) == 1, "the rate-limited report", 30)
+            service.kill()  # SIGKILL: the report is pending, put off to the reset
+            jobs = await jobs_of(tmp_path / "state.db", key)
+            assert jobs[0][:3] == ("github_revoke", "github", JobState.PENDING), jobs
+            github.per_hour = 100
+            service = ServiceProcess(config, service.port, tmp_path)
+            service.start()
+            await service.wait_ready()
+            await until(lambda: github.accepted == [token], "the report after the restart", 30)
+            await until(
+                lambda: any(
+                    "GitHub: 1 GitHub token(s) reported" in str(p.json()["data"]["message"] or "")
+                    for p in of_type(rx.hook, "incident.opened")
+                    + of_type(rx.hook, "incident.updated")
+                ),
+                "the outcome said",
+                30,
+            )
+            await asyncio.sleep(1.5)
+            assert github.accepted == [token]  # once
+            jobs = await jobs_of(tmp_path / "state.db", key)
+            assert jobs[0][:3] == ("github_revoke", "github", JobState.DONE)
+            assert token not in state_text(tmp_path / "state.db")
+        finally:
+            service.ensure_stopped()
