@@ -417,6 +417,37 @@ def test_compose_config_is_valid_and_matches_the_scrape_target() -> None:
     assert scrape["static_configs"][0]["targets"] == [f"watcher:{config.server.port}"]
 
 
+def test_compose_replicas_run_two_watchers_on_postgres() -> None:
+    """docker-compose.replicas.yml: a postgres service (healthy before the watchers start) and two
+    watchers on it, the store URL (with its password) from the environment only."""
+    compose = yaml.safe_load((COMPOSE / "docker-compose.replicas.yml").read_text())
+    services = compose["services"]
+    watchers = {n: s for n, s in services.items() if n.startswith("watcher")}
+    assert "postgres" in services and len(watchers) == 2
+    assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
+    assert "${POSTGRES_PASSWORD" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    declared = set(compose.get("volumes") or {})
+    published = []
+    for name, service in watchers.items():
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy", name
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
+        mounts = dict(mount_pairs(service))
+        assert mounts["/etc/watcher/watcher.yaml"] == COMPOSE / "watcher.replicas.yaml"
+        assert "/var/lib/watcher" not in mounts, "no state on a replica"
+        url = service["environment"]["WATCHER_STORE_URL"]
+        assert url.startswith("postgresql://") and "${POSTGRES_PASSWORD" in url
+        published += [p.split(":")[1] for p in service["ports"]]
+    assert len(set(published)) == 2
+    for _, source in mount_pairs(services["postgres"]):
+        assert source in declared
+    env = {**fake_env(), "WATCHER_STORE_URL": "postgresql://watcher:" + "p" * 12 + "@pg:5432/w"}
+    config = load_config(COMPOSE / "watcher.replicas.yaml", env=env)
+    assert config.store.database_url == env["WATCHER_STORE_URL"]
+    assert "p" * 12 not in config.store.location
+    assert config.server.host == "0.0.0.0"
+    assert str(config.scratch_root()).startswith("/tmp/")
+
+
 # --------------------------------------------------------------------------------------------------
 # Kubernetes
 
@@ -901,3 +932,45 @@ def write_prometheusrule() -> None:
 if __name__ == "__main__":
     write_metrics_doc()
     write_prometheusrule()
+
+
+K8S_REPLICAS = DEPLOY / "k8s-replicas"
+
+
+def test_k8s_replicas_overlay_runs_two_pods_with_a_disruption_budget() -> None:
+    """deploy/k8s-replicas (kustomize over deploy/k8s): 2 replicas, RollingUpdate that never drops
+    below the replica count, a PodDisruptionBudget selecting the pods, no PersistentVolumeClaim,
+    store.url from the Secret; every document matches its schema."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (for `kubectl kustomize`) is not installed")
+    built = run(kubectl, "kustomize", str(K8S_REPLICAS))
+    assert built.returncode == 0, built.stderr
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    kinds = [d["kind"] for d in docs]
+    assert "PersistentVolumeClaim" not in kinds
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (budget,) = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    spec = deployment["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = spec["template"]["spec"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= (
+        spec["template"]["metadata"]["labels"].items()
+    )
+    assert 1 <= budget["spec"]["minAvailable"] < spec["replicas"]
+    assert not [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    (container,) = pod["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["WATCHER_STORE_URL"]["valueFrom"]["secretKeyRef"]["key"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    values = {**fake_env(), "WATCHER_STORE_URL": "postgresql://w:" + "q" * 12 + "@pg:5432/w"}
+    config = parse_config(configmap["data"]["watcher.yaml"], source="configmap", env=values)
+    assert config.store.database_url == values["WATCHER_STORE_URL"]
+    assert config.store.lease <= 30, "failover within 30 s"
+    assert str(config.scratch_root()).startswith("/tmp/")
+    for doc in docs:
+        if doc["kind"] not in {"ServiceMonitor", "PrometheusRule"}:
+            assert k8s_errors(doc) is None, f"{doc['kind']}: {k8s_errors(doc)}"
