@@ -135,6 +135,8 @@ def test_an_unpublish_done_says_it_cannot_be_undone_and_undo_leaves_it() -> None
     assert "this cannot be undone" in text and "unpublish if wanted" not in text
     assert [j.action for j in undo_jobs(incident("1.0.1"), jobs)] == []
     assert [j.target for j in irreversible(jobs)] == ["1.0.1"]
+    revoked = _job("github_revoke", "github", JobState.DONE, "1 GitHub token(s) reported")
+    assert undo_jobs(incident("1.0.1"), [revoked]) == [] and irreversible([revoked]) == [revoked]
 
 
 def _job(action: str, target: str, state: JobState, detail: str, **params: str) -> ContainmentJob:

@@ -585,6 +585,7 @@ def _since_publish(incident: Incident, now: float) -> float | None:
 UNDO_IMPOSSIBLE = {
     "unpublish": "was unpublished: npm never allows that name@version again (publish a fixed "
     "version)",
+    "github_revoke": "tokens were reported to GitHub, which revokes them (issue new ones)",
 }
 
 
