@@ -10,6 +10,7 @@ from typing import Any
 
 from watcher.config.registries import RegistryConfig
 from watcher.config.units import Duration
+from watcher.ecosystems.actions import NoWriteApi
 from watcher.ecosystems.base import (
     GONE,
     Assessment,
@@ -150,6 +151,9 @@ class ToyUnit:
     install_hook_files: frozenset[str] = frozenset({"build.rs"})
     section_model = ToyRegistryConfig
     ref_separator = "@"
+
+    def containment_actions(self, section: Any, auto: Any) -> NoWriteApi:
+        return NoWriteApi("the toy index has no write API")
 
     def resolve(self, section: Any) -> ToyResolution:
         if not section.url:

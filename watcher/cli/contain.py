@@ -11,15 +11,14 @@ import argparse
 import asyncio
 import sys
 
+from watcher import ecosystems
 from watcher.cli.context import EXIT_CLEAN, EXIT_FINDINGS, has_state, load_config, with_store
 from watcher.cli.ops import parse_release_spec
 from watcher.config import Config
-from watcher.ecosystems.actions import ContainmentActions, NoWriteApi
-from watcher.ecosystems.npm.config import NpmRegistryConfig
-from watcher.ecosystems.npm.settings import resolve_npm_registries
+from watcher.ecosystems.actions import ContainmentActions
 from watcher.errors import RegistryError
 from watcher.model import Ecosystem, Incident, incident_key
-from watcher.service.autocontain import UNDO_IMPOSSIBLE, irreversible, npm_actions, undo
+from watcher.service.autocontain import UNDO_IMPOSSIBLE, irreversible, undo
 from watcher.service.logs import configure_logging
 from watcher.store.api import Store
 from watcher.store.types import ContainmentJob, JobState
@@ -37,13 +36,11 @@ async def _find(store: Store, spec: str) -> Incident | None:
 
 
 def _actions(config: Config, ecosystem: Ecosystem) -> dict[Ecosystem, ContainmentActions]:
-    # write actions are not yet asked of the ecosystem units (auto-containment is npm's only)
-    if ecosystem is Ecosystem.NPM:
-        section = config.registries.for_ecosystem(ecosystem)
-        assert isinstance(section, NpmRegistryConfig)
-        npm = resolve_npm_registries(section.url, section.scope_settings())
-        return {Ecosystem.NPM: npm_actions(config, npm.default.url, npm.scope_urls())}
-    return {ecosystem: NoWriteApi(f"{ecosystem.value} has no API for automatic containment")}
+    """The incident's registry writes, as its unit makes them from its `registries` section."""
+    section = config.registries.for_ecosystem(ecosystem)
+    return {
+        ecosystem: ecosystems.get(ecosystem).containment_actions(section, config.containment.auto)
+    }
 
 
 async def _undo(

@@ -23,6 +23,7 @@ from watcher.model import Ecosystem, Finding, Release, RunbookStep
 
 if TYPE_CHECKING:  # the registry imports this module: naming units must not load aiohttp
     from watcher.config.registries import RegistryConfig
+    from watcher.ecosystems.actions import ContainmentActions
     from watcher.ecosystems.http import RegistryHttp
     from watcher.feeds.base import EventSink, Feed, FeedStateStore
     from watcher.feeds.internal import InternalNameRule, SightingSink
@@ -204,6 +205,12 @@ class EcosystemUnit(Protocol):
     def resolve(self, section: Any) -> Resolution:
         """The registry from `section`, else the machine's settings; ConfigError when neither
         names one or a credential is unusable."""
+        ...
+
+    def containment_actions(self, section: Any, auto: Any) -> ContainmentActions:
+        """Its registry's writes for automatic containment and its undo (to the registries
+        `section` resolves to, with the write tokens of `auto`: the `containment.auto` section,
+        None when unset); `NoWriteApi` saying why where the registry has no API for them."""
         ...
 
     def token_registry(self, section: Any, name: str) -> str | None:

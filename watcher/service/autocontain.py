@@ -16,6 +16,11 @@ Changes the watcher made itself are noted on the incident before the write (`dep
 `dist-tag-moved`), so the containment watcher never posts them as a second mitigation.
 """
 
+# Names `Ecosystem.NPM` (one of the files the redesign allows outside watcher/ecosystems/): the
+# planner (`plan_npm`, `previous_good`) reads npm's packument and plans npm's own actions
+# (dist-tags, deprecation, unpublish); no other ecosystem has write actions yet. Its writes and
+# undo already go through the unit (`containment_actions`); the planner moves into
+# watcher/ecosystems/npm/ when a second ecosystem gets automatic containment.
 from __future__ import annotations
 
 import asyncio
@@ -27,13 +32,13 @@ from datetime import UTC
 
 import structlog
 
-from watcher import metrics
+from watcher import ecosystems, metrics
 from watcher.config import Config
 from watcher.config.schema import AutoContainmentConfig
 from watcher.ecosystems.actions import ActionResult, ContainmentActions
 from watcher.ecosystems.npm.client import NpmClient, Packument
 from watcher.ecosystems.npm.unit import NpmRegistry
-from watcher.ecosystems.npm.writes import NpmActions
+from watcher.ecosystems.npm.writes import NpmActions, actions_for
 from watcher.ecosystems.versions import is_prerelease, version_key
 from watcher.errors import RegistryError
 from watcher.incidents.eligibility import not_eligible
@@ -249,13 +254,10 @@ def describe(
             f"{incident.name}@{incident.version} unpublished: this cannot be undone "
             "(npm never allows that name@version again; publish a fixed version)"
         )
+    takedown = ecosystems.get(incident.ecosystem).takedown_command(incident.name, incident.version)
     parts.append(
         "still needs a human: rotate every credential the release carried"
-        + (
-            f"; unpublish if wanted: npm unpublish {incident.name}@{incident.version}"
-            if incident.ecosystem is Ecosystem.NPM and not unpublished
-            else ""
-        )
+        + (f"; unpublish if wanted: {takedown}" if takedown and not unpublished else "")
     )
     return "\n".join(parts)
 
@@ -684,12 +686,4 @@ async def undo(
 def npm_actions(
     config: Config, default_registry: str, scope_registries: Mapping[str, str]
 ) -> NpmActions:
-    auto = config.containment.auto
-    token = auto.npm.token if auto is not None else None
-    scopes = auto.npm.scope_tokens if auto is not None else {}
-    return NpmActions(
-        default_registry,
-        scope_registries,
-        token.get_secret_value() if token else None,
-        {s: t.get_secret_value() for s, t in scopes.items()},
-    )
+    return actions_for(config.containment.auto, default_registry, scope_registries)

@@ -30,10 +30,9 @@ from watcher.alerts import build_channels
 from watcher.alerts.base import Channel
 from watcher.alerts.outbox import Outbox
 from watcher.config import Config, channel_id
-from watcher.ecosystems.actions import ContainmentActions, NoWriteApi
+from watcher.ecosystems.actions import ContainmentActions
 from watcher.ecosystems.base import FeedContext, Registry
 from watcher.ecosystems.http import HttpSettings, RegistryHttp
-from watcher.ecosystems.npm.unit import NpmRegistry
 from watcher.errors import ServiceFailed, WatcherError
 from watcher.feeds.base import BaselineSeen, Feed, FeedEvent, ReleaseSeen
 from watcher.feeds.internal import InternalNameRule
@@ -42,7 +41,7 @@ from watcher.feeds.sink import record_events
 from watcher.incidents.internal_names import InternalNameReporter
 from watcher.model import Ecosystem
 from watcher.service.api import MAX_BODY, ApprovalsApi, api_app
-from watcher.service.autocontain import AutoContainment, npm_actions
+from watcher.service.autocontain import AutoContainment
 from watcher.service.containment import ContainmentWatcher
 from watcher.service.github_revoke import GitHubRevoker, ReleaseTokens
 from watcher.service.origin import OriginChecks, origin_judges
@@ -572,20 +571,14 @@ def _auto_containment(
     scratch: Path | None = None,
 ) -> AutoContainment | None:
     """`containment.auto` when it is set and containment is enabled (false turns it off too):
-    npm writes go to each package's own registry with its write token; PyPI has no write API."""
+    each watched ecosystem's writes as its unit makes them."""
     auto = config.containment.auto
     if auto is None or not config.containment.enabled:
         return None
-    actions: dict[Ecosystem, ContainmentActions] = {}
-    # The write actions are not yet asked of the units (auto-containment landed while they were
-    # being cut out): npm's and PyPI's are named here until the protocol grows them.
-    npm = registries.get(Ecosystem.NPM)
-    if isinstance(npm, NpmRegistry):
-        actions[Ecosystem.NPM] = npm_actions(config, npm.client.registry_url, npm.client.scopes)
-    if Ecosystem.PYPI in registries:
-        actions[Ecosystem.PYPI] = NoWriteApi(
-            "PyPI has no API for yank or delete (web UI only, with re-authentication)"
-        )
+    sections = config.registries.sections()
+    actions: dict[Ecosystem, ContainmentActions] = {
+        eco: ecosystems.get(eco).containment_actions(sections[eco], auto) for eco in registries
+    }
     revoker = None
     if auto.github_revoke:
         revoker = GitHubRevoker(

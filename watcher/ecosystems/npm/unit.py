@@ -33,6 +33,7 @@ from watcher.ecosystems.npm.settings import (
     npm_builtin_registry,
     resolve_npm_registries,
 )
+from watcher.ecosystems.npm.writes import NpmActions, actions_for
 from watcher.ecosystems.runbook import RunbookInputs
 from watcher.ecosystems.versions import parse_semver, select_baseline
 from watcher.errors import ConfigError
@@ -167,6 +168,11 @@ class NpmUnit:
 
     def resolve(self, section: Any) -> NpmResolution:
         return NpmResolution(resolve_npm_registries(section.url, section.scope_settings()))
+
+    def containment_actions(self, section: Any, auto: Any) -> NpmActions:
+        # each package's own registry (its scope's, else the default) with its write token
+        registries = self.resolve(section).registries
+        return actions_for(auto, registries.default.url, registries.scope_urls())
 
     def token_registry(self, section: Any, name: str) -> str | None:
         return self.resolve(section).registry_for(name)

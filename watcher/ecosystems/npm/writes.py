@@ -248,3 +248,18 @@ def _tarball_path(tarball: str, registry: str) -> str:
 def _highest(versions: Mapping[str, Any]) -> str:
     keyed = [(k, v) for v in versions if (k := version_key(Ecosystem.NPM, v)) is not None]
     return max(keyed)[1] if keyed else sorted(versions)[-1]
+
+
+def actions_for(
+    auto: Any, default_registry: str, scope_registries: Mapping[str, str]
+) -> NpmActions:
+    """The writes with the write tokens of `auto` (the `containment.auto` section; None: no
+    tokens, a write then goes without one)."""
+    token = auto.npm.token if auto is not None else None
+    scopes = auto.npm.scope_tokens if auto is not None else {}
+    return NpmActions(
+        default_registry,
+        scope_registries,
+        token.get_secret_value() if token else None,
+        {s: t.get_secret_value() for s, t in scopes.items()},
+    )

@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from watcher.ecosystems.actions import NoWriteApi
 from watcher.ecosystems.base import (
     Assessment,
     ContainmentQuery,
@@ -140,6 +141,11 @@ class PypiUnit:
     install_hook_files: frozenset[str] = frozenset()
 
     section_model = PypiRegistryConfig
+
+    def containment_actions(self, section: Any, auto: Any) -> NoWriteApi:
+        return NoWriteApi(
+            "PyPI has no API for yank or delete (web UI only, with re-authentication)"
+        )
 
     def resolve(self, section: Any) -> PypiResolution:
         return PypiResolution(resolve_pypi_index(section.url))
