@@ -120,6 +120,8 @@ class InternalNameReporter:
                 f"another version of {package.name} on the public registry: "
                 f"{_publish_line(publish)}"
             )
+            if existing.state is IncidentState.RESOLVED:
+                message += " (after the incident was resolved: the name is public again)"
             deliveries = [
                 Delivery(c, updated(existing, kind, message))
                 for c in self._channels(existing.owner)
