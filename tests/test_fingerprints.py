@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.builders import npm_tarball
 from tests.privatetree import build_private_tree
 from watcher.config import load_config
 from watcher.errors import FingerprintError
+from watcher.private import normalise
 from watcher.private.build import build_index
 from watcher.private.index import MAGIC, read_header, read_index
 from watcher.private.keys import KEY_ENV, FingerprintKey
@@ -188,3 +192,13 @@ def test_config_fingerprints_top_level_and_per_owner(
     monkeypatch.setenv("FP_KEY", KEY)
     with pytest.raises(Exception, match=r"fingerprints\[0\]: .*cannot read fingerprint index"):
         load_config(config)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"", b"a", b"bc", b"\n", b"\n\n", b"x = 1;", b"  ", b"\t"])))
+def test_the_whole_file_form_is_the_one_indexes_were_built_with(pieces: list[bytes]) -> None:
+    """Index format v1 hashed blank-line runs collapsed by a regex and the ends stripped; the
+    matcher now joins the non-empty split lines: the same bytes, so older indexes still match."""
+    data = normalise.squeezed(b"".join(pieces))
+    assert normalise.whole(data) == re.sub(rb"\n{2,}", b"\n", data).strip(b"\n")
+    assert normalise.whole(data, normalise.split_lines(data)) == normalise.whole(data)
