@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.config import parse_config
+from watcher.config import describe_plan, parse_config
 from watcher.ecosystems.npm.internal_names import internal_name_steps, public_package_of
 from watcher.ecosystems.pypi.client import normalize
 from watcher.feeds.base import Watchlist
@@ -162,3 +162,26 @@ async def test_one_incident_per_name_one_update_per_later_version_and_gone_resol
         await reporter.gone(Ecosystem.NPM, "@acme/secret", "npm-changes")
         assert await store.open_incidents() == []
         assert (await store.counts()).outbox_depth == {"platform/console": 3}, "resolved once"
+
+
+def test_check_config_says_how_each_internal_name_is_followed() -> None:
+    poll = describe_plan(
+        parse_config(
+            CONFIG
+            + '  - {ecosystem: npm, pattern: "billing-core", owner: platform}\n'
+            + '  - {ecosystem: pypi, pattern: "acme-*", owner: platform}\n'
+        )
+    )
+    assert "internal name npm @acme/* (owner platform): NOT followed" in poll
+    assert "internal name npm billing-core (owner platform): polled by name" in poll
+    followed = describe_plan(
+        parse_config(
+            CONFIG.replace(
+                '"http://127.0.0.1:9/"}',
+                '"http://127.0.0.1:9/", changes_url: "http://127.0.0.1:9/registry/_changes"}',
+            )
+        )
+    )
+    assert "internal name npm @acme/* (owner platform): every name the public registry's" in (
+        followed
+    )
