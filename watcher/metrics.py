@@ -194,6 +194,25 @@ CHANNEL_DISABLED = Gauge(
     "1 when a channel stopped sending because its endpoint is gone (e.g. webhook 410).",
     ["channel"],
 )
+APPROVAL_OUTCOMES = ("recorded", "repeated", "invalid", "unauthorized", "refused")
+APPROVALS = Counter(
+    "watcher_approvals_total",
+    "Approval requests to the API by outcome: recorded (201), repeated (200, a retry), invalid "
+    "(400), unauthorized (401), refused (403 outside the token's limits).",
+    ["outcome"],
+)
+ORIGIN_CHECK_VERDICTS = ("quiet", "findings", "retry")
+ORIGIN_CHECKS = Counter(
+    "watcher_origin_checks_total",
+    "Deferred origin checks (approval, tag) judged, by kind and verdict: quiet (as expected), "
+    "findings, retry (could not judge yet).",
+    ["kind", "verdict"],
+)
+ORIGIN_CHECK_OLDEST_DUE = Gauge(
+    "watcher_origin_check_oldest_due_seconds",
+    "How long the oldest due origin check has waited past its due time (0: none due): a release "
+    "whose approval or tag is not being judged.",
+)
 PUBLISH_TO_PAGE = Histogram(
     "watcher_publish_to_page_seconds",
     "Seconds from a release's publish time to its page being accepted by a channel.",
@@ -263,6 +282,10 @@ def start_at_zero(
             DELIVERIES.labels(channel, outcome)
     for operation in STORE_OPERATIONS:
         STORE_ERRORS.labels(operation)
+    for outcome in APPROVAL_OUTCOMES:
+        APPROVALS.labels(outcome)
+    for verdict in ORIGIN_CHECK_VERDICTS:
+        ORIGIN_CHECKS.labels("approval", verdict)
 
 
 AUTO_CONTAINMENT_ACTIONS = ("dist_tag", "deprecate", "unpublish", "github_revoke")

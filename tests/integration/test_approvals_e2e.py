@@ -202,6 +202,18 @@ async def test_npm_approved_quiet_other_tarball_and_unapproved_page_bad_tokens_r
         assert [p["version"] for p in opened(receiver)] == ["1.2.0", "1.3.0"]
         assert len(receiver.requests) == 2
 
+        status, text = await asyncio.to_thread(service.get, "/metrics")
+        assert status == 200
+        for outcome, count in (
+            ("recorded", 2),
+            ("repeated", 1),
+            ("unauthorized", 1),
+            ("refused", 1),
+        ):
+            assert f'watcher_approvals_total{{outcome="{outcome}"}} {count}.0' in text
+        assert 'watcher_origin_checks_total{kind="approval",verdict="findings"} 2.0' in text
+        assert "watcher_origin_check_oldest_due_seconds 0.0" in text
+
         # -- a pending check survives a kill -9: the restarted service judges it when due
         await publish(verdaccio, name, "1.4.0")
         pending = await wait_release(state, name, "1.4.0")

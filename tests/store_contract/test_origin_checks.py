@@ -32,6 +32,8 @@ async def test_a_check_is_scheduled_once_and_claimed_when_due(store: Store) -> N
     assert again.id == first.id and again.due_at == T0 + 120 and again.params == {"a": [2]}
     assert first.state is OriginCheckState.PENDING and first.attempts == 0
     assert await store.next_origin_check_at() == T0 + 120
+    assert await store.oldest_due_origin_check(now=T0 + 119) is None  # not due yet
+    assert await store.oldest_due_origin_check(now=T0 + 130) == T0 + 120  # 10 s behind
     assert await store.claim_due_origin_checks(A, now=T0 + 119) == []
     [claimed] = await store.claim_due_origin_checks(A, now=T0 + 120)
     assert claimed.id == first.id and claimed.claimed_by == "replica-a" and claimed.attempts == 1
@@ -67,6 +69,7 @@ async def test_finishing_adds_the_findings_and_opens_the_incident_once(store: St
     assert done.state is OriginCheckState.DONE and done.detail == "no approval matches"
     assert done.finished_at == T0 + 2 and done.claimed_by is None
     assert await store.next_origin_check_at() is None
+    assert await store.oldest_due_origin_check(now=T0 + 999) is None  # judged
     assert (await store.counts(now=T0)).outbox_depth == {"platform/console": 1}
     with pytest.raises(ClaimLost):  # done: never judged twice
         await store.finish_origin_check(check.id, "again", owner="replica-a", now=T0 + 3)

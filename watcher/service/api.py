@@ -22,7 +22,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from watcher import ecosystems
+from watcher import ecosystems, metrics
 from watcher.config import Config
 from watcher.config.schema import ApiTokenConfig, normalize_name
 from watcher.model import Ecosystem
@@ -227,18 +227,20 @@ class ApprovalsApi:
     async def post(self, request: web.Request) -> web.Response:
         token = self._caller(request)
         if token is None:
+            metrics.APPROVALS.labels("unauthorized").inc()
             return self._unauthorized()
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
+            metrics.APPROVALS.labels("invalid").inc()
             return _error(413, f"the body is larger than {MAX_BODY} bytes")
         try:
-            body = orjson.loads(raw)
+            approval = parse_approval(orjson.loads(raw), token.name)
         except orjson.JSONDecodeError as exc:
+            metrics.APPROVALS.labels("invalid").inc()
             return _error(400, f"expected a JSON body: {exc}")
-        try:
-            approval = parse_approval(body, token.name)
         except BadRequest as exc:
+            metrics.APPROVALS.labels("invalid").inc()
             return _error(400, str(exc))
         refused = outside_limits(token, self.config, approval.ecosystem, approval.name)
         if refused is not None:
@@ -250,8 +252,10 @@ class ApprovalsApi:
                 version=approval.version,
                 reason=refused,
             )
+            metrics.APPROVALS.labels("refused").inc()
             return _error(403, refused)
         stored, created = await self.store.add_approval(approval)
+        metrics.APPROVALS.labels("recorded" if created else "repeated").inc()
         log.info(
             "approval_recorded" if created else "approval_repeated",
             token_name=token.name,

@@ -434,6 +434,8 @@ class Service:
             except StoreError:
                 metrics.STORE_ERRORS.labels("metrics").inc()
                 raise
+            oldest_due = await store.oldest_due_origin_check(now=now)
+            metrics.ORIGIN_CHECK_OLDEST_DUE.set(0.0 if oldest_due is None else now - oldest_due)
             for state in ReleaseState:
                 metrics.RELEASES_BY_STATE.labels(state.value).set(
                     counts.releases_by_state.get(state, 0)

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import structlog
 
+from watcher import metrics
 from watcher.config import Config
 from watcher.config.schema import normalize_name
 from watcher.incidents.lifecycle import IncidentLifecycle
@@ -162,11 +163,13 @@ class OriginChecks:
                     check.id, self.clock() + delay, reason, owner=owner
                 )
                 bound.warning("origin_check_retry", reason=reason, retry_in_s=delay)
+                metrics.ORIGIN_CHECKS.labels(check.kind, "retry").inc()
                 return 0
             if verdict.again_at is not None:
                 await self.store.reschedule_origin_check(
                     check.id, verdict.again_at, verdict.detail, owner=owner
                 )
+                metrics.ORIGIN_CHECKS.labels(check.kind, "retry").inc()
                 return 0
             found = await baseline_manifest(
                 self.store, release.ecosystem, release.name, release.version
@@ -183,6 +186,7 @@ class OriginChecks:
         except ClaimLost:  # another holder took it over: its verdict counts
             bound.warning("origin_check_claim_lost", owner=owner)
             return 0
+        metrics.ORIGIN_CHECKS.labels(check.kind, "findings" if verdict.findings else "quiet").inc()
         bound.info(
             "origin_check_finished",
             findings=len(verdict.findings),

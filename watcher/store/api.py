@@ -400,6 +400,10 @@ class OriginCheckStore(Protocol):
 
     async def next_origin_check_at(self) -> float | None: ...
 
+    async def oldest_due_origin_check(self, *, now: float | None = None) -> float | None:
+        """The due time of the oldest pending check that is due (None: none is)."""
+        ...
+
     async def finish_origin_check(
         self,
         check_id: int,

@@ -106,6 +106,16 @@ class OriginCheckRepository(Repository):
         times = [float(r["at"]) for r in rows if r["at"] is not None]
         return min(times) if times else None
 
+    async def oldest_due_origin_check(self, *, now: float | None = None) -> float | None:
+        """The due time of the oldest pending check that is due (None: none is): how far the
+        judges are behind."""
+        rows = await self._conn.read(
+            "SELECT MIN(due_at) AS at FROM origin_checks WHERE state = 'pending' AND due_at <= ?",
+            (now_or(now),),
+        )
+        value = rows[0]["at"] if rows else None
+        return None if value is None else float(value)
+
     async def finish_origin_check(
         self,
         check_id: int,
