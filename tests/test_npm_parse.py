@@ -22,6 +22,7 @@ from watcher.ecosystems.npm.client import (
     verify_download,
 )
 from watcher.ecosystems.npm.poll import snapshot_of
+from watcher.ecosystems.versions import parse_semver
 from watcher.errors import IntegrityError, RegistryError
 from watcher.feeds.base import (
     BaselineSeen,
@@ -162,7 +163,13 @@ def snap(versions, **extra):
 
 def test_first_sight_records_newest_stable_as_baseline_without_releases():
     events, state = diff_package(
-        Ecosystem.NPM, "demo", None, snap(["1.0.0", "1.1.0", "2.0.0-rc.1"]), feed="t", now=NOW
+        Ecosystem.NPM,
+        "demo",
+        None,
+        snap(["1.0.0", "1.1.0", "2.0.0-rc.1"]),
+        feed="t",
+        now=NOW,
+        version_key=parse_semver,
     )
     assert [type(e) for e in events] == [BaselineSeen]
     assert events[0].release.version == "1.1.0"
@@ -181,6 +188,7 @@ def test_set_difference_catches_backports_and_every_coalesced_version():
         snap(["1.0.0", "2.0.0", "1.0.1", "2.0.1", "2.1.0"]),
         feed="t",
         now=NOW,
+        version_key=parse_semver,
     )
     assert [e.release.version for e in events if isinstance(e, ReleaseSeen)] == [
         "1.0.1",
@@ -192,7 +200,9 @@ def test_set_difference_catches_backports_and_every_coalesced_version():
 
 def test_a_file_added_to_a_known_version_is_a_release_of_that_file_alone():
     state = PackageState(versions=frozenset({"1.0.0"}), files=frozenset({"1.0.0/old-name.tgz"}))
-    events, new = diff_package(Ecosystem.NPM, "demo", state, snap(["1.0.0"]), feed="t", now=NOW)
+    events, new = diff_package(
+        Ecosystem.NPM, "demo", state, snap(["1.0.0"]), feed="t", now=NOW, version_key=parse_semver
+    )
     assert [type(e) for e in events] == [ReleaseSeen, VersionRemoved]
     assert [a.filename for a in events[0].release.artifacts] == ["demo-1.0.0.tgz"]
     assert events[1].filename == "old-name.tgz" and events[1].reason == "removed"
@@ -208,19 +218,26 @@ def test_removed_versions_and_full_unpublish_are_events():
         snap(["1.0.0"], extra_times={"1.1.0": "2026-01-09T00:00:00Z"}),
         feed="t",
         now=NOW,
+        version_key=parse_semver,
     )
     assert len(events) == 1 and isinstance(events[0], VersionRemoved)
     assert events[0].version == "1.1.0"
     assert events[0].removed_at is not None  # the doc still dates it
 
-    events, new = diff_package(Ecosystem.NPM, "demo", state, Missing(), feed="t", now=NOW)
+    events, new = diff_package(
+        Ecosystem.NPM, "demo", state, Missing(), feed="t", now=NOW, version_key=parse_semver
+    )
     assert isinstance(events[0], PackageUnpublished) and events[0].versions == ("1.0.0", "1.1.0")
     assert new == PackageState()
 
     # Missing on first sight: remembered as seen-and-empty, so its first publish pages.
-    events, new = diff_package(Ecosystem.NPM, "demo", None, Missing(), feed="t", now=NOW)
+    events, new = diff_package(
+        Ecosystem.NPM, "demo", None, Missing(), feed="t", now=NOW, version_key=parse_semver
+    )
     assert events == [] and new == PackageState()
-    events, _ = diff_package(Ecosystem.NPM, "demo", new, snap(["0.1.0"]), feed="t", now=NOW)
+    events, _ = diff_package(
+        Ecosystem.NPM, "demo", new, snap(["0.1.0"]), feed="t", now=NOW, version_key=parse_semver
+    )
     assert [type(e) for e in events] == [ReleaseSeen]
 
 

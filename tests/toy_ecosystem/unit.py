@@ -53,6 +53,9 @@ class ToySource:
     def canonical(self, name: str) -> str:
         return name.lower()
 
+    def version_key(self, text: str) -> Any | None:
+        return parse_semver(text)
+
     async def releases(self, name: str) -> dict[str, Release] | None:
         try:
             reply = await self.http.get_json(f"{self.url}index/{name}.json", ecosystem=NAME.value)

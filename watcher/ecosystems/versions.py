@@ -3,7 +3,8 @@
 The baseline of a release is the greatest published version below it in the ecosystem's own
 ordering (its unit's `version_key`: semver for npm, PEP 440 for PyPI), never the most recent by
 publish time: mirrors rewrite `time`, and a 1.2.5 backport published after 2.0.0 must be compared
-with 1.2.4. The two orders are defined here; each unit picks its own.
+with 1.2.4. The two orders are defined here; each unit picks its own (the choosing is
+`watcher.version_order`'s).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from watcher import version_order
 from watcher.ecosystems import get
 from watcher.model import Ecosystem
 
@@ -77,34 +79,9 @@ def is_prerelease(ecosystem: Ecosystem, text: str) -> bool:
 def select_baseline(ecosystem: Ecosystem, target: str, versions: Iterable[str]) -> str | None:
     """The greatest version strictly below `target`; pre-releases count only when the target is
     one. Versions that do not parse are ignored."""
-    target_key = version_key(ecosystem, target)
-    if target_key is None:
-        return None
-    allow_pre = bool(target_key.is_prerelease)
-    best: tuple[Any, str] | None = None
-    for candidate in versions:
-        key = version_key(ecosystem, candidate)
-        if key is None or not key < target_key:
-            continue
-        if key.is_prerelease and not allow_pre:
-            continue
-        if best is None or best[0] < key:
-            best = (key, candidate)
-    return None if best is None else best[1]
+    return version_order.greatest_below(get(ecosystem).version_key, target, versions)
 
 
 def newest(ecosystem: Ecosystem, versions: Iterable[str]) -> str | None:
     """The greatest stable version, or the greatest pre-release when there is no stable one."""
-    stable: tuple[Any, str] | None = None
-    pre: tuple[Any, str] | None = None
-    for candidate in versions:
-        key = version_key(ecosystem, candidate)
-        if key is None:
-            continue
-        if key.is_prerelease:
-            if pre is None or pre[0] < key:
-                pre = (key, candidate)
-        elif stable is None or stable[0] < key:
-            stable = (key, candidate)
-    chosen = stable or pre
-    return None if chosen is None else chosen[1]
+    return version_order.newest(get(ecosystem).version_key, versions)

@@ -16,12 +16,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from watcher import metrics
-from watcher.ecosystems.versions import newest, version_key
 from watcher.errors import RegistryError
 from watcher.feeds.base import (
     BaselineSeen,
@@ -40,6 +39,7 @@ from watcher.feeds.base import (
 )
 from watcher.feeds.coverage import NotFound
 from watcher.model import Ecosystem, Release
+from watcher.version_order import VersionKey, ascending, newest
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +79,10 @@ class PackageSource(Protocol):
         """The name as the store keys it (PyPI normalises, npm does not)."""
         ...
 
+    def version_key(self, text: str) -> Any | None:
+        """Its ecosystem's version order (see `watcher.version_order`)."""
+        ...
+
     async def fetch(self, name: str, etag: str | None) -> PackageSnapshot | NotModified | Missing:
         """Raises RegistryError when the registry cannot be read."""
         ...
@@ -102,17 +106,6 @@ class TouchResult:
     generation: int | None = None
 
 
-def _sorted_versions(ecosystem: Ecosystem, versions: set[str] | frozenset[str]) -> list[str]:
-    def key(v: str) -> tuple[int, object, str]:
-        k = version_key(ecosystem, v)
-        return (0, k, v) if k is not None else (1, None, v)
-
-    try:
-        return sorted(versions, key=key)
-    except TypeError:  # unparsable versions mixed in: fall back to text order
-        return sorted(versions)
-
-
 def diff_package(
     ecosystem: Ecosystem,
     name: str,
@@ -122,8 +115,10 @@ def diff_package(
     feed: str,
     now: datetime,
     new_since: datetime | None = None,
+    version_key: VersionKey,
 ) -> tuple[list[FeedEvent], PackageState]:
-    """Pure: what changed between `state` and the document, and the state to remember.
+    """Pure: what changed between `state` and the document, and the state to remember; events in
+    the order of `version_key` (the ecosystem's, from its package source).
 
     `new_since`: on first sight, versions the document dates at or after this instant are new
     releases rather than history (a package first met through a feed pattern such as `@acme/*`
@@ -131,7 +126,7 @@ def diff_package(
     events: list[FeedEvent] = []
     if isinstance(fetched, Missing):
         if state is not None and state.versions:
-            versions = tuple(_sorted_versions(ecosystem, state.versions))
+            versions = tuple(ascending(version_key, state.versions))
             events.append(PackageUnpublished(ecosystem, name, versions, feed, now))
         return events, PackageState()
 
@@ -158,16 +153,16 @@ def diff_package(
                 if release.published_at is not None and release.published_at >= new_since
             }
         history = current - fresh
-        chosen = newest(ecosystem, history - fetched.yanked) or newest(ecosystem, history)
+        chosen = newest(version_key, history - fetched.yanked) or newest(version_key, history)
         if chosen is not None:
             events.append(BaselineSeen(fetched.releases[chosen], feed, now))
-        for version in _sorted_versions(ecosystem, fresh):
+        for version in ascending(version_key, fresh):
             events.append(ReleaseSeen(fetched.releases[version], feed, now))
         return events, new_state
 
-    for version in _sorted_versions(ecosystem, current - state.versions):
+    for version in ascending(version_key, current - state.versions):
         events.append(ReleaseSeen(fetched.releases[version], feed, now))
-    for version in _sorted_versions(ecosystem, current & state.versions):
+    for version in ascending(version_key, current & state.versions):
         release = fetched.releases[version]
         late = tuple(
             a
@@ -184,12 +179,12 @@ def diff_package(
             )
     gone = state.versions - current
     if gone and fetched.unpublished and not current:
-        versions = tuple(_sorted_versions(ecosystem, gone))
+        versions = tuple(ascending(version_key, gone))
         events.append(
             PackageUnpublished(ecosystem, name, versions, feed, now, fetched.unpublished_at)
         )
     else:
-        for version in _sorted_versions(ecosystem, gone):
+        for version in ascending(version_key, gone):
             events.append(
                 VersionRemoved(
                     ecosystem, name, version, feed, now, removed_at=fetched.removed.get(version)
@@ -205,7 +200,7 @@ def diff_package(
                         ecosystem, name, version, feed, now, reason="removed", filename=filename
                     )
                 )
-    for version in _sorted_versions(ecosystem, (fetched.yanked & current) - state.yanked):
+    for version in ascending(version_key, (fetched.yanked & current) - state.yanked):
         events.append(VersionRemoved(ecosystem, name, version, feed, now, reason="yanked"))
     return events, new_state
 
@@ -321,7 +316,14 @@ class PackageTracker:
         await self.not_found.seen(name, missing=absent)
         now = datetime.now(UTC)
         events, new_state = diff_package(
-            eco, name, state, fetched, feed=feed, now=now, new_since=new_since
+            eco,
+            name,
+            state,
+            fetched,
+            feed=feed,
+            now=now,
+            new_since=new_since,
+            version_key=self.source.version_key,
         )
         if events:
             await self.sink(events)

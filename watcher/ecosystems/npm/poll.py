@@ -3,7 +3,10 @@ each watched name's packument every `poll_interval`, spread over the interval.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from watcher.ecosystems.npm.client import NpmClient, Packument
+from watcher.ecosystems.versions import parse_semver
 from watcher.feeds.base import Watchlist
 from watcher.feeds.reconcile import (
     Missing,
@@ -36,6 +39,9 @@ class NpmPackageSource:
 
     def canonical(self, name: str) -> str:
         return name
+
+    def version_key(self, text: str) -> Any | None:
+        return parse_semver(text)
 
     async def fetch(self, name: str, etag: str | None) -> PackageSnapshot | NotModified | Missing:
         fetched = await self.client.fetch_packument(name, etag)

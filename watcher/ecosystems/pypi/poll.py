@@ -10,8 +10,11 @@ late wheel is a new event for its release. A version counts as yanked when every
 
 from __future__ import annotations
 
+from typing import Any
+
 from watcher.ecosystems.http import HttpStatusError
 from watcher.ecosystems.pypi.client import ProjectPage, PypiClient, normalize
+from watcher.ecosystems.versions import parse_pep440
 from watcher.feeds.base import Watchlist
 from watcher.feeds.reconcile import (
     Missing,
@@ -50,6 +53,9 @@ class PypiPackageSource:
 
     def canonical(self, name: str) -> str:
         return normalize(name)
+
+    def version_key(self, text: str) -> Any | None:
+        return parse_pep440(text)
 
     async def fetch(self, name: str, etag: str | None) -> PackageSnapshot | NotModified | Missing:
         try:
