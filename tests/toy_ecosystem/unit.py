@@ -8,8 +8,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from watcher.config.registries import RegistryConfig
-from watcher.config.units import Duration
 from watcher.ecosystems.actions import NoWriteApi
 from watcher.ecosystems.base import (
     GONE,
@@ -33,6 +31,8 @@ from watcher.feeds.reconcile import (
     watchlist_sweep,
 )
 from watcher.model import Artifact, Ecosystem, Finding, Release, RunbookStep
+from watcher.sections import RegistryConfig
+from watcher.units import Duration
 
 NAME = Ecosystem("toycrates")
 

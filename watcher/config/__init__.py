@@ -3,7 +3,6 @@ expansion, key-path errors) and `plan` (what `watcher check-config` prints, secr
 
 from watcher.config.loader import expand_env, load_config, parse_config
 from watcher.config.plan import describe_plan
-from watcher.config.registries import RegistryConfig
 from watcher.config.schema import (
     CHANNEL_KINDS,
     AllowRule,
@@ -14,7 +13,8 @@ from watcher.config.schema import (
     channel_id,
     normalize_name,
 )
-from watcher.config.units import (
+from watcher.sections import RegistryConfig
+from watcher.units import (
     ByteSize,
     Duration,
     format_duration,

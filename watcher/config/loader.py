@@ -18,9 +18,9 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from watcher.config.registries import MULTI_PROBLEMS
 from watcher.config.schema import Config, config_model
 from watcher.errors import ConfigError
+from watcher.sections import MULTI_PROBLEMS
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -6,15 +6,15 @@ from collections.abc import Callable
 from datetime import date
 
 from watcher import ecosystems
-from watcher.config.registries import mask_url
 from watcher.config.schema import (
     AutoContainmentConfig,
     Config,
     OwnerConfig,
     RetryPolicy,
 )
-from watcher.config.units import format_duration, format_size
 from watcher.intent.model import Expectations
+from watcher.sections import mask_url
+from watcher.units import format_duration, format_size
 
 _HIDDEN = "****"
 

@@ -32,14 +32,6 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from watcher import ecosystems
-from watcher.config.registries import (
-    MULTI_PROBLEMS,
-    OptionalUrl,
-    RegistryConfig,
-    Url,
-    check_http_url,
-)
-from watcher.config.units import ByteSize, Duration
 from watcher.intent.model import (
     VERSION_PLACEHOLDER,
     Expectations,
@@ -51,6 +43,14 @@ from watcher.private.canaries import Canary
 from watcher.private.keys import KEY_ENV
 from watcher.scanning.archive import ArchiveLimits
 from watcher.scanning.checks.base import ScanOptions
+from watcher.sections import (
+    MULTI_PROBLEMS,
+    OptionalUrl,
+    RegistryConfig,
+    Url,
+    check_http_url,
+)
+from watcher.units import ByteSize, Duration
 from watcher.verify.model import PROVIDER_NAMES, VerifySettings
 
 

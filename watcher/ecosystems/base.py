@@ -22,12 +22,12 @@ from watcher.ecosystems.runbook import RunbookInputs
 from watcher.model import Ecosystem, Finding, Release, RunbookStep
 
 if TYPE_CHECKING:  # the registry imports this module: naming units must not load aiohttp
-    from watcher.config.registries import RegistryConfig
     from watcher.ecosystems.actions import ContainmentActions
     from watcher.ecosystems.http import RegistryHttp
     from watcher.feeds.base import EventSink, Feed, FeedStateStore
     from watcher.feeds.internal import InternalNameRule, SightingSink
     from watcher.feeds.reconcile import PackageTracker
+    from watcher.sections import RegistryConfig
 
 
 # ------------------------------------------------------------------------------------ feeds

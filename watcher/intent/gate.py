@@ -8,14 +8,17 @@ import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from watcher.config import Config
-from watcher.config.schema import normalize_name
+from watcher import ecosystems
 from watcher.intent import approvals
 from watcher.intent.approvals import ArtifactDigest
 from watcher.model import Release
 from watcher.store.api import Store
 from watcher.store.types import OriginCheck, StoredRelease
+
+if TYPE_CHECKING:  # the configuration is built from `intent.model`: it is read here, not imported
+    from watcher.config import Config
 
 _HASH_CHUNK = 1 << 20
 
@@ -55,7 +58,7 @@ async def schedule_approval_check(
     if stored.baseline or not config.expectations(release.ecosystem, release.name).approval:
         return None
     at = time.time() if now is None else now
-    name = normalize_name(release.ecosystem, release.name)
+    name = ecosystems.get(release.ecosystem).canonical(release.name)
     found = await store.approvals(release.ecosystem, name, release.version)
     if not approvals.unapproved(digests, found):
         return None

@@ -7,15 +7,15 @@ import re
 
 from pydantic import Field, SecretStr, field_validator
 
-from watcher.config.registries import (
+from watcher.ecosystems.npm.settings import NpmScopeSetting
+from watcher.sections import (
     MULTI_PROBLEMS,
     RegistryConfig,
     SectionModel,
     check_http_url,
     mask_url,
 )
-from watcher.config.units import format_duration
-from watcher.ecosystems.npm.settings import NpmScopeSetting
+from watcher.units import format_duration
 
 _HIDDEN = "****"
 _SCOPE_NAME = re.compile(r"@[a-z0-9][a-z0-9._~-]*")

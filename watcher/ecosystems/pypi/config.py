@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from watcher.config.registries import RegistryConfig
-from watcher.config.units import Duration
+from watcher.sections import RegistryConfig
+from watcher.units import Duration
 
 
 class PypiRegistryConfig(RegistryConfig):

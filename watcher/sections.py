@@ -1,4 +1,8 @@
-"""The `registries` section: one entry per registered ecosystem, each that unit's own model.
+"""The building blocks of configuration sections that the ecosystem units share with
+`watcher.config`: the frozen base model, URL fields, and `RegistryConfig`, the base of every
+`registries.<name>` section (one per registered ecosystem, each that unit's own model). They live
+below both so that dependencies point one way: `config` assembles its schema from the units, the
+units define their sections from these.
 
 `RegistryConfig` is what every ecosystem's section has (address, changes feed, poll interval,
 timeout); a unit's `section_model` may add keys (npm's `scopes`) and its plan lines. The section
@@ -12,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from watcher.config.units import Duration
+from watcher.units import Duration
 
 # Marks a model-level error whose message already holds one `path: problem` per line (the loader
 # reports each line on its own).
