@@ -32,6 +32,12 @@ ARG WATCHER_UID=10001
 LABEL org.opencontainers.image.title="registry-watcher" \
       org.opencontainers.image.description="Watches npm and PyPI releases of your packages, screens them for accidental exposure and pages the owners."
 
+# git reads `expect.tag` (git ls-remote); a base image that already has it keeps its own
+RUN if ! command -v git >/dev/null; then \
+      apt-get update && apt-get install -y --no-install-recommends git ca-certificates \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
+
 RUN groupadd --system --gid "${WATCHER_UID}" watcher \
  && useradd --system --uid "${WATCHER_UID}" --gid watcher --home-dir /var/lib/watcher \
       --no-create-home --shell /usr/sbin/nologin watcher \

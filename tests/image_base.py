@@ -1,5 +1,5 @@
 """A Python base image made from Debian packages, for building the Dockerfile where no image
-registry is reachable: `debootstrap` (minbase + python3, python3-venv, ca-certificates), a `python`
+registry is reachable: `debootstrap` (minbase + python3, python3-venv, ca-certificates, git), a `python`
 link, and this machine's CA bundle (pip inside the build reaches the package index through whatever
 this machine trusts), imported with `docker import`. The Debian mirror is the one this machine's
 apt sources name; nothing here names a host.
@@ -19,7 +19,7 @@ from pathlib import Path
 from tests.image_daemon import PrivateDocker
 
 SUITE = "bookworm"
-PACKAGES = ("python3", "python3-venv", "ca-certificates")
+PACKAGES = ("python3", "python3-venv", "ca-certificates", "git")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 APT_SOURCES = Path("/etc/apt")
 REPOSITORY = "registry-watcher-base"
