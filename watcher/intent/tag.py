@@ -12,17 +12,22 @@ with any credentials in URLs masked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import signal
+import time
 from dataclasses import dataclass
 
 from watcher.errors import RegistryError
-from watcher.intent.model import TagExpectation
-from watcher.model import Category, Finding, Severity
+from watcher.intent.model import Expectations, TagExpectation
+from watcher.model import Category, Finding, Severity, fingerprint
+from watcher.store.api import OriginCheckStore
+from watcher.store.types import OriginCheck, StoredRelease
 
 RELEASE_UNTAGGED = "release-untagged"
+CHECK_KIND = "tag"  # the origin check's kind (`origin_checks.kind`)
 DEFAULT_TIMEOUT_S = 30.0
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
@@ -119,10 +124,8 @@ async def lookup_tag(
 
 def _kill_group(pid: int) -> None:
     """git and the transport helpers it started (they hold its output pipes open)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def untagged_finding(expectation: TagExpectation, version: str, waited_s: float) -> Finding:
@@ -141,7 +144,32 @@ def untagged_finding(expectation: TagExpectation, version: str, waited_s: float)
         ),
         key=tag,
         evidence={"tag": tag, "repository": repository, "waited_s": round(waited_s)},
+        fingerprint=fingerprint(RELEASE_UNTAGGED, "", tag),
     )
+
+
+async def schedule_tag_check(
+    store: OriginCheckStore,
+    expectations: Expectations,
+    stored: StoredRelease,
+    grace_s: float,
+    *,
+    now: float | None = None,
+) -> OriginCheck | None:
+    """At scan time: with `expect.tag`, the tag check is due `policy.tag_grace` after the release
+    was first seen (at once when that is past). None for a baseline or without the expectation.
+    Scheduling again (a rescan) keeps a pending check's due time and never re-arms a judged one
+    (the tag does not depend on the files)."""
+    if stored.baseline or expectations.tag is None:
+        return None
+    at = time.time() if now is None else now
+    judged = [c for c in await store.origin_checks(stored.id) if c.kind == CHECK_KIND]
+    if any(c.finished_at is not None for c in judged):
+        return None
+    tag = expectations.tag
+    params = {"tag": tag.tag_for(stored.release.version), "repository": masked(tag.repository)}
+    due = max(stored.created_at + grace_s, at)
+    return await store.schedule_origin_check(stored.id, CHECK_KIND, due, params, now=at)
 
 
 def _duration(seconds: float) -> str:

@@ -21,7 +21,7 @@ from watcher import metrics
 from watcher.config import Config
 from watcher.config.schema import normalize_name
 from watcher.incidents.lifecycle import IncidentLifecycle
-from watcher.intent import approvals
+from watcher.intent import approvals, tag
 from watcher.model import Finding
 from watcher.scanning.baseline import baseline_manifest
 from watcher.service.workers import claim_owner
@@ -83,9 +83,38 @@ class ApprovalJudge:
         )
 
 
+# ---------------------------------------------------------------------------------------- tag
+
+
+class TagJudge:
+    """`expect.tag`: the release's tag exists in the owner's git repository once
+    `policy.tag_grace` ran out. A repository git cannot read is tried again (the loop's backoff):
+    an unreadable repository says nothing about the tag."""
+
+    kind = tag.CHECK_KIND
+
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+
+    async def judge(self, check: OriginCheck, stored: StoredRelease) -> Verdict:
+        release = stored.release
+        expected = self.config.expectations(release.ecosystem, release.name).tag
+        if expected is None:
+            return Verdict((), "expect.tag is no longer set for this package")
+        found = await tag.lookup_tag(expected, release.version)
+        if found.found:
+            return Verdict((), f"tag {found.tag} found ({(found.commit or '?')[:12]})")
+        waited = max(0.0, self.clock() - stored.created_at)
+        return Verdict(
+            (tag.untagged_finding(expected, release.version, waited),),
+            f"no tag {found.tag} in {tag.masked(expected.repository)}",
+        )
+
+
 def origin_judges(store: Store, config: Config) -> list[OriginJudge]:
     """Every kind of origin check this service judges."""
-    return [ApprovalJudge(store, config)]
+    return [ApprovalJudge(store, config), TagJudge(config)]
 
 
 # ------------------------------------------------------------------------------------- the loop

@@ -36,6 +36,7 @@ from watcher import ecosystems, metrics
 from watcher.config import Config
 from watcher.incidents.lifecycle import IncidentLifecycle
 from watcher.intent.gate import artifact_digests, schedule_approval_check
+from watcher.intent.tag import schedule_tag_check
 from watcher.model import (
     Ecosystem,
     Release,
@@ -362,6 +363,14 @@ class ScanWorkers:
         check = await schedule_approval_check(self.store, self.config, stored, digests)
         if check is not None:
             bound.info("approval_check_scheduled", stage="origin", due_at=round(check.due_at, 1))
+        check = await schedule_tag_check(
+            self.store,
+            self.config.expectations(eco, release.name),
+            stored,
+            self.config.policy.tag_grace,
+        )
+        if check is not None:
+            bound.info("tag_check_scheduled", stage="origin", due_at=round(check.due_at, 1))
         # Policy, incident, pages: the lifecycle's, in the same transaction as the findings.
         outcome = await self.lifecycle.record_scan(
             stored, report, baseline_version, baseline, bound
