@@ -28,7 +28,7 @@ from watcher.service.autocontain import (
     undo_jobs,
 )
 from watcher.service.daemon import _auto_containment
-from watcher.service.github_revoke import revocable
+from watcher.service.github_revoke import GitHubRevoker, revocable
 from watcher.store import open_store
 from watcher.store.types import ContainmentJob, JobState
 
@@ -258,3 +258,20 @@ def test_the_plan_says_what_automatic_containment_will_do_without_tokens(tmp_pat
     assert "unpublish inside npm's 72-hour window" in plan
     assert "GitHub tokens reported for revocation to api.github.com" in plan
     assert "DRY RUN" in plan and secret not in plan
+
+
+def test_githubs_answer_is_classified_and_never_carries_a_token() -> None:
+    revoker = GitHubRevoker(None, None, clock=lambda: 1000.0)
+    token = "ghp_" + "A" * 36
+    spam = revoker._classify(422, {}, f'{{"message": "bad {token}"}}'.encode())
+    assert spam.status == 422 and not spam.retry and token not in spam.detail
+    assert "not retried" in spam.detail and "ghp_…(40 chars" in spam.detail
+    limited = revoker._classify(
+        403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "4600"}, b"{}"
+    )
+    assert limited.retry and limited.retry_at == 4600.0
+    later = revoker._classify(429, {"retry-after": "30"}, b"{}")
+    assert later.retry and later.retry_at == 1030.0
+    authed = revoker._classify(403, {}, b'{"message": "no"}')
+    assert not authed.retry and "unauthenticated" in authed.detail
+    assert revoker._classify(202, {}, b"").status == 202

@@ -41,6 +41,7 @@ import orjson
 from watcher.ecosystems.actions import ActionResult
 from watcher.ecosystems.http import safe_url
 from watcher.model import Finding, Release
+from watcher.redact import redact
 from watcher.scanning.checks.base import ScanOptions
 from watcher.scanning.limits import ArchiveLimits
 from watcher.scanning.scan import ScanRequest, scan_artifact
@@ -203,14 +204,19 @@ class GitHubRevoker:
         return None
 
 
+_TOKENS = re.compile(r"(?:gh[pousr]_|github_pat_)[A-Za-z0-9_]{20,}")
+
+
 def _message(body: bytes) -> str:
+    """GitHub's message, on one line, any token in it redacted (it is recorded and paged)."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return " ".join(body.decode("utf-8", "replace").split())[:160] or "(no body)"
-    if isinstance(doc, dict):
-        return " ".join(str(doc.get("message") or doc).split())[:160]
-    return str(doc)[:160]
+        text = body.decode("utf-8", "replace") or "(no body)"
+    else:
+        text = str(doc.get("message") or doc) if isinstance(doc, dict) else str(doc)
+    text = _TOKENS.sub(lambda m: redact(m.group()), text)
+    return " ".join(text.split())[:200]
 
 
 @runtime_checkable
