@@ -36,3 +36,8 @@ def package_relative(path: str) -> str:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def claims_filename(filename: str) -> bool:
+    """No file name alone says a file is an npm tarball (`.tgz` is any gzipped tar)."""
+    return False

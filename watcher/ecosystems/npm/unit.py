@@ -17,11 +17,14 @@ from watcher.ecosystems.base import (
     ContainmentQuery,
     FeedContext,
     FeedSet,
-    Identity,
     TargetFiles,
 )
+from watcher.ecosystems.common import UnitParts
 from watcher.ecosystems.http import RegistryHttp, safe_url
-from watcher.ecosystems.npm import artifacts, containment, provenance, runbook
+from watcher.ecosystems.npm import artifacts as npm_artifacts
+from watcher.ecosystems.npm import containment
+from watcher.ecosystems.npm import provenance as npm_provenance
+from watcher.ecosystems.npm import runbook as npm_runbook
 from watcher.ecosystems.npm.changes import NpmChangesFeed
 from watcher.ecosystems.npm.client import NpmClient, fetch_npm_release, npm_http, parse_npm_target
 from watcher.ecosystems.npm.config import NpmRegistryConfig
@@ -40,7 +43,7 @@ from watcher.errors import ConfigError
 from watcher.feeds.base import Watchlist
 from watcher.feeds.internal import internal_polls, internal_watch
 from watcher.feeds.reconcile import PackageTracker, watched_names
-from watcher.model import Ecosystem, Finding, Release, RunbookStep
+from watcher.model import Ecosystem, Release, RunbookStep
 
 log = structlog.get_logger(__name__)
 
@@ -157,7 +160,7 @@ class NpmResolution:
         return NpmRegistry(client, frozenset(self.registries.off_default()))
 
 
-class NpmUnit:
+class NpmUnit(UnitParts):
     name = NAME
     title = "npm"
     machine_setting = "npm"
@@ -165,6 +168,11 @@ class NpmUnit:
     install_hook_files = frozenset({"package.json", "binding.gyp"})
 
     section_model = NpmRegistryConfig
+    name_rule = _NAME
+    ref_separator = "@"
+    artifacts = npm_artifacts
+    provenance = npm_provenance
+    runbook = npm_runbook
 
     def resolve(self, section: Any) -> NpmResolution:
         return NpmResolution(resolve_npm_registries(section.url, section.scope_settings()))
@@ -182,18 +190,10 @@ class NpmUnit:
     def canonical(self, name: str) -> str:
         return name
 
-    def check_name(self, name: str) -> str | None:
-        return None if _NAME.fullmatch(name) else "expected a valid npm package name or pattern"
-
     def version_key(self, text: str) -> Any | None:
         return parse_semver(text)
 
     # -- targets -------------------------------------------------------------------------------
-
-    ref_separator = "@"
-
-    def ref(self, name: str, version: str) -> str:
-        return f"{name}@{version}"
 
     def parse_ref(self, spec: str) -> tuple[str, str]:
         return parse_npm_target(spec)
@@ -231,22 +231,6 @@ class NpmUnit:
             artifact = await client.download(fetched.packument.release(previous), workdir)
             return [artifact.path]
 
-    # -- artifacts -----------------------------------------------------------------------------
-
-    def identify(
-        self, leaf: str, data: bytes | bytearray, current: Ecosystem | None
-    ) -> Identity | None:
-        return artifacts.identify(leaf, data, current)
-
-    def claims_filename(self, filename: str) -> bool:
-        return False
-
-    def package_relative(self, path: str) -> str:
-        return artifacts.package_relative(path)
-
-    def compare_provenance(self, target: Release, baseline: Release) -> list[Finding]:
-        return provenance.compare(target, baseline)
-
     # -- runbook -------------------------------------------------------------------------------
 
     def runbook_inputs(self, inputs: RunbookInputs, section: Any) -> RunbookInputs:
@@ -255,22 +239,13 @@ class NpmUnit:
         # asked of npm once; the service warms it
         return replace(inputs, registry_public=is_public_npm_registry(inputs.registry_url))
 
-    def runbook_steps(self, inputs: RunbookInputs) -> list[RunbookStep]:
-        return runbook.steps(inputs)
-
-    def stolen_token_steps(self, inputs: RunbookInputs, why: str) -> list[RunbookStep]:
-        return runbook.stolen_token_steps(inputs, why)
-
     def for_registry(
         self, steps: Sequence[RunbookStep], inputs: RunbookInputs
     ) -> list[RunbookStep]:
-        return runbook.for_registry(steps, inputs)
-
-    def runbook_links(self, inputs: RunbookInputs) -> Mapping[str, str]:
-        return {}
+        return npm_runbook.for_registry(steps, inputs)
 
     def takedown_command(self, name: str, version: str) -> str | None:
-        return runbook.takedown_command(name, version)
+        return npm_runbook.takedown_command(name, version)
 
 
 UNIT = NpmUnit()

@@ -5,7 +5,7 @@ targets, the containment probe and PyPI's runbook steps."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,15 @@ from watcher.ecosystems.base import (
     ContainmentQuery,
     FeedContext,
     FeedSet,
-    Identity,
     TargetFiles,
 )
+from watcher.ecosystems.common import UnitParts
 from watcher.ecosystems.config_sources import ResolvedRegistry
 from watcher.ecosystems.http import RegistryHttp, safe_url
-from watcher.ecosystems.pypi import artifacts, containment, provenance, runbook
+from watcher.ecosystems.pypi import artifacts as pypi_artifacts
+from watcher.ecosystems.pypi import containment
+from watcher.ecosystems.pypi import provenance as pypi_provenance
+from watcher.ecosystems.pypi import runbook as pypi_runbook
 from watcher.ecosystems.pypi.changelog import PypiChangelogFeed, XmlRpcJournal
 from watcher.ecosystems.pypi.client import (
     PypiClient,
@@ -42,7 +45,7 @@ from watcher.errors import RegistryError
 from watcher.feeds.base import Watchlist
 from watcher.feeds.internal import internal_polls, internal_watch
 from watcher.feeds.reconcile import PackageTracker, watched_names
-from watcher.model import Ecosystem, Finding, Release, RunbookStep
+from watcher.model import Ecosystem, Release
 
 log = structlog.get_logger(__name__)
 
@@ -133,7 +136,7 @@ class PypiResolution:
         return PypiRegistry(PypiClient(http, self.index.url))
 
 
-class PypiUnit:
+class PypiUnit(UnitParts):
     name = NAME
     title = "PyPI"
     machine_setting = "pip"
@@ -141,6 +144,11 @@ class PypiUnit:
     install_hook_files: frozenset[str] = frozenset()
 
     section_model = PypiRegistryConfig
+    name_rule = _NAME
+    ref_separator = "=="
+    artifacts = pypi_artifacts
+    provenance = pypi_provenance
+    runbook = pypi_runbook
 
     def containment_actions(self, section: Any, auto: Any) -> NoWriteApi:
         return NoWriteApi(
@@ -150,26 +158,15 @@ class PypiUnit:
     def resolve(self, section: Any) -> PypiResolution:
         return PypiResolution(resolve_pypi_index(section.url))
 
-    def token_registry(self, section: Any, name: str) -> str | None:
-        return None
-
     # -- names and versions --------------------------------------------------------------------
 
     def canonical(self, name: str) -> str:
         return normalize(name)
 
-    def check_name(self, name: str) -> str | None:
-        return None if _NAME.fullmatch(name) else "expected a valid pypi package name or pattern"
-
     def version_key(self, text: str) -> Any | None:
         return parse_pep440(text)
 
     # -- targets -------------------------------------------------------------------------------
-
-    ref_separator = "=="
-
-    def ref(self, name: str, version: str) -> str:
-        return f"{name}=={version}"
 
     def parse_ref(self, spec: str) -> tuple[str, str]:
         return parse_target(spec)
@@ -207,22 +204,6 @@ class PypiUnit:
             )
             return list(fetched.paths)
 
-    # -- artifacts -----------------------------------------------------------------------------
-
-    def identify(
-        self, leaf: str, data: bytes | bytearray, current: Ecosystem | None
-    ) -> Identity | None:
-        return artifacts.identify(leaf, data, current)
-
-    def claims_filename(self, filename: str) -> bool:
-        return artifacts.claims_filename(filename)
-
-    def package_relative(self, path: str) -> str:
-        return artifacts.package_relative(path)
-
-    def compare_provenance(self, target: Release, baseline: Release) -> list[Finding]:
-        return provenance.compare(target, baseline)
-
     # -- runbook -------------------------------------------------------------------------------
 
     def runbook_inputs(self, inputs: RunbookInputs, section: Any) -> RunbookInputs:
@@ -232,22 +213,8 @@ class PypiUnit:
         warehouse = declared if declared is not None else is_warehouse_index(inputs.registry_url)
         return replace(inputs, index_warehouse=warehouse)
 
-    def runbook_steps(self, inputs: RunbookInputs) -> list[RunbookStep]:
-        return runbook.steps(inputs)
-
-    def stolen_token_steps(self, inputs: RunbookInputs, why: str) -> list[RunbookStep]:
-        return runbook.stolen_token_steps(inputs, why)
-
-    def for_registry(
-        self, steps: Sequence[RunbookStep], inputs: RunbookInputs
-    ) -> list[RunbookStep]:
-        return list(steps)
-
     def runbook_links(self, inputs: RunbookInputs) -> Mapping[str, str]:
-        return runbook.links(inputs)
-
-    def takedown_command(self, name: str, version: str) -> str | None:
-        return None  # deleting a release is done on the index's web page
+        return pypi_runbook.links(inputs)
 
 
 UNIT = PypiUnit()
