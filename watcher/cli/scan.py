@@ -16,9 +16,11 @@ import structlog
 
 from watcher.cli.context import EXIT_CLEAN, EXIT_FINDINGS, load_config
 from watcher.cli.render import render_json, render_sarif, render_text
+from watcher.intent.publishers import publisher_findings
 from watcher.model import Ecosystem, Release, Report, Severity
 from watcher.scanning.archive import ArchiveLimits
 from watcher.scanning.checks.base import ScanOptions
+from watcher.scanning.checks.changes import raise_with_origin
 from watcher.scanning.checks.private import matcher_for
 from watcher.scanning.scan import ScanRequest, scan_release
 
@@ -66,6 +68,13 @@ def run_scan(args: argparse.Namespace) -> tuple[Report, list[ScannedFile]]:
             releases=releases,
         )
         files = [ScannedFile.of(path) for path in targets]
+    if config is not None and releases is not None:
+        # expect.publishers against the registry's document of the target (an origin finding)
+        target = releases[0]
+        expected = config.expectations(target.ecosystem, target.name).publishers
+        if unexpected := publisher_findings(expected, target):
+            report.findings[:0] = unexpected
+            raise_with_origin(report.findings)
     if verify:
         asyncio.run(_verify(report, config))
     threshold = Severity(args.fail_on)

@@ -36,6 +36,7 @@ from watcher import ecosystems, metrics
 from watcher.config import Config
 from watcher.incidents.lifecycle import IncidentLifecycle
 from watcher.intent.gate import artifact_digests, schedule_approval_check
+from watcher.intent.publishers import publisher_findings
 from watcher.intent.tag import schedule_tag_check
 from watcher.model import (
     Ecosystem,
@@ -43,6 +44,7 @@ from watcher.model import (
     Report,
 )
 from watcher.scanning.baseline import baseline_manifest
+from watcher.scanning.checks.changes import raise_with_origin
 from watcher.scanning.scan import ScanRequest, compare_with_baseline, merge_reports, scan_artifact
 from watcher.store.api import Store
 from watcher.store.types import Claimant, ClaimLost, StoredRelease, StoreError
@@ -352,6 +354,14 @@ class ScanWorkers:
             self.config.scan_options(),
             releases=await self._with_baseline_release(release, baseline_version),
         )
+        # expect.publishers, from the registry's document as the feed read it: an origin finding
+        # (kept out of the manifest's fingerprints: the next release by that account pages too)
+        unexpected = publisher_findings(
+            self.config.expectations(eco, release.name).publishers, release
+        )
+        if unexpected:
+            report.findings[:0] = unexpected
+            raise_with_origin(report.findings)
         if self.verifier is not None:
             await self.verifier.verify_report(report, self._registry_for(eco, release.name))
         metrics.SCAN_BYTES.labels(eco.value).inc(report.bytes_read)
