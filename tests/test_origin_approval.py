@@ -186,3 +186,32 @@ async def test_a_file_added_after_the_verdict_gets_its_own_grace(tmp_path: Path)
         again = await schedule_approval_check(store, config, stored, both, now=T0 + 3600)
         assert again is not None and again.state is OriginCheckState.PENDING
         assert again.due_at == T0 + 3600 + 120
+
+
+class _BrokenJudge:
+    """A judge of another kind that fails every time (e.g. its source is unreachable)."""
+
+    kind = "broken"
+
+    async def judge(self, check: object, stored: object) -> object:
+        raise OSError("source unreachable")
+
+
+async def test_a_failing_judge_puts_its_check_off_and_the_others_are_still_judged(
+    tmp_path: Path,
+) -> None:
+    path = tarball(tmp_path, "cli-1.0.1.tgz", b"built on a laptop")
+    async with await open_store(tmp_path / "s.db") as store:
+        stored = await seen(store, "@acme/cli", "1.0.1")
+        broken = await store.schedule_origin_check(stored.id, "broken", T0, now=T0)
+        digests = artifact_digests(stored.release, [path])
+        await schedule_approval_check(store, config, stored, digests, now=T0)
+        judges = [*origin_judges(store, config), _BrokenJudge()]
+        checks = OriginChecks(
+            store, config, judges, IncidentLifecycle(store, config), clock=lambda: T0 + 120
+        )
+        assert await checks.run_due() == 1  # the approval check
+        [kept] = [c for c in await store.origin_checks(stored.id) if c.id == broken.id]
+        assert kept.state is OriginCheckState.PENDING and kept.due_at > T0 + 120
+        assert kept.detail == "OSError: source unreachable"
+        assert await store.get_incident("watcher/npm/@acme/cli/1.0.1") is not None

@@ -95,7 +95,7 @@ STORE_UP = Gauge("watcher_store_up", "1 while the state store is open.")
 STORE_ERRORS = Counter(
     "watcher_store_errors_total",
     "Store operations that failed (the database unreachable or refusing), by operation "
-    "(lease / ping / claim / scan / feed / outbox / containment / metrics).",
+    "(lease / ping / claim / scan / feed / outbox / containment / metrics / origin).",
     ["operation"],
 )
 LEADER = Gauge(
@@ -236,7 +236,17 @@ PACKAGE_TOUCH_RESULTS = ("changed", "unchanged", "not_modified", "missing", "sta
 DELIVERY_OUTCOMES = ("delivered", "retry", "failed", "disable", "dead")
 MITIGATION_KINDS = ("deprecated", "dist-tag-moved", "superseded", "yanked")
 CONTAINMENT_RESULTS = ("open", "contained", "error")
-STORE_OPERATIONS = ("lease", "ping", "claim", "scan", "feed", "outbox", "containment", "metrics")
+STORE_OPERATIONS = (
+    "lease",
+    "ping",
+    "claim",
+    "scan",
+    "feed",
+    "outbox",
+    "containment",
+    "metrics",
+    "origin",
+)
 
 
 def start_at_zero(

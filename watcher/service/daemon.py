@@ -190,7 +190,13 @@ class Service:
                 if config.containment.enabled
                 else None
             )
-            origin = OriginChecks(store, config, origin_judges(store, config), workers.lifecycle)
+            origin = OriginChecks(
+                store,
+                config,
+                origin_judges(store, config),
+                workers.lifecycle,
+                shared=self.shared,
+            )
             store.notifications.subscribe(Topic.ORIGIN_CHECKS, origin.wake)
             auto = _auto_containment(store, config, registries, outbox.wake, scratch.path)
             if auto is not None:  # a queued page may be a new incident: plan its jobs now

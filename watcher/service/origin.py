@@ -10,6 +10,7 @@ is judged twice, nothing is skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from watcher.model import Finding
 from watcher.scanning.baseline import baseline_manifest
 from watcher.service.workers import claim_owner
 from watcher.store.api import Store
-from watcher.store.types import Claimant, ClaimLost, OriginCheck, StoredRelease
+from watcher.store.types import Claimant, ClaimLost, OriginCheck, StoredRelease, StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +133,7 @@ class OriginChecks:
         *,
         idle_poll: float = 30.0,
         clock: Callable[[], float] = time.time,
+        shared: bool = False,  # a shared store: its being away is waited out, not fatal
     ) -> None:
         self.store = store
         self.config = config
@@ -140,6 +142,7 @@ class OriginChecks:
         self.idle_poll = idle_poll
         self.clock = clock
         self.claimant = Claimant(claim_owner(), CHECK_LEASE_S)
+        self.shared = shared
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -149,9 +152,14 @@ class OriginChecks:
         while not stop.is_set():
             try:
                 await self.run_due()
-            except Exception as exc:  # the store hiccuped: the checks wait in it
+                await self._idle(stop)
+            except StoreError as exc:  # the checks wait in the store
+                if not self.shared:
+                    raise  # the embedded store failing: the service says so and exits
+                metrics.STORE_ERRORS.labels("origin").inc()
                 log.warning("origin_checks_failed", error=f"{type(exc).__name__}: {exc}"[:300])
-            await self._idle(stop)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.idle_poll)
 
     async def run_due(self) -> int:
         """Judge every check due now; returns how many were finished."""
@@ -203,15 +211,27 @@ class OriginChecks:
             found = await baseline_manifest(
                 self.store, release.ecosystem, release.name, release.version
             )
-            outcome = await self.lifecycle.origin_findings(
-                stored,
-                check,
-                verdict.findings,
-                verdict.detail,
-                owner=owner,
-                baseline_version=found[0] if found else None,
-                bound=bound,
-            )
+            try:
+                outcome = await self.lifecycle.origin_findings(
+                    stored,
+                    check,
+                    verdict.findings,
+                    verdict.detail,
+                    owner=owner,
+                    baseline_version=found[0] if found else None,
+                    bound=bound,
+                )
+            except (ClaimLost, StoreError):
+                raise
+            except Exception as exc:  # one bad check never stops the others being judged
+                delay = min(600.0, 10.0 * 2 ** min(check.attempts, 6))
+                reason = f"{type(exc).__name__}: {exc}"[:300]
+                await self.store.reschedule_origin_check(
+                    check.id, self.clock() + delay, reason, owner=owner
+                )
+                bound.error("origin_check_failed", reason=reason, retry_in_s=delay)
+                metrics.ORIGIN_CHECKS.labels(check.kind, "retry").inc()
+                return 0
         except ClaimLost:  # another holder took it over: its verdict counts
             bound.warning("origin_check_claim_lost", owner=owner)
             return 0
