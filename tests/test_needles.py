@@ -87,3 +87,110 @@ def test_bytes_engines_match_bytes_find(engine: str, needles: list[str], data: b
     # a binary's content: byte offsets, ASCII needles
     expected = naive(needles, data.decode("latin-1"))
     assert NeedleIndex(needles, engine=engine).find_bytes(data) == expected
+
+
+# -- gates: a rule's regex checked inside the needle pass ----------------------------------------
+
+
+def _ungated(rules: RuleSet) -> RuleSet:
+    # the stdlib engine has no gates: every keyword occurrence reaches the rules
+    return RuleSet(rules.rules, rules.allowlist, engine="re")
+
+
+def _matches(rules: RuleSet, text: str, path: str) -> list[tuple[str, int, int, bool]]:
+    return [(m.rule.id, m.start, m.end, m.valid) for m in rules.scan(text, path)]
+
+
+def test_the_shipped_anchored_rules_have_gates_and_common_keywords_are_not_literals() -> None:
+    rules = default_rules()
+    gated = {gate.name.rsplit(":", 1)[1] for gate in rules.gates}
+    assert {"generic-secret", "http-auth-header", "twilio-auth-token", "twilio-api-key"} <= gated
+    # the backreference of the PEM rules has no hyperscan form: those stay literal
+    assert "-----BEGIN " in rules.literal_keywords
+    assert not {"token", "Token", "auth", "AC", "SK"} & set(rules.literal_keywords)
+
+
+def test_a_gate_drops_keyword_occurrences_no_rule_can_use() -> None:
+    rules = default_rules()
+    text = "function getToken(e){return e.authToken||AC(e)}" * 50
+    hits = NeedleIndex(rules.literal_keywords, gates=rules.gates).find(text)
+    assert not any(name.startswith("\x00gate:") for name in hits)
+    # the same text through the stdlib engine hands every occurrence to the rules
+    union = NeedleIndex(rules.literal_keywords, gates=rules.gates, engine="re").find(text)
+    assert len(union["\x00gate:generic-secret"]) == 150  # Token, auth, Token
+
+
+@pytest.mark.parametrize("rule_id", sorted(POSITIVES))
+@pytest.mark.parametrize("prefix", ["", "const é = '☃𝄞';\n", "K\u212a ſ ı İ\n"])
+def test_gated_and_ungated_rule_sets_find_the_same(rule_id: str, prefix: str) -> None:
+    positive = POSITIVES[rule_id](random.Random(rule_id))
+    shipped = default_rules()
+    text = prefix + positive.text
+    assert _matches(shipped, text, positive.path) == _matches(
+        _ungated(shipped), text, positive.path
+    )
+
+
+# Fragments of keywords, assignments, quotes and values, and characters that are not ASCII where
+# the rules' classes can take them (a Kelvin sign matches `(?i)k`, an ideograph `\w`).
+FRAGMENTS = [
+    "token",
+    "Token",
+    "TOKEN",
+    "auth",
+    "Auth",
+    "password",
+    "secret",
+    "api_key",
+    "apiKey",
+    "AC",
+    "SK",
+    "AKIA",
+    "Authorization",
+    "Bearer ",
+    "api-key",
+    "X-Api-Key",
+    "Token:",
+    "://",
+    "@",
+    ":",
+    "=",
+    " = ",
+    ": ",
+    '"',
+    "'",
+    "`",
+    "\n",
+    "\x1c",
+    "\t",
+    " ",
+    "(",
+    ")",
+    ",",
+    "<token>",
+    "</token>",
+    "0123456789abcdef0123456789abcdef",
+    "ZXhhbXBsZVZhbHVlMTIz",
+    "Xk9!qv#L2m",
+    "s3cr3tValue9",
+    "user",
+    "host.internal",
+    "\u212a",
+    "ſ",
+    "ı",
+    "é",
+    "漢字",
+    "𝄞",
+    "?",
+    "sk_live_",
+    "ghp_",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=st.lists(st.sampled_from(FRAGMENTS), max_size=40))
+def test_gates_never_lose_a_match(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    shipped = default_rules()
+    for path in ("src/app.js", "config/.env"):
+        assert _matches(shipped, text, path) == _matches(_ungated(shipped), text, path)

@@ -6,6 +6,16 @@ compiled multi-literal automaton, SIMD, gigabytes per second) does it when its w
 otherwise one stdlib regex per group of needles sharing a first character. Both report exactly the
 same thing: for each needle, the start offset of every occurrence, overlapping ones included, in
 text order — the tests hold the two engines to a plain `str.find` loop.
+
+A `Gate` moves a rule's first check into the same pass: keywords that are common words in code
+(`token`, `Auth`, `AC`) occur tens of thousands of times in a large bundle, and each occurrence cost
+a callback and a Python regex attempt. Hyperscan also runs each gate's pattern (the rule's regex made
+looser, so it matches wherever the rule can) over ASCII text and reports only the keyword occurrences
+close enough before the end of one of its matches. Text that is not ASCII is scanned the same way
+as one byte per character, `?` for each character that is not ASCII (the gates' patterns accept a
+`?` wherever the rule's regex could take such a character), when every needle is ASCII without a
+`?`. Otherwise, and with the stdlib engine, a gate reports every occurrence of its keywords, as a
+literal pass does.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 _hs: Any
@@ -26,52 +37,120 @@ except ImportError:  # pragma: no cover - exercised where the wheel is missing
 Hits = dict[str, list[int]]
 
 
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """Where a rule can match, as a condition the engine checks itself (see the module's doc).
+
+    Contract: wherever the rule matches at an occurrence of one of its `keywords` starting at `K`,
+    `pattern` (hyperscan syntax, over ASCII bytes) has a match ending at some `E` with
+    `E - width <= K` and `K + len(keyword) <= E + tail`. The hits under `name` are then the
+    occurrences of the keywords inside such windows: fewer than all, never one the rule could
+    use."""
+
+    name: str
+    pattern: str
+    keywords: tuple[str, ...]
+    width: int
+    tail: int = 0
+
+
 class NeedleIndex:
     """Compiled once per needle set; `find` may be called from several threads."""
 
-    def __init__(self, needles: Iterable[str], *, engine: str | None = None) -> None:
+    def __init__(
+        self, needles: Iterable[str], *, gates: Iterable[Gate] = (), engine: str | None = None
+    ) -> None:
         self.needles: tuple[str, ...] = tuple(sorted(set(needles)))
-        if not self.needles or not all(self.needles):
+        self.gates: tuple[Gate, ...] = tuple(sorted(set(gates), key=lambda g: g.name))
+        if not self.needles and not self.gates:
             raise ValueError("needles must be non-empty strings")
+        if not all(self.needles) or not all(all(g.keywords) and g.keywords for g in self.gates):
+            raise ValueError("needles must be non-empty strings")
+        if {g.name for g in self.gates} & set(self.needles) or len(
+            {g.name for g in self.gates}
+        ) != len(self.gates):
+            raise ValueError("gate names must be unique and differ from the needles")
         chosen = engine or ("hyperscan" if _hs is not None else "re")
+        # text the gates cannot read gets every occurrence of their keywords
+        literals = tuple(sorted({*self.needles, *(k for g in self.gates for k in g.keywords)}))
         if chosen == "hyperscan":
             if _hs is None:
                 raise ValueError("the hyperscan engine is not installed")
-            engine_hs = _HyperscanEngine(self.needles)
-            self._find: Callable[[str], Hits] = engine_hs.find
+            engine_hs = _HyperscanEngine(literals)
+            self._ascii = _GatedAscii(self.needles, self.gates) if self.gates else None
+            self._literal_find: Callable[[str], Hits] = engine_hs.find
             self._find_bytes: Callable[[bytes | bytearray], Hits] | None = engine_hs.find_bytes
         elif chosen == "re":
-            self._find = _RegexEngine(self.needles).find
+            self._ascii = None
+            self._literal_find = _RegexEngine(literals).find
             self._find_bytes = None
         else:
             raise ValueError(f"unknown engine {chosen!r}")
+        self._gate_only = frozenset(literals) - frozenset(self.needles)
+        self._placeholder_safe = all(n.isascii() and "?" not in n for n in self.needles)
         self.engine = chosen
 
     def find(self, text: str) -> Hits:
-        """{needle: [start offsets]} for the needles that occur; offsets index `text` (characters)."""
-        return self._find(text)
+        """{needle: [start offsets]} for the needles that occur, and {gate name: [start offsets of
+        its keywords that may match]} for the gates; offsets index `text` (characters)."""
+        if self._ascii is not None:
+            if text.isascii():
+                return self._ascii.find(text.encode("ascii"))
+            if self._placeholder_safe:
+                # one byte per character, `?` for each that is not ASCII: offsets stay character
+                # offsets, an ASCII needle without `?` occurs exactly where it did, and the gates'
+                # patterns take `?` wherever Python's regex could take a character not ASCII
+                return self._ascii.find(text.encode("ascii", "replace"))
+        hits = self._literal_find(text)
+        if not self.gates:
+            return hits
+        for gate in self.gates:
+            lists = [hits[k] for k in gate.keywords if k in hits]
+            if lists:
+                hits[gate.name] = (
+                    lists[0] if len(lists) == 1 else sorted({o for each in lists for o in each})
+                )
+        for keyword in self._gate_only:
+            hits.pop(keyword, None)
+        return hits
 
     def find_bytes(self, data: bytes | bytearray) -> Hits:
-        """The same over raw bytes (a binary's content), for ASCII needles; offsets index `data`."""
+        """The needles' occurrences in raw bytes (a binary's content), for ASCII needles; offsets
+        index `data`. Gates do not apply: their keywords are not reported."""
         if self._find_bytes is not None:
-            return self._find_bytes(data)
-        return self._find(bytes(data).decode("latin-1"))  # one character per byte
+            hits = self._find_bytes(data)
+        else:
+            hits = self._literal_find(bytes(data).decode("latin-1"))  # one character per byte
+        for keyword in self._gate_only:
+            hits.pop(keyword, None)
+        return hits
+
+
+def _literal(needle: bytes) -> bytes:
+    # every byte as a \xHH escape: the binding passes expressions as C strings, so a NUL
+    # (UTF-16 needles are full of them) must not appear raw
+    return "".join(f"\\x{byte:02x}" for byte in needle).encode()
 
 
 class _Database:
-    """One compiled hyperscan database of the needles in one encoding."""
+    """One compiled hyperscan database of the needles in one encoding (and, for ASCII text, the
+    gates' patterns after them: their ids report end offsets, length 0)."""
 
-    def __init__(self, encoded: list[bytes]) -> None:
+    def __init__(self, encoded: list[bytes], patterns: Iterable[str] = ()) -> None:
         assert _hs is not None
+        expressions = [_literal(n) for n in encoded]
+        flags = [0] * len(expressions)  # report every end offset; a literal's start is end - length
         self.lengths = [len(needle) for needle in encoded]
+        for pattern in patterns:
+            expressions.append(pattern.encode("ascii"))
+            flags.append(_hs.HS_FLAG_DOTALL)
+            self.lengths.append(0)
         self.db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-        # every byte as a \xHH escape: the binding passes expressions as C strings, so a NUL
-        # (UTF-16 needles are full of them) must not appear raw
         self.db.compile(
-            expressions=["".join(f"\\x{byte:02x}" for byte in n).encode() for n in encoded],
-            ids=list(range(len(encoded))),
-            elements=len(encoded),
-            flags=0,  # report every end offset; a literal's start is end - length
+            expressions=expressions,
+            ids=list(range(len(expressions))),
+            elements=len(expressions),
+            flags=flags,
         )
         # A scratch space serves one scan at a time: one per thread.
         self._local = threading.local()
@@ -120,6 +199,51 @@ class _HyperscanEngine:
     def find_bytes(self, data: bytes | bytearray) -> Hits:
         found = self._utf8.scan(bytes(data))
         return {self._needles[i]: starts for i, starts in enumerate(found) if starts}
+
+
+class _GatedAscii:
+    """ASCII bytes: the needles as literals and the gates as patterns, in one scan."""
+
+    def __init__(self, needles: tuple[str, ...], gates: tuple[Gate, ...]) -> None:
+        self._needles = needles
+        self._gates = gates
+        self._keywords = tuple(tuple(k.encode("ascii") for k in g.keywords) for g in gates)
+        self._db = _Database([n.encode("ascii") for n in needles], (g.pattern for g in gates))
+
+    def find(self, data: bytes) -> Hits:
+        found = self._db.scan(data)
+        count = len(self._needles)
+        hits = {self._needles[i]: found[i] for i in range(count) if found[i]}
+        for index, gate in enumerate(self._gates):
+            ends = found[count + index]
+            if ends:
+                starts = _keywords_near(data, ends, gate, self._keywords[index])
+                if starts:
+                    hits[gate.name] = starts
+        return hits
+
+
+def _keywords_near(
+    data: bytes, ends: list[int], gate: Gate, keywords: tuple[bytes, ...]
+) -> list[int]:
+    """Start offsets of the keywords lying in `[end - gate.width, end + gate.tail]` of one of
+    `ends`."""
+    spans: list[list[int]] = []
+    width, tail = gate.width, gate.tail
+    for end in sorted(ends):
+        start = max(0, end - width)
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], end + tail)
+        else:
+            spans.append([start, end + tail])
+    starts: set[int] = set()
+    for lo, hi in spans:
+        for keyword in keywords:
+            at = data.find(keyword, lo, hi)
+            while at != -1:
+                starts.add(at)
+                at = data.find(keyword, at + 1, hi)
+    return sorted(starts)
 
 
 def _to_char_offsets(data: bytes, hits: Hits) -> Hits:

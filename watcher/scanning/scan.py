@@ -51,7 +51,7 @@ from watcher.scanning.checks.unexpected import (
     nested_package_findings,
 )
 from watcher.scanning.extract import decode_text, pyc_strings, runs_at
-from watcher.scanning.needles import NeedleIndex
+from watcher.scanning.needles import Gate, NeedleIndex
 
 _BINARY_SUFFIXES = frozenset(
     [
@@ -436,7 +436,8 @@ def _needle_index(checks: tuple[Check, ...], *, binary: bool = False) -> NeedleI
         for check in checks
         for needle in (check.binary_needles() if binary else check.needles())
     )
-    return _compiled(needles) if needles else None
+    gates = frozenset(() if binary else (gate for check in checks for gate in check.gates()))
+    return _compiled(needles, gates) if needles or gates else None
 
 
 _PYC_SUFFIXES = frozenset([".pyc", ".pyo"])
@@ -473,9 +474,9 @@ _MAX_BROTLI_MAP = 256 * 1024 * 1024
 
 
 @cache
-def _compiled(needles: frozenset[str]) -> NeedleIndex:
+def _compiled(needles: frozenset[str], gates: frozenset[Gate]) -> NeedleIndex:
     """Compiled once per process per needle set (the index is immutable)."""
-    return NeedleIndex(needles)
+    return NeedleIndex(needles, gates=gates)
 
 
 def _identify(member: Member, ctx: ScanContext) -> None:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from watcher.model import Category, Ecosystem, Finding, Manifest, Member, Release, Severity
 from watcher.private.canaries import Canary
-from watcher.scanning.needles import Hits
+from watcher.scanning.needles import Gate, Hits
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,11 @@ class Check:
 
     def needles(self) -> Iterable[str]:
         """Literal strings whose offsets this check wants in `TextDoc.hits`."""
+        return ()
+
+    def gates(self) -> Iterable[Gate]:
+        """Patterns the needle pass checks at this check's keywords (`watcher.scanning.needles`):
+        `TextDoc.hits` then holds, under each gate's name, the keyword occurrences that pass."""
         return ()
 
     def binary_needles(self) -> Iterable[str]:

@@ -40,7 +40,8 @@ from watcher.scanning.checks.locations import (
     location_of,
 )
 from watcher.scanning.checks.secrets_decode import PREFIXES, decoded_texts
-from watcher.scanning.needles import Hits, NeedleIndex
+from watcher.scanning.checks.secrets_gates import rule_gate
+from watcher.scanning.needles import Gate, Hits, NeedleIndex
 
 RULES_FILE = Path(__file__).with_name("secrets.toml")
 
@@ -230,8 +231,30 @@ class RuleSet:
             if not rule.keywords:
                 raise ValueError(f"secret rule {rule.id}: keywords are required")
             keywords.update(rule.keywords)
-        self._index = NeedleIndex(keywords, engine=engine)
+        self._keywords = tuple(sorted(keywords))
         self._reach = tuple(max(map(len, rule.keywords)) + rule.after for rule in self.rules)
+        # An anchored rule's keywords are checked by its gate inside the needle pass; the others'
+        # are literals, except those of a rule limited to some paths, which are looked for only
+        # where the path matches.
+        gates: list[Gate | None] = [
+            rule_gate(
+                rule.id, rule.pattern.pattern, rule.keywords, reach + rule.before, rule.before
+            )
+            if rule.anchor
+            else None
+            for rule, reach in zip(self.rules, self._reach, strict=True)
+        ]
+        self._gates = tuple(gates)
+        literals = {
+            keyword
+            for rule, gate in zip(self.rules, gates, strict=True)
+            if gate is None and rule.paths is None
+            for keyword in rule.keywords
+        }
+        self._literals = frozenset(literals)
+        self._index = NeedleIndex(
+            literals, gates=[g for g in gates if g is not None], engine=engine
+        )
 
     @property
     def engine(self) -> str:
@@ -240,7 +263,18 @@ class RuleSet:
 
     @property
     def keywords(self) -> tuple[str, ...]:
+        """Every rule's keywords."""
+        return self._keywords
+
+    @property
+    def literal_keywords(self) -> tuple[str, ...]:
+        """The keywords `scan` expects in `hits` as literals (the gates cover the others)."""
         return self._index.needles
+
+    @property
+    def gates(self) -> tuple[Gate, ...]:
+        """The gates `scan` expects in `hits` under their names."""
+        return self._index.gates
 
     def subset(self, ids: Iterable[str]) -> RuleSet:
         """The rules named, in their order, with the same allowlist and engine."""
@@ -252,15 +286,25 @@ class RuleSet:
     def scan(self, text: str, path: str = "", hits: Hits | None = None) -> list[SecretMatch]:
         """Every credential in `text`, at most one per stretch of text (the earlier rule wins);
         a match whose checksum fails has `valid` False. `hits`: where the keywords occur, when
-        the caller already searched for them."""
+        the caller already searched for them (with an index holding `literal_keywords` and
+        `gates`)."""
         if hits is None:
             hits = self._index.find(text)
-        if not hits:
-            return []
         candidates: list[SecretMatch] = []
         for index, rule in enumerate(self.rules):
-            lists = [hits[k] for k in rule.keywords if k in hits]
-            if not lists or (rule.paths is not None and not rule.paths.search(path)):
+            if rule.paths is not None and not rule.paths.search(path):
+                continue
+            gate = self._gates[index]
+            if gate is not None:
+                lists = [hits[gate.name]] if gate.name in hits else []
+            else:
+                lists = [
+                    hits[k] if k in self._literals else _find_all(text, k)
+                    for k in rule.keywords
+                    if k in hits or k not in self._literals
+                ]
+                lists = [each for each in lists if each]
+            if not lists:
                 continue
             # two keywords of one rule may start at one offset (one a prefix of the other)
             starts = lists[0] if len(lists) == 1 else sorted(set(itertools.chain(*lists)))
@@ -353,6 +397,15 @@ class RuleSet:
             starts.insert(at, candidate.start)
             kept.insert(at, candidate)
         return kept
+
+
+def _find_all(text: str, keyword: str) -> list[int]:
+    found = []
+    at = text.find(keyword)
+    while at != -1:
+        found.append(at)
+        at = text.find(keyword, at + 1)
+    return found
 
 
 def _secret_group(rule: SecretRule, match: re.Match[str]) -> int:
@@ -507,7 +560,10 @@ class SecretCheck(Check):
         self._binary_rules = _binary_rules(self._rules)
 
     def needles(self) -> Iterable[str]:
-        return (*self._rules.keywords, *PREFIXES)
+        return (*self._rules.literal_keywords, *PREFIXES)
+
+    def gates(self) -> Iterable[Gate]:
+        return self._rules.gates
 
     def binary_needles(self) -> Iterable[str]:
         return self._binary_rules.keywords
