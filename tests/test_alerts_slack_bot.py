@@ -18,6 +18,7 @@ from watcher.alerts import build_channels
 from watcher.alerts.base import Outcome
 from watcher.alerts.slack_bot import SlackBotChannel
 from watcher.config import load_config
+from watcher.config.plan import describe_plan
 from watcher.errors import ConfigError
 from watcher.model import AlertEvent, EventType
 from watcher.store import open_store
@@ -160,3 +161,6 @@ def test_webhook_url_xor_bot_token_and_channel(tmp_path: Path) -> None:
     [channel] = build_channels("team", config.owners["team"])
     assert isinstance(channel, SlackBotChannel) and channel.name == "team/slack"
     assert env["SLACK_BOT_TOKEN"] not in repr(channel)
+    plan = describe_plan(config)
+    assert "slack (bot token ****, channel C0123456789" in plan
+    assert env["SLACK_BOT_TOKEN"] not in plan
