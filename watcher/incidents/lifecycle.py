@@ -311,32 +311,17 @@ class IncidentLifecycle:
                 owner=stored.claimed_by,
             )
         )
-        channels = [d.channel for d in deliveries]
-        bound = bound if bound is not None else log
-        if queued and opening is not None:
-            metrics.INCIDENTS_OPENED.labels(opening.ecosystem.value).inc()
-            bound.warning(
-                "incident_opened",
-                stage="policy",
-                dedup_key=opening.dedup_key,
-                owner=opening.owner,
-                severity=opening.worst().value,
-                channels=channels,
-            )
-            self.on_page()
-        elif queued and update is not None and recorded is not None:
-            bound.warning(
-                "incident_updated",
-                stage="policy",
-                dedup_key=recorded.dedup_key,
-                owner=recorded.owner,
-                severity=update.incident.worst().value,
-                reason="new findings in files added to the release",
-                reopened=existing is not None and existing.state is IncidentState.RESOLVED,
-                channels=channels,
-            )
-            self.on_page()
-        return ScanOutcome(queued, recorded if queued else None)
+        return self._announce(
+            bound if bound is not None else log,
+            queued=queued,
+            opening=opening,
+            update=update,
+            recorded=recorded,
+            existing=existing,
+            channels=[d.channel for d in deliveries],
+            reason="new findings in files added to the release",
+            stage="policy",
+        )
 
     def _findings_added(
         self, existing: Incident, page: Incident, baseline_version: str | None
@@ -439,13 +424,38 @@ class IncidentLifecycle:
                 deliveries=deliveries,
             )
         )
-        channels = [d.channel for d in deliveries]
+        return self._announce(
+            bound,
+            queued=queued,
+            opening=opening,
+            update=update,
+            recorded=recorded,
+            existing=existing,
+            channels=[d.channel for d in deliveries],
+            reason=f"{check.kind} check",
+            stage="origin",
+            check=check.kind,
+        )
+
+    def _announce(
+        self,
+        bound: structlog.BoundLogger,
+        *,
+        queued: bool,
+        opening: Incident | None,
+        update: IncidentUpdate | None,
+        recorded: Incident | None,
+        existing: Incident | None,
+        channels: list[str],
+        reason: str,
+        **context: str,
+    ) -> ScanOutcome:
+        """After the transaction: the log event and the outbox's wake-up for what it queued."""
         if queued and opening is not None:
             metrics.INCIDENTS_OPENED.labels(opening.ecosystem.value).inc()
             bound.warning(
                 "incident_opened",
-                stage="origin",
-                check=check.kind,
+                **context,
                 dedup_key=opening.dedup_key,
                 owner=opening.owner,
                 severity=opening.worst().value,
@@ -455,12 +465,11 @@ class IncidentLifecycle:
         elif queued and update is not None and recorded is not None:
             bound.warning(
                 "incident_updated",
-                stage="origin",
-                check=check.kind,
+                **context,
                 dedup_key=recorded.dedup_key,
                 owner=recorded.owner,
                 severity=update.incident.worst().value,
-                reason=f"{check.kind} check",
+                reason=reason,
                 reopened=existing is not None and existing.state is IncidentState.RESOLVED,
                 channels=channels,
             )

@@ -18,25 +18,14 @@ from watcher.model import Ecosystem
 from watcher.store.postgres.connection import Connection, Db, fetch
 from watcher.store.postgres.notify import PgNotifications
 from watcher.store.sqlite import feed_state
-from watcher.store.sqlite.approvals import ApprovalRepository
-from watcher.store.sqlite.channel_messages import ChannelMessageRepository
-from watcher.store.sqlite.channels import ChannelRepository
 from watcher.store.sqlite.codec import now_or
-from watcher.store.sqlite.containment_jobs import ContainmentJobRepository
-from watcher.store.sqlite.feed_state import FeedStateRepository
-from watcher.store.sqlite.incidents import IncidentRepository
-from watcher.store.sqlite.leases import LeaseRepository
-from watcher.store.sqlite.manifests import ManifestRepository
-from watcher.store.sqlite.origin_checks import OriginCheckRepository
-from watcher.store.sqlite.outbox import OutboxRepository
 from watcher.store.sqlite.releases import (
     RELEASE_COLUMNS,
-    ReleaseRepository,
     release_of,
     releases_by_id,
     upsert_release,
 )
-from watcher.store.sqlite.status import StatusRepository
+from watcher.store.sqlite.repositories import Repositories
 from watcher.store.types import (
     Claimant,
     CursorWrite,
@@ -49,20 +38,7 @@ from watcher.store.types import (
 _UNCLAIMED = "claimed_by = NULL, lease_expires_at = NULL"
 
 
-class PostgresStore(
-    FeedStateRepository,
-    ReleaseRepository,
-    ManifestRepository,
-    IncidentRepository,
-    OutboxRepository,
-    ChannelRepository,
-    LeaseRepository,
-    StatusRepository,
-    ContainmentJobRepository,
-    ApprovalRepository,
-    OriginCheckRepository,
-    ChannelMessageRepository,
-):
+class PostgresStore(Repositories):
     """Every concern over one pool; `await store.close()` when done (or `async with`)."""
 
     def __init__(self, connection: Connection, notifications: PgNotifications) -> None:

@@ -11,35 +11,11 @@ from pathlib import Path
 from typing import Literal
 
 from watcher.store.notify import LocalNotifications
-from watcher.store.sqlite.approvals import ApprovalRepository
-from watcher.store.sqlite.channel_messages import ChannelMessageRepository
-from watcher.store.sqlite.channels import ChannelRepository
 from watcher.store.sqlite.connection import Connection
-from watcher.store.sqlite.containment_jobs import ContainmentJobRepository
-from watcher.store.sqlite.feed_state import FeedStateRepository
-from watcher.store.sqlite.incidents import IncidentRepository
-from watcher.store.sqlite.leases import LeaseRepository
-from watcher.store.sqlite.manifests import ManifestRepository
-from watcher.store.sqlite.origin_checks import OriginCheckRepository
-from watcher.store.sqlite.outbox import OutboxRepository
-from watcher.store.sqlite.releases import ReleaseRepository
-from watcher.store.sqlite.status import StatusRepository
+from watcher.store.sqlite.repositories import Repositories
 
 
-class SqliteStore(
-    FeedStateRepository,
-    ReleaseRepository,
-    ManifestRepository,
-    IncidentRepository,
-    OutboxRepository,
-    ChannelRepository,
-    LeaseRepository,
-    StatusRepository,
-    ContainmentJobRepository,
-    ApprovalRepository,
-    OriginCheckRepository,
-    ChannelMessageRepository,
-):
+class SqliteStore(Repositories):
     """Every concern over one connection; `await store.close()` when done (or `async with`)."""
 
     def __init__(self, connection: Connection) -> None:
