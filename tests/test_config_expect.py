@@ -11,6 +11,7 @@ from watcher.intent.model import Expectations, ProvenanceExpectation, TagExpecta
 from watcher.model import Ecosystem
 
 CONFIG = """
+server: {api_tokens: [{name: ci, token: "${CI_TOKEN}"}]}
 owners:
   platform:
     console: true
@@ -40,6 +41,10 @@ def header_value() -> str:
     return "Bearer " + "".join(("tok", "en-", "x" * 12))
 
 
+def ci_token() -> str:
+    return "".join(("ci-", "t" * 16))
+
+
 def errors_of(text: str) -> str:
     with pytest.raises(ConfigError) as info:
         parse_config(text, source="test.yaml", env={})
@@ -47,7 +52,9 @@ def errors_of(text: str) -> str:
 
 
 def test_a_package_inherits_its_owners_expectations() -> None:
-    config = parse_config(CONFIG, source="t.yaml", env={"H": header_value()})
+    config = parse_config(
+        CONFIG, source="t.yaml", env={"H": header_value(), "CI_TOKEN": ci_token()}
+    )
     assert config.expectations(Ecosystem.NPM, "@acme/inherits") == Expectations(
         approval=True,
         tag=TagExpectation("https://git.acme.example/sdk.git", "v{version}"),
@@ -59,7 +66,9 @@ def test_a_package_inherits_its_owners_expectations() -> None:
 
 
 def test_package_keys_override_the_owners_key_by_key() -> None:
-    config = parse_config(CONFIG, source="t.yaml", env={"H": header_value()})
+    config = parse_config(
+        CONFIG, source="t.yaml", env={"H": header_value(), "CI_TOKEN": ci_token()}
+    )
     own = config.expectations(Ecosystem.NPM, "@acme/own-tag")
     assert own.tag == TagExpectation("file:///srv/git/own.git", "release-{version}", header_value())
     assert own.tag.tag_for("1.2.3") == "release-1.2.3"
@@ -69,7 +78,7 @@ def test_package_keys_override_the_owners_key_by_key() -> None:
 
 
 def test_packages_without_expect_anywhere_expect_nothing() -> None:
-    config = parse_config(CONFIG, source="t.yaml", env={"H": ""})
+    config = parse_config(CONFIG, source="t.yaml", env={"H": "", "CI_TOKEN": ci_token()})
     assert config.expectations(Ecosystem.NPM, "left-pad").empty
     assert config.expectations(Ecosystem.NPM, "not-watched").empty
     assert config.expectations(Ecosystem.PYPI, "acme-tool").approval  # PyPI names normalised
@@ -77,16 +86,20 @@ def test_packages_without_expect_anywhere_expect_nothing() -> None:
 
 
 def test_graces_default_and_parse() -> None:
-    config = parse_config(CONFIG, source="t.yaml", env={"H": ""})
+    config = parse_config(CONFIG, source="t.yaml", env={"H": "", "CI_TOKEN": ci_token()})
     assert (config.policy.approval_grace, config.policy.tag_grace) == (120.0, 600.0)
     shorter = parse_config(
-        CONFIG + "policy: {approval_grace: 5s, tag_grace: 1m}\n", source="t.yaml", env={"H": ""}
+        CONFIG + "policy: {approval_grace: 5s, tag_grace: 1m}\n",
+        source="t.yaml",
+        env={"H": "", "CI_TOKEN": ci_token()},
     )
     assert (shorter.policy.approval_grace, shorter.policy.tag_grace) == (5.0, 60.0)
 
 
 def test_the_plan_shows_expectations_with_the_auth_header_masked() -> None:
-    config = parse_config(CONFIG, source="t.yaml", env={"H": header_value()})
+    config = parse_config(
+        CONFIG, source="t.yaml", env={"H": header_value(), "CI_TOKEN": ci_token()}
+    )
     plan = describe_plan(config)
     assert header_value() not in plan and "x" * 12 not in plan
     assert "tag release-{version} in file:///srv/git/own.git, auth header ****" in plan
@@ -118,3 +131,15 @@ packages:
     message = errors_of(text)
     assert "packages[0].expect" in message and problem in message
     assert ":p@" not in message
+
+
+def test_expecting_approvals_without_api_tokens_is_an_error() -> None:
+    text = """
+owners: {o: {console: true, expect: {approval: true}}}
+packages:
+  - {ecosystem: npm, name: x, owner: o}
+"""
+    message = errors_of(text)
+    assert "owners.o.expect.approval: approvals are expected but server.api_tokens is empty" in (
+        message
+    )

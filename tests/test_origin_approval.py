@@ -6,6 +6,7 @@ published bytes differ from the approved ones."""
 from __future__ import annotations
 
 import hashlib
+import secrets
 from pathlib import Path
 
 from tests.storekit import record_releases
@@ -21,6 +22,7 @@ from watcher.store.types import NewApproval, OriginCheckState, StoredRelease
 
 T0 = 1_800_000_000.0
 CONFIG = """
+server: {api_tokens: [{name: ci, token: "${CI_TOKEN}"}]}
 owners:
   platform: {console: true, expect: {approval: true}}
   loose: {console: true}
@@ -29,7 +31,7 @@ packages:
   - {ecosystem: npm, name: left-pad, owner: loose}
 policy: {approval_grace: 2m}
 """
-config = parse_config(CONFIG, source="t.yaml", env={})
+config = parse_config(CONFIG, source="t.yaml", env={"CI_TOKEN": secrets.token_hex(16)})
 
 
 def tarball(tmp_path: Path, name: str, body: bytes) -> Path:

@@ -774,6 +774,22 @@ class Config(_Model):
                 )
             elif problem := registry.package_problem(package.name, pattern=package.is_pattern):
                 problems.append(f"{where}.name: {problem}")
+        if not self.server.api_tokens:
+            wanting = [
+                f"owners.{name}.expect.approval"
+                for name, owner in self.owners.items()
+                if owner.expect is not None and owner.expect.approval
+            ] + [
+                f"packages[{i}].expect.approval"
+                for i, package in enumerate(self.packages)
+                if package.expect is not None and package.expect.approval
+            ]
+            if wanting:
+                problems.append(
+                    f"{wanting[0]}: approvals are expected but server.api_tokens is empty, so "
+                    "the gate cannot post any and every release would page release-unapproved "
+                    "(add a token, or set approval: false)"
+                )
         for index, token in enumerate(self.server.api_tokens):
             for owner in token.owners or ():
                 if owner not in self.owners:
