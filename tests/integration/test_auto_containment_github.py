@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 from npm_servers import Verdaccio
-from service_harness import ServiceProcess, webhook_secret
+from pypi_servers import Devpi, build_wheel
+from service_harness import ServiceProcess, start_config, unique, wait_release, webhook_secret
 from test_auto_containment import _start, jobs_of, opening_message
 from test_containment_e2e import of_type, until
 
 from tests import fakecreds
 from tests.github_standin import GitHubStandin, github_standin
-from tests.receivers import Receivers, all_receivers
+from tests.receivers import Receiver, Receivers, all_receivers
 from watcher.model import incident_key
 from watcher.store.types import JobState
 
@@ -163,3 +164,41 @@ async def test_a_kill_9_with_the_report_pending_reports_once_after_the_restart(
             assert token not in state_text(tmp_path / "state.db")
         finally:
             service.ensure_stopped()
+
+
+async def test_a_token_in_a_pypi_wheel_is_reported_and_the_page_says_pypi_has_no_write_api(
+    devpi: Devpi, hook: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    receiver, secret = hook
+    name = unique("revoke-pypi")
+    mod = name.replace("-", "_")
+    dists = tmp_path / "dists"
+    token = fakecreds.github_token(random.Random(26))
+    await asyncio.to_thread(devpi.upload, [build_wheel(dists, name, "1.0.0")])
+    async with github_standin() as github:
+        auto = json.dumps({"github_revoke": True, "github_api_url": github.url})
+        proc = start_config(
+            tmp_path,
+            webhook_url=receiver.url,
+            secret=secret,
+            pypi_url=devpi.simple_url,
+            pypi_packages=[name],
+            extra=f"containment:\n  check_interval: 500ms\n  auto: {auto}\n",
+        )
+        proc.start()
+        try:
+            await proc.wait_ready()
+            await wait_release(tmp_path / "state.db", name, "1.0.0", ecosystem="pypi")
+            leaky = build_wheel(
+                dists, name, "1.0.1", files={f"{mod}/.env": f"GITHUB_TOKEN={token}\n".encode()}
+            )
+            await asyncio.to_thread(devpi.upload, [leaky])
+            await receiver.wait_for(1, within=30)
+            page = receiver.requests[0].json()
+            assert page["type"] == "incident.opened"
+            message = page["data"]["message"] or ""
+            assert "GitHub: 1 GitHub token(s) reported for revocation" in message, message
+            assert "pypi has no API for yank or delete" in message
+            assert github.accepted == [token] and token not in message
+        finally:
+            proc.terminate()
