@@ -164,7 +164,11 @@ class OriginChecks:
     async def run_due(self) -> int:
         """Judge every check due now; returns how many were finished."""
         finished = 0
-        while checks := await self.store.claim_due_origin_checks(self.claimant, now=self.clock()):
+        # one claim at a time: a judge may take a while (git), and a claim is not renewed, so a
+        # check claimed long before its turn would expire and be judged twice
+        while checks := await self.store.claim_due_origin_checks(
+            self.claimant, now=self.clock(), limit=1
+        ):
             for check in checks:
                 finished += await self._one(check)
         return finished
