@@ -3,8 +3,9 @@
 The opening page is `chat.postMessage` to the configured channel; its `ts` is kept in the store
 (`channel_messages`, per channel and dedup key), so updates are thread replies (`thread_ts`) and the
 resolution edits the original with `chat.update` (a resolved header and the time to contain). A
-retry of the opening page after a crash finds the kept `ts` and posts nothing again. Without a
-kept `ts` (the opening page was given up on), an update or a resolution is a message of its own.
+retry of the opening page after a crash finds the kept `ts` and posts nothing again (a crash
+between Slack's answer and the record can still post it twice: delivery is at least once). Without
+a kept `ts` (the opening page was given up on), an update or a resolution is a message of its own.
 
 Web API replies are HTTP 200 with `{"ok": false, "error": "…"}` for every refusal, so the body
 decides: `ratelimited` (HTTP 429 + `Retry-After`) and Slack's transient errors are retried; a

@@ -1,12 +1,17 @@
 """Automatic containment (`containment.auto`): act for the owner on a bad release, as durable jobs.
 
 For each open incident whose worst finding reaches `auto.at`, the planner reads the packument
-once and adds the jobs to the store in one call: every dist-tag on the bad version (`latest`
-first) back to the greatest earlier version that is not itself in an open incident, then the
-deprecation. The runner does the due jobs through the ecosystem's `ContainmentActions`; each
-outcome is recorded once (`finish_containment_job`), a transient failure is put off with backoff,
-a final one (no rights, 2FA, no API) pages as such with the exact manual command. When every job
-of an incident has its outcome, one update says what was done and what still needs a human.
+once and adds the jobs to the store in one call: with `github_revoke`, the report of the release's
+validated GitHub tokens (references only: `watcher.service.github_revoke`); every dist-tag on the
+bad version (`latest` first) back to the greatest earlier version that is not itself in an open
+incident; the deprecation; with `unpublish`, the unpublish inside npm's 72-hour window (after the
+GitHub report, which reads the artifact). The runner does the due jobs through the ecosystem's
+`ContainmentActions`; each outcome is recorded once (`finish_containment_job`), a transient
+failure is put off with backoff (or until a rate limit's reset), a final one (no rights, 2FA, no
+API) pages as such with the exact manual command. When every job of an incident has its outcome,
+the opening page, held at most `OPENING_HOLD` seconds for it (`incidents/eligibility.py`), says
+what was done and what still needs a human; when the hold ended first, the page said what was
+under way and one update says the outcome.
 
 A kill -9 between two jobs leaves the second pending: the next start does it. Each write checks
 the registry first (a dist-tag already moved, a version already deprecated), so a job that ran but
