@@ -290,13 +290,7 @@ class IncidentLifecycle:
         if page is not None:
             existing = await self.store.get_incident(page.dedup_key)
             if existing is None:
-                opening = replace(page, release_id=stored.id)
-                # automatic containment will act: the page waits (at most a few seconds) so it
-                # can say what was done
-                hold = opening_hold(self.config, opening, self.clock())
-                deliveries = self._deliveries(
-                    opened(opening), self._channels(page.owner) or [], hold
-                )
+                opening, deliveries = self._opening(page, stored)
             else:  # files added to the release after its page: only what is new pages again
                 update, deliveries = self._findings_added(existing, page, baseline_version)
         # Shielded: once the result is computed, a shutdown must not cut its transaction short.
@@ -406,11 +400,7 @@ class IncidentLifecycle:
         if page is not None:
             existing = await self.store.get_incident(page.dedup_key)
             if existing is None:
-                opening = replace(page, release_id=stored.id)
-                hold = opening_hold(self.config, opening, self.clock())
-                deliveries = self._deliveries(
-                    opened(opening), self._channels(page.owner) or [], hold
-                )
+                opening, deliveries = self._opening(page, stored)
             else:
                 update, deliveries = self._origin_added(existing, page, check, baseline_version)
         recorded, queued = await asyncio.shield(
@@ -436,6 +426,13 @@ class IncidentLifecycle:
             stage="origin",
             check=check.kind,
         )
+
+    def _opening(self, page: Incident, stored: StoredRelease) -> tuple[Incident, list[Delivery]]:
+        """A new incident for `page` and its opening pages. Automatic containment will act: the
+        pages wait (at most a few seconds) so they can say what was done."""
+        opening = replace(page, release_id=stored.id)
+        hold = opening_hold(self.config, opening, self.clock())
+        return opening, self._deliveries(opened(opening), self._channels(page.owner) or [], hold)
 
     def _announce(
         self,

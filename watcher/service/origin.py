@@ -25,6 +25,7 @@ from watcher.incidents.lifecycle import IncidentLifecycle
 from watcher.intent import approvals, tag
 from watcher.model import Finding
 from watcher.scanning.baseline import baseline_manifest
+from watcher.service.idle import until_woken
 from watcher.service.workers import claim_owner
 from watcher.store.api import Store
 from watcher.store.types import Claimant, ClaimLost, OriginCheck, StoredRelease, StoreError
@@ -250,13 +251,5 @@ class OriginChecks:
 
     async def _idle(self, stop: asyncio.Event) -> None:
         self._wake.clear()
-        timeout = self.idle_poll
         due = await self.store.next_origin_check_at()
-        if due is not None:
-            timeout = max(0.0, min(timeout, due - self.clock()))
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await until_woken(stop, self._wake, poll=self.idle_poll, due_at=due, now=self.clock())

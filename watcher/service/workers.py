@@ -46,6 +46,7 @@ from watcher.model import (
 from watcher.scanning.baseline import baseline_manifest
 from watcher.scanning.checks.changes import raise_with_origin
 from watcher.scanning.scan import ScanRequest, compare_with_baseline, merge_reports, scan_artifact
+from watcher.service.idle import until_woken
 from watcher.store.api import Store
 from watcher.store.types import Claimant, ClaimLost, StoredRelease, StoreError
 from watcher.verify.engine import CredentialVerifier
@@ -240,16 +241,8 @@ class ScanWorkers:
 
     async def _idle(self, stop: asyncio.Event) -> None:
         self._wake.clear()
-        timeout = self.idle_poll
         due = await self.store.next_due_at()
-        if due is not None:
-            timeout = max(0.0, min(timeout, due - time.time()))
-        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        await until_woken(stop, self._wake, poll=self.idle_poll, due_at=due, now=time.time())
 
     async def drain(self, grace: float) -> int:
         """After `run` returned: wait up to `grace` seconds for in-flight scans, then cancel what
