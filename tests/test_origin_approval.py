@@ -217,3 +217,30 @@ async def test_a_failing_judge_puts_its_check_off_and_the_others_are_still_judge
         assert kept.state is OriginCheckState.PENDING and kept.due_at > T0 + 120
         assert kept.detail == "OSError: source unreachable"
         assert await store.get_incident("watcher/npm/@acme/cli/1.0.1") is not None
+
+
+async def test_a_release_that_could_not_be_downloaded_is_judged_on_declared_digests(
+    tmp_path: Path,
+) -> None:
+    """A scan given up on (too big, say) still has its approval judged: npm's declared integrity
+    matches an approval that carries it; one that matches nothing pages, saying so."""
+    from watcher.intent.gate import declared_digests  # noqa: PLC0415
+
+    async with await open_store(tmp_path / "s.db") as store:
+        good = await seen(store, "@acme/cli", "2.0.0")  # declared integrity "sha512-x"
+        declared = declared_digests(good.release)
+        assert [(d.sha256, d.integrity) for d in declared] == [("", "sha512-x")]
+        await store.add_approval(
+            NewApproval(Ecosystem.NPM, "@acme/cli", "2.0.0", "e" * 64, "ci", integrity="sha512-x"),
+            now=T0,
+        )
+        assert await schedule_approval_check(store, config, good, declared, now=T0) is None
+        bad = await seen(store, "@acme/cli", "2.0.1")
+        assert await schedule_approval_check(
+            store, config, bad, declared_digests(bad.release), now=T0
+        )
+        await loop(store, T0 + 120).run_due()
+        incident = await store.get_incident("watcher/npm/@acme/cli/2.0.1")
+        assert incident is not None
+        assert "integrity sha512-x" in incident.findings[0].message
+        assert await store.get_incident("watcher/npm/@acme/cli/2.0.0") is None

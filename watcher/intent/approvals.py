@@ -52,7 +52,7 @@ def from_params(params: Mapping[str, object]) -> list[ArtifactDigest]:
 
 
 def matches(digest: ArtifactDigest, approval: Approval) -> bool:
-    if approval.sha256.lower() == digest.sha256.lower():
+    if digest.sha256 and approval.sha256.lower() == digest.sha256.lower():
         return True
     return bool(digest.integrity and approval.integrity and digest.integrity == approval.integrity)
 
@@ -88,14 +88,14 @@ def findings(
         if approvals:
             last = approvals[-1]
             message = (
-                f"{DIFFERS}: {digest.filename} has sha256 {digest.sha256[:16]}…, the gate "
+                f"{DIFFERS}: {digest.filename} has {_digest_text(digest)}, the gate "
                 f"approved {len(approvals)} other artifact(s) of this version (sha256 "
                 f"{last.sha256[:16]}… by {last.token_name} at {_at(last.created_at)}): "
                 "someone published bytes the pipeline did not build"
             )
         else:
             message = (
-                f"no approval from the gate for {digest.filename} (sha256 {digest.sha256[:16]}…) "
+                f"no approval from the gate for {digest.filename} ({_digest_text(digest)}) "
                 f"{format_duration(grace_s)} after it was seen: published around the pipeline (a stolen "
                 "token, a publish by hand)"
             )
@@ -107,11 +107,19 @@ def findings(
                 path=digest.filename,
                 message=message,
                 evidence=evidence,
-                key=digest.sha256,
-                fingerprint=fingerprint(RULE, digest.filename, digest.sha256),
+                key=digest.sha256 or digest.integrity or "",
+                fingerprint=fingerprint(
+                    RULE, digest.filename, digest.sha256 or digest.integrity or ""
+                ),
             )
         )
     return found
+
+
+def _digest_text(digest: ArtifactDigest) -> str:
+    if digest.sha256:
+        return f"sha256 {digest.sha256[:16]}…"
+    return f"integrity {(digest.integrity or '?')[:23]}… (as the registry declares it)"
 
 
 def _at(moment: float) -> str:

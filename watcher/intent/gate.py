@@ -42,6 +42,19 @@ def artifact_digests(release: Release, paths: Sequence[Path]) -> list[ArtifactDi
     return digests
 
 
+def declared_digests(release: Release) -> list[ArtifactDigest]:
+    """The digests the registry's document declares (PyPI sha256, npm integrity), for a release
+    that could not be downloaded: its approval is still judged, by what the registry says."""
+    return [
+        ArtifactDigest(
+            a.filename,
+            (a.sha256 or "").lower(),
+            a.integrity if a.integrity and not a.integrity.startswith("sha1-") else None,
+        )
+        for a in release.artifacts
+    ]
+
+
 async def schedule_approval_check(
     store: Store,
     config: Config,

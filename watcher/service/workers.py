@@ -35,7 +35,7 @@ import structlog
 from watcher import ecosystems, metrics
 from watcher.config import Config
 from watcher.incidents.lifecycle import IncidentLifecycle
-from watcher.intent.gate import artifact_digests, schedule_approval_check
+from watcher.intent.gate import artifact_digests, declared_digests, schedule_approval_check
 from watcher.intent.publishers import publisher_findings
 from watcher.intent.tag import schedule_tag_check
 from watcher.model import (
@@ -440,6 +440,10 @@ class ScanWorkers:
             metrics.SCAN_FAILURES.labels(eco).inc()
             metrics.SCAN_DURATION.labels(eco, "failed").observe(duration)
             bound.error("scan_failed", stage="scan", reason=reason, duration_s=round(duration, 3))
+            # never downloaded: its approval is still judged, on the registry's declared digests
+            declared = declared_digests(stored.release)
+            if await schedule_approval_check(self.store, self.config, stored, declared):
+                bound.info("approval_check_scheduled", stage="origin", digests="declared")
             return
         delay = policy.delay(stored.attempts, self._rand())
         await self.store.schedule_retry(
