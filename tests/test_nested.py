@@ -214,3 +214,24 @@ def test_a_nested_package_carrying_only_low_findings_stays_medium(tmp_path: Path
     assert inside and all(f.severity.rank <= Severity.LOW.rank for f in inside), inside
     (nested,) = by_rule(report, "nested-package-archive")
     assert nested.severity is Severity.MEDIUM and nested.evidence["findings_inside"] == 0
+
+
+def test_a_small_compressed_file_costs_its_own_size_not_the_member_limit(tmp_path: Path) -> None:
+    """A `.json.gz` of a few KB is read into a buffer of its size: botocore ships ~400 of them,
+    and a zeroed buffer of the whole member limit each (256 MiB by default) took minutes."""
+    import tracemalloc  # noqa: PLC0415
+
+    path = wheel(
+        tmp_path,
+        {"demo_pkg/__init__.py": "", "demo_pkg/data/service-2.json.gz": gzip.compress(b"{}" * 999)},
+    )
+    limits = ArchiveLimits(max_member_bytes=512 * MiB)
+    scan(path)  # rules and engines built (cached) before memory is traced
+    tracemalloc.start()
+    try:
+        report = scan(path, limits)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "demo_pkg/data/service-2.json.gz!service-2.json" in report.manifest.files
+    assert peak < 64 * MiB, f"peak {peak / MiB:.0f} MiB for a 2 KB member"

@@ -64,6 +64,9 @@ def tar_members(layer: Layer) -> Iterator[Member]:
                 layer.sha256 = inflater.raw_sha256.hexdigest()
 
 
+_SINGLE_FILE_STEP = 1 << 20  # bytes read at a time from a compressed single file
+
+
 def _inner_name(outer: str) -> str:
     """What a compressed single file holds: `cli.js.map.gz` → `cli.js.map`."""
     leaf = outer.rsplit("/", 1)[-1].rsplit("!", 1)[-1]
@@ -79,7 +82,14 @@ def _single_file(layer: Layer, reader: ChunkReader) -> Iterator[Member]:
     if path is None:
         return
     limit = layer.limits.max_member_bytes
-    data = reader.read(limit + 1)
+    # grown as it is read: a `.json.gz` of a few KB must not cost a zeroed buffer of the whole
+    # member limit (256 MiB by default; botocore's 400 of them took minutes)
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = reader.read(min(_SINGLE_FILE_STEP, limit + 1 - len(data)))
+        if not chunk:
+            break
+        data += chunk
     if len(data) > limit:
         layer.too_large(path, len(data))
         yield Member(path, MemberKind.FILE, 0)
