@@ -1,4 +1,5 @@
-"""The one place timestamps and durations become text (and epoch seconds become datetimes).
+"""The one place timestamps and durations become text (and epoch seconds or registries' ISO 8601
+times become datetimes).
 
 A naive datetime is UTC everywhere (registries publish UTC without saying so). Each duration form has
 one audience, so they differ on purpose: `format_duration` writes what the configuration accepts
@@ -14,6 +15,18 @@ from datetime import UTC, datetime, timedelta
 def utc(moment: datetime) -> datetime:
     """`moment` in UTC; a naive one is taken to be UTC already."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_iso(value: object) -> datetime | None:
+    """An ISO 8601 time as a registry document writes it (`Z` or an offset; a naive one is UTC,
+    as Warehouse's `upload_time` is); None for anything that is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def from_epoch(seconds: float | None) -> datetime | None:

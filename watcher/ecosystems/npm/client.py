@@ -15,7 +15,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -32,6 +32,7 @@ from watcher.ecosystems.npm.settings import (
 from watcher.ecosystems.versions import select_baseline
 from watcher.errors import IntegrityError, RegistryError
 from watcher.model import Artifact, Ecosystem, Provenance, Release
+from watcher.timefmt import parse_iso
 
 log = structlog.get_logger(__name__)
 
@@ -60,16 +61,6 @@ def escape_name(name: str) -> str:
 def packument_url(registry_url: str, name: str) -> str:
     base = registry_url if registry_url.endswith("/") else registry_url + "/"
     return urljoin(base, escape_name(name))
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def rev_generation(rev: Any) -> int | None:
@@ -156,10 +147,10 @@ def _parse_unpublished(value: Any) -> Unpublished | None:
         listed = (
             tuple(v for v in versions if isinstance(v, str)) if isinstance(versions, list) else ()
         )
-        return Unpublished(parse_time(value.get("time")), listed)
+        return Unpublished(parse_iso(value.get("time")), listed)
     if value is not None:
         # Some mirrors flatten it to a timestamp string; still a tombstone.
-        return Unpublished(parse_time(value), ())
+        return Unpublished(parse_iso(value), ())
     return None
 
 
@@ -172,7 +163,7 @@ def parse_packument(doc: Any, name: str | None = None) -> Packument:
     for key, value in raw_time.items():
         if key in _TIME_META_KEYS:
             continue
-        stamp = parse_time(value)
+        stamp = parse_iso(value)
         if stamp is not None:
             times[key] = stamp
     versions: dict[str, NpmVersion] = {}

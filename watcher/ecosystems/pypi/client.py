@@ -12,7 +12,7 @@ import asyncio
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from watcher.ecosystems.pypi.settings import resolve_pypi_index
 from watcher.ecosystems.versions import select_baseline
 from watcher.errors import IntegrityError, RegistryError
 from watcher.model import Artifact, Ecosystem, Provenance, Release
+from watcher.timefmt import parse_iso
 
 log = structlog.get_logger(__name__)
 
@@ -231,7 +232,7 @@ def _json_file(raw: Mapping[str, Any], page_url: str, project: str) -> PypiFile 
             for k, v in (hashes.items() if isinstance(hashes, dict) else ())
         },
         size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
-        upload_time=_timestamp(raw.get("upload-time")),
+        upload_time=parse_iso(raw.get("upload-time")),
         # PEP 592 in JSON: false, true, or the reason as a string.
         yanked=bool(yanked),
         yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
@@ -350,16 +351,6 @@ def _serial(value: object) -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
-
-
-def _timestamp(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def best_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:

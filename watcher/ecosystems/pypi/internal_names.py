@@ -5,7 +5,7 @@ not be public."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from watcher.ecosystems.http import HttpStatusError, safe_url
@@ -13,17 +13,7 @@ from watcher.ecosystems.pypi.client import PypiClient, normalize
 from watcher.ecosystems.versions import version_key
 from watcher.feeds.internal import PublicPackage, Publish
 from watcher.model import Ecosystem, RunbookStep
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 upload time (naive ones are UTC, as Warehouse's `upload_time` is)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+from watcher.timefmt import parse_iso
 
 
 def _json_files(metadata: dict[str, Any] | None) -> dict[str, tuple[str | None, datetime | None]]:
@@ -44,7 +34,7 @@ def _json_files(metadata: dict[str, Any] | None) -> dict[str, tuple[str | None, 
                 continue
             if who is None and isinstance(raw.get("uploader"), str) and raw["uploader"]:
                 who = raw["uploader"]
-            stamp = parse_time(raw.get("upload_time_iso_8601") or raw.get("upload_time"))
+            stamp = parse_iso(raw.get("upload_time_iso_8601") or raw.get("upload_time"))
             if stamp is not None and (when is None or stamp < when):
                 when = stamp
         found[version] = (who, when)
