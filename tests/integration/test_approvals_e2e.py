@@ -10,7 +10,7 @@ packing and publishing, a real Standard Webhooks receiver:
 * a token without rights gets 401 / 403 from the server (`watcher approve` exits 2 with its
   message) and records nothing;
 * PyPI: an approved wheel is quiet, the unapproved sdist of the same release pages (one approval
-  per file).
+  per file); a wheel rebuilt off the pipeline pages as differing; a limited token gets 403.
 """
 
 from __future__ import annotations
@@ -276,5 +276,22 @@ async def test_pypi_approved_wheel_is_quiet_and_the_unapproved_sdist_pages(
         assert [(f["rule"], f["path"]) for f in page["findings"]] == [
             ("release-unapproved", sdist.name)
         ]  # the approved wheel is not named
+
+        # a token limited to other packages: 403, nothing recorded
+        limited = await approve(build_wheel(dists, name, "1.2.0"), api, tokens["other"])
+        assert limited.returncode == 2 and "403" in limited.stderr
+        assert len(await stored_approvals(state, Ecosystem.PYPI, name)) == 1
+
+        # the same version from another wheel: approved as built, uploaded rebuilt
+        built = build_wheel(tmp_path / "ci", name, "1.2.0", files={"x/a.py": b"A = 1\n"})
+        assert (await approve(built, api, tokens["ci"])).returncode == 0
+        rebuilt = build_wheel(tmp_path / "laptop", name, "1.2.0", files={"x/a.py": b"A = 2\n"})
+        assert rebuilt.name == built.name and rebuilt.read_bytes() != built.read_bytes()
+        await asyncio.to_thread(pypiserver.upload, [rebuilt])
+        await receiver.wait_for(2, within=GRACE + 40)
+        differs = opened(receiver)[1]
+        assert differs["dedup_key"] == f"watcher/pypi/{name}/1.2.0"
+        [finding] = differs["findings"]
+        assert finding["message"].startswith("the published tarball differs from the approved one")
     finally:
         service.ensure_stopped()
