@@ -33,6 +33,7 @@ bench: venv
 	$(BIN)/python bench/service_bench.py
 	$(BIN)/python bench/contain_bench.py
 	$(BIN)/python bench/fingerprint_bench.py
+	$(BIN)/python bench/replica_bench.py
 
 # promtool for tests/test_deploy.py: Debian's prometheus package unpacked into .cache/ (nothing is
 # installed or started); apt-get update only when the package lists are missing. Idempotent.
