@@ -324,6 +324,31 @@ class IncidentLifecycle:
         (PyPI: a wheel uploaded after the sdist). Findings the incident already carries page
         nothing; new ones are posted as an update of the same incident (same dedup key, so
         PagerDuty adds it to the open alert), reopening it if it had been resolved."""
+
+        def message(added: list[Finding]) -> str:
+            files = sorted({f.path.split("/", 1)[0] for f in added})
+            return (
+                f"{len(added)} new finding(s) in file(s) added to the release after the first page"
+                f" ({', '.join(files)}): {describe_finding(added[0])}"
+            )
+
+        return self._update_with_new(
+            existing, page, baseline_version, kind="findings", message=message, first=False
+        )
+
+    def _update_with_new(
+        self,
+        existing: Incident,
+        page: Incident,
+        baseline_version: str | None,
+        *,
+        kind: str,
+        message: Callable[[list[Finding]], str],
+        first: bool,
+    ) -> tuple[IncidentUpdate | None, list[Delivery]]:
+        """The findings of `page` that `existing` does not carry yet, as one update of it (kind
+        `<kind>-<digest of those findings>`, so the same set updates once), reopening it if it was
+        resolved; `first`: the new findings go before the incident's own."""
         known = {f.fingerprint for f in existing.findings}
         added = sorted(
             (f for f in page.findings if f.fingerprint not in known),
@@ -331,30 +356,22 @@ class IncidentLifecycle:
         )
         if not added:
             return None, []
-        merged = replace(
-            existing,
-            findings=[*existing.findings, *added],
-            resolved_at=None,
-            resolution=None,
-        )
+        findings = [*added, *existing.findings] if first else [*existing.findings, *added]
+        merged = replace(existing, findings=findings, resolved_at=None, resolution=None)
         merged.runbook = self._runbook_of(merged, baseline_version, datetime.now(UTC))
         digest = hashlib.sha256(
             "\0".join(sorted(f.fingerprint for f in added)).encode()
         ).hexdigest()[:16]
-        kind = f"findings-{digest}"
-        files = sorted({f.path.split("/", 1)[0] for f in added})
-        message = (
-            f"{len(added)} new finding(s) in file(s) added to the release after the first page"
-            f" ({', '.join(files)}): {describe_finding(added[0])}"
-        )
+        kind = f"{kind}-{digest}"
+        text = message(added)
         if existing.state is IncidentState.RESOLVED:
-            message += "; the incident is open again"
-        update = IncidentUpdate(merged, kind, message)
+            text += "; the incident is open again"
+        update = IncidentUpdate(merged, kind, text)
         channels = self._channels(merged.owner)
         if channels is None:
             log.warning("no_owner_to_page", dedup_key=merged.dedup_key, owner=merged.owner)
             return update, []
-        return update, self._deliveries(updated(merged, kind, message), channels)
+        return update, self._deliveries(updated(merged, kind, text), channels)
 
     # -- origin checks judged after their grace -------------------------------------------------
 
@@ -482,30 +499,14 @@ class IncidentLifecycle:
     ) -> tuple[IncidentUpdate | None, list[Delivery]]:
         """The release already has an incident (its scan paged): the origin findings it does
         not carry yet are one update of it, once per check kind and set of findings."""
-        known = {f.fingerprint for f in existing.findings}
-        added = sorted(
-            (f for f in page.findings if f.fingerprint not in known),
-            key=lambda f: (-f.severity.rank, f.path, f.line or 0, f.rule),
+        return self._update_with_new(
+            existing,
+            page,
+            baseline_version,
+            kind=f"origin-{check.kind}",
+            message=lambda added: f"{len(added)} origin finding(s): {describe_finding(added[0])}",
+            first=True,
         )
-        if not added:
-            return None, []
-        merged = replace(
-            existing, findings=[*added, *existing.findings], resolved_at=None, resolution=None
-        )
-        merged.runbook = self._runbook_of(merged, baseline_version, datetime.now(UTC))
-        digest = hashlib.sha256(
-            "\0".join(sorted(f.fingerprint for f in added)).encode()
-        ).hexdigest()[:16]
-        kind = f"origin-{check.kind}-{digest}"
-        message = f"{len(added)} origin finding(s): {describe_finding(added[0])}"
-        if existing.state is IncidentState.RESOLVED:
-            message += "; the incident is open again"
-        update = IncidentUpdate(merged, kind, message)
-        channels = self._channels(merged.owner)
-        if channels is None:
-            log.warning("no_owner_to_page", dedup_key=merged.dedup_key, owner=merged.owner)
-            return update, []
-        return update, self._deliveries(updated(merged, kind, message), channels)
 
     # -- what the registry now serves ----------------------------------------------------------
 
