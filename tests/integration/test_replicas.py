@@ -13,6 +13,7 @@ stopped), Verdaccio behind a rewriting proxy (to hold a download mid-scan), the 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,7 +76,9 @@ async def test_three_replicas_survive_kill_9_of_the_leader_the_sender_and_a_scan
     tmp_path: Path,
 ) -> None:
     receiver, secret = hook
-    url = pg.fresh_database()
+    # trust authentication ignores the password; it must still never show anywhere
+    password = "pw" + secrets.token_hex(8)
+    url = pg.fresh_database().replace("watcher@", f"watcher:{password}@")
     proxy = await RewritingProxy(verdaccio.url).start(free_port())
     names = [unique(f"rep-{i}") for i in range(3)]
     for name in names:
@@ -164,7 +167,10 @@ async def test_three_replicas_survive_kill_9_of_the_leader_the_sender_and_a_scan
         await wait_scanned(url, [names[0]], "1.0.3")
         await asyncio.sleep(2.0)  # a doubled page would arrive now
         for member in replicas.members:
+            for path in ("/readyz", "/metrics"):
+                assert password not in member.get(path)[1], path
             assert member.terminate(30) == 0, member.stderr_path.read_text()[-2000:]
+            assert password not in member.stderr_path.read_text() + member.stdout()
     except BaseException:
         print(await describe(url, replicas))
         raise
