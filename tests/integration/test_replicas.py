@@ -7,13 +7,16 @@ stopped), Verdaccio behind a rewriting proxy (to hold a download mid-scan), the 
   once (one webhook id per incident), none is missed, clean ones never page, the feed's cursor
   never went backwards; the failover times are printed (figures: bench/replica_bench.py);
 - two replicas with PostgreSQL stopped for about 20 s: both report not-ready meanwhile, stay up,
-  and afterwards every release published during the outage is paged once.
+  and afterwards every release published during the outage is paged once;
+- the feed leader paused (SIGSTOP) past its lease: another leads under a newer epoch, the woken
+  one steps down, the cursor never goes back, nothing pages twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -260,3 +263,63 @@ async def test_replicas_cut_off_from_postgresql_report_not_ready_and_recover_wit
     errors = [e for m in replicas.members for e in m.logs() if e.get("event") == "store_error"]
     assert errors, "the outage was logged"
     assert all("password" not in str(e) for e in errors)
+
+
+async def test_a_paused_leader_that_wakes_up_does_not_move_the_cursor_or_page_again(
+    verdaccio: Verdaccio,
+    couch: Couch,
+    hook: tuple[Receiver, str],
+    pg: PgServer,
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP the feed leader past its lease: another replica leads under a newer epoch; after
+    SIGCONT the old one gives the feed up (its late cursor write, if any, is refused)."""
+    receiver, secret = hook
+    url = pg.fresh_database()
+    name = unique("rep-pause")
+    await publish(verdaccio, couch, name, "1.0.0", None)
+    replicas = Replicas(
+        url,
+        tmp_path,
+        {
+            "npm_url": verdaccio.url,
+            "npm_changes_url": couch.changes_url,
+            "packages": [name],
+            "webhook_url": receiver.url,
+            "secret": secret,
+        },
+        lease_length="3s",
+    )
+    replicas.add(2)
+    replicas.start_all()
+    sampler: CursorSampler | None = None
+    try:
+        await replicas.wait_ready()
+        await wait_scanned(url, [name], "1.0.0")
+        sampler = CursorSampler(url, FEED).start()
+        leader, lease = await replicas.live_holder(f"feed:{FEED}")
+        assert leader.proc is not None
+        leader.proc.send_signal(signal.SIGSTOP)
+        try:
+            await replicas.takeover(f"feed:{FEED}", lease)
+            await publish(verdaccio, couch, name, "1.0.1", leaky_files("paused"))
+            await until(lambda: len(opened_ids(receiver)) == 1, within=60, pause=0.2)
+        finally:
+            leader.proc.send_signal(signal.SIGCONT)
+        await publish(verdaccio, couch, name, "1.0.2", leaky_files("woken"))
+        await until(lambda: len(opened_ids(receiver)) == 2, within=60, pause=0.2)
+        await asyncio.sleep(3.0)  # the woken leader's next steps
+        now = await replicas.lease(f"feed:{FEED}")
+        assert now is not None and now.epoch > lease.epoch
+        events = [e.get("event") for e in leader.logs()]
+        assert "role_released" in events or "role_stale" in events, "the old leader stepped down"
+        for member in replicas.members:
+            assert member.terminate(30) == 0, member.stderr_path.read_text()[-2000:]
+    finally:
+        if sampler is not None:
+            await sampler.stop()
+        replicas.stop_all()
+    assert sampler is not None and not sampler.went_back(), sampler.seen
+    pages = opened_ids(receiver)
+    assert set(pages) == {f"watcher/npm/{name}/1.0.1", f"watcher/npm/{name}/1.0.2"}
+    assert all(len(ids) == 1 for ids in pages.values()), pages
