@@ -16,7 +16,6 @@ packing and publishing, a real Standard Webhooks receiver:
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gate_harness import approve, npm_publish, opened, pack
 from npm_servers import Verdaccio
 from pypi_servers import PypiServer, build_sdist, build_wheel
 from service_harness import ServiceProcess, publish, start_config, unique, wait_release
@@ -74,50 +74,9 @@ def make_tokens() -> dict[str, str]:
     return {"ci": secrets.token_hex(24), "other": secrets.token_hex(24)}
 
 
-async def approve(
-    target: Path, server: str, token: str | None, *extra: str
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "WATCHER_API_TOKEN"}
-    if token is not None:
-        env["WATCHER_API_TOKEN"] = token
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "watcher.cli", "approve", str(target), "--server", server, *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
-
-
-def pack(verdaccio: Verdaccio, tmp_path: Path, name: str, version: str, body: str) -> Path:
-    """`npm pack` of a fresh package directory: the file CI would publish."""
-    pkg = tmp_path / "src" / f"{name}-{version}-{secrets.token_hex(3)}"
-    pkg.mkdir(parents=True)
-    manifest = {"name": name, "version": version, "license": "MIT", "main": "index.js"}
-    (pkg / "package.json").write_text(json.dumps(manifest))
-    (pkg / "index.js").write_text(body)
-    out = pkg / "dist"
-    out.mkdir()
-    done = verdaccio.npm("pack", "--pack-destination", str(out), cwd=pkg)
-    assert done.returncode == 0, done.stderr
-    [tgz] = out.glob("*.tgz")
-    return tgz
-
-
-def npm_publish(verdaccio: Verdaccio, tgz: Path) -> None:
-    done = verdaccio.npm("publish", str(tgz), "--access", "public", cwd=tgz.parent)
-    assert done.returncode == 0, done.stderr
-
-
 async def stored_approvals(state: Path, eco: Ecosystem, name: str) -> list[Approval]:
     async with await open_store(state) as store:
         return await store.approvals(eco, name)
-
-
-def opened(receiver: Receiver) -> list[dict[str, Any]]:
-    return [r.json()["data"] for r in receiver.requests if r.json()["type"] == "incident.opened"]
 
 
 async def test_npm_approved_quiet_other_tarball_and_unapproved_page_bad_tokens_record_nothing(
