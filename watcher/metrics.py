@@ -281,6 +281,10 @@ def start_at_zero(
             CONTAINMENT_CHECKS.labels(eco, result)
         TIME_TO_CONTAIN.labels(eco)
         PACKAGES_NOT_FOUND.labels(eco)
+        for action in AUTO_CONTAINMENT_ACTIONS:
+            for outcome in AUTO_CONTAINMENT_OUTCOMES:
+                AUTO_CONTAINMENT.labels(eco, action, outcome)
+        PUBLISH_TO_CONTAINED.labels(eco)
     for eco_, feed in feeds:
         for outcome in FEED_POLL_OUTCOMES:
             FEED_POLLS.labels(eco_.value, feed, outcome)
