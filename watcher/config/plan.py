@@ -182,6 +182,8 @@ def describe_plan(config: Config, *, today: date | None = None) -> str:
         )
         how = reg.package_route(package.name, how)
         kind = " (pattern)" if package.is_pattern else ""
+        if config.containment.auto is not None and not package.auto_contain:
+            kind += "; auto_contain: false (no automatic containment)"
         add(
             f"  {package.ecosystem.value:<4} {package.name:<{width}}  owner {package.owner}; "
             f"{how}{kind}"
