@@ -50,7 +50,7 @@ class _Failure(Exception):
         return self.status is None or self.status in TRANSIENT
 
 
-def _why(status: int, body: bytes) -> str:
+def _why(status: int, body: bytes, authenticate: str = "") -> str:
     text = body.decode("utf-8", "replace")
     try:
         doc = orjson.loads(body)
@@ -60,7 +60,10 @@ def _why(status: int, body: bytes) -> str:
         pass
     text = " ".join(text.split())[:160]
     hint = ""
-    if status == 401 and "otp" in text.lower():
+    # as the npm CLI tells (npm-registry-fetch's check-response): `WWW-Authenticate: OTP`, or a
+    # body saying "one-time pass" without that header
+    challenges = [c.strip().lower() for c in authenticate.split(",")]
+    if status == 401 and ("otp" in challenges or "one-time pass" in text.lower()):
         hint = " (the registry wants a one-time password: use a granular token that bypasses 2FA)"
     elif status in (401, 403):
         hint = " (the token has no write access to this package)"
@@ -117,7 +120,8 @@ class NpmActions:
             async with self._http().request(method, url, data=data, headers=headers) as response:
                 raw = await response.read()
                 if not 200 <= response.status < 300:
-                    raise _Failure(response.status, _why(response.status, raw))
+                    why = _why(response.status, raw, response.headers.get("WWW-Authenticate", ""))
+                    raise _Failure(response.status, why)
                 return orjson.loads(raw) if raw.strip() else None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Failure(None, f"{type(exc).__name__} talking to {safe_url(url)}") from exc
