@@ -9,14 +9,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import prometheus_client
 import pytest
+from aiohttp import web
 
 from tests.store_contract.builders import incident
+from watcher import metrics
 from watcher.config import Config, load_config
 from watcher.config.plan import describe_plan
 from watcher.config.schema import AutoContainmentConfig, AutoNpmConfig
 from watcher.ecosystems.http import RegistryHttp
 from watcher.ecosystems.npm.client import NpmClient, parse_packument
+from watcher.ecosystems.npm.writes import NpmActions
 from watcher.errors import ConfigError
 from watcher.model import Ecosystem, Finding, Incident
 from watcher.service.autocontain import (
@@ -275,3 +279,88 @@ def test_githubs_answer_is_classified_and_never_carries_a_token() -> None:
     authed = revoker._classify(403, {}, b'{"message": "no"}')
     assert not authed.retry and "unauthenticated" in authed.detail
     assert revoker._classify(202, {}, b"").status == 202
+
+
+def test_the_plan_names_a_package_that_opted_out(tmp_path: Path) -> None:
+    path = tmp_path / "watcher.yaml"
+    path.write_text(
+        "registries: {npm: {url: 'http://127.0.0.1:9/'}}\n"
+        "packages:\n"
+        "  - {ecosystem: npm, name: kept, owner: team}\n"
+        "  - {ecosystem: npm, name: legacy, owner: team, auto_contain: false}\n"
+        "owners: {team: {console: true}}\n"
+        "containment: {auto: {dry_run: true}}\n"
+    )
+    plan = describe_plan(load_config(path)).splitlines()
+    [legacy] = [line for line in plan if " legacy " in line]
+    [kept] = [line for line in plan if " kept " in line]
+    assert "auto_contain: false" in legacy and "auto_contain" not in kept
+
+
+def test_every_automatic_containment_series_starts_at_zero_buckets_from_one_second() -> None:
+    metrics.start_at_zero([Ecosystem.NPM], [], [])
+    sample = prometheus_client.REGISTRY.get_sample_value
+    for action in ("dist_tag", "deprecate", "unpublish", "github_revoke"):
+        for outcome in ("done", "failed", "dry_run", "skipped"):
+            labels = {"ecosystem": "npm", "action": action, "outcome": outcome}
+            assert sample("watcher_auto_containment_total", labels) is not None, labels
+    [histogram] = metrics.PUBLISH_TO_CONTAINED.collect()
+    bounds = [
+        s.labels["le"]
+        for s in histogram.samples
+        if s.name.endswith("_bucket") and s.labels["ecosystem"] == "npm"
+    ]
+    assert bounds[0] == "1.0" and bounds[-1] == "+Inf", bounds
+
+
+async def test_a_write_refused_for_2fa_or_ownership_is_final_and_says_why(
+    unused_tcp_port: int,
+) -> None:
+    """npm's refusals as the npm CLI reads them (npm-registry-fetch's check-response): 401 with
+    `WWW-Authenticate: OTP` (or a body saying "one-time pass") wants 2FA; 403 is a package the
+    token's user does not own. Neither is retried; the detail never carries the token."""
+    token = "npm_" + "T" * 36
+    refusals = {
+        "needs-otp": (401, {"www-authenticate": "OTP"}, "You must provide a one-time pass."),
+        "otp-body": (401, {}, "You must provide a one-time pass. Upgrade your client."),
+        "not-owned": (403, {}, 'You do not have permission to publish "not-owned".'),
+    }
+
+    async def packument(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        doc = {"name": name, "dist-tags": {"latest": "1.1.0"}, "versions": {"1.1.0": {}}}
+        return web.json_response(doc)
+
+    async def dist_tag(request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == f"Bearer {token}"
+        status, headers, error = refusals[request.match_info["name"]]
+        return web.json_response({"error": error}, status=status, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/{name}", packument)
+    app.router.add_put("/-/package/{name}/dist-tags/{tag}", dist_tag)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    writer = NpmActions(f"http://127.0.0.1:{unused_tcp_port}", {}, token, {})
+    try:
+        results = {}
+        for name in refusals:
+            manual = f"npm dist-tag add {name}@1.0.0 latest"
+            job = ContainmentJob(
+                1, 1, Ecosystem.NPM, name, "dist_tag", "latest",
+                {"from": "1.1.0", "to": "1.0.0", "manual": manual},
+                JobState.PENDING, 0, 0.0, None, 0.0, None,
+            )  # fmt: skip
+            results[name] = await writer.perform(job)
+    finally:
+        await writer.close()
+        await runner.cleanup()
+    for name, result in results.items():
+        assert not result.done and not result.retry, (name, result)
+        assert result.manual == f"npm dist-tag add {name}@1.0.0 latest"
+        assert token not in result.detail
+    assert "one-time password" in results["needs-otp"].detail
+    assert "one-time password" in results["otp-body"].detail
+    assert results["not-owned"].detail.startswith("HTTP 403: You do not have permission")
+    assert "no write access to this package" in results["not-owned"].detail
