@@ -26,11 +26,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 from npm_servers import VERDACCIO_CONFIG, Couch, Verdaccio, run_verdaccio
-from servers_common import free_port
+from servers_common import free_port, http_json
 from service_harness import ServiceProcess, leaky_files, service_yaml, unique, wait_release
 from yarl import URL
 
 from tests.receivers import Receiver
+from watcher import ecosystems
+from watcher.config import load_config
+from watcher.model import Ecosystem
+from watcher.store.types import ContainmentJob, JobState
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -404,3 +408,55 @@ async def test_beside_a_changes_feed_a_scope_on_another_registry_is_polled(
     assert "npm-poll-scopes" in started["feeds"] and "npm-changes" in " ".join(started["feeds"])
     assert f"Bearer {private_registry.token}" not in proxy.auth("pub")
     assert_no_leak_of(private_registry.token, service)
+
+
+async def test_automatic_containment_writes_a_scoped_package_on_its_registry_with_its_token(
+    verdaccio: Verdaccio, private_registry: Verdaccio, tmp_path: Path
+) -> None:
+    """`containment.auto.npm.scope_tokens`: the dist-tag move and the deprecation of a `@priv`
+    package go to the scope's registry with the scope's token (the default registry's token is
+    refused there, and the default registry does not have the package)."""
+    name = f"@priv/{unique('auto-scope')}"
+
+    def publish() -> None:
+        private_registry.publish_raw(name, "1.0.0")
+        private_registry.publish_raw(name, "1.1.0")
+
+    await asyncio.to_thread(publish)
+    path = tmp_path / "watcher.yaml"
+    path.write_text(
+        f"registries: {{npm: {{url: {json.dumps(verdaccio.url + '/')}, scopes: "
+        f"{{'@priv': {{url: {json.dumps(private_registry.url + '/')}}}}}}}}}\n"
+        f"packages: [{{ecosystem: npm, name: {json.dumps(name)}, owner: team}}]\n"
+        "owners: {team: {console: true}}\n"
+        "containment: {auto: {npm: {token: '${PUB_TOKEN}', "
+        "scope_tokens: {'@priv': '${PRIV_TOKEN}'}}}}\n"
+    )
+    config = load_config(
+        path, env={"PUB_TOKEN": verdaccio.token, "PRIV_TOKEN": private_registry.token}
+    )
+    section = config.registries.for_ecosystem(Ecosystem.NPM)
+    writer = ecosystems.get(Ecosystem.NPM).containment_actions(section, config.containment.auto)
+
+    def job(action: str, target: str, params: dict[str, str]) -> ContainmentJob:
+        return ContainmentJob(
+            1, 1, Ecosystem.NPM, name, action, target, params, JobState.PENDING, 0, 0.0, None,
+            0.0, None,
+        )  # fmt: skip
+
+    try:
+        moved = await writer.perform(job("dist_tag", "latest", {"from": "1.1.0", "to": "1.0.0"}))
+        assert moved.done, moved
+        deprecated = await writer.perform(job("deprecate", "1.1.0", {"message": "leaked"}))
+        assert deprecated.done, deprecated
+    finally:
+        await writer.close()
+    doc = await asyncio.to_thread(
+        http_json,
+        "GET",
+        f"{private_registry.url}/{name.replace('/', '%2f')}",
+        None,
+        {"accept": "application/json", "authorization": f"Bearer {private_registry.token}"},
+    )
+    assert doc["dist-tags"]["latest"] == "1.0.0"
+    assert doc["versions"]["1.1.0"]["deprecated"] == "leaked"
