@@ -301,3 +301,27 @@ async def test_the_api_can_share_the_metrics_port(tmp_path: Path) -> None:
                 assert response.status == 200
         finally:
             await server.stop()
+
+
+async def test_answers_match_the_openapi_document(api: Api) -> None:
+    """The document is not prose: the bodies the API takes and gives validate against its
+    schemas (JSON Schema 2020-12, as OpenAPI 3.1 uses)."""
+    import jsonschema  # noqa: PLC0415
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(api.url + "/api/v1/openapi.json") as response,
+    ):
+        schemas = (await response.json())["components"]["schemas"]
+    validator = jsonschema.Draft202012Validator
+    validator(schemas["NewApproval"]).validate(body())
+    status, created = await api.call("POST", api.tokens["CI_TOKEN"], json=body())
+    assert status == 201
+    validator(schemas["Approval"]).validate(created)
+    _, listed = await api.call("GET", api.tokens["CI_TOKEN"], query={"name": "@acme/sdk"})
+    validator({"type": "array", "items": schemas["Approval"]}).validate(listed)
+    for bearer, payload in ((None, body()), (api.tokens["CI_TOKEN"], body(sha256="x"))):
+        _, error = await api.call("POST", bearer, json=payload)
+        validator(schemas["Error"]).validate(error)
+    bad = body(sha256="x")
+    assert not validator(schemas["NewApproval"]).is_valid(bad)  # the schema refuses it too
