@@ -244,3 +244,54 @@ async def test_a_release_that_could_not_be_downloaded_is_judged_on_declared_dige
         assert incident is not None
         assert "integrity sha512-x" in incident.findings[0].message
         assert await store.get_incident("watcher/npm/@acme/cli/2.0.0") is None
+
+
+async def test_an_approval_after_the_page_resolves_the_incident_when_it_covers_everything(
+    tmp_path: Path,
+) -> None:
+    """Published by hand in an emergency, approved afterwards: the incident resolves
+    ("approved", one resolved page naming who approved); an approval of other bytes only
+    posts an update and the incident stays open."""
+    from watcher.model import IncidentState  # noqa: PLC0415
+
+    body = b"published by hand"
+    path = tarball(tmp_path, "cli-1.0.1.tgz", body)
+    async with await open_store(tmp_path / "s.db") as store:
+        stored = await seen(store, "@acme/cli", "1.0.1")
+        digests = artifact_digests(stored.release, [path])
+        await schedule_approval_check(store, config, stored, digests, now=T0)
+        await loop(store, T0 + 120).run_due()
+        lifecycle = IncidentLifecycle(store, config)
+
+        other, _ = await store.add_approval(approval("1.0.1", b"something else"), now=T0 + 200)
+        assert await lifecycle.approval_arrived(other) is None  # covers no unapproved artifact
+        late, _ = await store.add_approval(approval("1.0.1", body), now=T0 + 300)
+        assert await lifecycle.approval_arrived(late) == "resolved"
+        incident = await store.get_incident("watcher/npm/@acme/cli/1.0.1")
+        assert incident is not None and incident.state is IncidentState.RESOLVED
+        assert incident.resolution == "approved"
+        assert await lifecycle.approval_arrived(late) is None  # once
+        events = []
+        while (item := await store.next_outbox_item("platform/console", now=T0 + 999)) is not None:
+            events.append(item.event_type.value)
+            await store.mark_delivered(item.id)
+        assert events == ["incident.opened", "incident.resolved"]
+
+
+async def test_an_approval_after_the_page_only_updates_when_something_else_still_pages(
+    tmp_path: Path,
+) -> None:
+    first = tarball(tmp_path, "cli-1.0.1.tgz", b"one file")
+    second = tarball(tmp_path, "cli-1.0.1-b.tgz", b"another file")
+    async with await open_store(tmp_path / "s.db") as store:
+        stored = await seen(store, "@acme/cli", "1.0.1")
+        digests = artifact_digests(stored.release, [first, second])
+        await schedule_approval_check(store, config, stored, digests, now=T0)
+        await loop(store, T0 + 120).run_due()
+        late, _ = await store.add_approval(approval("1.0.1", b"one file"), now=T0 + 300)
+        assert await IncidentLifecycle(store, config).approval_arrived(late) == "updated"
+        incident = await store.get_incident("watcher/npm/@acme/cli/1.0.1")
+        assert incident is not None and incident.resolution is None
+        notes = await store.incident_notes(incident.id or 0)
+        [note] = notes.values()
+        assert "stays open: 1 artifact(s) still unapproved" in note

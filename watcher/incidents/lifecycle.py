@@ -29,6 +29,7 @@ from watcher.ecosystems.runbook import RunbookInputs
 from watcher.incidents.eligibility import opening_hold
 from watcher.incidents.policy import decide
 from watcher.incidents.runbook import build_runbook, rotation_reminder
+from watcher.intent.approvals import RULE as UNAPPROVED_RULE
 from watcher.model import (
     AlertEvent,
     Category,
@@ -42,11 +43,19 @@ from watcher.model import (
     Report,
     RunbookStep,
     Severity,
+    fingerprint,
     incident_key,
 )
 from watcher.scanning.checks.changes import raise_with_origin
 from watcher.store.api import Store
-from watcher.store.types import Delivery, IncidentUpdate, OriginCheck, StoredRelease
+from watcher.store.types import (
+    Approval,
+    Delivery,
+    IncidentUpdate,
+    OriginCheck,
+    StoredRelease,
+)
+from watcher.timefmt import iso
 
 log = structlog.get_logger(__name__)
 
@@ -508,6 +517,48 @@ class IncidentLifecycle:
             first=True,
         )
 
+    # -- an approval that arrives after the page ------------------------------------------------
+
+    async def approval_arrived(self, approval: Approval) -> str | None:
+        """The gate approved an artifact of a release already paged as unapproved (a publish by
+        hand, approved afterwards): when every `release-unapproved` finding of the open incident
+        is now covered and nothing else in it pages, it is resolved ("approved"); otherwise the
+        approval is posted as an update and it stays open. Returns what was done, or None."""
+        key = incident_key(approval.ecosystem, approval.name, approval.version)
+        incident = await self.store.get_incident(key)
+        if incident is None or incident.state is IncidentState.RESOLVED or incident.id is None:
+            return None
+        unapproved = [f for f in incident.findings if f.rule == UNAPPROVED_RULE]
+        if not any(_covers(approval, f) for f in unapproved):
+            return None
+        known = await self.store.approvals(approval.ecosystem, approval.name, approval.version)
+        uncovered = [f for f in unapproved if not any(_covers(a, f) for a in known)]
+        others = [
+            f
+            for f in incident.findings
+            if f.rule != UNAPPROVED_RULE and f.severity.at_least(self.config.policy.page_at)
+        ]
+        who = f"{approval.token_name} at {iso(approval.created_at)}"
+        if not uncovered and not others:
+            detail = (
+                f"the gate approved the published artifact(s) after the page ({who}): every "
+                "artifact of the release now matches an approval. If nobody on the team ran "
+                "that gate, the token that posted it is compromised too: reopen and revoke it."
+            )
+            await self.resolve(incident, "approved", detail)
+            return "resolved"
+        left = (
+            f"{len(uncovered)} artifact(s) still unapproved"
+            if uncovered
+            else f"{len(others)} other finding(s) still page"
+        )
+        message = (
+            f"the gate approved {approval.sha256[:16]}… after the page ({who}); the incident "
+            f"stays open: {left}"
+        )
+        await self.mitigated(incident, f"approved-{approval.sha256[:16]}", message)
+        return "updated"
+
     # -- what the registry now serves ----------------------------------------------------------
 
     def _owner_channels(self, incident: Incident) -> list[str]:
@@ -589,3 +640,13 @@ def stored_id(incident: Incident) -> int:
     if incident.id is None:
         raise ValueError(f"{incident.dedup_key}: not a stored incident")
     return incident.id
+
+
+def _covers(approval: Approval, finding: Finding) -> bool:
+    """Whether `approval` matches the artifact a `release-unapproved` finding names: its
+    fingerprint is made of the file name and the artifact's sha256 (or its declared integrity
+    when it was never downloaded), and a stored incident keeps the fingerprint."""
+    return any(
+        digest and fingerprint(UNAPPROVED_RULE, finding.path, digest) == finding.fingerprint
+        for digest in (approval.sha256, approval.integrity)
+    )

@@ -25,6 +25,7 @@ from aiohttp import web
 from watcher import ecosystems, metrics
 from watcher.config import Config
 from watcher.config.schema import ApiTokenConfig, normalize_name
+from watcher.incidents.lifecycle import IncidentLifecycle
 from watcher.model import Ecosystem
 from watcher.store.api import Store
 from watcher.store.types import Approval, NewApproval
@@ -194,10 +195,14 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 class ApprovalsApi:
     """The handlers over the store; `install(app)` adds the routes."""
 
-    def __init__(self, store: Store, config: Config) -> None:
+    def __init__(
+        self, store: Store, config: Config, *, lifecycle: IncidentLifecycle | None = None
+    ) -> None:
         self.store = store
         self.config = config
         self.tokens = TokenRing(config.server.api_tokens)
+        # with it, an approval of a release already paged as unapproved resolves or updates it
+        self.lifecycle = lifecycle
 
     def install(self, app: web.Application) -> None:
         app.router.add_post(APPROVALS_PATH, self.post)
@@ -265,6 +270,14 @@ class ApprovalsApi:
             sha256=stored.sha256,
             approval_id=stored.id,
         )
+        if created and self.lifecycle is not None:
+            try:
+                done = await self.lifecycle.approval_arrived(stored)
+            except Exception as exc:  # the approval is recorded; the incident is told later
+                log.warning("approval_incident_failed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                if done is not None:
+                    log.info("approval_after_page", approval_id=stored.id, incident=done)
         return web.json_response(approval_json(stored), status=201 if created else 200)
 
     async def list(self, request: web.Request) -> web.Response:

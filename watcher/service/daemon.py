@@ -210,7 +210,11 @@ class Service:
                 [channel.name for channel in channels],
             )
             # the approvals API answers only to server.api_tokens: on its own address, or here
-            api = ApprovalsApi(store, config) if config.server.api_tokens else None
+            api = (
+                ApprovalsApi(store, config, lifecycle=workers.lifecycle)
+                if config.server.api_tokens
+                else None
+            )
             shared = api is not None and config.server.api_listen is None
             server = HttpServer(
                 build_app(
