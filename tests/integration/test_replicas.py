@@ -15,8 +15,11 @@ stopped), Verdaccio behind a rewriting proxy (to hold a download mid-scan), the 
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -313,6 +316,14 @@ async def test_a_paused_leader_that_wakes_up_does_not_move_the_cursor_or_page_ag
         assert now is not None and now.epoch > lease.epoch
         events = [e.get("event") for e in leader.logs()]
         assert "role_released" in events or "role_stale" in events, "the old leader stepped down"
+        # `watcher status` from any replica's config names who holds each role
+        argv = [sys.executable, "-m", "watcher.cli", "status", "--config", str(leader.config)]
+        shown = await asyncio.to_thread(
+            subprocess.run, [*argv, "--format", "json"], capture_output=True, text=True, check=True
+        )
+        roles = {r["role"]: r for r in json.loads(shown.stdout)["roles"]}
+        assert roles[f"feed:{FEED}"]["holder"] == now.owner and roles[f"feed:{FEED}"]["live"]
+        assert roles[f"feed:{FEED}"]["epoch"] == now.epoch
         for member in replicas.members:
             assert member.terminate(30) == 0, member.stderr_path.read_text()[-2000:]
     finally:

@@ -34,6 +34,8 @@ async def test_a_lease_has_one_holder_and_a_new_epoch_on_each_takeover(
         other = await two.acquire_lease("channel:platform/webhook", "b", 15, now=T0 + 27)
         assert other is not None and other.epoch == 1
         assert await one.get_lease("nothing") is None
+        # every lease by name, as `watcher status` lists the roles
+        assert await two.leases() == [other, await one.get_lease("feed:npm-changes")]
     finally:
         await one.close()
         await two.close()

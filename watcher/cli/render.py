@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         Approval,
         ChannelQueue,
         DisabledChannel,
+        Lease,
         OutboxItem,
         StatusSummary,
         StoredRelease,
@@ -397,7 +398,12 @@ def _sarif_artifact(summary: ArtifactSummary) -> dict[str, Any]:
 
 
 def render_status(
-    summary: StatusSummary, fmt: str, *, now: float, approvals: Sequence[Approval] = ()
+    summary: StatusSummary,
+    fmt: str,
+    *,
+    now: float,
+    approvals: Sequence[Approval] = (),
+    leases: Sequence[Lease] = (),
 ) -> str:
     from watcher.feeds.coverage import split_cursors  # noqa: PLC0415 - only for status
 
@@ -434,6 +440,17 @@ def render_status(
                     }
                     for d in summary.disabled_channels
                 ],
+                # replicas on a shared store: who holds each role (feed:…, outbox:…) and until when
+                "roles": [
+                    {
+                        "role": lease.name,
+                        "holder": lease.owner,
+                        "epoch": lease.epoch,
+                        "expires_at": lease.expires_at,
+                        "live": lease.expires_at > now,
+                    }
+                    for lease in leases
+                ],
                 "last_approvals": [
                     {
                         "id": a.id,
@@ -454,6 +471,16 @@ def render_status(
     lines += [f"  {c.feed}: {c.cursor} (updated {seconds_ago(c.updated_at, now)})" for c in cursors]
     if not cursors:
         lines.append("  (none: poll feeds keep per-package state)")
+    if leases:  # several replicas on a shared store
+        lines.append("roles (replicas on the shared store):")
+        for lease in leases:
+            state = (
+                f"held by {lease.owner}, epoch {lease.epoch}, "
+                f"{max(0.0, lease.expires_at - now):.0f}s left"
+                if lease.expires_at > now
+                else f"no live holder (last: {lease.owner}, epoch {lease.epoch})"
+            )
+            lines.append(f"  {lease.name}: {state}")
     lines.append("last release per package:")
     for r in summary.last_releases:
         extra = " baseline" if r.baseline else ""

@@ -14,19 +14,21 @@ from watcher.cli.render import render_status
 
 if TYPE_CHECKING:
     from watcher.store.api import Store
-    from watcher.store.types import Approval, StatusSummary
+    from watcher.store.types import Approval, Lease, StatusSummary
 
 LAST_APPROVALS = 10
 
 
-async def _read(store: Store) -> tuple[StatusSummary, list[Approval]]:
-    return await store.status(), await store.recent_approvals(LAST_APPROVALS)
+async def _read(store: Store) -> tuple[StatusSummary, list[Approval], list[Lease]]:
+    return await store.status(), await store.recent_approvals(LAST_APPROVALS), await store.leases()
 
 
 def status_command(config_path: Path, fmt: str) -> int:
     config = load_config(config_path)
     if not has_state(config):
         return EXIT_FINDINGS
-    summary, approvals = asyncio.run(with_store(config, _read))
-    sys.stdout.write(render_status(summary, fmt, now=time.time(), approvals=approvals) + "\n")
+    summary, approvals, leases = asyncio.run(with_store(config, _read))
+    sys.stdout.write(
+        render_status(summary, fmt, now=time.time(), approvals=approvals, leases=leases) + "\n"
+    )
     return EXIT_CLEAN

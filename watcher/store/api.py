@@ -308,6 +308,10 @@ class LeaseStore(Protocol):
 
     async def get_lease(self, name: str) -> Lease | None: ...
 
+    async def leases(self) -> list[Lease]:
+        """Every lease by name (who holds which role, until when: `watcher status`)."""
+        ...
+
 
 @runtime_checkable
 class ContainmentJobStore(Protocol):

@@ -50,6 +50,10 @@ class LeaseRepository(Repository):
         rows = await self._conn.read("SELECT * FROM leases WHERE name = ?", (name,))
         return lease_of(rows[0]) if rows else None
 
+    async def leases(self) -> list[Lease]:
+        rows = await self._conn.read("SELECT * FROM leases ORDER BY name")
+        return [lease_of(row) for row in rows]
+
 
 def lease_of(row: Row) -> Lease:
     return Lease(row["name"], row["owner"], row["epoch"], row["expires_at"])
