@@ -140,6 +140,19 @@ class Provenance:
 
 
 @dataclass(frozen=True, slots=True)
+class AttestationIdentity:
+    """Who built a file, as its provenance attestation says: npm's SLSA provenance
+    (`buildDefinition.externalParameters.workflow`, or v0.2 `invocation.configSource`), PyPI's
+    PEP 740 Trusted Publisher. Read from the bundle, not verified (no transparency-log root is
+    reachable offline): it says what the bundle claims."""
+
+    repository: str | None  # as the attestation names it (`https://github.com/acme/sdk`)
+    workflow: str | None  # the workflow file (`.github/workflows/release.yml`, `release.yml`)
+    ref: str | None = None  # `refs/tags/v1.2.3` where the attestation gives it
+    kind: str = "slsa"  # `slsa`, or the PyPI publisher kind (`GitHub`, `GitLab`, …)
+
+
+@dataclass(frozen=True, slots=True)
 class Artifact:
     """One downloadable file of a release (npm has one tarball; a PyPI release has several files)."""
 

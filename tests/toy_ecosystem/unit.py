@@ -206,6 +206,12 @@ class ToyUnit:
     def compare_provenance(self, target: Release, baseline: Release) -> list[Finding]:
         return []
 
+    def attestation_url(self, registry_url: str, release: Release, artifact: Any) -> str | None:
+        return None
+
+    def attestation_identity(self, document: Any) -> Any:
+        return None
+
     def runbook_inputs(self, inputs: RunbookInputs, section: Any) -> RunbookInputs:
         return inputs
 

@@ -588,6 +588,8 @@ class PolicyConfig(_Model):
     approval_grace: Duration = 120.0
     # ...and for its tag (`expect.tag`) before it is judged
     tag_grace: Duration = 600.0
+    # how long a release's attestations are re-read after first sight before a loss is judged
+    attestation_grace: Duration = 600.0
 
 
 # slotted dataclasses: defaults are read from instances, not class attributes

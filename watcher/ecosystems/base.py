@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from watcher.ecosystems.runbook import RunbookInputs
-from watcher.model import Ecosystem, Finding, Release, RunbookStep
+from watcher.model import (
+    Artifact,
+    AttestationIdentity,
+    Ecosystem,
+    Finding,
+    Release,
+    RunbookStep,
+)
 
 if TYPE_CHECKING:  # the registry imports this module: naming units must not load aiohttp
     from watcher.ecosystems.actions import ContainmentActions
@@ -285,6 +292,17 @@ class EcosystemUnit(Protocol):
 
     def compare_provenance(self, target: Release, baseline: Release) -> list[Finding]:
         """Findings where `target` was published less verifiably than `baseline`."""
+        ...
+
+    def attestation_url(
+        self, registry_url: str, release: Release, artifact: Artifact
+    ) -> str | None:
+        """Where the registry serves `artifact`'s provenance attestations (None: nowhere known)."""
+        ...
+
+    def attestation_identity(self, document: Any) -> AttestationIdentity | None:
+        """Who built the file, as the attestations document fetched from `attestation_url`
+        claims (read, not verified); None when it names nobody."""
         ...
 
     # -- runbook -------------------------------------------------------------------------------

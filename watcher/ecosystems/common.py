@@ -14,7 +14,14 @@ from typing import Any, Protocol
 
 from watcher.ecosystems.base import Identity
 from watcher.ecosystems.runbook import RunbookInputs
-from watcher.model import Ecosystem, Finding, Release, RunbookStep
+from watcher.model import (
+    Artifact,
+    AttestationIdentity,
+    Ecosystem,
+    Finding,
+    Release,
+    RunbookStep,
+)
 
 
 class ArtifactRules(Protocol):
@@ -33,6 +40,12 @@ class ProvenanceRules(Protocol):
     """A unit's `provenance` module."""
 
     def compare(self, target: Release, baseline: Release) -> list[Finding]: ...
+
+    def attestation_url(
+        self, registry_url: str, release: Release, artifact: Artifact
+    ) -> str | None: ...
+
+    def attestation_identity(self, document: Any) -> AttestationIdentity | None: ...
 
 
 class RunbookRules(Protocol):
@@ -79,6 +92,14 @@ class UnitParts:
 
     def compare_provenance(self, target: Release, baseline: Release) -> list[Finding]:
         return self.provenance.compare(target, baseline)
+
+    def attestation_url(
+        self, registry_url: str, release: Release, artifact: Artifact
+    ) -> str | None:
+        return self.provenance.attestation_url(registry_url, release, artifact)
+
+    def attestation_identity(self, document: Any) -> AttestationIdentity | None:
+        return self.provenance.attestation_identity(document)
 
     # -- runbook -------------------------------------------------------------------------------
 

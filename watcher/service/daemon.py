@@ -181,6 +181,7 @@ class Service:
                 scratch=scratch.path,
                 claim_lease_s=config.store.lease if self.shared else CLAIM_LEASE_S,
                 shared=self.shared,
+                http=http,
             )
             # wake-ups come from the store: whoever queued the work, in this process or not
             store.notifications.subscribe(Topic.RELEASES, workers.wake)
@@ -193,7 +194,7 @@ class Service:
             origin = OriginChecks(
                 store,
                 config,
-                origin_judges(store, config),
+                origin_judges(store, config, http),
                 workers.lifecycle,
                 shared=self.shared,
             )

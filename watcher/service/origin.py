@@ -18,11 +18,12 @@ from typing import Protocol
 
 import structlog
 
-from watcher import metrics
+from watcher import ecosystems, metrics
 from watcher.config import Config
 from watcher.config.schema import normalize_name
+from watcher.ecosystems.http import RegistryHttp
 from watcher.incidents.lifecycle import IncidentLifecycle
-from watcher.intent import approvals, tag
+from watcher.intent import approvals, attestations, tag
 from watcher.model import Finding
 from watcher.scanning.baseline import baseline_manifest
 from watcher.service.idle import until_woken
@@ -114,9 +115,75 @@ class TagJudge:
         )
 
 
-def origin_judges(store: Store, config: Config) -> list[OriginJudge]:
-    """Every kind of origin check this service judges."""
-    return [ApprovalJudge(store, config), TagJudge(config)]
+# ------------------------------------------------------------------------------ attestations
+
+
+class AttestationJudge:
+    """Late attestations: the files whose attestations were missing at scan time (a
+    provenance-lost, or a bundle not readable yet) are re-read until `until`; what arrived is
+    compared like at scan time (provenance-identity-changed), what never did is provenance-lost."""
+
+    kind = attestations.CHECK_KIND
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        http: RegistryHttp,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.http = http
+        self.clock = clock
+
+    async def judge(self, check: OriginCheck, stored: StoredRelease) -> Verdict:
+        release = stored.release
+        unit = ecosystems.get(release.ecosystem)
+        params = check.params
+        files = params.get("files")
+        urls = {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+        found = {}
+        for filename, url in sorted(urls.items()):
+            identity = await attestations.read_identity(self.http, unit, url)
+            if identity is not None:
+                found[filename] = identity
+        missing = sorted(set(urls) - set(found))
+        until = params.get("until")
+        now = self.clock()
+        if missing and isinstance(until, int | float) and now < until:
+            interval = attestations.attestation_interval(self.config.policy.attestation_grace)
+            return Verdict(
+                (),
+                f"attestations of {', '.join(missing)} not there yet; read again",
+                again_at=min(float(until), now + interval),
+            )
+        baseline = await baseline_manifest(
+            self.store, release.ecosystem, release.name, release.version
+        )
+        version = params.get("baseline_version")
+        findings = attestations.identity_findings(
+            found,
+            expected=self.config.expectations(release.ecosystem, release.name).provenance,
+            before=attestations.identities_of(baseline[1] if baseline else None),
+            version=release.version,
+            baseline_version=version if isinstance(version, str) else None,
+        )
+        findings += attestations.lost_findings(params, missing)
+        detail = (f"attestations arrived late for {', '.join(sorted(found))}" if found else "") + (
+            f"; none for {', '.join(missing)}" if missing else ""
+        )
+        return Verdict(tuple(findings), detail.strip("; ") or "nothing to re-read")
+
+
+def origin_judges(
+    store: Store, config: Config, http: RegistryHttp | None = None
+) -> list[OriginJudge]:
+    """Every kind of origin check this service judges (late attestations need the registry)."""
+    judges: list[OriginJudge] = [ApprovalJudge(store, config), TagJudge(config)]
+    if http is not None:
+        judges.append(AttestationJudge(store, config, http))
+    return judges
 
 
 # ------------------------------------------------------------------------------------- the loop

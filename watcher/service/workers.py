@@ -28,18 +28,22 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from watcher import ecosystems, metrics
 from watcher.config import Config
+from watcher.ecosystems.http import RegistryHttp
 from watcher.incidents.lifecycle import IncidentLifecycle
+from watcher.intent import attestations
+from watcher.intent.attestations import attestation_interval
 from watcher.intent.gate import artifact_digests, declared_digests, schedule_approval_check
 from watcher.intent.publishers import publisher_findings
 from watcher.intent.tag import schedule_tag_check
 from watcher.model import (
     Ecosystem,
+    Manifest,
     Release,
     Report,
 )
@@ -153,10 +157,13 @@ class ScanWorkers:
         # (counted, retried) instead of ending the service
         claim_lease_s: float = CLAIM_LEASE_S,
         shared: bool = False,
+        # reads the releases' attestation bundles (provenance identity); None: not read
+        http: RegistryHttp | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.downloaders = downloaders
+        self.http = http
         urls = dict(registry_urls or {})
         self._registry_for = registry_for or (lambda ecosystem, _name: urls.get(ecosystem))
         self.lifecycle = IncidentLifecycle(
@@ -347,6 +354,8 @@ class ScanWorkers:
             self.config.scan_options(),
             releases=await self._with_baseline_release(release, baseline_version),
         )
+        # provenance identity from the attestation bundles; a loss is re-read before it pages
+        deferred = await self._attestations(stored, report, baseline, baseline_version)
         # expect.publishers, from the registry's document as the feed read it: an origin finding
         # (kept out of the manifest's fingerprints: the next release by that account pages too)
         unexpected = publisher_findings(
@@ -366,6 +375,14 @@ class ScanWorkers:
         check = await schedule_approval_check(self.store, self.config, stored, digests)
         if check is not None:
             bound.info("approval_check_scheduled", stage="origin", due_at=round(check.due_at, 1))
+        if deferred is not None:
+            check = await self.store.schedule_origin_check(
+                stored.id,
+                attestations.CHECK_KIND,
+                time.time() + attestation_interval(self.config.policy.attestation_grace),
+                deferred,
+            )
+            bound.info("attestation_check_scheduled", stage="origin", due_at=round(check.due_at, 1))
         check = await schedule_tag_check(
             self.store,
             self.config.expectations(eco, release.name),
@@ -379,6 +396,38 @@ class ScanWorkers:
             stored, report, baseline_version, baseline, bound
         )
         return Scanned(stored.id, outcome.paged, len(report.findings))
+
+    async def _attestations(
+        self,
+        stored: StoredRelease,
+        report: Report,
+        baseline: Manifest | None,
+        baseline_version: str | None,
+    ) -> dict[str, Any] | None:
+        """Read the release's attestation identities (into the manifest), add
+        provenance-identity-changed, and take a provenance-lost out to re-read it later: the
+        check's params, or None."""
+        release = stored.release
+        registry_url = self._registry_for(release.ecosystem, release.name)
+        if self.http is None or registry_url is None:
+            return None
+        unit = ecosystems.get(release.ecosystem)
+        outcome = await attestations.at_scan(
+            self.http,
+            unit,
+            registry_url,
+            release,
+            findings=report.findings,
+            manifest=report.manifest,
+            baseline=baseline,
+            expected=self.config.expectations(release.ecosystem, release.name).provenance,
+            baseline_version=baseline_version,
+            until=stored.created_at + self.config.policy.attestation_grace,
+        )
+        if outcome.findings:
+            report.findings[:0] = outcome.findings
+            raise_with_origin(report.findings)
+        return None if stored.baseline else outcome.deferred
 
     async def _with_baseline_release(
         self, release: Release, baseline_version: str | None

@@ -5,7 +5,20 @@ pipeline looks like."""
 
 from __future__ import annotations
 
-from watcher.model import Category, Finding, Provenance, Release, Severity
+import base64
+import binascii
+import json
+from typing import Any
+
+from watcher.model import (
+    Artifact,
+    AttestationIdentity,
+    Category,
+    Finding,
+    Provenance,
+    Release,
+    Severity,
+)
 
 LOST = "provenance-lost"
 PUBLISHER_CHANGED = "publisher-changed"
@@ -109,3 +122,79 @@ def _evidence(now: Provenance, before: Provenance, baseline_version: str) -> dic
         "publisher": now.publisher,
         "trusted_publisher": now.trusted_publisher,
     }
+
+
+# ------------------------------------------------------------------------ attestation bundles
+
+_SLSA = "https://slsa.dev/provenance/"
+
+
+def attestation_url(registry_url: str, release: Release, artifact: Artifact) -> str | None:
+    """Where the registry serves the version's attestations, as the npm CLI reads them: the
+    document's `dist.attestations.url`, else `<registry>/-/npm/v1/attestations/<name>@<version>`
+    (a scoped name's `/` as `%2f`)."""
+    if artifact.provenance is not None and artifact.provenance.url:
+        return artifact.provenance.url
+    name = release.name.replace("/", "%2f")
+    return f"{registry_url.rstrip('/')}/-/npm/v1/attestations/{name}@{release.version}"
+
+
+def attestation_identity(document: Any) -> AttestationIdentity | None:
+    """The source repository, workflow and ref of the SLSA provenance in an attestations document
+    (`{"attestations": [{"predicateType", "bundle": {"dsseEnvelope": {"payload"}}}]}`); None
+    when it carries no readable SLSA statement."""
+    entries = document.get("attestations") if isinstance(document, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or not str(entry.get("predicateType", "")).startswith(_SLSA):
+            continue
+        statement = _statement(entry.get("bundle"))
+        if statement is None:
+            continue
+        predicate = statement.get("predicate")
+        if not isinstance(predicate, dict):
+            continue
+        found = _v1(predicate) or _v02(predicate)
+        if found is not None:
+            return found
+    return None
+
+
+def _statement(bundle: Any) -> dict[str, Any] | None:
+    envelope = bundle.get("dsseEnvelope") if isinstance(bundle, dict) else None
+    payload = envelope.get("payload") if isinstance(envelope, dict) else None
+    if not isinstance(payload, str):
+        return None
+    try:
+        statement = json.loads(base64.b64decode(payload, validate=False))
+    except (ValueError, binascii.Error):
+        return None
+    return statement if isinstance(statement, dict) else None
+
+
+def _v1(predicate: dict[str, Any]) -> AttestationIdentity | None:
+    definition = predicate.get("buildDefinition")
+    external = definition.get("externalParameters") if isinstance(definition, dict) else None
+    workflow = external.get("workflow") if isinstance(external, dict) else None
+    if not isinstance(workflow, dict):
+        return None
+    return AttestationIdentity(
+        repository=_text(workflow.get("repository")),
+        workflow=_text(workflow.get("path")),
+        ref=_text(workflow.get("ref")),
+    )
+
+
+def _v02(predicate: dict[str, Any]) -> AttestationIdentity | None:
+    invocation = predicate.get("invocation")
+    source = invocation.get("configSource") if isinstance(invocation, dict) else None
+    if not isinstance(source, dict):
+        return None
+    uri = _text(source.get("uri")) or ""
+    repository, _, ref = uri.removeprefix("git+").partition("@")
+    return AttestationIdentity(
+        repository=repository or None, workflow=_text(source.get("entryPoint")), ref=ref or None
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

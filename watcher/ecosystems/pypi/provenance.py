@@ -3,7 +3,17 @@ lives in the attestation bodies, which are not fetched: only loss is judged."""
 
 from __future__ import annotations
 
-from watcher.model import Artifact, Category, Finding, Release, Severity, stable_path
+from typing import Any
+
+from watcher.model import (
+    Artifact,
+    AttestationIdentity,
+    Category,
+    Finding,
+    Release,
+    Severity,
+    stable_path,
+)
 
 LOST = "provenance-lost"
 
@@ -49,3 +59,41 @@ def compare(target: Release, baseline: Release) -> list[Finding]:
 
 def _attested(artifact: Artifact) -> bool:
     return artifact.provenance is not None and artifact.provenance.attested
+
+
+# ----------------------------------------------------------------------- PEP 740 provenance
+
+
+def attestation_url(index_url: str, release: Release, artifact: Artifact) -> str | None:
+    """The file's provenance in the index's Integrity API: the Simple API's `provenance` URL,
+    else `<root>/integrity/<project>/<version>/<filename>/provenance` for an index at
+    `<root>/simple/` (PyPI's layout); None for other layouts."""
+    if artifact.provenance is not None and artifact.provenance.url:
+        return artifact.provenance.url
+    root = index_url.rstrip("/")
+    if not root.endswith("/simple"):
+        return None
+    root = root[: -len("/simple")]
+    return f"{root}/integrity/{release.name}/{release.version}/{artifact.filename}/provenance"
+
+
+def attestation_identity(document: Any) -> AttestationIdentity | None:
+    """The Trusted Publisher of a provenance object (`{"version": 1, "attestation_bundles":
+    [{"publisher": {"kind", "repository", "workflow" | "workflow_filepath", …}, …}]}`)."""
+    bundles = document.get("attestation_bundles") if isinstance(document, dict) else None
+    for bundle in bundles if isinstance(bundles, list) else []:
+        publisher = bundle.get("publisher") if isinstance(bundle, dict) else None
+        if not isinstance(publisher, dict):
+            continue
+        kind = publisher.get("kind")
+        repository = publisher.get("repository")
+        workflow = publisher.get("workflow") or publisher.get("workflow_filepath")
+        if not isinstance(kind, str) or not (repository or workflow):
+            continue
+        return AttestationIdentity(
+            repository=repository if isinstance(repository, str) else None,
+            workflow=workflow if isinstance(workflow, str) else None,
+            ref=None,
+            kind=kind,
+        )
+    return None
