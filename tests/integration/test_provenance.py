@@ -147,7 +147,14 @@ def test_scan_reports_a_pypi_file_that_lost_its_provenance(
 def make_service(
     tmp_path: Path, receiver: Receiver, secret: str, **registry: Any
 ) -> ServiceProcess:
-    return start_config(tmp_path, webhook_url=receiver.url, secret=secret, **registry)
+    # a provenance-lost is re-read for policy.attestation_grace (late attestations) first
+    return start_config(
+        tmp_path,
+        webhook_url=receiver.url,
+        secret=secret,
+        extra="policy: {attestation_grace: 2s}\n",
+        **registry,
+    )
 
 
 @SESSION_LOOP
