@@ -108,8 +108,10 @@ store: {path: unused.db}
 registries:
   npm: {url: "http://127.0.0.1:9/"}
 packages:
-  - {ecosystem: npm, name: "@acme/app", owner: platform}
+  - {ecosystem: npm, name: "@acme/app", owner: web}
 owners:
+  web:
+    console: true
   platform:
     console: true
 internal_names:
