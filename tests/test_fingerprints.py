@@ -136,6 +136,16 @@ def test_scan_with_fingerprints_from_the_command_line_and_the_config(tmp_path: P
     assert hit.returncode == 1, hit.stderr
     rules = [f["rule"] for f in json.loads(hit.stdout)["findings"]]
     assert rules == ["private-source"]
+    # repeatable: each index found is named under its label
+    other = tmp_path / "other.wfp"
+    build_index([tmp_path / "tree"], other, FingerprintKey(KEY), name="other")
+    both = watcher(
+        "scan", str(pkg), "--format", "json", "--fingerprints", str(index), "--fingerprints",
+        str(other),
+    )  # fmt: skip
+    assert both.returncode == 1, both.stderr
+    [finding] = json.loads(both.stdout)["findings"]
+    assert sorted(finding["evidence"]["indexes"]) == ["other", "tree"]
 
     config = tmp_path / "watcher.yaml"
     config.write_text(
@@ -184,6 +194,8 @@ def test_config_fingerprints_top_level_and_per_owner(
     assert loaded.scan_options("web").fingerprint_key == KEY
     assert KEY not in repr(loaded.scan_options("web"))
     assert loaded.scan_options().fingerprint_threshold == 0.5
+    config.write_text(config.read_text().replace("scan: {", "scan: {fingerprint_threshold: 0.3, "))
+    assert load_config(config).scan_options("web").fingerprint_threshold == 0.3
 
     monkeypatch.setenv("FP_KEY", "a-different-key-" + "w" * 16)
     with pytest.raises(Exception, match=r"fingerprints\[0\]: .* built with key id"):
