@@ -18,7 +18,7 @@ from tests.receivers import Receiver
 
 
 async def approve(
-    target: Path, server: str, token: str | None, *extra: str
+    target: Path | str, server: str, token: str | None, *extra: str
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "WATCHER_API_TOKEN"}
     if token is not None:

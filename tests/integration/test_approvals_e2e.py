@@ -7,6 +7,8 @@ packing and publishing, a real Standard Webhooks receiver:
   published tarball differs from the approved one;
 * a release nobody approved pages after `policy.approval_grace` (short here), not before, and
   a check still pending when the service is killed (-9) pages once after the restart;
+* approving after the page what the registry serves (`watcher approve npm:NAME@VERSION`) resolves
+  the incident of a legitimate publish by hand;
 * a token without rights gets 401 / 403 from the server (`watcher approve` exits 2 with its
   message) and records nothing;
 * PyPI: an approved wheel is quiet, the unapproved sdist of the same release pages (one approval
@@ -202,6 +204,20 @@ async def test_npm_approved_quiet_other_tarball_and_unapproved_page_bad_tokens_r
         logs = service.stderr_path.read_text()
         assert tokens["ci"] not in logs and tokens["other"] not in logs
         assert "api_unauthorized" in logs and "approval_refused" in logs
+
+        # -- 1.3.0 was a legitimate publish by hand: approving what the registry serves after
+        # the page resolves its incident (one resolved page)
+        late = await approve(
+            f"npm:{name}@1.3.0", api, tokens["ci"], "--config", str(service.config)
+        )
+        assert late.returncode == 0, late.stderr
+        await receiver.wait_for(4, within=30)
+        resolved = receiver.requests[3].json()
+        assert resolved["type"] == "incident.resolved"
+        assert resolved["data"]["dedup_key"] == f"watcher/npm/{name}/1.3.0"
+        async with await open_store(state) as store:
+            incident = await store.get_incident(f"watcher/npm/{name}/1.3.0")
+            assert incident is not None and incident.resolution == "approved"
     finally:
         service.ensure_stopped()
 
