@@ -125,7 +125,7 @@ async def stored_runbook(
     lifecycle = IncidentLifecycle(
         store, config, registry_for=lambda eco, package: _registry_url(config, eco, package)
     )
-    steps = lifecycle.runbook(
+    steps = lifecycle.runbooks.write(
         ecosystem,
         name,
         version,

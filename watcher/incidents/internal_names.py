@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 import structlog
 
 from watcher import metrics
-from watcher.config.schema import Config, channel_id
+from watcher.config.schema import Config
 from watcher.feeds.internal import RULE, InternalNameSighting, Publish
-from watcher.incidents.lifecycle import IncidentLifecycle, opened, updated
+from watcher.incidents.lifecycle import IncidentLifecycle, opened, owner_channels, updated
 from watcher.model import Category, Ecosystem, Finding, Incident, IncidentState, Severity
 from watcher.store.api import Store
 from watcher.store.types import Delivery
@@ -84,11 +84,11 @@ class InternalNameReporter:
         self.on_page = on_page
 
     def _channels(self, owner: str) -> list[str]:
-        owner_config = self.config.owners.get(owner)
-        if owner_config is None:
+        channels = owner_channels(self.config, owner)
+        if channels is None:
             log.warning("no_owner_to_page", owner=owner, rule=RULE)
             return []
-        return [channel_id(owner, kind) for kind in owner_config.channel_kinds()]
+        return channels
 
     async def gone(self, ecosystem: Ecosystem, name: str, feed: str) -> None:
         """Resolve the name's open incident: the public registry no longer serves it."""

@@ -25,10 +25,9 @@ import structlog
 from watcher import ecosystems, metrics
 from watcher.alerts.payload import describe_finding, time_to_contain
 from watcher.config.schema import Config, channel_id
-from watcher.ecosystems.runbook import RunbookInputs
 from watcher.incidents.eligibility import opening_hold
 from watcher.incidents.policy import decide
-from watcher.incidents.runbook import build_runbook, rotation_reminder
+from watcher.incidents.runbook import RegistryFor, RunbookWriter, rotation_reminder
 from watcher.intent.approvals import RULE as UNAPPROVED_RULE
 from watcher.model import (
     AlertEvent,
@@ -62,7 +61,6 @@ log = structlog.get_logger(__name__)
 TEST_PACKAGE = "registry-watcher-test-alert"
 
 # The registry serving one package (npm scopes may live elsewhere), for the runbook's commands.
-RegistryFor = Callable[[Ecosystem, str], str | None]
 
 
 def event_id_for(dedup_key: str, event: EventType, kind: str | None = None) -> str:
@@ -143,6 +141,21 @@ class ScanOutcome:
     incident: Incident | None = None  # the stored incident it opened or updated
 
 
+def owner_channels(config: Config, owner: str) -> list[str] | None:
+    """The owner's channel ids; None when the owner is no longer configured."""
+    owner_config = config.owners.get(owner)
+    if owner_config is None:
+        return None
+    return [channel_id(owner, kind) for kind in owner_config.channel_kinds()]
+
+
+def deliveries_of(
+    event: AlertEvent, channels: Sequence[str], hold_until: float | None = None
+) -> list[Delivery]:
+    """One delivery of `event` per channel (held until `hold_until` when set)."""
+    return [Delivery(channel, event, hold_until) for channel in channels]
+
+
 class IncidentLifecycle:
     """Every incident change, each one store transaction with its deliveries. `on_page` is called
     after deliveries were queued (the outbox's `wake`)."""
@@ -158,65 +171,9 @@ class IncidentLifecycle:
     ) -> None:
         self.store = store
         self.config = config
-        self.registry_for = registry_for
+        self.runbooks = RunbookWriter(config, registry_for)
         self.on_page = on_page
         self.clock = clock
-
-    # -- runbooks --------------------------------------------------------------------------------
-
-    def runbook(
-        self,
-        ecosystem: Ecosystem,
-        name: str,
-        version: str,
-        findings: Sequence[Finding],
-        *,
-        published_at: datetime | None,
-        previous_good: str | None,
-        now: datetime,
-    ) -> list[RunbookStep]:
-        url = self.registry_for(ecosystem, name) if self.registry_for else None
-        inputs = RunbookInputs(
-            ecosystem=ecosystem,
-            name=name,
-            version=version,
-            findings=findings,
-            now=now,
-            published_at=published_at,
-            registry_url=url,
-            previous_good=previous_good,
-        )
-        if url is not None:
-            section = self.config.registries.for_ecosystem(ecosystem)
-            inputs = ecosystems.get(ecosystem).runbook_inputs(inputs, section)
-        return build_runbook(inputs)
-
-    def _runbook_of(
-        self, incident: Incident, previous_good: str | None, now: datetime
-    ) -> list[RunbookStep]:
-        return self.runbook(
-            incident.ecosystem,
-            incident.name,
-            incident.version,
-            incident.findings,
-            published_at=incident.published_at,
-            previous_good=previous_good,
-            now=now,
-        )
-
-    # -- deliveries ------------------------------------------------------------------------------
-
-    def _channels(self, owner: str) -> list[str] | None:
-        """The owner's channel ids; None when the owner is no longer configured."""
-        config = self.config.owners.get(owner)
-        if config is None:
-            return None
-        return [channel_id(owner, kind) for kind in config.channel_kinds()]
-
-    def _deliveries(
-        self, event: AlertEvent, channels: Sequence[str], hold_until: float | None = None
-    ) -> list[Delivery]:
-        return [Delivery(channel, event, hold_until) for channel in channels]
 
     # -- report → incident ----------------------------------------------------------------------
 
@@ -278,7 +235,7 @@ class IncidentLifecycle:
             findings=findings,
             published_at=release.published_at,
         )
-        incident.runbook = self._runbook_of(incident, baseline_version, now)
+        incident.runbook = self.runbooks.of(incident, baseline_version, now)
         return incident
 
     async def record_scan(
@@ -367,7 +324,7 @@ class IncidentLifecycle:
             return None, []
         findings = [*added, *existing.findings] if first else [*existing.findings, *added]
         merged = replace(existing, findings=findings, resolved_at=None, resolution=None)
-        merged.runbook = self._runbook_of(merged, baseline_version, datetime.now(UTC))
+        merged.runbook = self.runbooks.of(merged, baseline_version, datetime.now(UTC))
         digest = hashlib.sha256(
             "\0".join(sorted(f.fingerprint for f in added)).encode()
         ).hexdigest()[:16]
@@ -376,11 +333,11 @@ class IncidentLifecycle:
         if existing.state is IncidentState.RESOLVED:
             text += "; the incident is open again"
         update = IncidentUpdate(merged, kind, text)
-        channels = self._channels(merged.owner)
+        channels = owner_channels(self.config, merged.owner)
         if channels is None:
             log.warning("no_owner_to_page", dedup_key=merged.dedup_key, owner=merged.owner)
             return update, []
-        return update, self._deliveries(updated(merged, kind, text), channels)
+        return update, deliveries_of(updated(merged, kind, text), channels)
 
     # -- origin checks judged after their grace -------------------------------------------------
 
@@ -458,7 +415,9 @@ class IncidentLifecycle:
         pages wait (at most a few seconds) so they can say what was done."""
         opening = replace(page, release_id=stored.id)
         hold = opening_hold(self.config, opening, self.clock())
-        return opening, self._deliveries(opened(opening), self._channels(page.owner) or [], hold)
+        return opening, deliveries_of(
+            opened(opening), owner_channels(self.config, page.owner) or [], hold
+        )
 
     def _announce(
         self,
@@ -562,7 +521,7 @@ class IncidentLifecycle:
     # -- what the registry now serves ----------------------------------------------------------
 
     def _owner_channels(self, incident: Incident) -> list[str]:
-        channels = self._channels(incident.owner)
+        channels = owner_channels(self.config, incident.owner)
         if channels is None:
             log.warning(
                 "containment_owner_unconfigured",
@@ -581,7 +540,7 @@ class IncidentLifecycle:
             stored_id(incident),
             kind,
             message,
-            self._deliveries(event, self._owner_channels(incident)),
+            deliveries_of(event, self._owner_channels(incident)),
         )
         if posted:
             metrics.MITIGATIONS.labels(incident.ecosystem.value, kind).inc()
@@ -612,7 +571,7 @@ class IncidentLifecycle:
         _, done = await self.store.resolve_incident(
             incident.dedup_key,
             resolution or "contained",
-            self._deliveries(event, self._owner_channels(incident)),
+            deliveries_of(event, self._owner_channels(incident)),
             now=now,
         )
         if not done:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
@@ -21,9 +22,10 @@ from types import MappingProxyType
 import structlog
 
 from watcher import ecosystems
+from watcher.config.schema import Config
 from watcher.ecosystems.runbook import RunbookInputs, list_paths
 from watcher.intent.approvals import RULE as UNAPPROVED_RULE
-from watcher.model import Category, Finding, RunbookStep, Severity
+from watcher.model import Category, Ecosystem, Finding, Incident, RunbookStep, Severity
 
 log = structlog.get_logger(__name__)
 
@@ -219,6 +221,59 @@ def is_credential(finding: Finding) -> bool:
     if finding.category is not Category.SENSITIVE_FILE or not _names_a_route(finding):
         return False
     return bool(finding.evidence.get("content_confirmed")) or finding.severity is Severity.CRITICAL
+
+
+RegistryFor = Callable[[Ecosystem, str], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RunbookWriter:
+    """A release's runbook as the service writes it: on the registry that serves the package
+    (`registry_for`: the connected registries' answer; None or no answer: unknown), with what its
+    unit knows of that registry (its `registries.<name>` section), the steps `build_runbook`
+    orders."""
+
+    config: Config
+    registry_for: RegistryFor | None = None
+
+    def write(
+        self,
+        ecosystem: Ecosystem,
+        name: str,
+        version: str,
+        findings: Sequence[Finding],
+        *,
+        published_at: datetime | None,
+        previous_good: str | None,
+        now: datetime,
+    ) -> list[RunbookStep]:
+        url = self.registry_for(ecosystem, name) if self.registry_for else None
+        inputs = RunbookInputs(
+            ecosystem=ecosystem,
+            name=name,
+            version=version,
+            findings=findings,
+            now=now,
+            published_at=published_at,
+            registry_url=url,
+            previous_good=previous_good,
+        )
+        if url is not None:
+            section = self.config.registries.for_ecosystem(ecosystem)
+            inputs = ecosystems.get(ecosystem).runbook_inputs(inputs, section)
+        return build_runbook(inputs)
+
+    def of(self, incident: Incident, previous_good: str | None, now: datetime) -> list[RunbookStep]:
+        """The runbook of a stored incident, as its findings now stand."""
+        return self.write(
+            incident.ecosystem,
+            incident.name,
+            incident.version,
+            incident.findings,
+            published_at=incident.published_at,
+            previous_good=previous_good,
+            now=now,
+        )
 
 
 def build_runbook(
