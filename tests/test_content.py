@@ -137,6 +137,51 @@ def test_source_maps_by_content_by_reference_and_compressed(tmp_path: Path) -> N
     assert "package/dist/d.js.map.br" in maps
 
 
+def test_maps_are_read_whatever_the_order_of_the_members(tmp_path: Path) -> None:
+    # each map comes before the file whose sourceMappingURL names it
+    late_keys = {
+        "names": [f"identifier{i}" for i in range(2000)],  # `version` and `mappings` far in
+        "sources": ["../src/late.ts"],
+        "sourcesContent": [f'export const key = "{token("late-keys")}";\n'],
+        "mappings": "AAAA",
+        "version": 3,
+    }
+    files: dict[str, bytes | str] = {
+        "dist/late.debug": json.dumps(late_keys),
+        # brotli under a name that says nothing: known by what its first bytes inflate to
+        "dist/e.js.map.compressed": brotli.compress(a_map(token("brotli-by-url"))),
+        "dist/late.js": "x();\n//# sourceMappingURL=late.debug\n",
+        "dist/e.js": "y();\n//# sourceMappingURL=e.js.map.compressed\n",
+        # and one no file names at all
+        "dist/f.bin": brotli.compress(a_map(token("brotli-unnamed"), mappings_last=False)),
+    }
+    report = scan(npm_tarball(tmp_path / "p.tgz", files))
+    found = {p.split(" → ")[0] for p, rule in secrets(report).items() if rule == "github-token"}
+    assert found == {
+        "package/dist/late.debug",
+        "package/dist/e.js.map.compressed",
+        "package/dist/f.bin",
+    }
+    # read as a map (its embedded source named), not only searched as JSON text
+    assert "package/dist/late.debug → ../src/late.ts" in secrets(report)
+    maps = {f.path for f in report.findings if f.category is Category.SOURCE_MAP}
+    assert {
+        "package/dist/late.debug",
+        "package/dist/e.js.map.compressed",
+        "package/dist/f.bin",
+    } <= maps
+
+
+def test_binaries_that_are_not_brotli_maps_stay_binaries(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    files: dict[str, bytes | str] = {
+        "bin/tool": b"\x7fELF" + bytes(rng.randrange(256) for _ in range(4096)),
+        "data/blob.br": brotli.compress(b"\x00\x01 not a map " * 100),
+    }
+    report = scan(npm_tarball(tmp_path / "p.tgz", files))
+    assert not [f for f in report.findings if f.category is Category.SOURCE_MAP]
+
+
 def test_plain_json_is_not_a_source_map(tmp_path: Path) -> None:
     report = scan(npm_tarball(tmp_path / "p.tgz", {"data.json": '{"version": 3, "items": []}'}))
     assert not [f for f in report.findings if f.category is Category.SOURCE_MAP]

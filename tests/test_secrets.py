@@ -892,3 +892,24 @@ def test_decoding_is_bounded() -> None:
     # random bytes that happen to start like JSON are not text: not searched
     binary = base64.b64encode(b'{"' + rng.randbytes(300)).decode()
     assert list(secrets_decode.decoded_texts(binary)) == []
+
+
+@pytest.mark.parametrize("conftest_first", [True, False])
+def test_a_file_beside_a_conftest_is_a_test_whatever_its_directory_is_called(
+    tmp_path: Path, conftest_first: bool
+) -> None:
+    text = positive("generic-secret").text.replace("const", "CONFIG =")
+    members = {"acme/checks/helpers.py": text, "acme/checks/conftest.py": "import pytest\n"}
+    if not conftest_first:  # the conftest after its neighbour in the tar: still known
+        members = dict(reversed(members.items()))
+    members["acme/core/settings.py"] = text  # not beside a conftest: what the package runs
+    members["conftest.py"] = "pytest_plugins = []\n"  # the project root's: configures, marks none
+    members["setup_env.py"] = text
+    report = scan_artifact(ScanRequest(_npm_tarball(tmp_path, members)))
+    found = {f.path: f for f in report.findings if f.rule == "generic-secret"}
+    beside = found["package/acme/checks/helpers.py"]
+    assert beside.severity is Severity.LOW and beside.evidence["in_test_path"] is True
+    runs = found["package/acme/core/settings.py"]
+    assert runs.severity is Severity.MEDIUM and "in_test_path" not in runs.evidence
+    root = found["package/setup_env.py"]
+    assert root.severity is Severity.MEDIUM and "in_test_path" not in root.evidence

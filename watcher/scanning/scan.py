@@ -38,6 +38,7 @@ from watcher.scanning.archive import ArchiveLimits, ArchiveReader, sniff_format
 from watcher.scanning.checks import comparison_checks, default_checks
 from watcher.scanning.checks.base import Check, ScanContext, ScanOptions, SourceMapDoc, TextDoc
 from watcher.scanning.checks.changes import merge_facts, raise_with_origin, stable_facts
+from watcher.scanning.checks.locations import conftest_dir
 from watcher.scanning.checks.secrets import SecretCheck
 from watcher.scanning.checks.sourcemap import (
     SOURCE_DIGESTS,
@@ -123,6 +124,8 @@ def scan_artifact(request: ScanRequest) -> Report:
             digest = hashlib.sha256(member.data).hexdigest() if member.data is not None else ""
             raw_files[member.path] = ManifestEntry(member.size, digest)
         _identify(member, ctx)
+        if (directory := conftest_dir(member.path)) is not None:
+            ctx.test_dirs.add(directory)
         for check in checks:
             findings.extend(check.member(member, ctx))
         if member.data is not None and member.kind is MemberKind.FILE:
@@ -231,7 +234,9 @@ def scan_release(
         reports = [scan_artifact(jobs[0])]
     else:
         # This process scans the first target while one worker takes the rest: two busy
-        # processes on two cores, and no idle parent holding memory.
+        # processes on two cores, and no idle parent holding memory. The needle indexes are
+        # compiled before the worker forks, so it inherits them instead of compiling its own.
+        _warm(jobs[0].options)
         with ProcessPoolExecutor(max_workers=1) as pool:
             futures = [pool.submit(scan_artifact, job) for job in jobs[1:]]
             reports = [scan_artifact(jobs[0])]
@@ -341,7 +346,8 @@ class _ContentScanner:
         assert data is not None
         path = member.path
         if looks_like_source_map(path, data) or path in self._referenced_maps:
-            smap = parse_source_map(_maybe_brotli(path, data), path, inline=False)
+            named = path.endswith(".br") or path in self._referenced_maps
+            smap = parse_source_map(_maybe_brotli(data, named=named), path, inline=False)
             if smap is not None:
                 if isinstance(data, bytearray):
                     # Nothing reads a map's raw bytes once parsed (digest, member checks and the
@@ -361,6 +367,14 @@ class _ContentScanner:
                 return
         decoded = None if suffix in _BINARY_SUFFIXES else decode_text(data)
         if decoded is None:
+            # brotli has no magic bytes: a binary member whose first bytes inflate as brotli to
+            # a source map's start is one, whatever it is called and wherever the file naming
+            # it sits in the archive
+            if _brotli_map_head(data):
+                smap = parse_source_map(_maybe_brotli(data, named=True), path, inline=False)
+                if smap is not None:
+                    yield from self._source_map(smap)
+                    return
             yield from self._binary(path, data)
             return
         text, encoding = decoded
@@ -440,6 +454,14 @@ def _needle_index(checks: tuple[Check, ...], *, binary: bool = False) -> NeedleI
     return _compiled(needles, gates) if needles or gates else None
 
 
+def _warm(options: ScanOptions) -> None:
+    """Import and compile what every scan with these options uses (cached per process)."""
+    ecosystems.all_units()
+    checks = tuple(default_checks(options))
+    _needle_index(checks)
+    _needle_index(checks, binary=True)
+
+
 _PYC_SUFFIXES = frozenset([".pyc", ".pyo"])
 _MAP_URL_TAIL = 4096
 
@@ -457,10 +479,28 @@ def _resolve(path: str, url: str) -> str:
     return "/".join(parts)
 
 
-def _maybe_brotli(path: str, data: bytes | bytearray) -> bytes | bytearray:
-    """Brotli has no magic bytes: a `.br` member (or one a sourceMappingURL named) that does not
-    parse as JSON is tried as brotli, bounded."""
-    if data[:1] in (b"{", b" ", b"\n", b"\r", b"\t") or not path.endswith(".br"):
+_JSON_START = (b"{", b" ", b"\n", b"\r", b"\t")
+
+
+def _brotli_map_head(data: bytes | bytearray) -> bool:
+    """Whether the first bytes inflate as brotli to the start of a source map (bounded: a
+    binary that is not brotli fails within its first bytes)."""
+    if len(data) < 16 or data[:1] in _JSON_START or sniff_format(data[:512]) is not None:
+        return False
+    try:
+        head = brotli.Decompressor().process(bytes(data[:_BROTLI_SNIFF]), output_buffer_limit=4096)
+    except (brotli.error, TypeError):
+        return False
+    return head.lstrip()[:1] == b"{" and b'"version"' in head
+
+
+_BROTLI_SNIFF = 64 * 1024
+
+
+def _maybe_brotli(data: bytes | bytearray, *, named: bool) -> bytes | bytearray:
+    """Brotli has no magic bytes: a member `named` as a map (a `.br` suffix, a sourceMappingURL
+    naming it) or sniffed as one that does not parse as JSON is tried as brotli, bounded."""
+    if data[:1] in _JSON_START or not named:
         return data
     try:
         inflater = brotli.Decompressor()

@@ -73,6 +73,9 @@ class ScanContext:
     # root files the artifact's installer runs (its unit's `install_hook_files`; every unit's
     # while the ecosystem is unknown)
     install_hook_files: frozenset[str] = frozenset()
+    # directories holding a `conftest.py` (pytest's per-directory fixtures), below the archive's
+    # top level: their files are tests wherever they sit (`watcher.scanning.checks.locations`)
+    test_dirs: set[str] = field(default_factory=set)
     # what the artifact declares and carries, for the what-changed rules (Manifest.facts)
     facts: dict[str, set[str]] = field(default_factory=dict)
 

@@ -102,6 +102,24 @@ def location_of(path: str) -> Location | None:
     return None
 
 
+def conftest_dir(member_path: str) -> str | None:
+    """The directory a `conftest.py` member marks as tests, None for any other member and for a
+    conftest at the archive's (or a nested archive's) top level, which configures the whole
+    project, not one test directory."""
+    directory, _, name = member_path.rpartition("/")
+    if name != "conftest.py" or "/" not in directory.rsplit("!", 1)[-1]:
+        return None
+    return directory
+
+
+def in_test_dir(path: str, test_dirs: set[str]) -> bool:
+    """Whether a finding path's member sits in one of `test_dirs` (beside a `conftest.py`)."""
+    if not test_dirs:
+        return False
+    member = path.split(" → ", 1)[0]
+    return member.rpartition("/")[0] in test_dirs
+
+
 # Where an application's production configuration lives, by the conventions of common frameworks:
 # dotenv, Rails, Django/Flask settings, Spring, ASP.NET, Angular, Node `config/`.
 _PRODUCTION_CONFIG = re.compile(

@@ -35,6 +35,7 @@ from watcher.model import Category, Credential, Finding, Severity
 from watcher.redact import redact
 from watcher.scanning.checks.base import Check, ScanContext, TextDoc
 from watcher.scanning.checks.locations import (
+    in_test_dir,
     is_production_config,
     location_evidence,
     location_of,
@@ -611,6 +612,24 @@ class SecretCheck(Check):
             if ctx.options.keep_credentials and rule.verify and match.valid and encoding is None:
                 self.credentials.append(self._credential(finding, match, doc.text))
         return findings
+
+    def revise(self, findings: list[Finding], ctx: ScanContext) -> None:
+        """A file beside a `conftest.py` is a test, whatever its directory is called: flagged, at
+        its rule's test severity (known only once the whole archive was read)."""
+        rules = {rule.id: rule for rule in self._rules.rules}
+        for finding in findings:
+            rule = rules.get(finding.rule)
+            if (
+                rule is None
+                or finding.category is not Category.SECRET
+                or finding.evidence.get("in_test_path")
+                or not in_test_dir(finding.path, ctx.test_dirs)
+            ):
+                continue
+            finding.evidence.pop("in_docs_path", None)
+            finding.evidence["in_test_path"] = True
+            if rule.test_severity is not None:
+                finding.severity = min(finding.severity, rule.test_severity, key=lambda s: s.rank)
 
     def _credential(self, finding: Finding, match: SecretMatch, text: str) -> Credential:
         rule = match.rule

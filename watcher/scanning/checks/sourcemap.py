@@ -44,12 +44,13 @@ _MAX_INLINE_MAP_CHARS = 256 * 1024 * 1024
 def looks_like_source_map(path: str, data: bytes | bytearray) -> bool:
     if path.endswith((".map", ".map.br")):
         return True
-    # Some builds ship maps under other names (.js.map.json, .map.txt): sniff the JSON keys.
-    head = data[:512]
-    if head.lstrip()[:1] != b"{" or b'"version"' not in head:
+    # Some builds ship maps under other names (.js.map.json, .map.txt): sniff the JSON keys,
+    # wherever they are (bundlers write `mappings` before or after a long `sourcesContent`, and
+    # `version` after a long `mappings`), so a map is one whatever the order of the archive's
+    # members (a sourceMappingURL naming it may come later, or never)
+    if data[:512].lstrip()[:1] != b"{" or b'"version"' not in data:
         return False
-    # bundlers write `mappings` before or after a long `sourcesContent`
-    return b'"mappings"' in data[:4096] or b'"sources"' in head
+    return b'"mappings"' in data or b'"sources"' in data
 
 
 def parse_source_map(
