@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,13 @@ from tests.toy_ecosystem.registry import ToyRegistry, free_port
 from tests.toy_ecosystem.unit import ToyUnit
 from watcher import ecosystems
 from watcher.config import parse_config
+from watcher.ecosystems.runbook import RunbookInputs
 from watcher.errors import ConfigError
-from watcher.model import IncidentState, incident_key
+from watcher.incidents.runbook import build_runbook
+from watcher.model import Category, Finding, IncidentState, Severity, incident_key
 from watcher.service.daemon import Service
 from watcher.store import open_store
-from watcher.store.types import ReleaseState
+from watcher.store.types import ContainmentJob, JobState, ReleaseState
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -139,3 +142,34 @@ async def test_unregistered_the_name_is_an_error_again() -> None:
             "packages: [{ecosystem: toycrates, name: a, owner: o}]\nowners: {o: {console: true}}\n"
         )
     assert "packages[0].ecosystem: expected 'npm' or 'pypi', got 'toycrates'" in str(err.value)
+
+
+async def test_its_runbook_and_its_write_actions_are_its_own(toy: ToyRegistry) -> None:
+    config = parse_config(config_yaml(Path("s.db"), toy.url, "https://hooks.test/x"))
+    unit = ecosystems.get(ToyUnit.name.value)
+    lost = Finding(
+        "provenance-lost",
+        Category.PROVENANCE,
+        Severity.HIGH,
+        "(registry)",
+        "published without the attestation 1.0.0 had",
+    )
+    steps = build_runbook(
+        RunbookInputs(ToyUnit.name, "toy-widget", "1.1.0", [lost], datetime.now(UTC)),
+        revoke_hints={},
+    )
+    assert steps[0].text.startswith("Revoke the toy publishing token: toy-widget@1.1.0 was not")
+    assert steps[-1].command == "toy yank toy-widget@1.1.0"
+    assert not any("npm " in (s.command or "") or "pypi" in s.text.lower() for s in steps)
+
+    actions = unit.containment_actions(
+        config.registries.for_ecosystem(ToyUnit.name), config.containment.auto
+    )
+    job = ContainmentJob(
+        1, 1, ToyUnit.name, "toy-widget", "deprecate", "1.1.0", {"manual": "toy yank"},
+        JobState.PENDING, 0, 0.0, None, 0.0, None,
+    )  # fmt: skip
+    result = await actions.perform(job)
+    assert not result.done and result.detail == "the toy index has no write API"
+    assert result.manual == "toy yank"
+    assert unit.takedown_command("toy-widget", "1.1.0") == "toy yank toy-widget@1.1.0"
