@@ -363,11 +363,13 @@ class RuleSet:
             found.append(SecretMatch(rule, start, end, value))
 
     def _accepts(self, rule: SecretRule, value: str, match: re.Match[str], text: str) -> bool:
-        if rule.entropy is not None and shannon_entropy(value) < rule.entropy:
-            return False
+        # every test must pass, so the order is only cost: the C-level ones first (most keyword
+        # hits in code are identifiers an allow pattern or the class count turns away)
         if rule.min_classes and _char_classes(value) < rule.min_classes:
             return False
         if any(allow.search(value) for allow in rule.allow):
+            return False
+        if rule.entropy is not None and shannon_entropy(value) < rule.entropy:
             return False
         if any(allow.search(match.group()) for allow in rule.allow_match):
             return False
@@ -419,16 +421,28 @@ def _secret_group(rule: SecretRule, match: re.Match[str]) -> int:
 
 
 def shannon_entropy(value: str) -> float:
-    """Bits per character of the value's own character distribution."""
+    """Bits per character of the value's own character distribution: log2(size) - Σ n·log2(n) /
+    size over the characters' counts (one log per distinct count, most of them from a table)."""
     if not value:
         return 0.0
     size = len(value)
-    return -sum(n / size * math.log2(n / size) for n in Counter(value).values())
+    table = _N_LOG2_N
+    total = 0.0
+    for n in Counter(value).values():
+        total += table[n] if n < len(table) else n * math.log2(n)
+    return math.log2(size) - total / size
+
+
+_N_LOG2_N = [0.0] + [n * math.log2(n) for n in range(1, 257)]
+# ASCII character classes, each one C-level search (the loop below is for other text)
+_ASCII_CLASSES = tuple(re.compile(p) for p in ("[a-z]", "[A-Z]", "[0-9]", r"[^A-Za-z0-9._\-/]"))
 
 
 def _char_classes(value: str) -> int:
     """How many of lower, upper, digit and special characters the value mixes; `.-_/` do not count
     as special because identifiers, scope names and paths are made of them."""
+    if value.isascii():
+        return sum(1 for pattern in _ASCII_CLASSES if pattern.search(value))
     lower = upper = digit = special = False
     for char in value:
         if char.islower():
