@@ -121,3 +121,42 @@ async def test_an_artifact_without_package_metadata_or_outside_the_token_posts_n
     )
     assert token not in refused.stdout + refused.stderr
     assert await store.recent_approvals() == []
+
+
+async def test_status_lists_the_last_approvals(tmp_path: Path) -> None:
+    from watcher.store.types import NewApproval  # noqa: PLC0415
+
+    state = tmp_path / "state.db"
+    config = tmp_path / "watcher.yaml"
+    config.write_text(f"store: {{path: {json.dumps(str(state))}}}\n" + CONFIG)
+    async with await open_store(state) as store:
+        for version in ("1.0.0", "1.1.0"):
+            await store.add_approval(
+                NewApproval(Ecosystem.NPM, "@acme/sdk", version, version[2] * 64, "ci")
+            )
+    env = {**os.environ, "CI_TOKEN": secrets.token_hex(24)}
+
+    def status(fmt: str) -> str:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "watcher.cli",
+                "status",
+                "--config",
+                str(config),
+                "--format",
+                fmt,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=True,
+        ).stdout
+
+    text = await asyncio.to_thread(status, "text")
+    assert "last approvals (from the gate):" in text
+    assert text.index("@acme/sdk@1.1.0") < text.index("@acme/sdk@1.0.0")  # newest first
+    listed = json.loads(await asyncio.to_thread(status, "json"))["last_approvals"]
+    assert [(a["version"], a["token_name"]) for a in listed] == [("1.1.0", "ci"), ("1.0.0", "ci")]
