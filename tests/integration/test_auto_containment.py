@@ -176,6 +176,11 @@ async def test_dry_run_changes_nothing_and_says_what_it_would_do(
         doc = verdaccio.packument(name)
         assert doc["dist-tags"]["latest"] == "1.1.0"
         assert not doc["versions"]["1.1.0"].get("deprecated")
+        metrics = service.get("/metrics")[1]
+        for action in ("dist_tag", "deprecate"):
+            for outcome, count in (("dry_run", 1.0), ("done", 0.0)):
+                series = f'{{action="{action}",ecosystem="npm",outcome="{outcome}"}} {count}'
+                assert f"watcher_auto_containment_total{series}" in metrics, series
     finally:
         service.terminate()
 
@@ -206,6 +211,11 @@ async def test_a_token_without_rights_pages_clearly_once_and_does_not_retry(
         assert retries == []
         assert verdaccio.packument(name)["dist-tags"]["latest"] == "1.1.0"
         assert bogus not in service.stdout()
+        metrics = service.get("/metrics")[1]
+        for action in ("dist_tag", "deprecate"):
+            series = f'{{action="{action}",ecosystem="npm",outcome="failed"}} 1.0'
+            assert f"watcher_auto_containment_total{series}" in metrics, series
+        assert bogus not in metrics
     finally:
         service.terminate()
 
