@@ -5,6 +5,7 @@ each leave the registry as it was and say why; PyPI's jobs say it has no write A
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,7 +81,13 @@ async def test_safeguards_leave_the_registry_alone_and_say_why(
             {Ecosystem.NPM: client},
             {Ecosystem.NPM: writer, Ecosystem.PYPI: NoWriteApi("no API")},
         )
+        pypi = dataclasses.replace(
+            leak_incident(f"{base}-py"),
+            dedup_key=incident_key("pypi", f"{base}-py", "1.1.0"),
+            ecosystem=Ecosystem.PYPI,
+        )
         incidents = {
+            "pypi": pypi,
             "optout": leak_incident(f"{base}-optout"),
             "old": leak_incident(f"{base}-old", age=timedelta(hours=2)),
             "low": leak_incident(f"{base}-low", severity=Severity.HIGH),
@@ -115,6 +122,14 @@ async def test_safeguards_leave_the_registry_alone_and_say_why(
         assert doc["dist-tags"]["latest"] == "1.0.0" and not doc["versions"]["1.1.0"].get(
             "deprecated"
         )
+        # PyPI: nothing done, and the update says there is no API for it, with the runbook's way
+        assert await store.containment_jobs(ids["pypi"]) == []
+        said = (
+            notes["pypi"][PLANNED_NOTE]
+            + (await store.incident_notes(ids["pypi"]))["auto-contained"]
+        )
+        assert "pypi has no API for yank or delete" in said, said
+        assert "follow the runbook" in said and "rotate every credential" in said
         cap_notes = await store.incident_notes(ids["cap"])
         assert "auto-containment skipped: deprecate 1.1.0" in cap_notes["auto-contained"]
         assert "run: npm deprecate" in cap_notes["auto-contained"]
