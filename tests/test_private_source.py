@@ -255,3 +255,16 @@ def test_a_wrong_key_is_a_clear_error(private: tuple[Path, dict[str, str]], tmp_
     options = ScanOptions(fingerprints=(str(index),), fingerprint_key="another-key-" + "y" * 16)
     with pytest.raises(FingerprintError, match="built with key id"):
         scan_artifact(ScanRequest(pkg, options=options))
+
+
+def test_every_private_file_counts_and_the_paths_are_capped(
+    private: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    index, tree = private
+    files = {f"dist/chunk-{n}.js": text for n, text in enumerate(sources(tree))}
+    pkg = npm_tarball(tmp_path / "p.tgz", files)
+    finding = private_finding(scan(pkg, index))
+    assert finding is not None
+    assert finding.evidence["private_files"] == len(files) == 12
+    assert len(finding.evidence["paths"]) == 10  # the first paths only
+    assert "acme-billing" in finding.message and "12 private source files" in finding.message
