@@ -156,26 +156,13 @@ def deliveries_of(
     return [Delivery(channel, event, hold_until) for channel in channels]
 
 
-class IncidentLifecycle:
-    """Every incident change, each one store transaction with its deliveries. `on_page` is called
-    after deliveries were queued (the outbox's `wake`)."""
+@dataclass(frozen=True, slots=True)
+class IncidentBuilder:
+    """The incident a scan or a check warrants, before anything is stored: policy's decision, the
+    owner, the runbook."""
 
-    def __init__(
-        self,
-        store: Store,
-        config: Config,
-        *,
-        registry_for: RegistryFor | None = None,
-        on_page: Callable[[], None] = lambda: None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.store = store
-        self.config = config
-        self.runbooks = RunbookWriter(config, registry_for)
-        self.on_page = on_page
-        self.clock = clock
-
-    # -- report → incident ----------------------------------------------------------------------
+    config: Config
+    runbooks: RunbookWriter
 
     def assess(
         self,
@@ -219,11 +206,12 @@ class IncidentLifecycle:
                 version=release.version,
             )
             return None
-        return self._new_incident(release, owner, decision.page, baseline_version)
+        return self.new(release, owner, decision.page, baseline_version)
 
-    def _new_incident(
+    def new(
         self, release: Release, owner: str, findings: list[Finding], baseline_version: str | None
     ) -> Incident:
+        """A new incident of `release` with these findings and its runbook."""
         now = datetime.now(UTC)
         incident = Incident(
             dedup_key=incident_key(release.ecosystem, release.name, release.version),
@@ -238,6 +226,29 @@ class IncidentLifecycle:
         incident.runbook = self.runbooks.of(incident, baseline_version, now)
         return incident
 
+
+class IncidentLifecycle:
+    """Every incident change, each one store transaction with its deliveries. `on_page` is called
+    after deliveries were queued (the outbox's `wake`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        registry_for: RegistryFor | None = None,
+        on_page: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.runbooks = RunbookWriter(config, registry_for)
+        self.builder = IncidentBuilder(config, self.runbooks)
+        self.on_page = on_page
+        self.clock = clock
+
+    # -- report → incident ----------------------------------------------------------------------
+
     async def record_scan(
         self,
         stored: StoredRelease,
@@ -248,7 +259,7 @@ class IncidentLifecycle:
     ) -> ScanOutcome:
         """The scan's findings and manifest, the release done, and the incident it opens or
         updates with its deliveries: one store transaction."""
-        page = self.assess(stored, report, baseline_version, baseline)
+        page = self.builder.assess(stored, report, baseline_version, baseline)
         opening: Incident | None = None
         update: IncidentUpdate | None = None
         deliveries: list[Delivery] = []
@@ -379,7 +390,7 @@ class IncidentLifecycle:
             )
             who = self.config.owner_of(release.ecosystem, release.name)
             if decision.pages and who is not None:
-                page = self._new_incident(release, who, decision.page, baseline_version)
+                page = self.builder.new(release, who, decision.page, baseline_version)
         if page is not None:
             existing = await self.store.get_incident(page.dedup_key)
             if existing is None:
