@@ -160,3 +160,20 @@ async def test_status_lists_the_last_approvals(tmp_path: Path) -> None:
     assert text.index("@acme/sdk@1.1.0") < text.index("@acme/sdk@1.0.0")  # newest first
     listed = json.loads(await asyncio.to_thread(status, "json"))["last_approvals"]
     assert [(a["version"], a["token_name"]) for a in listed] == [("1.1.0", "ci"), ("1.0.0", "ci")]
+
+
+async def test_a_huge_report_is_posted_as_its_target_and_summary() -> None:
+    from watcher.cli.approve import MAX_REPORT_BYTES, approval_body  # noqa: PLC0415
+    from watcher.cli.scan import ScannedFile  # noqa: PLC0415
+    from watcher.model import ArtifactSummary, Category, Finding, Manifest, Report, Severity  # noqa: PLC0415
+
+    target = ArtifactSummary("npm", "@acme/sdk", "1.0.0", "sdk.tgz", "a" * 64, 1, 1)
+    findings = [
+        Finding("x", Category.UNEXPECTED_CONTENT, Severity.LOW, f"package/f{i}.js", "m" * 200)
+        for i in range(8000)
+    ]
+    body = approval_body(
+        Report(target, findings, Manifest()), ScannedFile("sdk.tgz", "a" * 64, "sha512-x")
+    )
+    assert body["report"]["truncated"] is True and body["report"]["target"]["name"] == "@acme/sdk"
+    assert len(json.dumps(body)) < MAX_REPORT_BYTES

@@ -27,6 +27,7 @@ log = structlog.get_logger("watcher.cli.approve")
 TOKEN_ENV = "WATCHER_API_TOKEN"  # noqa: S105 - the variable's name, not a credential
 ATTEMPTS = 3  # a network error or 5xx is tried again (the server keeps one approval per artifact)
 TIMEOUT_S = 30.0
+MAX_REPORT_BYTES = 1024 * 1024  # a larger report is posted as its target and summary only
 
 
 class Refused(Exception):
@@ -97,12 +98,19 @@ def approval_body(report: Report, file: ScannedFile) -> dict[str, Any]:
     """What is posted: the artifact's identity and digests (npm's integrity too), with the
     gate's report."""
     target = report.target
+    full = orjson.loads(render_json(report))
+    if len(orjson.dumps(full)) > MAX_REPORT_BYTES:  # the server takes 4 MiB: keep the gist
+        full = {
+            "target": full.get("target"),
+            "summary": full.get("summary"),
+            "truncated": True,
+        }
     body: dict[str, Any] = {
         "ecosystem": target.ecosystem,
         "name": target.name,
         "version": target.version,
         "sha256": file.sha256,
-        "report": orjson.loads(render_json(report)),
+        "report": full,
     }
     if target.ecosystem == "npm":
         body["integrity"] = file.integrity
