@@ -5,6 +5,7 @@ and the job model run against Verdaccio in tests/integration/test_auto_containme
 from __future__ import annotations
 
 import dataclasses
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import prometheus_client
 import pytest
 from aiohttp import web
 
+from tests import fakecreds
+from tests.github_standin import github_standin
 from tests.store_contract.builders import incident
 from watcher import metrics
 from watcher.config import Config, load_config
@@ -364,3 +367,17 @@ async def test_a_write_refused_for_2fa_or_ownership_is_final_and_says_why(
     assert "one-time password" in results["otp-body"].detail
     assert results["not-owned"].detail.startswith("HTTP 403: You do not have permission")
     assert "no write access to this package" in results["not-owned"].detail
+
+
+async def test_more_than_1000_tokens_go_in_requests_of_at_most_1000() -> None:
+    rng = random.Random(31)
+    tokens = [fakecreds.github_token(rng) for _ in range(1001)]
+    async with github_standin() as github:
+        revoker = GitHubRevoker(github.url, None)
+        try:
+            submitted = await revoker.submit(tokens)
+        finally:
+            await revoker.close()
+    assert submitted.status == 202 and "1001 GitHub token(s) reported" in submitted.detail
+    assert len(github.requests) == 2 and github.accepted == tokens
+    assert not any(t in submitted.detail for t in tokens)
