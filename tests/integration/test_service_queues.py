@@ -168,7 +168,7 @@ async def test_disabled_channel_comes_back_after_the_cool_down(
     await publish(verdaccio, name, "1.0.0")
     receiver.script(Scripted(410))  # the endpoint says it is gone, once
     service = make_service(
-        tmp_path, verdaccio.url, name, hook, extra="outbox: {disabled_recheck: 4s}\n"
+        tmp_path, verdaccio.url, name, hook, extra="outbox: {disabled_recheck: 10s}\n"
     )
     service.start()
     gauge = f'watcher_channel_disabled{{channel="{CHANNEL}"}}'
@@ -182,7 +182,7 @@ async def test_disabled_channel_comes_back_after_the_cool_down(
         assert await metric(service, gauge) == f"{gauge} 1.0"
         assert accepted(receiver) == []
 
-        await until(lambda: _count(accepted(receiver), 1), within=15)
+        await until(lambda: _count(accepted(receiver), 1), within=25)
         assert [v for _, v in accepted(receiver)] == ["1.0.1"]
         assert "DISABLED" not in (await cli(service, "status")).stdout
         assert await metric(service, gauge) == f"{gauge} 0.0"
