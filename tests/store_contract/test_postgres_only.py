@@ -63,3 +63,21 @@ async def test_the_password_is_masked(pg_server: PgServer) -> None:
     with pytest.raises(StoreError) as raised:
         await open_store(gone)
     assert secret not in str(raised.value) and "watcher:***@" in str(raised.value)
+
+
+async def test_leases_expire_by_the_servers_clock(pg_server: PgServer) -> None:
+    """Without a `now` of the caller's, a lease is judged by the database server's clock, so
+    replicas whose machine clocks disagree agree on when it expired."""
+    url = pg_server.fresh_database()
+    store = await open_store(url)
+    try:
+        from watcher.store.postgres.store import PostgresStore  # noqa: PLC0415
+
+        assert isinstance(store, PostgresStore)
+        before = await store.server_time()
+        lease = await store.acquire_lease("feed:npm-changes", "a", 15)
+        after = await store.server_time()
+        assert lease is not None and before + 15 <= lease.expires_at <= after + 15
+        assert await store.acquire_lease("feed:npm-changes", "b", 15) is None, "still live"
+    finally:
+        await store.close()

@@ -9,6 +9,7 @@ processes share the state:
   replica's;
 - a cursor write that names an epoch is refused (`StaleEpoch`) when the feed's lease
   (`feed:<name>`) has a newer one, or the cursor was last written under a newer one;
+- leases are judged by the database server's clock (replicas' clocks may disagree);
 - notifications reach the other replicas (LISTEN/NOTIFY).
 """
 
@@ -30,6 +31,7 @@ from watcher.store.types import (
     Claimant,
     CursorWrite,
     FeedBatch,
+    Lease,
     StaleEpoch,
     StoredRelease,
     Topic,
@@ -78,6 +80,20 @@ class PostgresStore(Repositories):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    # -- leases on the server's clock -----------------------------------------------------------
+
+    async def acquire_lease(
+        self, name: str, owner: str, lease_s: float, *, now: float | None = None
+    ) -> Lease | None:
+        """As the embedded store's, but judged by the database server's clock: replicas on
+        machines whose clocks disagree still agree on when a lease expired."""
+        at = await self.server_time() if now is None else now
+        return await super().acquire_lease(name, owner, lease_s, now=at)
+
+    async def server_time(self) -> float:
+        rows = await self._pg.read("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8 AS at")
+        return float(rows[0]["at"])
 
     # -- cursors under a leader epoch ----------------------------------------------------------
 
