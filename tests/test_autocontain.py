@@ -381,3 +381,55 @@ async def test_more_than_1000_tokens_go_in_requests_of_at_most_1000() -> None:
     assert submitted.status == 202 and "1001 GitHub token(s) reported" in submitted.detail
     assert len(github.requests) == 2 and github.accepted == tokens
     assert not any(t in submitted.detail for t in tokens)
+
+
+def test_the_issues_configuration_names_load_as_written(tmp_path: Path) -> None:
+    """The names an outside check uses (issue 13), exactly as the issue spells them."""
+    env = {
+        "NPM_AUTOMATION_TOKEN": "npm_" + "a" * 36,
+        "ACME_REGISTRY_TOKEN": "acme-" + "b" * 30,
+        "GHES_TOKEN": "ghes-" + "c" * 30,
+        "SLACK_BOT_TOKEN": "xoxb-" + "d" * 30,
+    }
+    path = tmp_path / "watcher.yaml"
+    path.write_text(
+        "registries: {npm: {url: 'http://127.0.0.1:9/'}}\n"
+        "packages:\n"
+        "  - {ecosystem: npm, name: '@acme/web', owner: team}\n"
+        "  - {ecosystem: npm, name: legacy, owner: team, auto_contain: false}\n"
+        "owners:\n"
+        "  team:\n"
+        '    slack: {bot_token: "${SLACK_BOT_TOKEN}", channel: "C0123456789"}\n'
+        "containment:\n"
+        "  auto:\n"
+        "    at: critical\n"
+        "    within: 72h\n"
+        "    max_per_hour: 4\n"
+        "    dry_run: true\n"
+        "    github_revoke: true\n"
+        "    github_api_url: https://ghes.example.invalid/api/v3\n"
+        '    github_token: "${GHES_TOKEN}"\n'
+        "    npm:\n"
+        '      token: "${NPM_AUTOMATION_TOKEN}"\n'
+        '      scope_tokens: {"@acme": "${ACME_REGISTRY_TOKEN}"}\n'
+        "      dist_tag: true\n"
+        "      deprecate: true\n"
+        "      unpublish: false\n"
+    )
+    auto = load_config(path, env=env).containment.auto
+    assert auto is not None
+    assert (auto.at.value, auto.within, auto.max_per_hour) == ("critical", 72 * 3600.0, 4)
+    assert auto.dry_run and auto.github_revoke and auto.github_token is not None
+    assert (
+        auto.npm.token is not None
+        and auto.npm.token.get_secret_value() == env["NPM_AUTOMATION_TOKEN"]
+    )
+    assert auto.npm.scope_tokens["@acme"].get_secret_value() == env["ACME_REGISTRY_TOKEN"]
+    assert (auto.npm.dist_tag, auto.npm.deprecate, auto.npm.unpublish) == (True, True, False)
+    defaults = AutoContainmentConfig()
+    assert (defaults.at.value, defaults.within, defaults.max_per_hour) == (
+        "critical",
+        72 * 3600.0,
+        10,
+    )
+    assert not defaults.dry_run and not defaults.github_revoke and not defaults.npm.unpublish
