@@ -214,3 +214,16 @@ def test_the_whole_file_form_is_the_one_indexes_were_built_with(pieces: list[byt
     data = normalise.squeezed(b"".join(pieces))
     assert normalise.whole(data) == re.sub(rb"\n{2,}", b"\n", data).strip(b"\n")
     assert normalise.whole(data, normalise.split_lines(data)) == normalise.whole(data)
+
+
+def test_build_takes_several_dirs_into_one_index(tmp_path: Path) -> None:
+    build_private_tree(tmp_path / "billing", files=3)
+    build_private_tree(tmp_path / "ledger", files=2, seed=8)
+    out = tmp_path / "both.wfp"
+    built = watcher(
+        "fingerprint", "build", str(tmp_path / "billing"), str(tmp_path / "ledger"),
+        "--out", str(out),
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    header = read_header(out)
+    assert header.files == 5 and header.name == "billing"  # the first DIR's name by default
