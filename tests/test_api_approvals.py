@@ -325,3 +325,14 @@ async def test_answers_match_the_openapi_document(api: Api) -> None:
         validator(schemas["Error"]).validate(error)
     bad = body(sha256="x")
     assert not validator(schemas["NewApproval"]).is_valid(bad)  # the schema refuses it too
+
+
+async def test_a_token_written_into_the_file_is_refused() -> None:
+    from watcher.errors import ConfigError  # noqa: PLC0415
+
+    literal = token()
+    text = CONFIG.replace('"${CI_TOKEN}"', f'"{literal}"')
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="t.yaml", env={"ACME_TOKEN": token(), "WEB_TOKEN": token()})
+    assert "server.api_tokens[0].token: expected the token from the environment" in str(info.value)
+    assert literal not in str(info.value)

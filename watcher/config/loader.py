@@ -204,6 +204,22 @@ def _yaml_problem(source: str, exc: yaml.MarkedYAMLError) -> str:
     return text
 
 
+def _literal_api_tokens(data: dict[Any, Any]) -> list[str]:
+    """API tokens written into the file instead of taken from the environment: refused, so a
+    bearer credential never sits in a config file or a repository."""
+    server = data.get("server")
+    tokens = server.get("api_tokens") if isinstance(server, dict) else None
+    problems = []
+    for index, entry in enumerate(tokens if isinstance(tokens, list) else []):
+        value = entry.get("token") if isinstance(entry, dict) else None
+        if isinstance(value, str) and "${" not in value:
+            problems.append(
+                f"server.api_tokens[{index}].token: expected the token from the environment "
+                "(${VAR}), not written in the file (value hidden)"
+            )
+    return problems
+
+
 def parse_config(
     text: str, *, source: str = "<config>", env: Mapping[str, str] | None = None
 ) -> Config:
@@ -220,7 +236,9 @@ def parse_config(
         raise ConfigError(
             f"{source}: expected a mapping at the top level, got {_show(data, False)}"
         )
+    literal = _literal_api_tokens(data)
     data, problems = expand_env(data, os.environ if env is None else env)
+    problems = literal + problems
     # a key whose variable is unset is reported once, not again as an empty value
     unset = {line.partition(": ")[0] for line in problems}
     config: Config | None = None
