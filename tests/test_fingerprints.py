@@ -4,9 +4,11 @@ configuration's `fingerprints:`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import textwrap
@@ -227,3 +229,26 @@ def test_build_takes_several_dirs_into_one_index(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr
     header = read_header(out)
     assert header.files == 5 and header.name == "billing"  # the first DIR's name by default
+
+
+def test_the_file_is_laid_out_as_docs_fingerprints_md_says(tmp_path: Path) -> None:
+    """Read with nothing but the documented layout (docs/fingerprints.md, format version 1)."""
+    build_private_tree(tmp_path / "tree", files=5)
+    out = tmp_path / "i.wfp"
+    build_index([tmp_path / "tree"], out, FingerprintKey(KEY), name="doc")
+    data = out.read_bytes()
+    assert data[:8] == b"WATCHFP\n"
+    (length,) = struct.unpack_from("<I", data, 8)
+    header = json.loads(data[12 : 12 + length].decode("utf-8"))
+    body = data[12 + length :]
+    assert header["format"] == "watcher-fingerprints" and header["version"] == 1
+    assert header["hash"] == "blake2b-64-keyed" and header["name"] == "doc"
+    assert set(header["params"]) == {"line_floor", "common_files", "winnow_k", "winnow_w"}
+    assert {"key_id", "created", "files", "lines", "winnow", "sha256"} <= set(header)
+    files, lines, winnow = header["files"], header["lines"], header["winnow"]
+    assert len(body) == 16 * files + 12 * lines + 12 * winnow
+    assert hashlib.sha256(body).hexdigest() == header["sha256"]
+    pairs = body[16 * files : 16 * files + 12 * lines]
+    hashes = [pairs[i : i + 8] for i in range(0, len(pairs), 12)]
+    numbers = [struct.unpack_from("<I", pairs, i + 8)[0] for i in range(0, len(pairs), 12)]
+    assert hashes == sorted(hashes) and all(n < files for n in numbers)
