@@ -33,6 +33,7 @@ from watcher.model import (
 )
 from watcher.store.api import OutboxStore
 from watcher.store.types import OutboxItem
+from watcher.waits import sleep_or_stop
 
 log = structlog.get_logger(__name__)
 
@@ -143,7 +144,7 @@ class Outbox:
                 await self._idle(state, stop, min(wait, self.idle_poll))
                 continue
             pause = state.last_send + state.channel.min_interval - time.monotonic()
-            if pause > 0 and await _sleep_or_stop(stop, pause):
+            if pause > 0 and await sleep_or_stop(stop, pause):
                 return
             if not may_send():  # the lease ran out meanwhile: the next holder sends it
                 continue
@@ -255,11 +256,3 @@ class Outbox:
             delay = max(delay, result.retry_after)
         await self.store.mark_retry(item.id, time.time() + delay, reason)
         bound.warning("page_retry", reason=reason, status=result.status, retry_in_s=round(delay, 2))
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return False
-    return True

@@ -148,17 +148,6 @@ class Feed(Protocol):
     async def run(self, stop: asyncio.Event) -> None: ...
 
 
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to `seconds`; True when `stop` was set meanwhile."""
-    if seconds <= 0:
-        return stop.is_set()
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return False
-    return True
-
-
 def record_iteration(ecosystem: Ecosystem, feed: str, ok: bool) -> float | None:
     """Count one iteration; return the success time to store in `last_success` (None on error)."""
     metrics.FEED_POLLS.labels(ecosystem.value, feed, "ok" if ok else "error").inc()

@@ -16,10 +16,11 @@ import structlog
 
 from watcher import metrics
 from watcher.errors import RegistryError
-from watcher.feeds.base import Watchlist, error_backoff, record_iteration, sleep_or_stop
+from watcher.feeds.base import Watchlist, error_backoff, record_iteration
 from watcher.feeds.internal import InternalNameWatch
 from watcher.feeds.reconcile import NamesProvider, PackageTracker
 from watcher.model import Ecosystem
+from watcher.waits import sleep_or_stop
 
 log = structlog.get_logger(__name__)
 

@@ -25,8 +25,9 @@ from typing import Protocol
 import structlog
 
 from watcher.errors import RegistryError
-from watcher.feeds.base import Watchlist, record_iteration, sleep_or_stop
+from watcher.feeds.base import Watchlist, record_iteration
 from watcher.model import Ecosystem, RunbookStep
+from watcher.waits import sleep_or_stop
 
 log = structlog.get_logger(__name__)
 

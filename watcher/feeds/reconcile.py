@@ -35,11 +35,11 @@ from watcher.feeds.base import (
     count_events,
     error_backoff,
     record_iteration,
-    sleep_or_stop,
 )
 from watcher.feeds.coverage import NotFound
 from watcher.model import Ecosystem, Release
 from watcher.version_order import VersionKey, ascending, newest
+from watcher.waits import sleep_or_stop
 
 log = structlog.get_logger(__name__)
 

@@ -30,6 +30,7 @@ from watcher import metrics
 from watcher.model import Ecosystem
 from watcher.store.api import FeedStateStore, LeaseStore
 from watcher.store.types import Cursor, PackageState, Removal, StaleEpoch, StoreError
+from watcher.waits import sleep_or_stop
 
 log = structlog.get_logger(__name__)
 
@@ -113,7 +114,7 @@ class RoleRunner:
         try:
             while not stop.is_set():
                 term = await self._step(role, term)
-                if await _sleep_or_stop(stop, self.renew_every):
+                if await sleep_or_stop(stop, self.renew_every):
                     break
         finally:
             if term is not None:
@@ -206,14 +207,6 @@ class _Term:
 def _operation(lease: str) -> str:
     kind = lease.split(":", 1)[0]
     return {"feed": "feed", "outbox": "outbox"}.get(kind, "containment")
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return False
-    return True
 
 
 class FeedEpochs:
