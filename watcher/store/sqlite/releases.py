@@ -238,26 +238,32 @@ class ReleaseRepository(Repository):
         now: float | None = None,
     ) -> None:
         """The scan failed but may heal: back to pending, due at `next_attempt_at`."""
-        async with self._conn.tx() as db:
-            if await _held_by_other(db, release_id, owner):
-                raise ClaimLost(f"release {release_id} is no longer claimed by {owner}")
-            await db.execute(
-                f"UPDATE releases SET state = 'pending', last_error = ?, next_attempt_at = ?, "  # noqa: S608
-                f"{_UNCLAIMED}, updated_at = ? WHERE id = ?",
-                (error, next_attempt_at, now_or(now), release_id),
-            )
+        await self._end_attempt(release_id, "pending", error, next_attempt_at, owner=owner, now=now)
 
     async def mark_failed(
         self, release_id: int, error: str, *, owner: str | None = None, now: float | None = None
     ) -> None:
         """Given up: kept with its reason (never silently dropped)."""
+        await self._end_attempt(release_id, "failed", error, None, owner=owner, now=now)
+
+    async def _end_attempt(
+        self,
+        release_id: int,
+        state: str,
+        error: str,
+        next_attempt_at: float | None,
+        *,
+        owner: str | None,
+        now: float | None,
+    ) -> None:
+        """A failed scan's claim released, the release in `state` with its error."""
         async with self._conn.tx() as db:
             if await _held_by_other(db, release_id, owner):
                 raise ClaimLost(f"release {release_id} is no longer claimed by {owner}")
             await db.execute(
-                f"UPDATE releases SET state = 'failed', last_error = ?, next_attempt_at = NULL, "  # noqa: S608
+                f"UPDATE releases SET state = ?, last_error = ?, next_attempt_at = ?, "  # noqa: S608
                 f"{_UNCLAIMED}, updated_at = ? WHERE id = ?",
-                (error, now_or(now), release_id),
+                (state, error, next_attempt_at, now_or(now), release_id),
             )
 
     async def retry_failed(self, release_id: int, *, now: float | None = None) -> bool:
