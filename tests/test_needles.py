@@ -5,6 +5,7 @@ character offsets even in text that is not ASCII."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from tests.fakecreds import POSITIVES
 from watcher.scanning.checks.secrets import RuleSet, default_rules
-from watcher.scanning.needles import NeedleIndex
+from watcher.scanning.needles import Gate, NeedleIndex
 
 ENGINES = ["hyperscan", "re"]
 
@@ -194,3 +195,21 @@ def test_gates_never_lose_a_match(pieces: list[str]) -> None:
     shipped = default_rules()
     for path in ("src/app.js", "config/.env"):
         assert _matches(shipped, text, path) == _matches(_ungated(shipped), text, path)
+
+
+def test_compiled_gates_are_cached_and_a_bad_cache_file_is_compiled_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHER_CACHE_DIR", str(tmp_path))
+    gate = Gate(name="\x00gate:t", pattern="token[=:]", keywords=("token",), width=6)
+    text = "a token b token= c"
+    first = NeedleIndex(["b"], gates=[gate]).find(text)
+    cached = sorted(tmp_path.glob("hyperscan-*.db"))
+    assert cached and first == {"b": [8], "\x00gate:t": [10]}
+    assert NeedleIndex(["b"], gates=[gate]).find(text) == first  # loaded from the cache
+    for path in cached:
+        path.write_bytes(b"not a database")
+    assert NeedleIndex(["b"], gates=[gate]).find(text) == first
+    monkeypatch.setenv("WATCHER_CACHE_DIR", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("a file, not a directory")
+    assert NeedleIndex(["b"], gates=[gate]).find(text) == first  # cache unwritable: compiled

@@ -20,10 +20,15 @@ literal pass does.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import platform
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _hs: Any
@@ -77,7 +82,7 @@ class NeedleIndex:
             if _hs is None:
                 raise ValueError("the hyperscan engine is not installed")
             engine_hs = _HyperscanEngine(literals)
-            self._ascii = _GatedAscii(self.needles, self.gates) if self.gates else None
+            self._ascii = _gated_ascii(self.needles, self.gates)
             self._literal_find: Callable[[str], Hits] = engine_hs.find
             self._find_bytes: Callable[[bytes | bytearray], Hits] | None = engine_hs.find_bytes
         elif chosen == "re":
@@ -145,13 +150,7 @@ class _Database:
             expressions.append(pattern.encode("ascii"))
             flags.append(_hs.HS_FLAG_DOTALL)
             self.lengths.append(0)
-        self.db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-        self.db.compile(
-            expressions=expressions,
-            ids=list(range(len(expressions))),
-            elements=len(expressions),
-            flags=flags,
-        )
+        self.db = _compiled_database(expressions, flags)
         # A scratch space serves one scan at a time: one per thread.
         self._local = threading.local()
 
@@ -167,6 +166,54 @@ class _Database:
             scratch = self._local.scratch = _hs.Scratch(self.db)
         self.db.scan(data, match_event_handler=on_match, scratch=scratch)
         return found
+
+
+def _compiled_database(expressions: list[bytes], flags: list[int]) -> Any:
+    """A block-mode database, from the compile cache when an earlier process left it there: the
+    gates' patterns take hyperscan a fraction of a second to compile, on every start otherwise.
+    The cache (`WATCHER_CACHE_DIR`, else `$XDG_CACHE_HOME/registry-watcher`, else
+    `~/.cache/registry-watcher`) is only ever an optimisation: unreadable, unwritable or stale
+    (another hyperscan, another CPU), the database is compiled as if it were not there."""
+    assert _hs is not None
+    digest = hashlib.sha256(
+        repr((_HS_VERSION, platform.machine(), expressions, flags)).encode()
+    ).hexdigest()
+    path = _cache_dir() / f"hyperscan-{digest[:32]}.db"
+    try:
+        cached: bytes | None = path.read_bytes()
+    except OSError:
+        cached = None
+    if cached is not None:
+        try:
+            return _hs.loadb(cached, _hs.HS_MODE_BLOCK)
+        except _hs.error:
+            pass  # written by another hyperscan or for another CPU: compile
+    db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+    db.compile(
+        expressions=expressions,
+        ids=list(range(len(expressions))),
+        elements=len(expressions),
+        flags=flags,
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+            handle.write(_hs.dumpb(db))
+        os.replace(handle.name, path)
+    except OSError:
+        pass  # a read-only file system: compile again next time
+    return db
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("WATCHER_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "registry-watcher"
+
+
+_HS_VERSION = getattr(_hs, "__version__", "") if _hs is not None else ""
 
 
 class _HyperscanEngine:
@@ -199,6 +246,18 @@ class _HyperscanEngine:
     def find_bytes(self, data: bytes | bytearray) -> Hits:
         found = self._utf8.scan(bytes(data))
         return {self._needles[i]: starts for i, starts in enumerate(found) if starts}
+
+
+def _gated_ascii(needles: tuple[str, ...], gates: tuple[Gate, ...]) -> _GatedAscii | None:
+    """None without gates, or when a gate's pattern does not compile (a rules file of one's own):
+    the gates then report every occurrence of their keywords, as with the stdlib engine."""
+    if not gates or not all(n.isascii() for n in needles):
+        return None
+    assert _hs is not None
+    try:
+        return _GatedAscii(needles, gates)
+    except _hs.error:
+        return None
 
 
 class _GatedAscii:

@@ -445,6 +445,17 @@ def obfuscation_signals(doc: TextDoc) -> Iterator[tuple[str, int, str]]:
         yield "high-entropy-blob", blob[0], blob[1]
 
 
+def _mostly_one_token(line: str, length: int) -> bool:
+    """Under 5 % punctuation; counted one character at a time, stopping once past it (minified
+    code is past it after its first one)."""
+    punctuation = 0
+    for char in _BLOB_PUNCTUATION:
+        punctuation += line.count(char)
+        if punctuation * 20 >= length:
+            return False
+    return True
+
+
 def _packed_blob(text: str) -> tuple[int, str] | None:
     """A very long run of base64 / hex of high entropy on a line with almost no punctuation."""
     if len(text) < _BLOB_MIN:
@@ -452,21 +463,19 @@ def _packed_blob(text: str) -> tuple[int, str] | None:
     offset = 0
     for line in text.split("\n"):
         length = len(line)
-        if length >= _BLOB_MIN:
-            punctuation = sum(line.count(c) for c in _BLOB_PUNCTUATION)
-            if punctuation * 20 < length:  # under 5 %: mostly one token
-                for pattern, floor in ((_HEX_BLOB, 3.8), (_BLOB, 5.5)):
-                    for match in pattern.finditer(line):
-                        before = line[max(0, match.start() - 12) : match.start()]
-                        run = match.group(0)
-                        if before.endswith(_BLOB_ALLOWED_BEFORE) or run.startswith(_WASM_BASE64):
-                            continue
-                        entropy = _entropy(run[:65536])
-                        if entropy >= floor:
-                            return (
-                                offset + match.start(),
-                                f"{len(run):,} characters of entropy {entropy:.1f} bits",
-                            )
+        if length >= _BLOB_MIN and _mostly_one_token(line, length):
+            for pattern, floor in ((_HEX_BLOB, 3.8), (_BLOB, 5.5)):
+                for match in pattern.finditer(line):
+                    before = line[max(0, match.start() - 12) : match.start()]
+                    run = match.group(0)
+                    if before.endswith(_BLOB_ALLOWED_BEFORE) or run.startswith(_WASM_BASE64):
+                        continue
+                    entropy = _entropy(run[:65536])
+                    if entropy >= floor:
+                        return (
+                            offset + match.start(),
+                            f"{len(run):,} characters of entropy {entropy:.1f} bits",
+                        )
         offset += length + 1
     return None
 

@@ -253,6 +253,12 @@ class RuleSet:
             for keyword in rule.keywords
         }
         self._literals = frozenset(literals)
+        by_key: dict[str, list[int]] = {}
+        for index, (rule, gate) in enumerate(zip(self.rules, gates, strict=True)):
+            for key in (gate.name,) if gate is not None else rule.keywords:
+                by_key.setdefault(key, []).append(index)
+        self._rules_by_key = by_key
+        self._path_rules = tuple(i for i, rule in enumerate(self.rules) if rule.paths is not None)
         self._index = NeedleIndex(
             literals, gates=[g for g in gates if g is not None], engine=engine
         )
@@ -292,7 +298,8 @@ class RuleSet:
         if hits is None:
             hits = self._index.find(text)
         candidates: list[SecretMatch] = []
-        for index, rule in enumerate(self.rules):
+        for index in self._rules_to_run(hits):
+            rule = self.rules[index]
             if rule.paths is not None and not rule.paths.search(path):
                 continue
             gate = self._gates[index]
@@ -314,6 +321,17 @@ class RuleSet:
             else:
                 candidates.extend(self._run_windows(index, text, starts))
         return self._resolve_overlaps(candidates)
+
+    def _rules_to_run(self, hits: Hits) -> list[int]:
+        """Indexes, in rule order, of the rules a hit names, and of those limited to some paths
+        (their keywords are looked for only where the path matches)."""
+        by_key = self._rules_by_key
+        if len(hits) * 4 < len(self.rules):
+            wanted = set(self._path_rules)
+            for key in hits:
+                wanted.update(by_key.get(key, ()))
+            return sorted(wanted)
+        return list(range(len(self.rules)))
 
     def _run_anchored(self, index: int, text: str, starts: list[int]) -> list[SecretMatch]:
         """The match starts at the keyword (`before` chars earlier at most): try exactly there."""

@@ -12,6 +12,8 @@ parse of the regex (`re._parser`), made looser step by step, each step matching 
 - what the match can end with is cut to a short form (a trailing `x{8,200}` or `x{40}` is `x{8}`,
   a trailing optional part is dropped): a prefix of every match still matches, so one match
   reports one end, not one per character of a long value;
+- a wide repeat of almost any character (`[\\s\\S]{1,300}`) ends the pattern there (it is slow
+  to compile and, opened, would end a match at every later position): a prefix again;
 - every place where Python could match a character that is not ASCII (`\\w`, `\\d`, `\\s`, any
   class, `i`, `k` and `s` under `(?i)`: `k` also matches the Kelvin sign) also takes `?`, the byte that
   stands for such a character when the needle pass reads non-ASCII text
@@ -82,7 +84,7 @@ def gate_pattern(regex: str) -> str:
         raise ValueError(str(exc)) from exc
     ignorecase = bool(parsed.state.flags & _IGNORECASE)
     nodes = _trim(list(parsed.data))
-    pattern = _emit(nodes, ignorecase)
+    pattern, _ = _emit(nodes, ignorecase)
     if not pattern:
         raise ValueError("empty gate")
     return ("(?i:" if ignorecase else "(?-i:") + pattern + ")"
@@ -123,11 +125,50 @@ def _trim(nodes: list[Any]) -> list[Any]:
     return nodes
 
 
-def _emit(nodes: Any, ignorecase: bool) -> str:
-    return "".join(_emit_node(op, av, ignorecase) for op, av in nodes)
+def _emit(nodes: Any, ignorecase: bool) -> tuple[str, bool]:
+    """The pattern of a sequence, and whether it was cut short: then it is a prefix of the
+    sequence, and whatever encloses it must end with it too."""
+    parts: list[str] = []
+    for op, av in nodes:
+        text, cut = _emit_node(op, av, ignorecase)
+        parts.append(text)
+        if cut:
+            return "".join(parts), True
+    return "".join(parts), False
 
 
-def _emit_node(op: Any, av: Any, ignorecase: bool) -> str:
+def _emit_node(op: Any, av: Any, ignorecase: bool) -> tuple[str, bool]:
+    if _is(op, "BRANCH"):
+        _, alternatives = av
+        emitted = [_emit(alt, ignorecase) for alt in alternatives]
+        return "(?:" + "|".join(text for text, _ in emitted) + ")", any(c for _, c in emitted)
+    if _is(op, "SUBPATTERN"):
+        _, add, delete, inner = av
+        inner_case = (ignorecase or bool(add & _IGNORECASE)) and not delete & _IGNORECASE
+        text, cut = _emit(inner, inner_case)
+        return ("(?i:" if inner_case else "(?-i:") + text + ")", cut
+    if _is(op, "MAX_REPEAT") or _is(op, "MIN_REPEAT"):
+        low, high, item = av
+        text, cut = _emit(item, ignorecase)
+        body = "(?:" + text + ")"
+        if cut:  # the item was cut short: one of it, and the sequence ends there
+            return (body if low else ""), True
+        if high != _MAXREPEAT and _matches_almost_anything(item):
+            if high - low >= _WIDE:
+                # `[\s\S]{1,300}` is slow to compile bounded, and opened every position after
+                # one match would end another: the pattern ends with its shortest form
+                floor = min(low, _FLOOR)
+                return (f"{body}{{{floor}}}" if floor else ""), True
+            return f"{body}{{{low},{high}}}", False
+        if high == _MAXREPEAT or high - low >= _WIDE or low > _FLOOR:
+            return f"{body}{{{min(low, _FLOOR)},}}", False
+        if high == 0:
+            return "", False
+        return (f"{body}{{{low}}}" if low == high else f"{body}{{{low},{high}}}"), False
+    return _emit_atom(op, av, ignorecase), False
+
+
+def _emit_atom(op: Any, av: Any, ignorecase: bool) -> str:
     if _is(op, "LITERAL"):
         if ignorecase and chr(av) in "iksIKS":
             return _class(_cased({av}, ignorecase))
@@ -142,23 +183,6 @@ def _emit_node(op: Any, av: Any, ignorecase: bool) -> str:
         return _class(_set_of(av, ignorecase))
     if _is(op, "CATEGORY"):
         return _class(_category(av))
-    if _is(op, "BRANCH"):
-        _, alternatives = av
-        return "(?:" + "|".join(_emit(alt, ignorecase) for alt in alternatives) + ")"
-    if _is(op, "SUBPATTERN"):
-        _, add, delete, inner = av
-        inner_case = (ignorecase or bool(add & _IGNORECASE)) and not delete & _IGNORECASE
-        return ("(?i:" if inner_case else "(?-i:") + _emit(inner, inner_case) + ")"
-    if _is(op, "MAX_REPEAT") or _is(op, "MIN_REPEAT"):
-        low, high, item = av
-        body = "(?:" + _emit(item, ignorecase) + ")"
-        if high != _MAXREPEAT and _matches_almost_anything(item):
-            # `[\s\S]{1,300}` stays bounded: opened, every position after one match would end
-            # another
-            return f"{body}{{{low},{high}}}"
-        if high == _MAXREPEAT or high - low >= _WIDE or low > _FLOOR:
-            return f"{body}{{{min(low, _FLOOR)},}}"
-        return f"{body}{{{low}}}" if low == high else f"{body}{{{low},{high}}}"
     if _is(op, "ASSERT") or _is(op, "ASSERT_NOT") or _is(op, "AT"):
         return ""
     raise ValueError(f"no gate for {op}")
