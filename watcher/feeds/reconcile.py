@@ -472,3 +472,50 @@ def watchlist_sweep(
     `poll_interval`, the reconcile backstop with its slow period."""
     names = watched_names(watchlist, tracker.store, tracker.ecosystem)
     return SweepFeed(tracker, names, name=name, interval=interval, max_rate=max_rate)
+
+
+@dataclass(frozen=True, slots=True)
+class EcosystemSweeps:
+    """An ecosystem's two sweeps over its watchlist, named `<prefix>-poll` and
+    `<prefix>-reconcile`: the poll feed (every `poll_interval`, unthrottled unless told) and the
+    slow reconcile backstop (every `period`, at most `max_rate` requests a second). `names` is how
+    the ecosystem keys a watchlist (PyPI normalizes; npm keeps names as written)."""
+
+    prefix: str
+    names: Callable[[Watchlist], Watchlist] = lambda watchlist: watchlist
+
+    def poll(
+        self,
+        tracker: PackageTracker,
+        watchlist: Watchlist,
+        *,
+        interval: float,
+        max_rate: float | None = None,
+        name: str | None = None,
+    ) -> SweepFeed:
+        """The poll feed; `tracker` must wrap the ecosystem's package source."""
+        return watchlist_sweep(
+            tracker,
+            self.names(watchlist),
+            name=f"{self.prefix}-poll" if name is None else name,
+            interval=interval,
+            max_rate=max_rate,
+        )
+
+    def reconcile(
+        self,
+        tracker: PackageTracker,
+        watchlist: Watchlist,
+        *,
+        period: float,
+        max_rate: float = 1.0,
+        name: str | None = None,
+    ) -> SweepFeed:
+        """The backstop beside a changes feed: every watched package re-read each `period`."""
+        return watchlist_sweep(
+            tracker,
+            self.names(watchlist),
+            name=f"{self.prefix}-reconcile" if name is None else name,
+            interval=period,
+            max_rate=max_rate,
+        )

@@ -7,15 +7,7 @@ from typing import Any
 
 from watcher.ecosystems.npm.client import NpmClient, Packument
 from watcher.ecosystems.versions import parse_semver
-from watcher.feeds.base import Watchlist
-from watcher.feeds.reconcile import (
-    Missing,
-    NotModified,
-    PackageSnapshot,
-    PackageTracker,
-    SweepFeed,
-    watchlist_sweep,
-)
+from watcher.feeds.reconcile import EcosystemSweeps, Missing, NotModified, PackageSnapshot
 from watcher.model import Ecosystem
 
 
@@ -52,26 +44,8 @@ class NpmPackageSource:
         return snapshot_of(fetched.packument, fetched.etag)
 
 
-def npm_poll_feed(
-    tracker: PackageTracker,
-    watchlist: Watchlist,
-    *,
-    interval: float,
-    max_rate: float | None = None,
-    name: str = "npm-poll",
-) -> SweepFeed:
-    """The poll feed. `tracker` must wrap an `NpmPackageSource`."""
-    return watchlist_sweep(tracker, watchlist, name=name, interval=interval, max_rate=max_rate)
-
-
-def npm_reconcile_feed(
-    tracker: PackageTracker,
-    watchlist: Watchlist,
-    *,
-    period: float,
-    max_rate: float = 1.0,
-    name: str = "npm-reconcile",
-) -> SweepFeed:
-    """The slow backstop: every watched package re-read each `period`, at most `max_rate`
-    requests a second (npm asks for at most about 5M a month, ~1.9/s, from one client)."""
-    return watchlist_sweep(tracker, watchlist, name=name, interval=period, max_rate=max_rate)
+# npm asks for at most about 5M requests a month (~1.9/s) from one client: the reconcile
+# backstop's default of 1 request a second stays below it
+SWEEPS = EcosystemSweeps("npm")
+npm_poll_feed = SWEEPS.poll
+npm_reconcile_feed = SWEEPS.reconcile

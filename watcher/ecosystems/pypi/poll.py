@@ -16,14 +16,7 @@ from watcher.ecosystems.http import HttpStatusError
 from watcher.ecosystems.pypi.client import ProjectPage, PypiClient, normalize
 from watcher.ecosystems.versions import parse_pep440
 from watcher.feeds.base import Watchlist
-from watcher.feeds.reconcile import (
-    Missing,
-    NotModified,
-    PackageSnapshot,
-    PackageTracker,
-    SweepFeed,
-    watchlist_sweep,
-)
+from watcher.feeds.reconcile import EcosystemSweeps, Missing, NotModified, PackageSnapshot
 from watcher.model import Ecosystem, Release
 
 
@@ -70,37 +63,14 @@ class PypiPackageSource:
         return snapshot_of(page)
 
 
-def pypi_poll_feed(
-    tracker: PackageTracker,
-    watchlist: Watchlist,
-    *,
-    interval: float,
-    max_rate: float | None = None,
-    name: str = "pypi-poll",
-) -> SweepFeed:
-    """The poll feed. `tracker` must wrap a `PypiPackageSource`."""
-    return watchlist_sweep(
-        tracker, _normalized(watchlist), name=name, interval=interval, max_rate=max_rate
-    )
-
-
-def pypi_reconcile_feed(
-    tracker: PackageTracker,
-    watchlist: Watchlist,
-    *,
-    period: float,
-    max_rate: float = 1.0,
-    name: str = "pypi-reconcile",
-) -> SweepFeed:
-    """The slow backstop beside the changelog feed: every watched project re-read each `period`."""
-    return watchlist_sweep(
-        tracker, _normalized(watchlist), name=name, interval=period, max_rate=max_rate
-    )
-
-
 def _normalized(watchlist: Watchlist) -> Watchlist:
     """PyPI names compare after PEP 503 normalization; the store keys them that way too."""
     return Watchlist(
         frozenset(normalize(n) for n in watchlist.names),
         tuple(p.lower() for p in watchlist.patterns),
     )
+
+
+SWEEPS = EcosystemSweeps("pypi", _normalized)
+pypi_poll_feed = SWEEPS.poll
+pypi_reconcile_feed = SWEEPS.reconcile
