@@ -308,6 +308,31 @@ def fingerprint(rule: str, path: str, key: str) -> str:
     return hashlib.sha256(f"{rule}\0{path}\0{key}".encode()).hexdigest()
 
 
+def origin_finding(
+    rule: str,
+    severity: Severity,
+    message: str,
+    *,
+    key: str,
+    evidence: dict[str, Any],
+    path: str = "",
+) -> Finding:
+    """A finding about where a release came from (its publisher, build identity, tag, the team's
+    approval) rather than about a file's content: category provenance, no path unless one file is
+    concerned, fingerprinted here from rule, path and key (it is made past the scanner's step that
+    fingerprints findings)."""
+    return Finding(
+        rule=rule,
+        category=Category.PROVENANCE,
+        severity=severity,
+        path=path,
+        message=message,
+        key=key,
+        evidence=evidence,
+        fingerprint=fingerprint(rule, path, key),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RunbookStep:
     """One containment step: a sentence and, where one exists, the exact command or URL."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from watcher.model import Category, Finding, Severity, fingerprint
+from watcher.model import Finding, Severity, origin_finding
 from watcher.store.types import Approval
 from watcher.timefmt import format_duration, iso
 
@@ -100,17 +100,13 @@ def findings(
                 "token, a publish by hand)"
             )
         found.append(
-            Finding(
-                rule=RULE,
-                category=Category.PROVENANCE,
-                severity=Severity.CRITICAL,
-                path=digest.filename,
-                message=message,
-                evidence=evidence,
+            origin_finding(
+                RULE,
+                Severity.CRITICAL,
+                message,
                 key=digest.sha256 or digest.integrity or "",
-                fingerprint=fingerprint(
-                    RULE, digest.filename, digest.sha256 or digest.integrity or ""
-                ),
+                evidence=evidence,
+                path=digest.filename,
             )
         )
     return found

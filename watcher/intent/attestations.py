@@ -31,12 +31,11 @@ from watcher.errors import RegistryError
 from watcher.intent.model import ProvenanceExpectation
 from watcher.model import (
     AttestationIdentity,
-    Category,
     Finding,
     Manifest,
     Release,
     Severity,
-    fingerprint,
+    origin_finding,
 )
 
 log = structlog.get_logger(__name__)
@@ -172,15 +171,11 @@ def identity_findings(
     first = next(iter(wrong.values()))
     key = f"{normal_repository(first.repository)}:{normal_workflow(first.workflow)}"
     return [
-        Finding(
-            rule=RULE,
-            category=Category.PROVENANCE,
-            severity=Severity.HIGH,
-            path="",
-            message=(
-                f"{version} was built by {_describe(first)}, not as {reference}: a hijacked or "
-                f"foreign workflow published it ({NOTE})"
-            ),
+        origin_finding(
+            RULE,
+            Severity.HIGH,
+            f"{version} was built by {_describe(first)}, not as {reference}: a hijacked or "
+            f"foreign workflow published it ({NOTE})",
             key=key,
             evidence={
                 "files": sorted(wrong),
@@ -197,7 +192,6 @@ def identity_findings(
                 ],
                 "verified": False,
             },
-            fingerprint=fingerprint(RULE, "", key),
         )
     ]
 
@@ -314,17 +308,14 @@ def lost_findings(params: Mapping[str, Any], still_missing: Iterable[str]) -> li
             continue
         if not path and not missing:
             continue
-        key = str(item.get("key") or "")
         out.append(
-            Finding(
-                rule=str(item.get("rule") or LOST),
-                category=Category.PROVENANCE,
-                severity=Severity(str(item.get("severity") or "high")),
-                path=path,
-                message=str(item.get("message") or "published without provenance"),
-                key=key,
+            origin_finding(
+                str(item.get("rule") or LOST),
+                Severity(str(item.get("severity") or "high")),
+                str(item.get("message") or "published without provenance"),
+                key=str(item.get("key") or ""),
                 evidence=dict(item.get("evidence") or {}),
-                fingerprint=fingerprint(str(item.get("rule") or LOST), path, key),
+                path=path,
             )
         )
     return out

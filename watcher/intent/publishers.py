@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from watcher.model import Category, Finding, Release, Severity, fingerprint
+from watcher.model import Finding, Release, Severity, origin_finding
 
 RULE = "publisher-unexpected"
 
@@ -30,18 +30,13 @@ def publisher_findings(expected: Sequence[str] | None, release: Release) -> list
     for who, files in sorted(found.items()):
         listed = ", ".join(sorted(expected))
         findings.append(
-            Finding(
-                rule=RULE,
-                category=Category.PROVENANCE,
-                severity=Severity.HIGH,
-                path="",
-                message=(
-                    f"{release.version} was published by {who}, not by an expected publisher "
-                    f"({listed}): a token of another account, or a stolen one, published it"
-                ),
+            origin_finding(
+                RULE,
+                Severity.HIGH,
+                f"{release.version} was published by {who}, not by an expected publisher "
+                f"({listed}): a token of another account, or a stolen one, published it",
                 key=who,
                 evidence={"publisher": who, "expected": sorted(expected), "files": files},
-                fingerprint=fingerprint(RULE, "", who),
             )
         )
     return findings

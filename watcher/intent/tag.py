@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from watcher.errors import RegistryError
 from watcher.intent.model import Expectations, TagExpectation
-from watcher.model import Category, Finding, Severity, fingerprint
+from watcher.model import Finding, Severity, origin_finding
 from watcher.store.api import OriginCheckStore
 from watcher.store.types import OriginCheck, StoredRelease
 
@@ -132,19 +132,14 @@ def untagged_finding(expectation: TagExpectation, version: str, waited_s: float)
     """`release-untagged`: the release's tag is not in the repository after the grace period."""
     tag = expectation.tag_for(version)
     repository = masked(expectation.repository)
-    return Finding(
-        rule=RELEASE_UNTAGGED,
-        category=Category.PROVENANCE,
-        severity=Severity.HIGH,
-        path="",
-        message=(
-            f"no tag {tag} in {repository} {_duration(waited_s)} after the release was seen: "
-            "a release nobody tagged was published around the pipeline (a stolen token or a "
-            "publish by hand)"
-        ),
+    return origin_finding(
+        RELEASE_UNTAGGED,
+        Severity.HIGH,
+        f"no tag {tag} in {repository} {_duration(waited_s)} after the release was seen: "
+        "a release nobody tagged was published around the pipeline (a stolen token or a "
+        "publish by hand)",
         key=tag,
         evidence={"tag": tag, "repository": repository, "waited_s": round(waited_s)},
-        fingerprint=fingerprint(RELEASE_UNTAGGED, "", tag),
     )
 
 
