@@ -266,13 +266,8 @@ class OriginChecks:
             try:
                 verdict = await judge.judge(check, stored)
             except Exception as exc:
-                delay = min(600.0, 10.0 * 2 ** min(check.attempts, 6))
-                reason = f"{type(exc).__name__}: {exc}"[:300]
-                await self.store.reschedule_origin_check(
-                    check.id, self.clock() + delay, reason, owner=owner
-                )
+                reason, delay = await self._back_off(check, exc, owner)
                 bound.warning("origin_check_retry", reason=reason, retry_in_s=delay)
-                metrics.ORIGIN_CHECKS.labels(check.kind, "retry").inc()
                 return 0
             if verdict.again_at is not None:
                 await self.store.reschedule_origin_check(
@@ -296,13 +291,8 @@ class OriginChecks:
             except (ClaimLost, StoreError):
                 raise
             except Exception as exc:  # one bad check never stops the others being judged
-                delay = min(600.0, 10.0 * 2 ** min(check.attempts, 6))
-                reason = f"{type(exc).__name__}: {exc}"[:300]
-                await self.store.reschedule_origin_check(
-                    check.id, self.clock() + delay, reason, owner=owner
-                )
+                reason, delay = await self._back_off(check, exc, owner)
                 bound.error("origin_check_failed", reason=reason, retry_in_s=delay)
-                metrics.ORIGIN_CHECKS.labels(check.kind, "retry").inc()
                 return 0
         except ClaimLost:  # another holder took it over: its verdict counts
             bound.warning("origin_check_claim_lost", owner=owner)
@@ -315,6 +305,17 @@ class OriginChecks:
             detail=verdict.detail,
         )
         return 1
+
+    async def _back_off(self, check: OriginCheck, exc: Exception, owner: str) -> tuple[str, float]:
+        """A judgement that raised: the check due again after a backoff that grows with its
+        attempts (10 s doubling, at most 10 min), the error as its detail; (reason, delay)."""
+        delay = min(600.0, 10.0 * 2 ** min(check.attempts, 6))
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        await self.store.reschedule_origin_check(
+            check.id, self.clock() + delay, reason, owner=owner
+        )
+        metrics.ORIGIN_CHECKS.labels(check.kind, "retry").inc()
+        return reason, delay
 
     async def _idle(self, stop: asyncio.Event) -> None:
         self._wake.clear()
