@@ -32,7 +32,9 @@ ARG WATCHER_UID=10001
 LABEL org.opencontainers.image.title="registry-watcher" \
       org.opencontainers.image.description="Watches npm and PyPI releases of your packages, screens them for accidental exposure and pages the owners."
 
-# git reads `expect.tag` (git ls-remote); a base image that already has it keeps its own
+# git reads `expect.tag` (git ls-remote); a base image that already has it keeps its own.
+# Not pinned: the base image's suite decides git's version (security updates included).
+# hadolint ignore=DL3008
 RUN if ! command -v git >/dev/null; then \
       apt-get update && apt-get install -y --no-install-recommends git ca-certificates \
       && rm -rf /var/lib/apt/lists/*; \

@@ -34,8 +34,8 @@ from watcher.scanning.checks.changes import CHANGE_RULES
 from watcher.scanning.scan import ScanRequest, scan_release
 
 DATA = Path(__file__).parent / ".data" / "changes"
-# Pins: (target, baseline) as measured (each package's newest release then and the one before it
-# in version order); a package without a pin takes its newest at run time.
+# Pins: (target, baseline) as measured on 2026-12-02 (each package's newest release then and the
+# one before it in version order); a package without a pin takes its newest at run time.
 NPM = [
     "react",
     "lodash",
@@ -63,7 +63,33 @@ NPM = [
     "rxjs",
     "moment",
 ]
-NPM_PINS: dict[str, tuple[str, str]] = {}  # filled from the run's output; empty: newest
+NPM_PINS: dict[str, tuple[str, str]] = {
+    "react": ("19.3.1", "19.3.0"),
+    "lodash": ("4.18.1", "4.18.0"),
+    "express": ("5.3.0", "5.2.1"),
+    "axios": ("1.21.1", "1.21.0"),
+    "typescript": ("7.0.2", "6.0.3"),
+    "@angular/core": ("22.2.6", "22.2.5"),
+    "vue": ("3.5.45", "3.5.44"),
+    "next": ("16.4.6", "16.4.5"),
+    "webpack": ("5.113.0", "5.112.2"),
+    "esbuild": ("0.28.2", "0.28.1"),
+    "aws-sdk": ("2.1693.0", "2.1692.0"),
+    "@aws-sdk/client-s3": ("3.1175.0", "3.1173.0"),
+    "firebase": ("13.2.0", "13.1.0"),
+    "stripe": ("23.1.0", "23.0.1"),
+    "twilio": ("6.3.1", "6.2.0"),
+    "@slack/web-api": ("8.2.0", "8.1.1"),
+    "dotenv": ("18.0.10", "18.0.9"),
+    "jsonwebtoken": ("9.0.3", "9.0.2"),
+    "puppeteer-core": ("25.16.0", "25.15.0"),
+    "prisma": ("7.10.1", "7.10.0"),
+    "@sentry/browser": ("11.12.0", "11.11.0"),
+    "pdfjs-dist": ("6.5.438", "6.4.299"),
+    "monaco-editor": ("0.57.0", "0.56.0"),
+    "rxjs": ("7.8.2", "7.8.1"),
+    "moment": ("2.31.0", "2.30.1"),
+}
 PYPI = [
     "requests",
     "boto3",

@@ -166,6 +166,15 @@ def test_hosts_in_docs_tests_and_well_known_hosts_are_quiet(tmp_path: Path) -> N
     assert _changes(tmp_path, {"index.js": ""}, after, rule="endpoint-added") == []
 
 
+def test_links_in_comments_are_documentation(tmp_path: Path) -> None:
+    after = {
+        "dom.js": "/**\n * @see https://www.smashing.example.io/2019/04/article/\n */\n"
+        "// https://blog.vendor.example.io/why\nexport const a = 1\n",
+        "util.py": "# https://wiki.team.example.io/page\nx = 1\n",
+    }
+    assert _changes(tmp_path, {"dom.js": ""}, after, rule="endpoint-added") == []
+
+
 def test_a_host_the_release_also_documents_is_low(tmp_path: Path) -> None:
     after = {
         "README.md": "Now reports to https://telemetry.vendor.example.io (opt out: X=0)",

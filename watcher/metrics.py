@@ -204,7 +204,7 @@ APPROVALS = Counter(
 ORIGIN_CHECK_VERDICTS = ("quiet", "findings", "retry")
 ORIGIN_CHECKS = Counter(
     "watcher_origin_checks_total",
-    "Deferred origin checks (approval, tag) judged, by kind and verdict: quiet (as expected), "
+    "Deferred origin checks (approval, tag, attestations) judged, by kind and verdict: quiet (as expected), "
     "findings, retry (could not judge yet).",
     ["kind", "verdict"],
 )
@@ -298,8 +298,9 @@ def start_at_zero(
         STORE_ERRORS.labels(operation)
     for outcome in APPROVAL_OUTCOMES:
         APPROVALS.labels(outcome)
-    for verdict in ORIGIN_CHECK_VERDICTS:
-        ORIGIN_CHECKS.labels("approval", verdict)
+    for kind in ("approval", "tag", "attestations"):
+        for verdict in ORIGIN_CHECK_VERDICTS:
+            ORIGIN_CHECKS.labels(kind, verdict)
 
 
 AUTO_CONTAINMENT_ACTIONS = ("dist_tag", "deprecate", "unpublish", "github_revoke")

@@ -51,6 +51,8 @@ class TextDoc:
     # how the text was obtained: `utf-8`, `utf-16-le` / `utf-16-be` / `utf-16`, `latin-1`,
     # `pyc-strings` (a .pyc's string constants), `binary-strings` (printable runs of a binary)
     origin: str = "utf-8"
+    # every `scheme://…` of the text with its offset, found once for the checks that read them
+    urls: list[tuple[int, str]] | None = None
 
 
 @dataclass(slots=True)

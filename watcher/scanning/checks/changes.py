@@ -29,6 +29,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -53,7 +54,7 @@ from watcher.scanning.checks.base import (
     line_of,
 )
 from watcher.scanning.checks.hooks import setup_py_side_effects
-from watcher.scanning.checks.internal import iter_urls
+from watcher.scanning.checks.internal import doc_urls
 from watcher.scanning.checks.locations import location_evidence, location_of
 
 DEPENDENCY_ADDED = "dependency-added"
@@ -348,6 +349,7 @@ _NAMESPACE = re.compile(r"/(?:ns|xmlns|namespaces?|schemas?|dtds?)(?:/|$|#)")
 _SECOND_LEVELS = frozenset(["co", "com", "net", "org", "gov", "ac", "edu", "ne", "or", "go"])
 
 
+@lru_cache(maxsize=16384)
 def domain_of(host: str) -> str:
     """The registrable domain, near enough: the last two labels, three under `co.uk` & co."""
     labels = host.split(".")
@@ -358,7 +360,13 @@ def domain_of(host: str) -> str:
 
 def endpoint_host(url: str) -> str | None:
     """The host of an http(s)/ws(s) URL when it is a public name worth reporting, else None."""
-    lowered = url[:300].lower()
+    return _endpoint_host(url[:200])
+
+
+@lru_cache(maxsize=16384)
+def _endpoint_host(url: str) -> str | None:
+    """Pure in its argument; bundles name the same few URLs thousands of times."""
+    lowered = url.lower()
     if not lowered.startswith(_ENDPOINT_SCHEMES):
         return None
     rest = lowered.split("://", 1)[1]
@@ -409,16 +417,12 @@ def _entropy(text: str) -> float:
 def obfuscation_signals(doc: TextDoc) -> Iterator[tuple[str, int, str]]:
     """(kind, offset, detail) of each kind of obfuscation in a code text, once per kind."""
     text = doc.text
-    hits = doc.hits
-    starts: list[int] = []
-    for needle in _RUN_NEEDLES:
-        starts.extend(hits.get(needle, ()) if hits is not None else _find_all(text, needle))
-    for start in sorted(starts):
-        match = _RUN_DECODED.search(text, max(0, start - 2), start + 200)
-        if match:
-            yield "runs-decoded-string", match.start(), match.group(0)[:80]
-            break
-    escapes = len(hits.get("\\x", ())) if hits is not None else text.count("\\x")
+    # plain `in` / `count` (C, no needle hits to collect): most code never matches
+    present = any(needle in text for needle in _RUN_NEEDLES)
+    match = _RUN_DECODED.search(text) if present else None  # one pass, in C
+    if match:
+        yield "runs-decoded-string", match.start(), match.group(0)[:80]
+    escapes = text.count("\\x")
     if escapes >= 4 * _MIN_HEX_LITERALS:
         literals = sum(
             1 for _ in zip(range(_MIN_HEX_LITERALS), _HEX_LITERAL.finditer(text), strict=False)
@@ -430,7 +434,7 @@ def obfuscation_signals(doc: TextDoc) -> Iterator[tuple[str, int, str]]:
                 first.start() if first else 0,
                 f"{literals}+ \\x-escaped strings",
             )
-    names = len(hits.get("_0x", ())) if hits is not None else text.count("_0x")
+    names = text.count("_0x")
     if names >= _MIN_OBFUSCATOR_NAMES:
         distinct = set(_OBFUSCATOR_NAME.findall(text))
         if len(distinct) >= _MIN_OBFUSCATOR_NAMES:
@@ -480,11 +484,16 @@ def _packed_blob(text: str) -> tuple[int, str] | None:
     return None
 
 
-def _find_all(text: str, needle: str) -> Iterator[int]:
-    position = text.find(needle)
-    while position != -1:
-        yield position
-        position = text.find(needle, position + 1)
+_COMMENT_STARTS = ("*", "//", "/*", "#", "<!--")
+
+
+def _in_comment_line(text: str, offset: int) -> bool:
+    """Whether the line holding `offset` starts as a comment (looked at within 200 characters
+    before it: a minified line is code)."""
+    start = text.rfind("\n", max(0, offset - 200), offset) + 1
+    if start == 0 and offset > 200:
+        return False
+    return text[start:offset].lstrip().startswith(_COMMENT_STARTS)
 
 
 def binary_format(data: bytes | bytearray) -> str | None:
@@ -529,9 +538,6 @@ class ChangeFacts(Check):
 
     category = Category.UNEXPECTED_CONTENT
 
-    def needles(self) -> Iterable[str]:
-        return (*_RUN_NEEDLES, "\\x", "_0x")
-
     def member(self, member: Member, ctx: ScanContext) -> Iterable[Finding]:
         if member.kind is not MemberKind.FILE or member.data is None:
             return ()
@@ -564,13 +570,16 @@ class ChangeFacts(Check):
                 facts.setdefault(SETUP_PY, set()).add(_fact(digest, path))
         code = _is_code(path) and location_of(path) is None
         hosts = facts.setdefault(HOSTS if code else DOC_HOSTS, set())
+        documented = facts.setdefault(DOC_HOSTS, set())
         seen: set[str] = set()
-        for _, url in iter_urls(doc.text, doc.hits):
+        for offset, url in doc_urls(doc):
             host = endpoint_host(url)
             if host is None or host in seen:
                 continue
             seen.add(host)
-            hosts.add(_fact(host, path))
+            # a link in a comment (`* @see https://…`, `// https://…`) documents, it is not called
+            comment = code and _in_comment_line(doc.text, offset)
+            (documented if comment else hosts).add(_fact(host, path))
             if len(seen) >= _MAX_HOSTS_PER_DOC:
                 break
         if _is_code(path):

@@ -106,6 +106,13 @@ def iter_urls(text: str, hits: Hits | None = None) -> Iterator[tuple[int, str]]:
             yield start, text[start : tail.end()]
 
 
+def doc_urls(doc: TextDoc) -> list[tuple[int, str]]:
+    """`iter_urls` of a doc, found once for every check that reads them."""
+    if doc.urls is None:
+        doc.urls = list(iter_urls(doc.text, doc.hits))
+    return doc.urls
+
+
 class InternalReferenceCheck(Check):
     category = Category.INTERNAL_REFERENCE
 
@@ -116,7 +123,7 @@ class InternalReferenceCheck(Check):
         found = 0
         seen: set[str] = set()
         location = location_of(doc.path)
-        for offset, url in iter_urls(doc.text, doc.hits):
+        for offset, url in doc_urls(doc):
             if found >= _MAX_FINDINGS_PER_DOC:
                 break
             host = classify_host(url, ctx.options.internal_domains)
