@@ -308,6 +308,12 @@ def fingerprint(rule: str, path: str, key: str) -> str:
     return hashlib.sha256(f"{rule}\0{path}\0{key}".encode()).hexdigest()
 
 
+def log_keys(item: Release | Incident) -> dict[str, str]:
+    """The stable log keys of the package version a release or an incident is about: `ecosystem`,
+    `package`, `version`."""
+    return {"ecosystem": item.ecosystem.value, "package": item.name, "version": item.version}
+
+
 def origin_finding(
     rule: str,
     severity: Severity,

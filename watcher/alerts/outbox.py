@@ -30,6 +30,7 @@ from watcher.alerts.base import Channel, DeliveryResult, Outcome
 from watcher.alerts.payload import first_action
 from watcher.model import (
     EventType,
+    log_keys,
 )
 from watcher.store.api import OutboxStore
 from watcher.store.types import OutboxItem
@@ -227,9 +228,7 @@ class Outbox:
                 stage="deliver",
                 event_type=event.type.value,
                 event_id=event.event_id,
-                ecosystem=incident.ecosystem.value,
-                package=incident.name,
-                version=incident.version,
+                **log_keys(incident),
                 owner=incident.owner,
                 severity=incident.worst().value,
                 findings=len(incident.findings),

@@ -44,6 +44,7 @@ from watcher.model import (
     Severity,
     fingerprint,
     incident_key,
+    log_keys,
 )
 from watcher.scanning.checks.changes import raise_with_origin
 from watcher.store.api import Store
@@ -188,9 +189,7 @@ class IncidentBuilder:
         for finding, reason in decision.allowed:
             log.info(
                 "finding_allowed",
-                ecosystem=release.ecosystem.value,
-                package=release.name,
-                version=release.version,
+                **log_keys(release),
                 rule=finding.rule,
                 path=finding.path,
                 reason=reason,
@@ -201,9 +200,7 @@ class IncidentBuilder:
         if owner is None:
             log.warning(
                 "no_owner_to_page",
-                ecosystem=release.ecosystem.value,
-                package=release.name,
-                version=release.version,
+                **log_keys(release),
             )
             return None
         return self.new(release, owner, decision.page, baseline_version)
@@ -557,9 +554,7 @@ class IncidentLifecycle:
             metrics.MITIGATIONS.labels(incident.ecosystem.value, kind).inc()
             log.info(
                 "mitigation_posted",
-                ecosystem=incident.ecosystem.value,
-                package=incident.name,
-                version=incident.version,
+                **log_keys(incident),
                 dedup_key=incident.dedup_key,
                 kind=kind,
             )
@@ -594,9 +589,7 @@ class IncidentLifecycle:
             metrics.TIME_TO_CONTAIN.labels(eco).observe(took)
         log.info(
             "incident_resolved",
-            ecosystem=eco,
-            package=incident.name,
-            version=incident.version,
+            **log_keys(incident),
             dedup_key=incident.dedup_key,
             resolution=resolution,
             time_to_contain_s=None if took is None else round(took, 1),

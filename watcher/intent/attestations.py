@@ -35,6 +35,7 @@ from watcher.model import (
     Manifest,
     Release,
     Severity,
+    log_keys,
     origin_finding,
 )
 
@@ -87,9 +88,7 @@ async def read_release(
         except RegistryError as exc:
             log.warning(
                 "attestations_unreadable",
-                ecosystem=release.ecosystem.value,
-                package=release.name,
-                version=release.version,
+                **log_keys(release),
                 file=artifact.filename,
                 error=str(exc)[:300],
             )

@@ -33,7 +33,7 @@ from watcher.ecosystems.base import Assessment, ContainmentQuery, Mitigation, Re
 from watcher.errors import RegistryError
 from watcher.incidents.internal_names import is_internal_name
 from watcher.incidents.lifecycle import IncidentLifecycle, stored_id
-from watcher.model import Ecosystem, Incident
+from watcher.model import Ecosystem, Incident, log_keys
 from watcher.store.api import Store
 
 log = structlog.get_logger(__name__)
@@ -102,9 +102,7 @@ class ContainmentWatcher:
             reason = f"{type(exc).__name__}: {exc}"[:300]
             log.warning(
                 "containment_check_error",
-                ecosystem=eco,
-                package=incident.name,
-                version=incident.version,
+                **log_keys(incident),
                 reason=reason,
             )
             return CheckResult(incident.dedup_key, contained=False, error=reason)

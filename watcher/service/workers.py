@@ -46,6 +46,7 @@ from watcher.model import (
     Manifest,
     Release,
     Report,
+    log_keys,
 )
 from watcher.scanning.baseline import baseline_manifest
 from watcher.scanning.checks.changes import raise_with_origin
@@ -285,9 +286,7 @@ class ScanWorkers:
         release = stored.release
         eco = release.ecosystem
         bound = log.bind(
-            ecosystem=eco.value,
-            package=release.name,
-            version=release.version,
+            **log_keys(release),
             release_id=stored.id,
             attempt=stored.attempts,
         )
