@@ -107,7 +107,23 @@ PYPI = [
     "sqlalchemy",
     "ansible-core",
 ]
-PYPI_PINS: dict[str, tuple[str, str]] = {}  # filled from the run's output; empty: newest
+PYPI_PINS: dict[str, tuple[str, str]] = {
+    "requests": ("2.34.2", "2.34.1"),
+    "boto3": ("1.44.8", "1.44.7"),
+    "botocore": ("1.44.8", "1.44.7"),
+    "django": ("6.1.3", "6.1.2"),
+    "flask": ("3.1.3", "3.1.2"),
+    "numpy": ("2.5.5", "2.5.4"),
+    "cryptography": ("50.0.2", "50.0.1"),
+    "paramiko": ("5.1.0", "5.0.1"),
+    "pyjwt": ("2.15.1", "2.15.0"),
+    "google-auth": ("2.63.0", "2.62.2"),
+    "openai": ("3.57.0", "3.56.0"),
+    "anthropic": ("2.15.0", "2.14.0"),
+    "stripe": ("16.1.0", "16.0.1"),
+    "sqlalchemy": ("2.1.9", "2.1.8"),
+    "ansible-core": ("2.21.5", "2.21.4"),
+}
 ALL_FILES_UNDER = 150 * 1024 * 1024
 
 
