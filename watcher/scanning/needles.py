@@ -26,7 +26,7 @@ import platform
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,22 @@ except ImportError:  # pragma: no cover - exercised where the wheel is missing
     _hs = None
 
 Hits = dict[str, list[int]]
+
+
+def find_all(text: str, needle: str) -> Iterator[int]:
+    """The offset of every occurrence of `needle` in `text`, overlapping ones included, in text
+    order: the plain `str.find` loop (the engines are held to it), for texts the pass did not
+    cover."""
+    at = text.find(needle)
+    while at != -1:
+        yield at
+        at = text.find(needle, at + 1)
+
+
+def occurrences(text: str, needle: str, hits: Hits | None) -> Iterator[int]:
+    """Offsets of `needle` in `text`: from the scanner's one pass when given (`hits`), else
+    `find_all`."""
+    return iter(hits.get(needle, ())) if hits is not None else find_all(text, needle)
 
 
 @dataclass(frozen=True, slots=True)

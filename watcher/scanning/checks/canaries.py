@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from watcher.model import Category, Finding, Severity
 from watcher.private.canaries import Canary
 from watcher.scanning.checks.base import Check, ScanContext, TextDoc, line_of
+from watcher.scanning.needles import occurrences
 
 
 class CanaryCheck(Check):
@@ -30,9 +31,8 @@ class CanaryCheck(Check):
     def text(self, doc: TextDoc, ctx: ScanContext) -> Iterable[Finding]:
         hits = doc.hits
         for needle, canaries in self._by_needle.items():
-            offsets = hits.get(needle, []) if hits is not None else _find_all(doc.text, needle)
             reported: set[str] = set()
-            for offset in offsets:
+            for offset in occurrences(doc.text, needle, hits):
                 for canary in canaries:
                     if canary.id in reported or not canary.found_at(doc.text, offset):
                         continue
@@ -47,13 +47,3 @@ class CanaryCheck(Check):
                         key=canary.id,
                         evidence={"canary": canary.id},
                     )
-
-
-def _find_all(text: str, needle: str) -> list[int]:
-    """Offsets of a needle in a text the scanner's pass did not cover (a binary's runs)."""
-    found = []
-    start = text.find(needle)
-    while start != -1:
-        found.append(start)
-        start = text.find(needle, start + 1)
-    return found

@@ -10,7 +10,7 @@ from watcher.model import Category, Finding, Severity
 from watcher.scanning.checks.base import Check, ScanContext, TextDoc, line_of
 from watcher.scanning.checks.hosts import HostKind, classify_host
 from watcher.scanning.checks.locations import location_evidence, location_of
-from watcher.scanning.needles import Hits
+from watcher.scanning.needles import Hits, occurrences
 
 _URL_TAIL = re.compile(r"[^\s'\"<>`\\)\]}]{1,2048}")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}$")
@@ -80,21 +80,10 @@ _SEVERITY = {
 _SEPARATOR = "://"
 
 
-def _occurrences(text: str, needle: str, hits: Hits | None) -> Iterator[int]:
-    """Offsets of `needle` in `text`: from the scanner's one pass when given, else str.find."""
-    if hits is not None:
-        yield from hits.get(needle, ())
-        return
-    position = text.find(needle)
-    while position != -1:
-        yield position
-        position = text.find(needle, position + 1)
-
-
 def iter_urls(text: str, hits: Hits | None = None) -> Iterator[tuple[int, str]]:
     """(offset, url) for every `scheme://…` in the text."""
     after = -1
-    for position in _occurrences(text, _SEPARATOR, hits):
+    for position in occurrences(text, _SEPARATOR, hits):
         if position < after:
             continue
         after = position + 3
@@ -154,7 +143,7 @@ class InternalReferenceCheck(Check):
         seen: set[str] = set()
         for needle, pattern in _HOME_PATTERNS:
             after = -1
-            for position in _occurrences(doc.text, needle, doc.hits):
+            for position in occurrences(doc.text, needle, doc.hits):
                 if len(seen) >= _MAX_FINDINGS_PER_DOC:
                     break
                 if position < after:

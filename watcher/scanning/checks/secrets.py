@@ -42,7 +42,7 @@ from watcher.scanning.checks.locations import (
 )
 from watcher.scanning.checks.secrets_decode import PREFIXES, decoded_texts
 from watcher.scanning.checks.secrets_gates import rule_gate
-from watcher.scanning.needles import Gate, Hits, NeedleIndex
+from watcher.scanning.needles import Gate, Hits, NeedleIndex, find_all
 
 RULES_FILE = Path(__file__).with_name("secrets.toml")
 
@@ -307,7 +307,7 @@ class RuleSet:
                 lists = [hits[gate.name]] if gate.name in hits else []
             else:
                 lists = [
-                    hits[k] if k in self._literals else _find_all(text, k)
+                    hits[k] if k in self._literals else list(find_all(text, k))
                     for k in rule.keywords
                     if k in hits or k not in self._literals
                 ]
@@ -418,15 +418,6 @@ class RuleSet:
             starts.insert(at, candidate.start)
             kept.insert(at, candidate)
         return kept
-
-
-def _find_all(text: str, keyword: str) -> list[int]:
-    found = []
-    at = text.find(keyword)
-    while at != -1:
-        found.append(at)
-        at = text.find(keyword, at + 1)
-    return found
 
 
 def _secret_group(rule: SecretRule, match: re.Match[str]) -> int:

@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from watcher.scanning.needles import occurrences
+
 _PREFIXES = ("LS0tLS1CRUdJTi", "eyJ", "ewo")
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 _BLOB = re.compile(r"[A-Za-z0-9+/_\-]{16,}={0,2}")
@@ -46,7 +48,7 @@ def decoded_texts(text: str, hits: dict[str, list[int]] | None = None) -> Iterat
     seen_ends: set[int] = set()
     for prefix in _PREFIXES:
         after = 0
-        for pos in _occurrences(text, prefix, hits):
+        for pos in occurrences(text, prefix, hits):
             if blobs >= MAX_BLOBS or budget <= 0:
                 return
             if pos < after:
@@ -64,16 +66,6 @@ def decoded_texts(text: str, hits: dict[str, list[int]] | None = None) -> Iterat
                 if budget >= 0:
                     yield decoded
             after = match.end()
-
-
-def _occurrences(text: str, prefix: str, hits: dict[str, list[int]] | None) -> Iterator[int]:
-    if hits is not None:
-        yield from hits.get(prefix, ())
-        return
-    pos = text.find(prefix)
-    while pos != -1:
-        yield pos
-        pos = text.find(prefix, pos + 1)
 
 
 def _decode(text: str, match: re.Match[str]) -> tuple[DecodedText | None, int]:
