@@ -140,6 +140,22 @@ def incident_of(row: Row) -> Incident:
     )
 
 
+async def open_or_update(
+    db: Db,
+    incident: Incident | None,
+    update: IncidentUpdate | None,
+    deliveries: Sequence[Delivery],
+    at: float,
+) -> tuple[Incident | None, bool]:
+    """What a scan or an origin check's verdict writes with it: `update` applied to the release's
+    incident, else `incident` opened, else nothing; (incident, whether it was opened or applied)."""
+    if update is not None:
+        return await update_incident(db, update, deliveries, at)
+    if incident is not None:
+        return await open_incident(db, incident, deliveries, at)
+    return None, False
+
+
 async def open_incident(
     db: Db, incident: Incident, deliveries: Sequence[Delivery], at: float
 ) -> tuple[Incident, bool]:

@@ -133,7 +133,6 @@ class OriginCheckRepository(Repository):
         Returns (incident, whether it was opened or updated). ClaimLost when `owner` no longer
         holds the claim (another holder's verdict counts)."""
         at = now_or(now)
-        result: tuple[Incident | None, bool] = (None, False)
         async with self._conn.tx() as db:
             check = await _held(db, check_id, owner)
             await db.execute(
@@ -142,10 +141,7 @@ class OriginCheckRepository(Repository):
                 (detail, at, check_id),
             )
             await add_findings(db, check.release_id, findings)
-            if update is not None:
-                result = await incidents.update_incident(db, update, deliveries, at)
-            elif incident is not None:
-                result = await incidents.open_incident(db, incident, deliveries, at)
+            result = await incidents.open_or_update(db, incident, update, deliveries, at)
         if result[1] and deliveries:
             self._notifications.notify(Topic.OUTBOX)
         return result

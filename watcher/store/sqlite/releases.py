@@ -202,7 +202,6 @@ class ReleaseRepository(Repository):
         lose the page nor send it twice. Returns (incident, created). With `update` instead of
         `incident`: apply it (see IncidentUpdate) and return (incident, whether it was applied)."""
         at = now_or(now)
-        result: tuple[Incident | None, bool] = (None, False)
         async with self._conn.tx() as db:
             rows = await fetch(db, "SELECT rescan FROM releases WHERE id = ?", (release_id,))
             if not rows:
@@ -218,10 +217,7 @@ class ReleaseRepository(Repository):
                 (state, at, at, release_id),
             )
             await manifests.write_scan(db, release_id, findings, manifest)
-            if update is not None:
-                result = await incidents.update_incident(db, update, deliveries, at)
-            elif incident is not None:
-                result = await incidents.open_incident(db, incident, deliveries, at)
+            result = await incidents.open_or_update(db, incident, update, deliveries, at)
         if state == "pending":
             self._notifications.notify(Topic.RELEASES)
         if result[1] and deliveries:
