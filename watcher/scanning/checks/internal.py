@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from watcher.model import Category, Finding, Severity
 from watcher.scanning.checks.base import Check, ScanContext, TextDoc, line_of
 from watcher.scanning.checks.hosts import HostKind, classify_host
-from watcher.scanning.checks.locations import location_evidence, location_of
+from watcher.scanning.checks.locations import Location, location_evidence, location_of
 from watcher.scanning.needles import Hits, occurrences
 
 _URL_TAIL = re.compile(r"[^\s'\"<>`\\)\]}]{1,2048}")
@@ -111,7 +111,7 @@ class InternalReferenceCheck(Check):
     def text(self, doc: TextDoc, ctx: ScanContext) -> Iterable[Finding]:
         found = 0
         seen: set[str] = set()
-        location = location_of(doc.path)
+        location: Location | None = None
         for offset, url in doc_urls(doc):
             if found >= _MAX_FINDINGS_PER_DOC:
                 break
@@ -119,6 +119,8 @@ class InternalReferenceCheck(Check):
             if host is None or host.reason in seen:
                 continue
             seen.add(host.reason)
+            if not found:  # where the document sits, once it has a finding
+                location = location_of(doc.path)
             found += 1
             severity = _SEVERITY[host.kind]
             if location is not None and host.kind is HostKind.RESERVED_NAME:

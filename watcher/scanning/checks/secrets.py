@@ -609,6 +609,8 @@ class SecretCheck(Check):
                 (match, decoded.start, decoded.encoding)
                 for match in self._scan(decoded.text, doc.path)
             )
+        if not found:
+            return []
         found.sort(key=lambda item: item[1])
         per_rule: Counter[str] = Counter()
         findings: list[Finding] = []
