@@ -194,9 +194,10 @@ def _compiled_database(expressions: list[bytes], flags: list[int]) -> Any:
     digest = hashlib.sha256(
         repr((_HS_VERSION, platform.machine(), expressions, flags)).encode()
     ).hexdigest()
-    path = _cache_dir() / f"hyperscan-{digest[:32]}.db"
+    directory = _cache_dir()
+    path = directory / f"hyperscan-{digest[:32]}.db" if directory is not None else None
     try:
-        cached: bytes | None = path.read_bytes()
+        cached: bytes | None = path.read_bytes() if path is not None else None
     except OSError:
         cached = None
     if cached is not None:
@@ -211,6 +212,8 @@ def _compiled_database(expressions: list[bytes], flags: list[int]) -> Any:
         elements=len(expressions),
         flags=flags,
     )
+    if path is None:
+        return db
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
@@ -221,12 +224,17 @@ def _compiled_database(expressions: list[bytes], flags: list[int]) -> Any:
     return db
 
 
-def _cache_dir() -> Path:
+def _cache_dir() -> Path | None:
     configured = os.environ.get("WATCHER_CACHE_DIR")
     if configured:
         return Path(configured)
     base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "registry-watcher"
+    if base:
+        return Path(base) / "registry-watcher"
+    try:
+        return Path.home() / ".cache" / "registry-watcher"
+    except RuntimeError:  # no home directory to speak of: no cache
+        return None
 
 
 _HS_VERSION = getattr(_hs, "__version__", "") if _hs is not None else ""
