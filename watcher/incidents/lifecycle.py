@@ -135,6 +135,17 @@ def test_incident(owner: str, now: datetime, ecosystem: Ecosystem | None = None)
 
 
 @dataclass(frozen=True, slots=True)
+class _Write:
+    """What a result writes with it in its transaction: the incident opened (`opening`) or an
+    update of the one that exists, with their deliveries."""
+
+    opening: Incident | None = None
+    update: IncidentUpdate | None = None
+    deliveries: tuple[Delivery, ...] = ()
+    existing: Incident | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ScanOutcome:
     """What a scan's report did to incidents."""
 
@@ -257,36 +268,29 @@ class IncidentLifecycle:
         """The scan's findings and manifest, the release done, and the incident it opens or
         updates with its deliveries: one store transaction."""
         page = self.builder.assess(stored, report, baseline_version, baseline)
-        opening: Incident | None = None
-        update: IncidentUpdate | None = None
-        deliveries: list[Delivery] = []
-        existing: Incident | None = None
-        if page is not None:
-            existing = await self.store.get_incident(page.dedup_key)
-            if existing is None:
-                opening, deliveries = self._opening(page, stored)
-            else:  # files added to the release after its page: only what is new pages again
-                update, deliveries = self._findings_added(existing, page, baseline_version)
+        # files added to the release after its page: only what is new pages again
+        write = await self._write(
+            page,
+            stored,
+            lambda existing, page: self._findings_added(existing, page, baseline_version),
+        )
         # Shielded: once the result is computed, a shutdown must not cut its transaction short.
         recorded, queued = await asyncio.shield(
             self.store.mark_scanned(
                 stored.id,
                 report.findings,
                 report.manifest,
-                incident=opening,
-                update=update,
-                deliveries=deliveries,
+                incident=write.opening,
+                update=write.update,
+                deliveries=write.deliveries,
                 owner=stored.claimed_by,
             )
         )
         return self._announce(
             bound if bound is not None else log,
+            write,
             queued=queued,
-            opening=opening,
-            update=update,
             recorded=recorded,
-            existing=existing,
-            channels=[d.channel for d in deliveries],
             reason="new findings in files added to the release",
             stage="policy",
         )
@@ -366,10 +370,6 @@ class IncidentLifecycle:
         that finishes the check (`owner` must still hold its claim)."""
         release = stored.release
         bound = bound if bound is not None else log
-        opening: Incident | None = None
-        update: IncidentUpdate | None = None
-        deliveries: list[Delivery] = []
-        existing: Incident | None = None
         page = None
         if not stored.baseline and findings:
             policy = self.config.policy
@@ -388,31 +388,27 @@ class IncidentLifecycle:
             who = self.config.owner_of(release.ecosystem, release.name)
             if decision.pages and who is not None:
                 page = self.builder.new(release, who, decision.page, baseline_version)
-        if page is not None:
-            existing = await self.store.get_incident(page.dedup_key)
-            if existing is None:
-                opening, deliveries = self._opening(page, stored)
-            else:
-                update, deliveries = self._origin_added(existing, page, check, baseline_version)
+        write = await self._write(
+            page,
+            stored,
+            lambda existing, page: self._origin_added(existing, page, check, baseline_version),
+        )
         recorded, queued = await asyncio.shield(
             self.store.finish_origin_check(
                 check.id,
                 detail,
                 owner=owner,
                 findings=findings,
-                incident=opening,
-                update=update,
-                deliveries=deliveries,
+                incident=write.opening,
+                update=write.update,
+                deliveries=write.deliveries,
             )
         )
         return self._announce(
             bound,
+            write,
             queued=queued,
-            opening=opening,
-            update=update,
             recorded=recorded,
-            existing=existing,
-            channels=[d.channel for d in deliveries],
             reason=f"{check.kind} check",
             stage="origin",
             check=check.kind,
@@ -427,20 +423,36 @@ class IncidentLifecycle:
             opened(opening), owner_channels(self.config, page.owner) or [], hold
         )
 
+    async def _write(
+        self,
+        page: Incident | None,
+        stored: StoredRelease,
+        added: Callable[[Incident, Incident], tuple[IncidentUpdate | None, list[Delivery]]],
+    ) -> _Write:
+        """What `page` writes: a new incident with its opening pages, or, when the release has
+        one already, what `added` makes of the page for it (an update, or nothing)."""
+        if page is None:
+            return _Write()
+        existing = await self.store.get_incident(page.dedup_key)
+        if existing is None:
+            opening, deliveries = self._opening(page, stored)
+            return _Write(opening=opening, deliveries=tuple(deliveries))
+        update, deliveries = added(existing, page)
+        return _Write(update=update, deliveries=tuple(deliveries), existing=existing)
+
     def _announce(
         self,
         bound: structlog.BoundLogger,
+        write: _Write,
         *,
         queued: bool,
-        opening: Incident | None,
-        update: IncidentUpdate | None,
         recorded: Incident | None,
-        existing: Incident | None,
-        channels: list[str],
         reason: str,
         **context: str,
     ) -> ScanOutcome:
         """After the transaction: the log event and the outbox's wake-up for what it queued."""
+        opening, update, existing = write.opening, write.update, write.existing
+        channels = [d.channel for d in write.deliveries]
         if queued and opening is not None:
             metrics.INCIDENTS_OPENED.labels(opening.ecosystem.value).inc()
             bound.warning(
