@@ -5,7 +5,7 @@ Generated here (nothing downloaded): a private tree of 1,900 modules is indexed 
 `watcher.private.build`, its files go into the map's `sourcesContent` (a tenth of them edited, so
 line votes run too, not only whole-file hashes) under a bundler namespace, and third-party sources
 fill the map to 60 MB. Prints:
-- the index build time and size for the ~500k-line tree;
+- the index build time, size and read (load) time for the ~500k-line tree;
 - the matcher alone over every embedded source (what the `private-source` check adds);
 - `scan_artifact` of the tarball with and without the index, best of N runs.
 Target (issue 14): matching at most a few hundred milliseconds. Prints figures; asserts nothing.
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.builders import npm_tarball
 from tests.privatetree import module_source, open_source_module
 from watcher.private.build import build_index
+from watcher.private.index import read_index
 from watcher.private.keys import FingerprintKey
 from watcher.private.match import Matcher, load_index
 from watcher.scanning.checks.base import ScanOptions
@@ -89,6 +90,9 @@ def main() -> None:
             {"cli.js": "x()\n//# sourceMappingURL=cli.js.map\n", "cli.js.map": smap},
         )
 
+        started = time.perf_counter()
+        loaded = read_index(root / "private.wfp")
+        load_s = time.perf_counter() - started
         matcher = Matcher([load_index(root / "private.wfp")], key)
         best_match = min(
             _time(lambda: [matcher.match(c) for c in contents]) for _ in range(args.runs)
@@ -105,7 +109,8 @@ def main() -> None:
         print(f"private tree: {args.files:,} files, {lines:,} lines")
         print(
             f"index: built in {build_s:.1f} s, {built.size / 1e6:.1f} MB "
-            f"({built.header.lines:,} line hashes, {built.header.winnow:,} winnowing fingerprints)"
+            f"({built.header.lines:,} line hashes, {built.header.winnow:,} winnowing fingerprints), "
+            f"format {loaded.header.version}, read in {load_s * 1000:.0f} ms"
         )
         print(
             f"map: {len(smap) / 1e6:.1f} MB, {len(names):,} sources "

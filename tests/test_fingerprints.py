@@ -68,11 +68,11 @@ def test_build_and_info_hold_hashes_only(tmp_path: Path) -> None:
     info = watcher("fingerprint", "info", str(out), "--format", "json", key=None)
     assert info.returncode == 0, info.stderr
     meta = json.loads(info.stdout)
-    assert meta["version"] == 1 and meta["name"] == "acme" and meta["files"] == 8
+    assert meta["version"] == 2 and meta["name"] == "acme" and meta["files"] == 8
     assert meta["key_id"] == FingerprintKey(KEY).id
     assert meta["lines"] > 300 and meta["winnow"] > 0
     text = watcher("fingerprint", "info", str(out), key=None)
-    assert "format version 1" in text.stdout and FingerprintKey(KEY).id in text.stdout
+    assert "format version 2" in text.stdout and FingerprintKey(KEY).id in text.stdout
 
 
 def test_common_lines_are_left_out(tmp_path: Path) -> None:
@@ -104,9 +104,16 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     good = tmp_path / "good.wfp"
     build_index([tmp_path / "tree"], good, FingerprintKey(KEY))
     newer = tmp_path / "newer.wfp"
-    newer.write_bytes(good.read_bytes().replace(b'"version":1', b'"version":9'))
+    newer.write_bytes(good.read_bytes().replace(b'"version":2', b'"version":9'))
     with pytest.raises(FingerprintError, match="version 9"):
         read_header(newer)
+    older = tmp_path / "v1.wfp"  # a format-1 index (64-bit line hashes, pairs): rebuild it
+    older.write_bytes(good.read_bytes().replace(b'"version":2', b'"version":1'))
+    with pytest.raises(FingerprintError, match=r"version 1 .*rebuild the index"):
+        read_index(older)
+    pkg = npm_tarball(tmp_path / "p.tgz", {"index.js": "x()\n"}, name="p")
+    refused = watcher("scan", str(pkg), "--fingerprints", str(older))
+    assert refused.returncode == 2 and "rebuild the index" in refused.stderr
     cut = tmp_path / "cut.wfp"
     cut.write_bytes(good.read_bytes()[:-5])
     with pytest.raises(FingerprintError, match="truncated or corrupt"):
@@ -114,13 +121,14 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_index_of_a_large_tree_stays_compact(tmp_path: Path) -> None:
-    """About 20k lines: the index costs well under 60 bytes a line (a 500k-line tree in a few MB;
-    bench/fingerprint_bench.py prints the full-size figure)."""
+    """About 20k lines: the index costs about 10 bytes a line with winnowing (6 bytes a line hash
+    or fingerprint; a 500k-line tree in a few MB; bench/fingerprint_bench.py prints the full-size
+    figure)."""
     build_private_tree(tmp_path / "tree", files=300)
     result = build_index([tmp_path / "tree"], tmp_path / "i.wfp", FingerprintKey(KEY))
     lines = sum(len(p.read_text().splitlines()) for p in (tmp_path / "tree/src").rglob("*.ts"))
     assert lines > 20_000
-    assert result.size < 40 * lines
+    assert result.size < 14 * lines
 
 
 def test_scan_with_fingerprints_from_the_command_line_and_the_config(tmp_path: Path) -> None:
@@ -232,23 +240,46 @@ def test_build_takes_several_dirs_into_one_index(tmp_path: Path) -> None:
 
 
 def test_the_file_is_laid_out_as_docs_fingerprints_md_says(tmp_path: Path) -> None:
-    """Read with nothing but the documented layout (docs/fingerprints.md, format version 1)."""
-    build_private_tree(tmp_path / "tree", files=5)
+    """Read with nothing but the documented layout (docs/fingerprints.md, format version 2)."""
+    tree = build_private_tree(tmp_path / "tree", files=5)
     out = tmp_path / "i.wfp"
-    build_index([tmp_path / "tree"], out, FingerprintKey(KEY), name="doc")
+    key = FingerprintKey(KEY)
+    build_index([tmp_path / "tree"], out, key, name="doc")
     data = out.read_bytes()
     assert data[:8] == b"WATCHFP\n"
     (length,) = struct.unpack_from("<I", data, 8)
     header = json.loads(data[12 : 12 + length].decode("utf-8"))
     body = data[12 + length :]
-    assert header["format"] == "watcher-fingerprints" and header["version"] == 1
-    assert header["hash"] == "blake2b-64-keyed" and header["name"] == "doc"
+    assert header["format"] == "watcher-fingerprints" and header["version"] == 2
+    assert header["hash"] == "blake2b-keyed-file64-line48" and header["name"] == "doc"
     assert set(header["params"]) == {"line_floor", "common_files", "winnow_k", "winnow_w"}
     assert {"key_id", "created", "files", "lines", "winnow", "sha256"} <= set(header)
     files, lines, winnow = header["files"], header["lines"], header["winnow"]
-    assert len(body) == 16 * files + 12 * lines + 12 * winnow
+    assert len(body) == 16 * files + 6 * lines + 6 * winnow
     assert hashlib.sha256(body).hexdigest() == header["sha256"]
-    pairs = body[16 * files : 16 * files + 12 * lines]
-    hashes = [pairs[i : i + 8] for i in range(0, len(pairs), 12)]
-    numbers = [struct.unpack_from("<I", pairs, i + 8)[0] for i in range(0, len(pairs), 12)]
-    assert hashes == sorted(hashes) and all(n < files for n in numbers)
+    table = [struct.unpack_from("<8sII", body, 16 * n) for n in range(files)]
+    assert sum(t[1] for t in table) == lines and sum(t[2] for t in table) == winnow
+    # the lines part: each file's run of 6-byte hashes, in file order, sorted within the run
+    runs, offset = [], 16 * files
+    for _, count, _ in table:
+        run = [body[offset + 6 * i : offset + 6 * i + 6] for i in range(count)]
+        assert run == sorted(run) and len(set(run)) == count
+        runs.append(set(run))
+        offset += 6 * count
+    winnow_runs = []
+    for _, _, count in table:
+        run = [body[offset + 6 * i : offset + 6 * i + 6] for i in range(count)]
+        assert run == sorted(run)
+        winnow_runs.append(set(run))
+        offset += 6 * count
+    assert offset == len(body)
+    # a file's run holds the keyed 48-bit hashes of its distinctive lines: the file number is
+    # implicit, and a reader that knows only this layout finds a private file's lines
+    texts = [normalise.squeezed(t.encode()) for t in tree.values()]
+    hashed = [{key.line_hasher()(line) for line in normalise.distinct_lines(t)} for t in texts]
+    for n, (file_hash, count, _) in enumerate(table):
+        [source] = [
+            i for i, t in enumerate(texts) if key.file_hash(normalise.whole(t)) == file_hash
+        ]
+        assert runs[n] <= hashed[source] and count > 0
+        assert all(len(h) == 6 for h in runs[n] | winnow_runs[n])

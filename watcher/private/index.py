@@ -1,17 +1,19 @@
 """The fingerprint index file: versioned, hashes only (no source text, no file names).
 
-Layout (all integers little-endian; docs/fingerprints.md is the reference):
+Layout, format version 2 (all integers little-endian; docs/fingerprints.md is the reference):
 
     magic   b"WATCHFP\\n"                          8 bytes
     length  uint32                                  size of the header
     header  UTF-8 JSON                              format, version, name, key_id, params, counts,
                                                     sha256 of the body
     body    files   FILES x (file hash 8, distinctive lines uint32, winnow fingerprints uint32)
-            lines   LINES x (line hash 8, file number uint32), sorted
-            winnow  WINNOW x (fingerprint 8, file number uint32), sorted
+            lines   per file in file order, its distinctive lines' hashes (6 bytes each), sorted
+            winnow  per file in file order, its winnowing fingerprints (6 bytes each), sorted
 
 A private file is a number (its position in `files`): the index says how many distinctive lines
-and fingerprints each has, never what or where it is.
+and fingerprints each has, never what or where it is. The file number of a line hash is implicit
+(the counts in `files` say whose run it is in); the reader rebuilds hash -> files at load.
+Version 1 (12-byte (8-byte hash, uint32 file) pairs, 64-bit line hashes) is refused: rebuild.
 """
 
 from __future__ import annotations
@@ -25,14 +27,15 @@ from typing import Any
 import orjson
 
 from watcher.errors import FingerprintError
+from watcher.private.keys import DIGEST_SIZE
 
 MAGIC = b"WATCHFP\n"
 FORMAT = "watcher-fingerprints"
-VERSION = 1
-HASH = "blake2b-64-keyed"
+VERSION = 2
+HASH = "blake2b-keyed-file64-line48"  # whole-file hashes 8 bytes, line and winnowing hashes 6
 
 _FILE = struct.Struct("<8sII")
-_PAIR = struct.Struct("<8sI")
+_HASH = struct.Struct(f"<{DIGEST_SIZE}s")
 _LENGTH = struct.Struct("<I")
 _MAX_HEADER = 1 << 20
 
@@ -88,15 +91,15 @@ def write_index(path: Path, header: IndexHeader, files: list[PrivateFile]) -> in
     body = bytearray()
     for f in files:
         body += _FILE.pack(f.file_hash, len(f.lines), len(f.winnow))
-    line_pairs = sorted((h, n) for n, f in enumerate(files) for h in f.lines)
-    winnow_pairs = sorted((h, n) for n, f in enumerate(files) for h in f.winnow)
-    for pair in line_pairs:
-        body += _PAIR.pack(*pair)
-    for pair in winnow_pairs:
-        body += _PAIR.pack(*pair)
+    for f in files:
+        body += b"".join(sorted(_checked(f.lines)))
+    for f in files:
+        body += b"".join(sorted(_checked(f.winnow)))
     meta = asdict(header)
     meta["format"] = FORMAT
-    meta["files"], meta["lines"], meta["winnow"] = len(files), len(line_pairs), len(winnow_pairs)
+    meta["files"] = len(files)
+    meta["lines"] = sum(len(f.lines) for f in files)
+    meta["winnow"] = sum(len(f.winnow) for f in files)
     meta["sha256"] = hashlib.sha256(body).hexdigest()
     encoded = orjson.dumps(meta, option=orjson.OPT_SORT_KEYS)
     tmp = path.with_name(path.name + ".tmp")
@@ -116,7 +119,7 @@ def read_index(path: Path) -> FingerprintIndex:
         data = handle.read()
     header, offset = _parse_header(path, data)
     body = memoryview(data)[offset:]
-    expected = header.files * _FILE.size + (header.lines + header.winnow) * _PAIR.size
+    expected = header.files * _FILE.size + (header.lines + header.winnow) * _HASH.size
     if len(body) != expected:
         raise FingerprintError(f"{path}: truncated or corrupt fingerprint index")
     meta_sha = _header_meta(path, data)["sha256"]
@@ -130,24 +133,38 @@ def read_index(path: Path) -> FingerprintIndex:
         by_file_hash.setdefault(file_hash, number)
         line_counts.append(lines)
         winnow_counts.append(grams)
-    lines_end = end + header.lines * _PAIR.size
-    lines = _pairs(body[end:lines_end])
+    if sum(line_counts) != header.lines or sum(winnow_counts) != header.winnow:
+        raise FingerprintError(f"{path}: truncated or corrupt fingerprint index")
+    lines_end = end + header.lines * _HASH.size
+    lines = _by_file(body[end:lines_end], line_counts)
     return FingerprintIndex(
         header=header,
         by_file_hash=by_file_hash,
         line_counts=line_counts,
         winnow_counts=winnow_counts,
         lines=lines,
-        winnow=_pairs(body[lines_end:]),
+        winnow=_by_file(body[lines_end:], winnow_counts),
         line_keys=frozenset(lines),
     )
 
 
-def _pairs(view: memoryview) -> dict[bytes, tuple[int, ...]]:
+def _checked(hashes: set[bytes]) -> set[bytes]:
+    if any(len(h) != DIGEST_SIZE for h in hashes):
+        raise ValueError(f"fingerprint hashes must be {DIGEST_SIZE} bytes")
+    return hashes
+
+
+def _by_file(view: memoryview, counts: list[int]) -> dict[bytes, tuple[int, ...]]:
+    """Hash -> the private files that have it, from runs of hashes grouped by file."""
     out: dict[bytes, tuple[int, ...]] = {}
-    for digest, number in _PAIR.iter_unpack(view):
-        known = out.get(digest)
-        out[digest] = (number,) if known is None else (*known, number)
+    get = out.get
+    start = 0
+    for number, count in enumerate(counts):
+        end = start + count * _HASH.size
+        for (digest,) in _HASH.iter_unpack(view[start:end]):
+            known = get(digest)
+            out[digest] = (number,) if known is None else (*known, number)
+        start = end
     return out
 
 
@@ -180,9 +197,12 @@ def _parse_header(path: Path, data: bytes) -> tuple[IndexHeader, int]:
     meta = _header_meta(path, data)
     version = meta.get("version")
     if version != VERSION:
+        older = (
+            " (a larger, older layout)" if isinstance(version, int) and version < VERSION else ""
+        )
         raise FingerprintError(
-            f"{path}: fingerprint index version {version!r}; this watcher reads version "
-            f"{VERSION} (rebuild it with `watcher fingerprint build`)"
+            f"{path}: fingerprint index version {version!r}{older}; this watcher reads version "
+            f"{VERSION}: rebuild the index with `watcher fingerprint build`"
         )
     if meta.get("hash") != HASH:
         raise FingerprintError(f"{path}: unknown hash {meta.get('hash')!r}")

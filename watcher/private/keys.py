@@ -17,7 +17,11 @@ from watcher.errors import FingerprintError
 
 KEY_ENV = "WATCHER_FINGERPRINT_KEY"
 MIN_KEY_CHARS = 16
-DIGEST_SIZE = 8  # 64-bit hashes: a 500k-line tree stays a few MB, collisions stay negligible
+# Line and winnowing hashes are 48-bit (index format 2: 6 bytes an entry, a 500k-line tree in a
+# few MB); the odds of a stray match are in docs/fingerprints.md. The whole-file hash, one per
+# private file and the only one that matches on its own, stays 64-bit.
+DIGEST_SIZE = 6
+FILE_DIGEST_SIZE = 8
 
 Hasher = Callable[[bytes], bytes]
 
@@ -38,7 +42,7 @@ class FingerprintKey:
         # the id says which key built an index; it is a hash of the key, never the key
         self.id = hashlib.blake2b(raw, digest_size=8, person=b"watcher-fp-id").hexdigest()
         self._line = hashlib.blake2b(key=key, digest_size=DIGEST_SIZE, person=b"line")
-        self._file = hashlib.blake2b(key=key, digest_size=DIGEST_SIZE, person=b"file")
+        self._file = hashlib.blake2b(key=key, digest_size=FILE_DIGEST_SIZE, person=b"file")
         self._winnow = hashlib.blake2b(key=key, digest_size=DIGEST_SIZE, person=b"winnow")
 
     def __repr__(self) -> str:
