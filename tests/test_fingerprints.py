@@ -108,12 +108,19 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FingerprintError, match="version 9"):
         read_header(newer)
     older = tmp_path / "v1.wfp"  # a format-1 index (64-bit line hashes, pairs): rebuild it
-    older.write_bytes(good.read_bytes().replace(b'"version":2', b'"version":1'))
+    older.write_bytes(
+        good.read_bytes()
+        .replace(b'"version":2', b'"version":1')
+        .replace(b'"blake2b-keyed-file64-line48"', b'"blake2b-64-keyed"'.ljust(29))  # same length
+    )
     with pytest.raises(FingerprintError, match=r"version 1 .*rebuild the index"):
         read_index(older)
     pkg = npm_tarball(tmp_path / "p.tgz", {"index.js": "x()\n"}, name="p")
     refused = watcher("scan", str(pkg), "--fingerprints", str(older))
     assert refused.returncode == 2 and "rebuild the index" in refused.stderr
+    shown = watcher("fingerprint", "info", str(older), key=None)  # info still says what it is
+    assert shown.returncode == 0 and "format version 1" in shown.stdout
+    assert "rebuild the index" in shown.stdout
     cut = tmp_path / "cut.wfp"
     cut.write_bytes(good.read_bytes()[:-5])
     with pytest.raises(FingerprintError, match="truncated or corrupt"):

@@ -17,7 +17,7 @@ from watcher.private.keys import FingerprintKey, key_from_env
 def fingerprint_command(args: argparse.Namespace) -> int:
     if args.action == "build":
         return _build(args)
-    header = read_header(args.file)
+    header = read_header(args.file, older=True)
     sys.stdout.write(
         render_fingerprint_info(args.file, header, args.file.stat().st_size, args.format) + "\n"
     )

@@ -24,6 +24,7 @@ import orjson
 
 from watcher import ecosystems
 from watcher.model import ArtifactSummary, EventType, Finding, Report, Severity
+from watcher.private.index import VERSION as INDEX_VERSION
 from watcher.private.index import IndexHeader
 from watcher.store.types import ReleaseState
 from watcher.timefmt import ago, iso, seconds_ago, span, until
@@ -801,5 +802,13 @@ def render_fingerprint_info(path: object, header: IndexHeader, size: int, fmt: s
             f"characters without whitespace, in at most {params.common_files} files)",
             f"  winnowing: {header.winnow:,} fingerprints ({winnow})",
             f"  size:      {size:,} bytes",
+            *(
+                []
+                if header.version == INDEX_VERSION
+                else [
+                    f"  this watcher matches format version {INDEX_VERSION} only: rebuild the "
+                    "index with `watcher fingerprint build`"
+                ]
+            ),
         ]
     )

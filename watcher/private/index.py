@@ -33,6 +33,8 @@ MAGIC = b"WATCHFP\n"
 FORMAT = "watcher-fingerprints"
 VERSION = 2
 HASH = "blake2b-keyed-file64-line48"  # whole-file hashes 8 bytes, line and winnowing hashes 6
+# versions whose header `watcher fingerprint info` still prints (to say: rebuild), with their hash
+_READABLE_HEADERS = {1: "blake2b-64-keyed", VERSION: HASH}
 
 _FILE = struct.Struct("<8sII")
 _HASH = struct.Struct(f"<{DIGEST_SIZE}s")
@@ -108,10 +110,12 @@ def write_index(path: Path, header: IndexHeader, files: list[PrivateFile]) -> in
     return path.stat().st_size
 
 
-def read_header(path: Path) -> IndexHeader:
-    """The header alone (cheap): what `watcher fingerprint info` and config checks read."""
+def read_header(path: Path, *, older: bool = False) -> IndexHeader:
+    """The header alone (cheap): what `watcher fingerprint info` and config checks read. With
+    `older`, a version-1 header is returned too (its body is never read: rebuild it)."""
     with _open(path) as handle:
-        return _parse_header(path, handle.read(len(MAGIC) + _LENGTH.size + _MAX_HEADER))[0]
+        data = handle.read(len(MAGIC) + _LENGTH.size + _MAX_HEADER)
+    return _parse_header(path, data, older=older)[0]
 
 
 def read_index(path: Path) -> FingerprintIndex:
@@ -193,18 +197,18 @@ def _header_meta(path: Path, data: bytes) -> dict[str, Any]:
     return meta
 
 
-def _parse_header(path: Path, data: bytes) -> tuple[IndexHeader, int]:
+def _parse_header(path: Path, data: bytes, *, older: bool = False) -> tuple[IndexHeader, int]:
     meta = _header_meta(path, data)
-    version = meta.get("version")
-    if version != VERSION:
-        older = (
-            " (a larger, older layout)" if isinstance(version, int) and version < VERSION else ""
-        )
+    raw_version = meta.get("version")
+    version = raw_version if isinstance(raw_version, int) else -1
+    known = older and version in _READABLE_HEADERS
+    if version != VERSION and not known:
+        was = " (a larger, older layout)" if 0 < version < VERSION else ""
         raise FingerprintError(
-            f"{path}: fingerprint index version {version!r}{older}; this watcher reads version "
+            f"{path}: fingerprint index version {raw_version!r}{was}; this watcher reads version "
             f"{VERSION}: rebuild the index with `watcher fingerprint build`"
         )
-    if meta.get("hash") != HASH:
+    if meta.get("hash") != _READABLE_HEADERS[version]:
         raise FingerprintError(f"{path}: unknown hash {meta.get('hash')!r}")
     try:
         header = IndexHeader(
@@ -215,6 +219,8 @@ def _parse_header(path: Path, data: bytes) -> tuple[IndexHeader, int]:
             files=int(meta["files"]),
             lines=int(meta["lines"]),
             winnow=int(meta["winnow"]),
+            version=version,
+            hash=str(meta["hash"]),
         )
     except (KeyError, TypeError, ValueError):
         raise FingerprintError(f"{path}: corrupt fingerprint index header") from None
