@@ -6,11 +6,18 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 from pathlib import Path
 
 from tests.builders import npm_tarball, sdist, wheel
 from watcher.model import Category, Finding, Manifest, Severity
-from watcher.scanning.checks.changes import comparable_path, domain_of, raise_with_origin
+from watcher.scanning.checks.changes import (
+    _RUN_DECODED,
+    _first_decoded_run,
+    comparable_path,
+    domain_of,
+    raise_with_origin,
+)
 from watcher.scanning.scan import (
     ScanRequest,
     compare_with_baseline,
@@ -373,3 +380,30 @@ def test_facts_survive_the_store_and_an_old_manifest_decides_nothing(tmp_path: P
     assert decode_manifest(encode_manifest(old)).facts is None
     quiet = compare_with_baseline(scan_artifact(ScanRequest(b)), old).findings
     assert [f for f in quiet if f.rule == "endpoint-added"] == []
+
+
+def test_the_decoded_run_finder_agrees_with_the_regex_search() -> None:
+    """The word-anchored finder returns what `_RUN_DECODED.search` does: the leftmost run, a word
+    inside another (`xeval(atob(`) not taken, a later one that is, several words interleaved."""
+    pieces = [
+        "eval(atob(x))",
+        "xeval(atob(y))",
+        "evaluate(",
+        "Function('a', atob(z))",
+        "exec(",
+        "exec(base64.b64decode(s))",
+        "Function(",
+        "eval (unescape(q))",
+        " ",
+        "\n",
+        "f(x);",
+        "eval(function(p,a,c,k,e,",
+        "eval(1)",
+        "myFunction(atob(1))",
+    ]
+    rng = random.Random(7)
+    for _ in range(500):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        expected = _RUN_DECODED.search(text)
+        found = _first_decoded_run(text)
+        assert (found.span() if found else None) == (expected.span() if expected else None), text
